@@ -1,0 +1,34 @@
+# The two commands: `make demo` (the main job on synthetic data) and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/demo
+DEMO_CONFIG ?= configs/demo.py
+
+.PHONY: demo test venv lint bench clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/activate requirements.txt setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR)
+
+test: venv
+	$(PY) -m pytest tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) benchmarks/pretrain_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,196 @@
+"""The record contract shared by every data set, and the TFDS builder base they all use.
+
+Every example is one window:
+
+  acc            float32 [n_imu, T, 3]   specific force in the sensor frame, m/s^2
+  gyr            float32 [n_imu, T, 3]   angular velocity in the sensor frame, rad/s
+                                         (absent when the data set has no gyroscope)
+  subject_id     int32                   unique within the data set
+  trial          int32                   trial index within the subject
+  sample_rate_hz float32
+  <target>       float32                 one scalar feature per label (labelled sets only)
+
+Data-set level facts live in the builder's metadata (``metadata.json``): the IMU site names in
+channel order, the sample rate, the window length, the target names and units, the subject names.
+Records are written as ArrayRecord (no TensorFlow) and read with ``tfds.data_source``.
+TFDS writes into an ``incomplete.*`` directory and renames it on success, so an interrupted build
+never leaves a data set that reads as complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+# The 17 MoVi sensor sites in the reference channel order (datasets.md 1.2).
+MOVI_SITES = (
+    'Hip', 'Head', 'Spine1', 'RightUpLeg', 'RightLeg', 'RightFoot', 'LeftUpLeg', 'LeftLeg',
+    'LeftFoot', 'RightShoulder', 'RightArm', 'RightForeArm', 'RightHand', 'LeftShoulder',
+    'LeftArm', 'LeftForeArm', 'LeftHand',
+)
+
+
+@dataclasses.dataclass(eq=False)
+class ImuBuilderConfig(tfds.core.BuilderConfig):
+  """Builder knobs shared by all data sets.
+
+  Attributes:
+    size: 'tiny' | 'default' | 'large' (synthetic sets: how many subjects / seconds).
+    sample_rate_hz: output rate of the windows.
+    window_length: samples per window (T).
+    window_stride: samples between window starts (0 = non-overlapping, i.e. window_length).
+    seed: generator seed (synthetic sets).
+    options: extra builder-specific options as a sorted tuple of (key, value) pairs.
+  """
+
+  size: str = 'default'
+  sample_rate_hz: float = 100.0
+  window_length: int = 128
+  window_stride: int = 0
+  seed: int = 0
+  options: tuple[tuple[str, Any], ...] = ()
+
+  def option(self, key: str, default: Any = None) -> Any:
+    return dict(self.options).get(key, default)
+
+
+def make_config(size: str = 'default', sample_rate_hz: float = 100.0, window_length: int = 128,
+                window_stride: int = 0, seed: int = 0,
+                options: Mapping[str, Any] | None = None) -> ImuBuilderConfig:
+  """A config whose name encodes every knob, so different knobs never share a directory."""
+  opts = tuple(sorted((options or {}).items()))
+  name = f'{size}_{int(round(sample_rate_hz))}hz_t{window_length}'
+  if window_stride:
+    name += f'_s{window_stride}'
+  if seed:
+    name += f'_seed{seed}'
+  for k, v in opts:
+    name += f'_{k}-{_slug(v)}'
+  return ImuBuilderConfig(name=name, size=size, sample_rate_hz=float(sample_rate_hz),
+                          window_length=int(window_length), window_stride=int(window_stride),
+                          seed=int(seed), options=opts)
+
+
+def _slug(v: Any) -> str:
+  if isinstance(v, (list, tuple)):
+    return '+'.join(_slug(x) for x in v)
+  return ''.join(c if c.isalnum() or c in '.-' else '' for c in str(v))
+
+
+def window_features(n_imu: int, window_length: int, targets: Sequence[str] = (),
+                    with_gyr: bool = True) -> tfds.features.FeaturesDict:
+  """The FeaturesDict of the record contract (module docstring)."""
+  shape = (n_imu, window_length, 3)
+  feats: dict[str, Any] = {
+      'acc': tfds.features.Tensor(shape=shape, dtype=np.float32),
+      'subject_id': np.int32,
+      'trial': np.int32,
+      'sample_rate_hz': np.float32,
+  }
+  if with_gyr:
+    feats['gyr'] = tfds.features.Tensor(shape=shape, dtype=np.float32)
+  for t in targets:
+    if t in feats:
+      raise ValueError(f'target name {t!r} collides with a record field')
+    feats[t] = np.float32
+  return tfds.features.FeaturesDict(feats)
+
+
+class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
+  """Base of every builder: subclasses set the class attributes and ``_split_generators``.
+
+  Subclasses define:
+    SITES: IMU site names in channel order (or override ``sites()``).
+    TARGETS: mapping target name -> unit string ('' for unlabelled sets).
+    WITH_GYR: whether records carry ``gyr``.
+    DESCRIPTION: one paragraph.
+  and yield examples through ``self.example(...)`` which validates them.
+  """
+
+  VERSION = tfds.core.Version('1.0.0')
+  BUILDER_CONFIG_CLS = ImuBuilderConfig
+  BUILDER_CONFIGS = [make_config('tiny'), make_config('default'), make_config('large')]
+  SITES: Sequence[str] = ()
+  TARGETS: Mapping[str, str] = {}
+  WITH_GYR: bool = True
+  DESCRIPTION: str = ''
+
+  def sites(self) -> tuple[str, ...]:
+    return tuple(self.SITES)
+
+  def extra_metadata(self) -> dict[str, Any]:
+    """Builder-specific metadata merged into metadata.json (e.g. subject names, axis mapping)."""
+    return {}
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config
+    meta = {
+        'imu_sites': list(self.sites()),
+        'sample_rate_hz': float(cfg.sample_rate_hz),
+        'window_length': int(cfg.window_length),
+        'targets': dict(self.TARGETS),
+        'with_gyr': bool(self.WITH_GYR),
+        'units': {'acc': 'm/s^2', 'gyr': 'rad/s'},
+    }
+    meta.update(self.extra_metadata())
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=self.DESCRIPTION or (self.__doc__ or '').strip(),
+        features=window_features(len(self.sites()), cfg.window_length, tuple(self.TARGETS),
+                                 self.WITH_GYR),
+        metadata=tfds.core.MetadataDict(meta),
+    )
+
+  def example(self, acc: np.ndarray, gyr: np.ndarray | None, subject_id: int, trial: int,
+              targets: Mapping[str, float] | None = None, where: str = '') -> dict[str, Any]:
+    """Validates one window against the contract; ``where`` names the source in errors."""
+    cfg = self.builder_config
+    shape = (len(self.sites()), cfg.window_length, 3)
+    ex: dict[str, Any] = {
+        'acc': check_array(acc, shape, 'acc', where),
+        'subject_id': int(subject_id),
+        'trial': int(trial),
+        'sample_rate_hz': float(cfg.sample_rate_hz),
+    }
+    if self.WITH_GYR:
+      if gyr is None:
+        raise ValueError(f'{where}: this data set needs gyr, got none')
+      ex['gyr'] = check_array(gyr, shape, 'gyr', where)
+    targets = dict(targets or {})
+    missing = set(self.TARGETS) - set(targets)
+    if missing:
+      raise ValueError(f'{where}: missing target(s) {sorted(missing)}')
+    for k in self.TARGETS:
+      v = float(targets[k])
+      if not np.isfinite(v):
+        raise ValueError(f'{where}: target {k!r} is {v}')
+      ex[k] = v
+    return ex
+
+
+def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -> np.ndarray:
+  """float32 copy of x after checking shape and finiteness; errors name the field and source."""
+  x = np.asarray(x, dtype=np.float32)
+  if x.shape != shape:
+    raise ValueError(f'{where}: field {field!r} has shape {x.shape}, expected {shape}')
+  bad = ~np.isfinite(x)
+  if bad.any():
+    idx = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(f'{where}: field {field!r} has {int(bad.sum())} NaN/Inf values '
+                     f'(first at index {idx})')
+  return x
+
+
+def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilderConfig,
+          manual_dir: str | None = None) -> str:
+  """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS)."""
+  builder = builder_cls(config=config, data_dir=os.fspath(data_dir), file_format='array_record')
+  dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+  builder.download_and_prepare(download_config=dl_config)
+  return os.fspath(builder.data_dir)
+
