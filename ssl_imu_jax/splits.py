@@ -1,0 +1,51 @@
+"""Subject-wise cross-validation folds and nested training-data fractions.
+
+A subject is the unit of splitting: every window of a subject lands on one side only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def assign_folds(subject_ids: Sequence[int], num_folds: int, seed: int) -> dict[int, int]:
+  """Random subject -> fold assignment with balanced fold sizes, fixed by ``seed``."""
+  subjects = np.unique(np.asarray(list(subject_ids), dtype=np.int64))
+  if num_folds < 2:
+    raise ValueError(f'split.num_folds must be >= 2, got {num_folds}')
+  if len(subjects) < num_folds:
+    raise ValueError(f'split.num_folds={num_folds} but the data set has only {len(subjects)} '
+                     f'subjects')
+  perm = np.random.default_rng(seed).permutation(subjects)
+  return {int(s): int(i % num_folds) for i, s in enumerate(perm)}
+
+
+def fold_indices(example_subject_ids: np.ndarray, folds: Mapping[int, int],
+                 fold: int) -> tuple[np.ndarray, np.ndarray]:
+  """Indices of the training and test windows for ``fold`` (test = subjects of that fold)."""
+  ids = np.asarray(example_subject_ids)
+  unknown = set(np.unique(ids).tolist()) - set(folds)
+  if unknown:
+    raise ValueError(f'subjects {sorted(unknown)[:5]} have no fold assignment')
+  n_folds = max(folds.values()) + 1
+  if not 0 <= fold < n_folds:
+    raise ValueError(f'split.fold={fold} out of range [0, {n_folds})')
+  test_subjects = np.array([s for s, f in folds.items() if f == fold])
+  is_test = np.isin(ids, test_subjects)
+  return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def fraction_indices(train_idx: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+  """A random subset of ``train_idx`` (at least one window), nested across fractions.
+
+  The same seed gives one fixed permutation of ``train_idx``; a fraction keeps its prefix, so
+  a smaller fraction is always a subset of a larger one.
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(f'split.fraction must be in (0, 1], got {fraction}')
+  train_idx = np.asarray(train_idx)
+  perm = np.random.default_rng(seed).permutation(len(train_idx))
+  n = max(1, int(round(fraction * len(train_idx))))
+  return np.sort(train_idx[perm[:n]])
