@@ -1,0 +1,292 @@
+"""The paper's experiment as one resumable command.
+
+Subject-wise K-fold CV x training-data fractions x {pre-trained, random} init x {linear probe,
+full fine-tune}, for every labelled data set in ``config.datasets``; then results.csv,
+summary.md (table, paired tests, data-efficiency figure) and figures in ``<workdir>/report``.
+
+Layout::
+
+  <workdir>/sweep/<dataset>/folds.json            subject -> fold, written once
+  <workdir>/sweep/<dataset>/fold<k>/frac<p>/<init>_<protocol>/
+      ...                                          the fine-tune run (checkpoints, result.json)
+      sweep_cell.json                              written atomically when the cell is done
+  <workdir>/report/                                results.csv, summary.md, *.png
+
+A cell counts as done when its ``sweep_cell.json`` exists; rerunning skips done cells, so a killed
+sweep continues where it stopped. The file also holds the cell's config: if the config changed
+since, the sweep stops with an error rather than mixing results of different settings. Every cell
+trains ``finetune.train.steps`` steps, whatever its fraction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+import data_prep
+from ssl_imu_jax import report, splits
+
+INITS = ('pretrained', 'random')
+PROTOCOLS = ('linear_probe', 'full')
+CELL_FILE = 'sweep_cell.json'
+# Config keys that do not change what a cell computes (where data live, logging).
+IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
+                          'train.prefetch', 'train.eval_batch_size'})
+
+TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
+SubjectIdsFn = Callable[[ml_collections.ConfigDict], Sequence[int]]
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Clear errors for a sweep config that cannot run (each names the key)."""
+  for key in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
+              'fraction_seed', 'init_from', 'finetune'):
+    if key not in config:
+      raise ValueError(f'sweep config lacks key config.{key}')
+  if not config.datasets:
+    raise ValueError('config.datasets is empty: name at least one labelled data set')
+  bad = [i for i in config.inits if i not in INITS]
+  if bad or not config.inits:
+    raise ValueError(f'config.inits must be a non-empty subset of {INITS}, got {config.inits}')
+  bad = [p for p in config.protocols if p not in PROTOCOLS]
+  if bad or not config.protocols:
+    raise ValueError(f'config.protocols must be a non-empty subset of {PROTOCOLS}, got '
+                     f'{config.protocols}')
+  fr = [float(f) for f in config.fractions]
+  if not fr or any(not 0.0 < f <= 1.0 for f in fr) or len(set(fr)) != len(fr):
+    raise ValueError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
+  if int(config.num_folds) < 2:
+    raise ValueError(f'config.num_folds must be >= 2, got {config.num_folds}')
+  if 'pretrained' in config.inits:
+    if not config.init_from:
+      raise ValueError("config.init_from (the pre-training checkpoint dir) is required when "
+                       "'pretrained' is in config.inits")
+    if not os.path.exists(config.init_from):
+      raise FileNotFoundError(f'config.init_from={config.init_from!r} does not exist')
+  steps = config.finetune.train.steps
+  if int(steps) < 1:
+    raise ValueError(f'config.finetune.train.steps must be >= 1, got {steps}')
+
+
+def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
+             protocol: str) -> str:
+  """``<workdir>/sweep/<dataset>/fold<k>/frac<p>/<init>_<protocol>``."""
+  return os.path.join(workdir, 'sweep', dataset, f'fold{fold}', f'frac{fraction:g}',
+                      f'{init}_{protocol}')
+
+
+def plan(config: ml_collections.ConfigDict) -> Iterator[tuple[str, int, float, str, str]]:
+  """All cells (dataset, fold, fraction, init, protocol) in run order."""
+  for dataset in config.datasets:
+    for fold in range(int(config.num_folds)):
+      for fraction in sorted(float(f) for f in config.fractions):
+        for init in config.inits:
+          for protocol in config.protocols:
+            yield dataset, fold, fraction, init, protocol
+
+
+def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, fold: int,
+                fraction: float, init: str, protocol: str) -> ml_collections.ConfigDict:
+  """The fine-tune config of one cell: ``config.finetune`` with the cell's fields set."""
+  c = config.finetune.copy_and_resolve_references()
+  c.unlock()
+  c.stage = 'finetune'
+  c.data_dir = data_dir
+  c.data.dataset = dataset
+  c.split.num_folds = int(config.num_folds)
+  c.split.fold = int(fold)
+  c.split.fold_seed = int(config.fold_seed)
+  c.split.fraction = float(fraction)
+  c.split.fraction_seed = int(config.fraction_seed)
+  c.init_from = config.init_from if init == 'pretrained' else ''
+  c.protocol = protocol
+  c.train.steps = int(config.finetune.train.steps)  # the same for every cell
+  return c
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def fingerprint(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The cell's config as flat JSON-able {key: value}, without keys that do not affect results."""
+  flat = _flatten(json.loads(cfg.to_json_best_effort()))
+  return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+  """Writes JSON to a temporary file in the same directory, then renames it over ``path``."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    json.dump(obj, f, allow_nan=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def load_done_cell(path: str, expected: Mapping[str, Any]) -> dict[str, Any] | None:
+  """The record of a completed cell, None if not done; an error if it ran with another config."""
+  marker = os.path.join(path, CELL_FILE)
+  if not os.path.exists(marker):
+    return None
+  with open(marker, encoding='utf-8') as f:
+    try:
+      done = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{marker} is not valid JSON ({e}); delete it to rerun the cell') from e
+  old = done.get('config', {})
+  diff = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
+  if diff:
+    shown = ', '.join(f'{k}: {old.get(k)!r} -> {expected.get(k)!r}' for k in diff[:5])
+    raise ValueError(f'{marker} was trained with a different config ({shown}); use a new '
+                     f'--workdir, or delete {path} to retrain this cell')
+  return done['record']
+
+
+def write_folds(path: str, folds: Mapping[int, int], meta: Mapping[str, Any]) -> None:
+  """Writes folds.json, or checks an existing one holds the same assignment."""
+  content = {**meta, 'folds': {str(s): int(f) for s, f in sorted(folds.items())}}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      old = json.load(f)
+    if old.get('folds') != content['folds']:
+      raise ValueError(f'{path} holds another fold assignment than the current data and '
+                       f'config (num_folds/fold_seed or the subjects changed); use a new --workdir')
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  atomic_write_json(path, content)
+
+
+def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
+  """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
+  import tensorflow_datasets as tfds
+
+  from data_prep import records
+
+  d = cfg.data
+  builder_cls = data_prep.get_builder_class(d.dataset)
+  bcfg = records.make_config(d.size, d.sample_rate_hz, d.window_length, d.window_stride, d.seed,
+                             dict(d.options))
+  path = records.build(builder_cls, cfg.data_dir, bcfg, d.manual_dir or None)
+  sources = tfds.builder_from_directory(path).as_data_source()
+  if d.split not in sources:
+    raise ValueError(f'data set {d.dataset!r} at {path} has no split {d.split!r} '
+                     f'(config.finetune.data.split); it has {sorted(sources)}')
+  src = sources[d.split]
+  ids = np.empty(len(src), dtype=np.int64)
+  for start in range(0, len(src), 1024):
+    chunk = src.__getitems__(list(range(start, min(start + 1024, len(src)))))
+    ids[start:start + len(chunk)] = [int(ex['subject_id']) for ex in chunk]
+  return ids
+
+
+def _default_train_fn() -> TrainFn:
+  from ssl_imu_jax import finetune
+  return finetune.train_and_evaluate
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | None = None,
+        subject_ids_fn: SubjectIdsFn | None = None) -> str:
+  """Runs (or resumes) every cell, writes the report, prints the table; returns the report dir.
+
+  Args:
+    config: the sweep config (configs/sweep.py).
+    workdir: run directory; cells go to <workdir>/sweep, the report to <workdir>/report.
+    train_fn: ``(finetune_config, cell_workdir) -> result`` (default finetune.train_and_evaluate).
+    subject_ids_fn: ``finetune_config -> subject id per window`` used for folds.json
+      (default: read from the TFDS data set).
+  """
+  validate_config(config)
+  workdir = os.fspath(workdir)
+  data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
+  train_fn = train_fn or _default_train_fn()
+  subject_ids_fn = subject_ids_fn or dataset_subject_ids
+  cells = list(plan(config))
+  os.makedirs(os.path.join(workdir, 'sweep'), exist_ok=True)
+  atomic_write_json(os.path.join(workdir, 'sweep', 'sweep_config.json'),
+                    json.loads(config.to_json_best_effort()))
+  records: list[dict[str, Any]] = []
+  folds_of: dict[str, dict[int, int]] = {}
+  n_trained = n_skipped = 0
+  seconds = 0.0
+  for i, (dataset, fold, fraction, init, protocol) in enumerate(cells, start=1):
+    cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol)
+    if dataset not in folds_of:
+      ids = subject_ids_fn(cfg)
+      folds = splits.assign_folds(ids, int(config.num_folds), int(config.fold_seed))
+      write_folds(os.path.join(workdir, 'sweep', dataset, 'folds.json'), folds,
+                  {'dataset': dataset, 'num_folds': int(config.num_folds),
+                   'fold_seed': int(config.fold_seed)})
+      folds_of[dataset] = folds
+    path = cell_dir(workdir, dataset, fold, fraction, init, protocol)
+    name = f'{dataset} fold{fold} frac{fraction:g} {init}_{protocol}'
+    expected = fingerprint(cfg)
+    rec = load_done_cell(path, expected)
+    if rec is not None:
+      n_skipped += 1
+      print(f'[{i}/{len(cells)}] {name}: done before, skipped', flush=True)
+    else:
+      os.makedirs(path, exist_ok=True)
+      t0 = time.time()
+      try:
+        result = train_fn(cfg, path)
+      except Exception as e:
+        e.add_note(f'in sweep cell {name} ({path}); rerun to resume from this cell')
+        raise
+      rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
+                               fraction=fraction, fold=fold, steps=int(cfg.train.steps))
+      _check_cell_subjects(rec, folds_of[dataset], fold, name)
+      atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
+      n_trained += 1
+      seconds += time.time() - t0
+      left = sum(1 for c in cells[i:] if not os.path.exists(os.path.join(cell_dir(workdir, *c),
+                                                                          CELL_FILE)))
+      r = report.results_frame([rec])
+      r = r[r.subject == report.ALL].pearson_r.to_numpy()
+      print(f'[{i}/{len(cells)}] {name}: r = {_fmt_list(r)} ({time.time() - t0:.1f} s; about '
+            f'{left * seconds / n_trained / 60:.1f} min left)', flush=True)
+    records.append(rec)
+  report_dir = os.path.join(workdir, 'report')
+  notes = [
+      f'Data sets: {", ".join(config.datasets)}; {int(config.num_folds)}-fold subject-wise CV '
+      f'(fold_seed {int(config.fold_seed)}; assignment in sweep/<dataset>/folds.json).',
+      f'Training fractions {", ".join(f"{float(f):g}" for f in sorted(config.fractions))} of the '
+      f'training windows, nested (fraction_seed {int(config.fraction_seed)}).',
+      f'Inits: {", ".join(config.inits)}'
+      + (f' (pre-trained from {config.init_from})' if 'pretrained' in config.inits else '')
+      + f'; protocols: {", ".join(config.protocols)}.',
+      f'{len(cells)} cells: {n_trained} trained in this run, {n_skipped} reused from earlier runs.',
+  ]
+  table = report.write_report(records, report_dir, title='Sweep results', notes=notes)
+  print(table, flush=True)
+  print(f'report: {report_dir}', flush=True)
+  return report_dir
+
+
+def _fmt_list(x: np.ndarray) -> str:
+  return ', '.join('nan' if not math.isfinite(v) else f'{v:.3f}' for v in x)
+
+
+def _check_cell_subjects(rec: Mapping[str, Any], folds: Mapping[int, int], fold: int,
+                         name: str) -> None:
+  """The cell tested exactly the subjects folds.json puts in its fold, and trained on none."""
+  want = sorted(s for s, f in folds.items() if f == fold)
+  if sorted(rec['test_subjects']) != want:
+    raise ValueError(f'cell {name}: fine-tuning tested subjects {rec["test_subjects"]} but '
+                     f'folds.json puts {want} in fold {fold} (fold assignment disagrees)')
+  leaked = [s for s in rec['train_subjects'] if folds.get(int(s)) == fold]
+  if leaked:
+    raise ValueError(f'cell {name}: test-fold subject(s) {leaked} were in the training set')

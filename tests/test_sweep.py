@@ -1,0 +1,195 @@
+"""Tests of the sweep orchestration with a fake fine-tune function (no training)."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import sweep as sweep_config
+from data_prep import records
+from ssl_imu_jax import splits, sweep
+
+N_SUBJECTS = 7
+WINDOWS = 4  # per subject
+SUBJECT_IDS = np.repeat(np.arange(100, 100 + N_SUBJECTS), WINDOWS)
+
+
+class FakeTrain:
+  """Stands in for finetune.train_and_evaluate: real splits, fake predictions, counts calls."""
+
+  def __init__(self, fail_after=None):
+    self.calls = []
+    self.fail_after = fail_after
+
+  def __call__(self, cfg, workdir):
+    if self.fail_after is not None and len(self.calls) >= self.fail_after:
+      raise RuntimeError('killed')
+    self.calls.append((cfg, workdir))
+    s = cfg.split
+    folds = splits.assign_folds(SUBJECT_IDS, s.num_folds, s.fold_seed)
+    train_idx, test_idx = splits.fold_indices(SUBJECT_IDS, folds, s.fold)
+    train_idx = splits.fraction_indices(train_idx, s.fraction, s.fraction_seed)
+    rng = np.random.default_rng([s.fold, int(s.fraction * 100), len(cfg.init_from), len(workdir)])
+    y_true = rng.normal(3.0, 0.5, (len(test_idx), 1))
+    noise = (0.1 if cfg.init_from else 0.4) / np.sqrt(s.fraction)
+    return {
+        'predictions': {'subject_id': SUBJECT_IDS[test_idx], 'y_true': y_true,
+                        'y_pred': y_true + rng.normal(0, noise, y_true.shape)},
+        'targets': ['peak_kfm'], 'units': ['%BW*BH'],
+        'n_train': len(train_idx), 'n_test': len(test_idx),
+        'train_subjects': sorted(set(SUBJECT_IDS[train_idx].tolist())),
+        'test_subjects': sorted(set(SUBJECT_IDS[test_idx].tolist())),
+        'metrics': {},
+    }
+
+
+def make_config(tmp_path, **kw):
+  c = sweep_config.get_config('tiny')
+  c.datasets = ('toy_a', 'toy_b')
+  c.num_folds = 3
+  c.fractions = (1.0, 0.5)
+  c.init_from = str(tmp_path / 'ckpt')
+  os.makedirs(c.init_from, exist_ok=True)
+  c.finetune.train.steps = 7
+  for k, v in kw.items():
+    setattr(c, k, v)
+  return c
+
+
+def subject_ids_fn(cfg):
+  return SUBJECT_IDS
+
+
+N_CELLS = 2 * 3 * 2 * 2 * 2  # datasets x folds x fractions x inits x protocols
+
+
+def test_sweep_runs_every_cell_once_with_same_steps(tmp_path, capsys):
+  fake = FakeTrain()
+  cfg = make_config(tmp_path)
+  report_dir = sweep.run(cfg, str(tmp_path / 'w'), train_fn=fake, subject_ids_fn=subject_ids_fn)
+  assert report_dir == str(tmp_path / 'w' / 'report')
+  assert len(fake.calls) == N_CELLS
+  assert len({wd for _, wd in fake.calls}) == N_CELLS
+  assert {c.train.steps for c, _ in fake.calls} == {7}
+  for c, wd in fake.calls:
+    init = 'pretrained' if c.init_from else 'random'
+    assert wd == sweep.cell_dir(str(tmp_path / 'w'), c.data.dataset, c.split.fold,
+                                c.split.fraction, init, c.protocol)
+    assert c.init_from in ('', cfg.init_from)
+    assert c.data_dir == str(tmp_path / 'w' / 'tfds')
+  assert os.path.isdir(tmp_path / 'w' / 'sweep' / 'toy_a' / 'fold2' / 'frac0.5' / 'random_full')
+  out = capsys.readouterr().out
+  assert 'pretrained / full' in out and 'data efficiency, full' in out
+
+
+def test_folds_json_puts_each_subject_in_one_fold(tmp_path):
+  sweep.run(make_config(tmp_path), str(tmp_path / 'w'), train_fn=FakeTrain(),
+            subject_ids_fn=subject_ids_fn)
+  with open(tmp_path / 'w' / 'sweep' / 'toy_a' / 'folds.json') as f:
+    saved = json.load(f)
+  folds = {int(s): f for s, f in saved['folds'].items()}
+  assert folds == splits.assign_folds(SUBJECT_IDS, 3, 0)
+  assert set(folds) == set(SUBJECT_IDS.tolist())
+  # Every subject is tested in exactly one fold, the one folds.json names, and never trained on
+  # in that fold.
+  with open(tmp_path / 'w' / 'report' / 'results.csv') as f:
+    rows = [r for r in csv.DictReader(f) if r['subject'] != 'all' and r['task'] == 'toy_a']
+  tested = {}
+  for r in rows:
+    tested.setdefault(int(r['subject']), set()).add(int(r['fold']))
+  assert tested == {s: {f} for s, f in folds.items()}
+
+
+def test_resume_skips_completed_cells(tmp_path):
+  cfg = make_config(tmp_path)
+  killed = FakeTrain(fail_after=10)
+  with pytest.raises(RuntimeError, match='killed') as info:
+    sweep.run(cfg, str(tmp_path / 'w'), train_fn=killed, subject_ids_fn=subject_ids_fn)
+  assert any('rerun to resume' in n for n in info.value.__notes__)
+  markers = [os.path.join(d, sweep.CELL_FILE) for d in {wd for _, wd in killed.calls}]
+  assert len(markers) == 10 and all(os.path.exists(m) for m in markers)
+  resumed = FakeTrain()
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=resumed, subject_ids_fn=subject_ids_fn)
+  assert len(resumed.calls) == N_CELLS - 10
+  assert not {wd for _, wd in resumed.calls} & {wd for _, wd in killed.calls}
+  again = FakeTrain()
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=again, subject_ids_fn=subject_ids_fn)
+  assert again.calls == []
+  with open(tmp_path / 'w' / 'report' / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  # One pooled row per cell plus one row per test subject (each subject once per fold set).
+  assert len([r for r in rows if r['subject'] == 'all']) == N_CELLS
+  assert len(rows) == N_CELLS + 2 * 2 * 2 * 2 * N_SUBJECTS
+  leftovers = [f for _, _, fs in os.walk(tmp_path / 'w') for f in fs if '.tmp' in f]
+  assert leftovers == []
+  for name in ('toy_a_data_efficiency.png', 'toy_b_scatter.png'):
+    assert (tmp_path / 'w' / 'report' / name).stat().st_size > 5000
+
+
+def test_changed_config_is_an_error_not_a_silent_mix(tmp_path):
+  cfg = make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,))
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  cfg.finetune.train.steps = 8
+  with pytest.raises(ValueError, match=r'train.steps: 7 -> 8'):
+    sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  cfg.finetune.train.steps = 7
+  cfg.fold_seed = 1
+  with pytest.raises(ValueError, match='another fold assignment'):
+    sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+
+
+def test_fold_mismatch_between_sweep_and_finetune_is_caught(tmp_path):
+  def shifted(cfg):
+    return SUBJECT_IDS + 1000  # the sweep sees other subjects than fine-tuning does
+
+  with pytest.raises(ValueError, match='fold assignment disagrees'):
+    sweep.run(make_config(tmp_path), str(tmp_path / 'w'), train_fn=FakeTrain(),
+              subject_ids_fn=shifted)
+
+
+def test_config_validation(tmp_path):
+  cfg = make_config(tmp_path, init_from='')
+  with pytest.raises(ValueError, match='config.init_from'):
+    sweep.validate_config(cfg)
+  cfg = make_config(tmp_path, init_from=str(tmp_path / 'missing'))
+  with pytest.raises(FileNotFoundError, match='config.init_from'):
+    sweep.validate_config(cfg)
+  sweep.validate_config(make_config(tmp_path, init_from='', inits=('random',)))
+  with pytest.raises(ValueError, match='config.fractions'):
+    sweep.validate_config(make_config(tmp_path, fractions=(0.0, 1.0)))
+  with pytest.raises(ValueError, match='config.protocols'):
+    sweep.validate_config(make_config(tmp_path, protocols=('frozen',)))
+  c = sweep_config.get_config('default')
+  assert c.stage == 'sweep' and c.fractions == (0.05, 0.1, 0.25, 0.5, 1.0)
+  assert c.num_folds == 5 and c.inits == ('pretrained', 'random')
+  assert c.protocols == ('linear_probe', 'full') and c.finetune.stage == 'finetune'
+
+
+class TinyBuilder(records.ImuWindowBuilder):
+  """Three subjects with 2, 3 and 1 windows."""
+
+  SITES = ('shank',)
+  TARGETS = {'y': 'BW'}
+  WITH_GYR = False
+
+  def _split_generators(self, dl_manager):
+    return {'train': self._generate_examples()}
+
+  def _generate_examples(self):
+    t = self.builder_config.window_length
+    for i, s in enumerate([3, 3, 5, 5, 5, 9]):
+      yield i, self.example(np.full((1, t, 3), float(i)), None, s, 0, {'y': 1.0}, f'window {i}')
+
+
+def test_dataset_subject_ids_reads_tfds(tmp_path, monkeypatch):
+  monkeypatch.setattr(sweep.data_prep, 'get_builder_class', lambda name: TinyBuilder)
+  cfg = sweep.cell_config(make_config(tmp_path), str(tmp_path / 'tfds'), 'tiny_builder', 0, 1.0,
+                          'random', 'full')
+  cfg.data.window_length = 8
+  ids = sweep.dataset_subject_ids(cfg)
+  assert sorted(ids.tolist()) == [3, 3, 5, 5, 5, 9]
+  cfg.data.split = 'test'
+  with pytest.raises(ValueError, match="no split 'test'"):
+    sweep.dataset_subject_ids(cfg)
