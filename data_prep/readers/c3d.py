@@ -61,12 +61,18 @@ def write_c3d_analogs(path: str | os.PathLike, channels: Mapping[str, np.ndarray
 
   names = list(channels)
   data = np.stack([np.asarray(channels[n], dtype=np.float64) for n in names])  # [C, T]
+  point_rate_hz = float(point_rate_hz or sample_rate_hz)
+  ratio = sample_rate_hz / point_rate_hz
+  n_frames = data.shape[1] / ratio
+  if ratio < 1 or abs(ratio - round(ratio)) > 1e-9 or abs(n_frames - round(n_frames)) > 1e-9:
+    raise ValueError(f'{path}: analog rate {sample_rate_hz} must be an integer multiple of the '
+                     f'point rate {point_rate_hz} and the sample count a multiple of the ratio')
   c = ezc3d.c3d()
-  c['parameters']['POINT']['RATE']['value'] = [float(point_rate_hz or sample_rate_hz)]
+  c['parameters']['POINT']['RATE']['value'] = [point_rate_hz]
   c['parameters']['POINT']['LABELS']['value'] = ()
   c['parameters']['ANALOG']['RATE']['value'] = [float(sample_rate_hz)]
   c['parameters']['ANALOG']['LABELS']['value'] = tuple(names)
   c['parameters']['ANALOG']['UNITS']['value'] = tuple((units or {}).get(n, '') for n in names)
   c['data']['analogs'] = data[None]
-  c['data']['points'] = np.zeros((4, 0, data.shape[1]))
+  c['data']['points'] = np.zeros((4, 0, int(round(n_frames))))
   c.write(os.fspath(path))
