@@ -30,7 +30,6 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-import data_prep
 from ssl_imu_jax import report, splits
 
 INITS = ('pretrained', 'random')
@@ -174,13 +173,10 @@ def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
   import tensorflow_datasets as tfds
 
-  from data_prep import records
+  from ssl_imu_jax import input_pipeline
 
   d = cfg.data
-  builder_cls = data_prep.get_builder_class(d.dataset)
-  bcfg = records.make_config(d.size, d.sample_rate_hz, d.window_length, d.window_stride, d.seed,
-                             dict(d.options))
-  path = records.build(builder_cls, cfg.data_dir, bcfg, d.manual_dir or None)
+  path = input_pipeline.ensure_built(d, cfg.data_dir)
   sources = tfds.builder_from_directory(path).as_data_source()
   if d.split not in sources:
     raise ValueError(f'data set {d.dataset!r} at {path} has no split {d.split!r} '

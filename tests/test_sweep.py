@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+import data_prep
 from configs import sweep as sweep_config
 from data_prep import records
 from ssl_imu_jax import splits, sweep
@@ -184,7 +185,7 @@ class TinyBuilder(records.ImuWindowBuilder):
 
 
 def test_dataset_subject_ids_reads_tfds(tmp_path, monkeypatch):
-  monkeypatch.setattr(sweep.data_prep, 'get_builder_class', lambda name: TinyBuilder)
+  monkeypatch.setattr(data_prep, 'get_builder_class', lambda name: TinyBuilder)
   cfg = sweep.cell_config(make_config(tmp_path), str(tmp_path / 'tfds'), 'tiny_builder', 0, 1.0,
                           'random', 'full')
   cfg.data.window_length = 8
