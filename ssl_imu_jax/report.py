@@ -33,6 +33,9 @@ RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_su
 INIT_ORDER = ('pretrained', 'random')
 PROTOCOL_ORDER = ('linear_probe', 'full')
 ALL = 'all'
+# A subject's r from fewer windows is left out of the paired test over subjects (with 2 windows
+# r is always +-1).
+MIN_SUBJECT_WINDOWS = 3
 
 
 def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: str,
@@ -160,7 +163,8 @@ def paired_test_rows(df: pd.DataFrame, task: str, target: str,
       for over, part in (('folds', cell[cell.subject == ALL]),
                          ('subjects', cell[cell.subject != ALL])):
         key = ['fold'] if over == 'folds' else ['fold', 'subject']
-        wide = part.pivot(index=key, columns='init', values=metric)
+        values = part[metric].where(part.n_test >= MIN_SUBJECT_WINDOWS)
+        wide = part.assign(**{metric: values}).pivot(index=key, columns='init', values=metric)
         if not {'pretrained', 'random'} <= set(wide.columns):
           continue
         wil, tt = stats.paired_tests(wide['pretrained'].to_numpy(), wide['random'].to_numpy(),
@@ -205,7 +209,7 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
       "(subject = 'all'); rrmse = RMSE / (max - min of the true values in those rows) x 100.",
       '- Paired tests are two-sided, pre-trained minus random init with the same protocol and '
       'fraction; over folds they pair the pooled r of each fold, over subjects the r of each '
-      "test subject's windows.",
+      f"test subject's windows (subjects with < {MIN_SUBJECT_WINDOWS} test windows left out).",
       '',
   ]
   printed = []
@@ -214,10 +218,14 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
     for target in list(dict.fromkeys(tdf.target)):
       unit = tdf[tdf.target == target].unit.iloc[0]
       heading = f'{task}: {target}' + (f' ({unit})' if unit else '')
-      n_sub = tdf[(tdf.target == target) & (tdf.subject != ALL)].subject.nunique()
+      subj = tdf[(tdf.target == target) & (tdf.subject != ALL)]
+      n_sub = subj.subject.nunique()
+      per_subject = subj.drop_duplicates(['fold', 'subject']).n_test
+      windows = (f' Test windows per subject: min {per_subject.min()}, median '
+                 f'{per_subject.median():g}, max {per_subject.max()}.' if n_sub else '')
       r_table = metric_table(df, task, target)
       md += [f'## {heading}', '',
-             f'{tdf.fold.nunique()} fold(s), {n_sub} test subject(s).', '',
+             f'{tdf.fold.nunique()} fold(s), {n_sub} test subject(s).{windows}', '',
              '### Pearson r (mean ± sd over folds)', '', r_table, '',
              f'### RMSE in {unit or "label units"} (mean ± sd over folds)', '',
              metric_table(df, task, target, 'rmse', 4), '']

@@ -13,12 +13,14 @@ FOLDS = {s: s % 5 for s in SUBJECTS}
 WINDOWS_PER_SUBJECT = 6
 
 
-def fake_result(fold, fraction, init, protocol, targets=('peak_vgrf',), units=('BW',), seed=0):
+def fake_result(fold, fraction, init, protocol, targets=('peak_vgrf',), units=('BW',), seed=0,
+                short_subject=None):
   """A train_and_evaluate-shaped result: better with pre-training and with more data."""
   rng = np.random.default_rng([fold, int(fraction * 100), len(init), len(protocol), seed])
   test = [s for s in SUBJECTS if FOLDS[s] == fold]
   train = [s for s in SUBJECTS if FOLDS[s] != fold]
-  sid = np.repeat(test, WINDOWS_PER_SUBJECT)
+  counts = [2 if s == short_subject else WINDOWS_PER_SUBJECT for s in test]
+  sid = np.repeat(test, counts)
   y_true = rng.normal(2.0, 0.3, size=(len(sid), len(targets)))
   noise = (0.05 if init == 'pretrained' else 0.2) / np.sqrt(fraction)
   y_pred = y_true + rng.normal(0, noise, size=y_true.shape)
@@ -129,3 +131,15 @@ def test_make_record_errors():
     report.make_record(bad, task='toy', init='random', protocol='full', fraction=1.0, fold=0)
   with pytest.raises(ValueError, match='no cell records'):
     report.write_results([], '/nonexistent')
+
+
+def test_subjects_with_too_few_windows_are_left_out_of_subject_pairs(tmp_path):
+  recs = sweep_records(short_subject=4)
+  report.write_results(recs, str(tmp_path))
+  df = report.results_frame(recs)
+  rows = report.paired_test_rows(df, 'toy', 'peak_vgrf')
+  subj_rows = [r for r in rows if r[2] == 'subjects']
+  assert subj_rows and all(r[3] == '9' for r in subj_rows)
+  assert all('1 pair(s) with NaN dropped' in r[9] for r in subj_rows)
+  md = (tmp_path / 'summary.md').read_text()
+  assert 'Test windows per subject: min 2, median 6, max 6.' in md
