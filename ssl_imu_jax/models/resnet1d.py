@@ -16,7 +16,8 @@ def norm_layer(kind: str, train: bool, dtype, name: str | None = None, zero_init
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                         scale_init=scale_init, name=name)
   if kind == 'group':
-    return nn.GroupNorm(num_groups=None, group_size=8, dtype=dtype, scale_init=scale_init, name=name)
+    return nn.GroupNorm(num_groups=None, group_size=8, dtype=dtype, scale_init=scale_init,
+                        name=name)
   raise ValueError(f"model.encoder.norm must be 'batch' or 'group', got {kind!r}")
 
 

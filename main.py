@@ -1,0 +1,35 @@
+r"""Runs one stage of ssl_imu_jax; the config says which.
+
+  python main.py --config=configs/demo.py:tiny --workdir=runs/demo_tiny
+  python main.py --config=configs/pretrain.py --workdir=runs/pre --config.train.steps=10000
+
+Stages: prepare | pretrain | finetune | sweep | evaluate | embed | demo.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from ssl_imu_jax import stages
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for data, checkpoints and reports.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from ssl_imu_jax import parallel
+
+  parallel.maybe_initialize_distributed()
+  logging.set_verbosity(logging.WARNING)
+  stages.run(_CONFIG.value, os.path.abspath(_WORKDIR.value))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,145 @@
+"""Orbax checkpoints: the train state plus a JSON record (config, step, data position, stats).
+
+Layout: ``<run>/checkpoints/<step>/{state,meta}`` and ``<run>/checkpoints/config.json``.
+Orbax writes each step into a temporary directory and renames it when complete, so a killed run
+never leaves a checkpoint that restores half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = 'config.json'
+
+
+class Checkpointer:
+  """Save / restore of one run's checkpoints with an Orbax ``CheckpointManager``."""
+
+  def __init__(self, directory: str, max_to_keep: int = 2):
+    self.directory = os.path.abspath(directory)
+    self._mngr = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict[str, Any], wait: bool = False) -> None:
+    self._mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_jsonable(meta))), force=True)
+    if wait:
+      self._mngr.wait_until_finished()
+
+  def restore(self, target_state: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Restores into the structure, dtypes and shardings of ``target_state``."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint in {self.directory}')
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+    try:
+      out = self._mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except (ValueError, KeyError) as e:
+      raise ValueError(f'checkpoint {self.directory}/{step} does not match the model built '
+                       f'from the config: {e}') from e
+    return out['state'], dict(out['meta'])
+
+  def write_config(self, config_json: str) -> None:
+    write_text_atomic(os.path.join(self.directory, CONFIG_FILE), config_json)
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def find_checkpoint_dir(path: str) -> str:
+  """Accepts a run dir (with ``checkpoints/``) or the checkpoints dir itself."""
+  path = os.path.abspath(os.path.expanduser(path))
+  for cand in (path, os.path.join(path, 'checkpoints'), os.path.join(path, 'pretrain',
+                                                                     'checkpoints')):
+    if os.path.isdir(cand) and any(d.isdigit() for d in os.listdir(cand)):
+      return cand
+  raise FileNotFoundError(f'config key init_from: no Orbax checkpoint under {path} (expected '
+                          f'<dir>/<step>/ or <dir>/checkpoints/<step>/ from a pretrain run)')
+
+
+def read_meta(ckpt_dir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
+  """(step, meta) of the latest (or given) checkpoint without restoring arrays."""
+  mngr = ocp.CheckpointManager(ckpt_dir)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpt_dir}')
+  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  mngr.close()
+  return step, dict(meta)
+
+
+def restore_subtrees(ckpt_dir: str, step: int, target: dict[str, Any]) -> dict[str, Any]:
+  """Restores only the subtrees of the saved state named in ``target`` (e.g. the encoders).
+
+  ``target`` mirrors the saved TrainState fields, e.g. {'params': {'acc_encoder': ...},
+  'batch_stats': {...}}; shapes must match exactly, otherwise a ValueError names the mismatch.
+  """
+  mngr = ocp.CheckpointManager(ckpt_dir)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True)))
+  except (ValueError, KeyError) as e:
+    raise ValueError(f'checkpoint {ckpt_dir}/{step}: its encoder does not match the model built '
+                     f'from the config: {e}') from e
+  finally:
+    mngr.close()
+  restored = out['state']
+  for path, want, got in _paired_leaves(target, restored):
+    if tuple(np.shape(got)) != tuple(np.shape(want)):
+      raise ValueError(f'checkpoint {ckpt_dir}/{step}: {path} has shape {np.shape(got)}, the '
+                       f'model expects {np.shape(want)}')
+  return restored
+
+
+def _paired_leaves(a, b):
+  la = jax.tree_util.tree_flatten_with_path(a)[0]
+  lb = jax.tree_util.tree_flatten_with_path(b)[0]
+  if len(la) != len(lb):
+    raise ValueError(f'restored tree has {len(lb)} leaves, expected {len(la)}')
+  for (pa, va), (_, vb) in zip(la, lb, strict=True):
+    yield jax.tree_util.keystr(pa), va, vb
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True))
+
+
+def _jsonable(obj: Any) -> Any:
+  if isinstance(obj, dict):
+    return {str(k): _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(v) for v in obj]
+  if isinstance(obj, (np.integer,)):
+    return int(obj)
+  if isinstance(obj, (np.floating,)):
+    return float(obj)
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  return obj

@@ -1,0 +1,238 @@
+"""Supervised fine-tuning on one subject-wise CV fold, from a pre-trained encoder or random init.
+
+``train_and_evaluate(config, workdir, data_dir)`` trains, evaluates the held-out subjects in the
+label's units and writes ``<workdir>/result.json`` (atomically: its presence means the cell is
+complete).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ssl_imu_jax import (
+    checkpointing,
+    input_pipeline,
+    losses,
+    metrics,
+    parallel,
+    splits,
+    train_state,
+    trainer,
+)
+from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax.models import ENCODERS, RegressionModel
+from ssl_imu_jax.models.ssl_imu import dtype_from_name
+from ssl_imu_jax.pretrain import apply_augmentation, init_state, normalize
+
+RESULT_FILE = 'result.json'
+
+
+def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.ConfigDict,
+                num_targets: int, use_gyr: bool) -> RegressionModel:
+  if config.protocol not in ('full', 'linear_probe'):
+    raise ValueError(f"config key protocol must be 'full' or 'linear_probe', got "
+                     f'{config.protocol!r}')
+  return RegressionModel(encoder=encoder_cfg, head_dims=tuple(config.model.head_dims),
+                         num_targets=num_targets, use_gyr=use_gyr,
+                         freeze_encoder=config.protocol == 'linear_probe',
+                         dropout_rate=config.model.dropout_rate,
+                         dtype=dtype_from_name(config.train.compute_dtype))
+
+
+def _inputs(batch, stats, use_gyr):
+  acc = normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
+  gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std']) if use_gyr else batch['gyr']
+  return acc, gyr
+
+
+def make_train_step(config, model: RegressionModel, tx, schedule, stats, target_stats):
+  """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets."""
+  y_mean = jnp.asarray(target_stats['mean'], jnp.float32)
+  y_std = jnp.asarray(target_stats['std'], jnp.float32)
+
+  def step(state, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    aug_rng, drop_rng = jax.random.split(rng)
+    acc, gyr = batch['acc'], batch['gyr']
+    if model.use_gyr:
+      acc, gyr = apply_augmentation(aug_rng, acc, gyr, config.augment)
+    acc, gyr = _inputs({'acc': acc, 'gyr': gyr}, stats, model.use_gyr)
+    y = (batch['targets'] - y_mean) / y_std
+
+    def loss_fn(params):
+      pred, new_vars = model.apply({'params': params, 'batch_stats': state.batch_stats}, acc, gyr,
+                                   train=True, mutable=['batch_stats'], rngs={'dropout': drop_rng})
+      return losses.mse(pred, y), new_vars.get('batch_stats', state.batch_stats)
+
+    (loss, bstats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=bstats,
+                              opt_state=opt_state)
+    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
+                       'param_norm': optax.global_norm(params),
+                       'update_norm': optax.global_norm(updates),
+                       'learning_rate': schedule(state.step)}
+
+  return step
+
+
+def make_predict_step(model: RegressionModel, stats, target_stats):
+  """Predictions in the label's units (de-standardised)."""
+  y_mean = jnp.asarray(target_stats['mean'], jnp.float32)
+  y_std = jnp.asarray(target_stats['std'], jnp.float32)
+
+  def predict(state, batch):
+    acc, gyr = _inputs(batch, stats, model.use_gyr)
+    pred = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, acc, gyr,
+                       train=False)
+    return pred * y_std + y_mean
+
+  return predict
+
+
+def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
+  ckpt_dir = checkpointing.find_checkpoint_dir(init_from)
+  step, meta = checkpointing.read_meta(ckpt_dir)
+  if meta.get('kind') != 'pretrain':
+    raise ValueError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
+                     f'expected a pre-training checkpoint')
+  return ckpt_dir, step, meta
+
+
+def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_dir: str) -> None:
+  """The encoder only makes sense on windows of the rate and length it was trained on."""
+  d = meta['dataset']
+  if abs(float(d['sample_rate_hz']) - ws.sample_rate_hz) > 1e-6:
+    raise ValueError(f'{ckpt_dir} was pre-trained at {d["sample_rate_hz"]} Hz but {ws.path} is at '
+                     f'{ws.sample_rate_hz} Hz (config key data.sample_rate_hz)')
+  if int(d['window_length']) != ws.window_length:
+    raise ValueError(f'{ckpt_dir} was pre-trained on {d["window_length"]}-sample windows but '
+                     f'{ws.path} has {ws.window_length} (config key data.window_length)')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       data_dir: str | None = None) -> dict[str, Any]:
+  """Fine-tunes on the training subjects of ``config.split.fold``; evaluates its test subjects."""
+  os.makedirs(workdir, exist_ok=True)
+  data_dir = data_dir or input_pipeline.resolve_data_dir(config, workdir)
+  path = input_pipeline.ensure_built(config.data, data_dir)
+  ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
+                                 config.data.use_gyr)
+  input_pipeline.check_matches(ws, config.data)
+  if not ws.target_names:
+    raise ValueError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
+  use_gyr = ws.gyr is not None
+
+  folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
+  checkpointing.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
+  train_idx, test_idx = splits.fold_indices(ws.subject_id, folds, config.split.fold)
+  train_idx = splits.fraction_indices(train_idx, config.split.fraction,
+                                      config.split.fraction_seed)
+  train_subjects = sorted(set(ws.subject_id[train_idx].tolist()))
+  test_subjects = sorted(set(ws.subject_id[test_idx].tolist()))
+  assert not set(train_subjects) & set(test_subjects)
+
+  encoder_cfg = config.model.encoder
+  pre = None
+  if config.init_from:
+    ckpt_dir, pstep, pmeta = pretrained_info(config.init_from)
+    check_compatible(pmeta, ws, ckpt_dir)
+    encoder_cfg = ml_collections.ConfigDict(pmeta['encoder'])
+    pre = (ckpt_dir, pstep, pmeta)
+  stats = input_pipeline.fit_input_stats(ws, train_idx)
+  target_stats = input_pipeline.fit_target_stats(ws, train_idx)
+
+  mesh = parallel.make_mesh()
+  parallel.check_batch(config.train.batch_size, mesh)
+  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+  model = build_model(config, encoder_cfg, len(ws.target_names), use_gyr)
+  frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
+  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps, frozen)
+  state = init_state(config, model, tx, (1,) + ws.acc.shape[1:], mesh)
+  if pre is not None:
+    state = load_encoders(state, tx, pre[0], pre[1], rep)
+
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule, stats, target_stats),
+                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
+  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
+  meta = {'kind': 'finetune', 'config': config.to_dict(), 'normalization': stats,
+          'target_normalization': target_stats, 'targets': list(ws.target_names),
+          'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
+          'train_subjects': train_subjects, 'test_subjects': test_subjects}
+  writer = MetricWriter(workdir, config.train.steps, config.train.progress,
+                        tag=f'finetune {config.data.dataset} fold{config.split.fold}')
+  batches = functools.partial(input_pipeline.train_iterator, ws, train_idx,
+                              config.train.batch_size, config.seed, num_steps=config.train.steps,
+                              sharding=dsh, prefetch=config.train.prefetch)
+  state, last = trainer.train_loop(
+      state=state, step_fn=step_fn, rng=jax.random.key(config.seed), total_steps=config.train.steps,
+      batches=lambda start: batches(start_step=start), ckpt=ckpt, meta=meta, writer=writer,
+      log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every)
+  writer.close()
+  ckpt.close()
+
+  predict = jax.jit(make_predict_step(model, stats, target_stats), in_shardings=(rep, dsh))
+  y_pred = predict_windows(predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
+  y_true = ws.targets[test_idx]
+  result = {
+      'dataset': config.data.dataset,
+      'targets': list(ws.target_names),
+      'units': list(ws.target_units),
+      'init': 'pretrained' if pre else 'random',
+      'protocol': config.protocol,
+      'fold': int(config.split.fold),
+      'fraction': float(config.split.fraction),
+      'n_train': int(len(train_idx)),
+      'n_test': int(len(test_idx)),
+      'train_subjects': train_subjects,
+      'test_subjects': test_subjects,
+      'train_loss': last.get('loss', float('nan')),
+      'metrics': {t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
+                  for k, t in enumerate(ws.target_names)},
+      'predictions': {'subject_id': ws.subject_id[test_idx].tolist(),
+                      'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
+  }
+  checkpointing.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
+  result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
+  return result
+
+
+def load_encoders(state, tx, ckpt_dir: str, step: int, rep) -> train_state.TrainState:
+  """Copies the pre-trained encoders (params + BatchNorm statistics) into a fresh state."""
+  names = [k for k in ENCODERS if k in state.params]
+  target = {'params': {k: state.params[k] for k in names}}
+  if state.batch_stats:
+    target['batch_stats'] = {k: state.batch_stats[k] for k in names if k in state.batch_stats}
+  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
+  params = {**state.params, **restored['params']}
+  bstats = {**state.batch_stats, **restored.get('batch_stats', {})}
+  params, bstats = jax.device_put((params, bstats), rep)
+  return train_state.create(params, bstats, tx)
+
+
+def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarray:
+  n_dev = mesh.devices.size
+  bs = max(n_dev, (batch_size // n_dev) * n_dev)
+  out = []
+  for batch, n_real in input_pipeline.eval_batches(ws, idx, bs, parallel.data_sharding(mesh)):
+    out.append(np.asarray(jax.device_get(predict(state, batch)))[:n_real])
+  return np.concatenate(out) if out else np.zeros((0, len(ws.target_names)), np.float32)
+
+
+def read_result(workdir: str) -> dict[str, Any] | None:
+  p = os.path.join(workdir, RESULT_FILE)
+  if not os.path.exists(p):
+    return None
+  with open(p) as f:
+    return json.load(f)

@@ -1,0 +1,246 @@
+"""TFDS records -> numpy windows in memory -> deterministic, resumable, sharded device batches.
+
+The order of training windows is a pure function of (seed, step): step s takes the global sample
+positions s*B ... s*B+B-1 of an endless stream made of one fresh permutation per epoch. So the
+pipeline's position is the step number, which the checkpoint already holds, and a resumed run sees
+exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+
+@dataclasses.dataclass
+class WindowSet:
+  """All windows of one split, in memory."""
+
+  acc: np.ndarray                  # [n, N, T, 3] float32, m/s^2
+  gyr: np.ndarray | None           # [n, N, T, 3] float32, rad/s (None: accelerometer only)
+  subject_id: np.ndarray           # [n] int64
+  trial: np.ndarray                # [n] int64
+  targets: np.ndarray              # [n, K] float32 (K = 0 for unlabelled sets)
+  target_names: tuple[str, ...]
+  target_units: tuple[str, ...]
+  sites: tuple[str, ...]
+  sample_rate_hz: float
+  metadata: dict[str, Any]
+  path: str = ''
+
+  def __len__(self) -> int:
+    return len(self.subject_id)
+
+  @property
+  def window_length(self) -> int:
+    return int(self.acc.shape[2])
+
+
+def builder_config(data_cfg: ml_collections.ConfigDict):
+  """The records.ImuBuilderConfig that ``config.data`` describes."""
+  from data_prep import records  # local import: data_prep pulls in TFDS
+
+  options = dict(data_cfg.options) if data_cfg.options else {}
+  return records.make_config(size=data_cfg.size, sample_rate_hz=data_cfg.sample_rate_hz,
+                             window_length=data_cfg.window_length,
+                             window_stride=data_cfg.window_stride, seed=data_cfg.seed,
+                             options=options)
+
+
+def resolve_data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return config.data_dir or os.path.join(workdir, 'tfds')
+
+
+def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
+  """Builds the data set if it is not complete yet (atomic, TFDS); returns its directory."""
+  import data_prep
+  from data_prep import records
+
+  cls = data_prep.get_builder_class(data_cfg.dataset)
+  return records.build(cls, data_dir, builder_config(data_cfg),
+                       manual_dir=data_cfg.manual_dir or None)
+
+
+def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool = True,
+               chunk: int = 1024) -> WindowSet:
+  """Reads a whole split of a built data set into memory, optionally a subset of IMU sites."""
+  import tensorflow_datasets as tfds
+
+  builder = tfds.builder_from_directory(path)
+  if split not in builder.info.splits:
+    raise ValueError(f'{path}: no split {split!r}; available: {sorted(builder.info.splits)} '
+                     f'(config key data.split / data.eval_split)')
+  meta = dict(builder.info.metadata or {})
+  all_sites = tuple(meta.get('imu_sites', ()))
+  if sites:
+    unknown = [s for s in sites if s not in all_sites]
+    if unknown:
+      raise ValueError(f'config key data.imu_sites: {unknown} not in the data set sites '
+                       f'{list(all_sites)}')
+    site_idx = [all_sites.index(s) for s in sites]
+  else:
+    site_idx = list(range(len(all_sites)))
+  has_gyr = bool(meta.get('with_gyr', True))
+  use_gyr = use_gyr and has_gyr
+  target_map = dict(meta.get('targets', {}))
+  names = tuple(target_map)
+  src = builder.as_data_source()[split]
+  n = len(src)
+  if n == 0:
+    raise ValueError(f'{path}: split {split!r} is empty')
+  feats = builder.info.features
+  t = feats['acc'].shape[1]
+  acc = np.empty((n, len(site_idx), t, 3), np.float32)
+  gyr = np.empty_like(acc) if use_gyr else None
+  subj = np.empty(n, np.int64)
+  trial = np.empty(n, np.int64)
+  targets = np.empty((n, len(names)), np.float32)
+  for lo in range(0, n, chunk):
+    hi = min(n, lo + chunk)
+    exs = src.__getitems__(list(range(lo, hi)))
+    acc[lo:hi] = np.stack([e['acc'] for e in exs])[:, site_idx]
+    if use_gyr:
+      gyr[lo:hi] = np.stack([e['gyr'] for e in exs])[:, site_idx]
+    subj[lo:hi] = [int(e['subject_id']) for e in exs]
+    trial[lo:hi] = [int(e['trial']) for e in exs]
+    for k, name in enumerate(names):
+      targets[lo:hi, k] = [float(e[name]) for e in exs]
+  return WindowSet(acc=acc, gyr=gyr, subject_id=subj, trial=trial, targets=targets,
+                   target_names=names, target_units=tuple(target_map[k] for k in names),
+                   sites=tuple(all_sites[i] for i in site_idx),
+                   sample_rate_hz=float(meta.get('sample_rate_hz', 0.0)), metadata=meta,
+                   path=str(path))
+
+
+def check_matches(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> None:
+  """Fails when the records contradict what the config says (rate, window length)."""
+  if abs(ws.sample_rate_hz - data_cfg.sample_rate_hz) > 1e-6:
+    raise ValueError(f'{ws.path}: records are at {ws.sample_rate_hz} Hz but config key '
+                     f'data.sample_rate_hz is {data_cfg.sample_rate_hz}')
+  if ws.window_length != data_cfg.window_length:
+    raise ValueError(f'{ws.path}: windows have {ws.window_length} samples but config key '
+                     f'data.window_length is {data_cfg.window_length}')
+
+
+def fit_input_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, float]:
+  """One mean / std per modality over the given (training) windows, as the reference does."""
+  stats = {}
+  for name, x in (('acc', ws.acc), ('gyr', ws.gyr)):
+    if x is None:
+      continue
+    sel = x[idx].astype(np.float64)
+    stats[f'{name}_mean'] = float(sel.mean())
+    stats[f'{name}_std'] = float(max(sel.std(), 1e-6))
+  return stats
+
+
+def fit_target_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, list[float]]:
+  y = ws.targets[idx].astype(np.float64)
+  return {'mean': y.mean(0).tolist(), 'std': np.maximum(y.std(0), 1e-6).tolist()}
+
+
+def batch_indices(step: int, batch_size: int, num_examples: int, seed: int) -> np.ndarray:
+  """Example indices of training batch ``step``: a pure function of (step, seed)."""
+  pos = step * batch_size + np.arange(batch_size, dtype=np.int64)
+  epochs, offsets = np.divmod(pos, num_examples)
+  out = np.empty(batch_size, np.int64)
+  for e in np.unique(epochs):
+    perm = np.random.default_rng([seed, int(e)]).permutation(num_examples)
+    sel = epochs == e
+    out[sel] = perm[offsets[sel]]
+  return out
+
+
+def gather(ws: WindowSet, idx: np.ndarray, with_targets: bool = True) -> dict[str, np.ndarray]:
+  """A host batch (numpy) of the given windows; zeros stand in for missing gyr."""
+  batch = {'acc': ws.acc[idx]}
+  batch['gyr'] = ws.gyr[idx] if ws.gyr is not None else np.zeros_like(batch['acc'][..., :0])
+  if with_targets:
+    batch['targets'] = ws.targets[idx]
+  return batch
+
+
+def process_slice(batch_size: int) -> slice:
+  """The part of a global batch this host feeds (multi-host: each process loads its own)."""
+  n_proc, pid = jax.process_count(), jax.process_index()
+  if batch_size % n_proc:
+    raise ValueError(f'global batch {batch_size} not divisible by {n_proc} processes')
+  per = batch_size // n_proc
+  return slice(pid * per, (pid + 1) * per)
+
+
+def to_global(batch: Mapping[str, np.ndarray], sharding) -> dict[str, jax.Array]:
+  """Host-local numpy arrays -> global jax.Arrays sharded on the batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def train_iterator(ws: WindowSet, train_idx: np.ndarray, batch_size: int, seed: int,
+                   start_step: int, num_steps: int, sharding,
+                   prefetch: int = 2) -> Iterator[tuple[int, dict[str, jax.Array]]]:
+  """Yields (step, device batch) for steps start_step .. num_steps-1, prepared in a thread."""
+  train_idx = np.asarray(train_idx)
+  local = process_slice(batch_size)
+
+  def make(step):
+    idx = train_idx[batch_indices(step, batch_size, len(train_idx), seed)[local]]
+    return step, to_global(gather(ws, idx, with_targets=ws.targets.shape[1] > 0), sharding)
+
+  yield from _prefetch(map(make, range(start_step, num_steps)), prefetch)
+
+
+def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int,
+                 sharding) -> Iterator[tuple[dict[str, jax.Array], int]]:
+  """Fixed-size batches over ``idx`` in order; the last is padded, with ``weights`` 0 on pads.
+
+  Yields (device batch, number of real windows in it). One batch shape -> one compilation.
+  """
+  idx = np.asarray(idx)
+  local = process_slice(batch_size)
+  for lo in range(0, len(idx), batch_size):
+    part = idx[lo:lo + batch_size]
+    n_real = len(part)
+    padded = np.concatenate([part, np.repeat(part[:1], batch_size - n_real)])
+    batch = gather(ws, padded, with_targets=ws.targets.shape[1] > 0)
+    batch['weights'] = (np.arange(batch_size) < n_real).astype(np.float32)
+    yield to_global({k: v[local] for k, v in batch.items()}, sharding), n_real
+
+
+def _prefetch(it: Iterator, size: int) -> Iterator:
+  """Runs ``it`` in a background thread, ``size`` items ahead (host work off the hot loop)."""
+  if size <= 0:
+    yield from it
+    return
+  q: queue.Queue = queue.Queue(maxsize=size)
+  done = object()
+  stop = threading.Event()
+
+  def worker():
+    try:
+      for item in it:
+        if stop.is_set():
+          return
+        q.put(item)
+      q.put(done)
+    except BaseException as e:  # noqa: BLE001 -- re-raised in the consumer
+      q.put(e)
+
+  th = threading.Thread(target=worker, daemon=True)
+  th.start()
+  try:
+    while True:
+      item = q.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()

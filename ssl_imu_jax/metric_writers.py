@@ -1,0 +1,64 @@
+"""Scalars to a metrics JSONL file, TensorBoard event files (tensorboardX, no TensorFlow) and a
+progress line on stderr (step, loss, retrieval accuracy, steps/s, ETA)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import jax
+
+
+class MetricWriter:
+  """Writes on process 0 only; safe to call from every host."""
+
+  def __init__(self, logdir: str, total_steps: int, progress: bool = True, tag: str = ''):
+    self.enabled = jax.process_index() == 0
+    self.total_steps = total_steps
+    self.progress = progress and self.enabled
+    self.tag = tag
+    self._tb = None
+    self._t0 = None
+    self._s0 = 0
+    if self.enabled:
+      os.makedirs(logdir, exist_ok=True)
+      self._jsonl = open(os.path.join(logdir, 'metrics.jsonl'), 'a')  # noqa: SIM115
+      try:
+        from tensorboardX import SummaryWriter
+        self._tb = SummaryWriter(logdir=os.path.join(logdir, 'tensorboard'))
+      except ImportError:  # pragma: no cover - tensorboardX is a pinned requirement
+        self._tb = None
+
+  def start(self, step: int) -> None:
+    self._t0, self._s0 = time.time(), step
+
+  def write(self, step: int, scalars: Mapping[str, float], prefix: str = 'train') -> None:
+    if not self.enabled:
+      return
+    row = {'step': int(step), **{f'{prefix}/{k}': float(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(row) + '\n')
+    self._jsonl.flush()
+    if self._tb is not None:
+      for k, v in scalars.items():
+        self._tb.add_scalar(f'{prefix}/{k}', float(v), int(step))
+    if self.progress:
+      self._progress(step, scalars, prefix)
+
+  def _progress(self, step: int, s: Mapping[str, float], prefix: str) -> None:
+    rate = eta = float('nan')
+    if self._t0 is not None and step > self._s0:
+      rate = (step - self._s0) / max(time.time() - self._t0, 1e-9)
+      eta = (self.total_steps - step) / rate
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in s.items()
+                     if k in ('loss', 'top1', 'top5', 'mse', 'pearson_r', 'rmse'))
+    print(f'[{self.tag}] {prefix} step {step}/{self.total_steps} {shown} '
+          f'{rate:.2f} steps/s ETA {eta:.0f}s', file=sys.stderr, flush=True)
+
+  def close(self) -> None:
+    if self.enabled:
+      self._jsonl.close()
+      if self._tb is not None:
+        self._tb.close()

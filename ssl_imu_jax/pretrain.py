@@ -1,0 +1,216 @@
+"""Self-supervised pre-training: acc vs gyr InfoNCE over a device mesh.
+
+Entry point ``run(config, workdir)``; checkpoints in ``<workdir>/checkpoints`` with the config
+beside them (``config.json``) and a model card (``MODEL_CARD.md``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ssl_imu_jax import checkpointing, input_pipeline, losses, parallel, train_state, trainer
+from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax.models import ContrastiveModel
+from ssl_imu_jax.models.ssl_imu import dtype_from_name
+
+
+def build_model(config: ml_collections.ConfigDict) -> ContrastiveModel:
+  return ContrastiveModel(encoder=config.model.encoder,
+                          projection_dims=tuple(config.model.projection_dims),
+                          temperature=config.ssl.temperature,
+                          learnable_temperature=config.ssl.learnable_temperature,
+                          dtype=dtype_from_name(config.train.compute_dtype))
+
+
+def normalize(x, mean, std):
+  return (x - mean) / std
+
+
+def any_augmentation(aug_cfg: ml_collections.ConfigDict) -> bool:
+  return bool(aug_cfg.rotation or aug_cfg.scale or aug_cfg.noise or aug_cfg.time_shift)
+
+
+def apply_augmentation(rng, acc, gyr, aug_cfg):
+  """Random views of the raw signals (see augment.py); the identity when every switch is off."""
+  if not any_augmentation(aug_cfg):
+    return acc, gyr
+  from ssl_imu_jax import augment  # noqa: PLC0415
+
+  return augment.augment(rng, acc, gyr, aug_cfg)
+
+
+def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
+                    schedule, stats: dict[str, float], num_devices: int):
+  """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units."""
+  local_blocks = num_devices if config.ssl.negatives == 'local' else 1
+  accum = int(config.train.grad_accum_steps)
+
+  def loss_fn(params, batch_stats, acc, gyr):
+    (z_acc, z_gyr, temp), new_vars = model.apply(
+        {'params': params, 'batch_stats': batch_stats}, acc, gyr, train=True,
+        mutable=['batch_stats'])
+    loss, m = losses.info_nce(z_acc, z_gyr, temp, grouped=config.ssl.grouped,
+                              local_blocks=local_blocks)
+    return loss, (new_vars['batch_stats'], {**m, 'temperature': temp})
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def step(state: train_state.TrainState, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    acc, gyr = apply_augmentation(rng, batch['acc'], batch['gyr'], config.augment)
+    acc = normalize(acc, stats['acc_mean'], stats['acc_std'])
+    gyr = normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
+    if accum == 1:
+      (loss, (bstats, m)), grads = grad_fn(state.params, state.batch_stats, acc, gyr)
+    else:
+      # Micro-batches: negatives come from the micro-batch; gradients are averaged.
+      micro = lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
+
+      def body(carry, xs):
+        bstats, gsum = carry
+        (l_, (bstats, m_)), g = grad_fn(state.params, bstats, *xs)
+        return (bstats, jax.tree.map(jnp.add, gsum, g)), (l_, m_)
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (bstats, grads), (ls, ms) = jax.lax.scan(body, (state.batch_stats, zeros),
+                                               (micro(acc), micro(gyr)))
+      grads = jax.tree.map(lambda g: g / accum, grads)
+      loss, m = jnp.mean(ls), jax.tree.map(jnp.mean, ms)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=bstats,
+                              opt_state=opt_state)
+    metrics = {'loss': loss, **m, 'grad_norm': optax.global_norm(grads),
+               'param_norm': optax.global_norm(params),
+               'update_norm': optax.global_norm(updates), 'learning_rate': schedule(state.step)}
+    return new_state, metrics
+
+  return step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel,
+                   stats: dict[str, float]):
+  """Loss and retrieval accuracy (top-1 / top-5 within the batch) on padded eval batches."""
+
+  def step(state, batch):
+    acc = normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
+    gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std'])
+    z_acc, z_gyr, temp = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                                     acc, gyr, train=False)
+    loss, m = losses.info_nce(z_acc, z_gyr, temp, grouped=config.ssl.grouped,
+                              weights_B=batch['weights'])
+    return {'loss': loss, **m}
+
+  return step
+
+
+def init_state(config, model, tx, sample_shape, mesh):
+  """Shapes first (eval_shape), then the replicated initial state compiled onto the mesh."""
+  x = jnp.zeros(sample_shape, jnp.float32)
+
+  def init(rng):
+    variables = model.init(rng, x, x, train=False)
+    return train_state.create(variables['params'], variables.get('batch_stats', {}), tx)
+
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
+  """Pre-trains (or resumes) into ``workdir``; returns the last training and eval metrics."""
+  os.makedirs(workdir, exist_ok=True)
+  if config.ssl.negatives not in ('global', 'local'):
+    raise ValueError(f"config key ssl.negatives must be 'global' or 'local', got "
+                     f'{config.ssl.negatives!r}')
+  path = input_pipeline.ensure_built(config.data, data_dir)
+  train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites)
+  input_pipeline.check_matches(train, config.data)
+  if train.gyr is None:
+    raise ValueError(f'{path}: pre-training needs gyroscope data; this data set has none')
+  held_out = None
+  if config.data.eval_split:
+    held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites)
+    shared = set(train.subject_id.tolist()) & set(held_out.subject_id.tolist())
+    if shared:
+      raise ValueError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
+                       f'and {config.data.eval_split!r}')
+  stats = input_pipeline.fit_input_stats(train, np.arange(len(train)))
+
+  mesh = parallel.make_mesh()
+  n_dev = mesh.devices.size
+  parallel.check_batch(config.train.batch_size, mesh)
+  if config.train.batch_size % config.train.grad_accum_steps:
+    raise ValueError('config key train.batch_size must be divisible by train.grad_accum_steps')
+  model = build_model(config)
+  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
+  sample_shape = (1,) + train.acc.shape[1:]
+  state = init_state(config, model, tx, sample_shape, mesh)
+  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule, stats, n_dev),
+                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
+
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
+  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
+  meta = {
+      'kind': 'pretrain',
+      'config': config.to_dict(),
+      'dataset': {'name': config.data.dataset, 'path': path, 'split': config.data.split,
+                  'sites': list(train.sites), 'sample_rate_hz': train.sample_rate_hz,
+                  'window_length': train.window_length, 'num_windows': len(train),
+                  'subjects': sorted(set(train.subject_id.tolist()))},
+      'normalization': stats,
+      'encoder': config.model.encoder.to_dict(),
+      'data_position': 'step',  # batches are a pure function of (data seed, step)
+  }
+  eval_fn = None
+  if held_out is not None and len(held_out):
+    eval_step = jax.jit(make_eval_step(config, model, stats), in_shardings=(rep, dsh))
+    eval_bs = _eval_batch_size(config.train.eval_batch_size, n_dev)
+
+    def eval_fn(st):
+      tot, n = {}, 0
+      for batch, n_real in input_pipeline.eval_batches(held_out, np.arange(len(held_out)),
+                                                       eval_bs, dsh):
+        m = jax.device_get(eval_step(st, batch))
+        for k, v in m.items():
+          tot[k] = tot.get(k, 0.0) + float(v) * n_real
+        n += n_real
+      return {k: v / n for k, v in tot.items()}
+
+  writer = MetricWriter(workdir, config.train.steps, config.train.progress, tag='pretrain')
+  train_idx = np.arange(len(train))
+  batches = functools.partial(input_pipeline.train_iterator, train, train_idx,
+                              config.train.batch_size, config.seed, num_steps=config.train.steps,
+                              sharding=dsh, prefetch=config.train.prefetch)
+  state, last = trainer.train_loop(
+      state=state, step_fn=step_fn, rng=jax.random.key(config.seed), total_steps=config.train.steps,
+      batches=lambda start: batches(start_step=start), ckpt=ckpt, meta=meta, writer=writer,
+      log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
+      eval_fn=eval_fn, eval_every=config.train.eval_every)
+  final_eval = eval_fn(state) if eval_fn is not None else {}
+  writer.close()
+  ckpt.close()
+  write_model_card(workdir, meta, last, final_eval)
+  return {'train': last, 'eval': final_eval, 'checkpoint_dir': ckpt.directory}
+
+
+def _eval_batch_size(requested: int, n_dev: int) -> int:
+  return max(n_dev, (requested // n_dev) * n_dev)
+
+
+def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str, float],
+                     eval_metrics: dict[str, float]) -> None:
+  """Fills docs/model_card.md's fields into <workdir>/checkpoints/MODEL_CARD.md."""
+  from ssl_imu_jax import model_card  # noqa: PLC0415
+
+  text = model_card.render(meta, train_metrics, eval_metrics)
+  checkpointing.write_text_atomic(os.path.join(workdir, 'checkpoints', 'MODEL_CARD.md'), text)

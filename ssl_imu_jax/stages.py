@@ -1,0 +1,103 @@
+"""Dispatch from ``config.stage`` to the code that runs it (main.py stays thin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import ml_collections
+
+from ssl_imu_jax import input_pipeline
+
+STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'demo')
+
+
+def check_required(config: ml_collections.ConfigDict, prefix: str = '') -> None:
+  """Every field left as None (a placeholder) is a required value the user must set."""
+  for key, value in config.items():
+    name = f'{prefix}{key}'
+    if value is None:
+      raise ValueError(f'config key {name} is required but has no value '
+                       f'(set --config.{name}=...)')
+    if isinstance(value, ml_collections.ConfigDict):
+      check_required(value, name + '.')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
+  if 'stage' not in config:
+    raise ValueError(f'config key stage is missing; expected one of {STAGES}')
+  if config.stage not in STAGES:
+    raise ValueError(f'config key stage={config.stage!r}; expected one of {STAGES}')
+  check_required(config)
+  os.makedirs(workdir, exist_ok=True)
+  return globals()[f'_run_{config.stage}'](config, workdir)
+
+
+def _data_dir(config, workdir: str) -> str:
+  return input_pipeline.resolve_data_dir(config, workdir)
+
+
+def _run_prepare(config, workdir):
+  paths = {}
+  for name in config.datasets:
+    data_cfg = ml_collections.ConfigDict(config.data.to_dict())
+    data_cfg.dataset = name
+    paths[name] = input_pipeline.ensure_built(data_cfg, _data_dir(config, workdir))
+    print(f'{name}: {paths[name]}')
+  if config.get('plot', False):
+    from data_prep import plot_signals
+
+    out = os.path.join(workdir, 'report', 'signals.png')
+    plot_signals.plot_example(out, size=config.data.size, sample_rate_hz=config.data.sample_rate_hz)
+    print(f'plot: {out}')
+  return paths
+
+
+def _run_pretrain(config, workdir):
+  from ssl_imu_jax import pretrain
+
+  out = pretrain.run(config, os.path.join(workdir, 'pretrain'), _data_dir(config, workdir))
+  print(json.dumps({'train': out['train'], 'eval': out['eval']}, indent=1))
+  return out
+
+
+def _run_finetune(config, workdir):
+  from ssl_imu_jax import finetune, report
+
+  res = finetune.train_and_evaluate(config, os.path.join(workdir, 'finetune'),
+                                    _data_dir(config, workdir))
+  report_dir = report.write_results([res], os.path.join(workdir, 'report'))
+  print(json.dumps(res['metrics'], indent=1))
+  print(f'report: {report_dir}')
+  return res
+
+
+def _run_sweep(config, workdir):
+  from ssl_imu_jax import sweep
+
+  return sweep.run(config, workdir)
+
+
+def _run_demo(config, workdir):
+  """prepare -> pre-train -> sweep over the labelled sets (pre-trained vs random init) -> table."""
+  from ssl_imu_jax import pretrain, sweep
+
+  pre_dir = os.path.join(workdir, 'pretrain')
+  print(f'== pre-training on {config.pretrain.data.dataset}', file=sys.stderr)
+  pretrain.run(config.pretrain, pre_dir, _data_dir(config.pretrain, workdir))
+  sweep_cfg = ml_collections.ConfigDict(config.sweep.to_dict())
+  sweep_cfg.init_from = os.path.join(pre_dir, 'checkpoints')
+  return sweep.run(sweep_cfg, workdir)
+
+
+def _run_evaluate(config, workdir):
+  raise NotImplementedError("stage 'evaluate' is not yet available; the sweep and finetune "
+                            'stages evaluate held-out subjects themselves')
+
+
+def _run_embed(config, workdir):
+  from ssl_imu_jax import encoder_api
+
+  return encoder_api.embed_stage(config, workdir)

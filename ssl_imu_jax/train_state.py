@@ -1,0 +1,60 @@
+"""The training state (a pytree Orbax saves whole) and the AdamW optimiser with its schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay."""
+  warmup = int(round(opt.warmup_fraction * total_steps))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0 if warmup else opt.learning_rate, peak_value=opt.learning_rate,
+      warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1),
+      end_value=opt.learning_rate * opt.final_lr_fraction)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int,
+                   frozen: Callable[[tuple[str, ...]], bool] | None = None):
+  """AdamW (+ optional global-norm clipping); parameters for which ``frozen(path)`` is true are
+  left untouched (``optax.multi_transform`` with ``set_to_zero``). Returns (tx, schedule)."""
+  schedule = make_schedule(opt, total_steps)
+  parts = []
+  if opt.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay))
+  tx = optax.chain(*parts)
+  if frozen is not None:
+    def labels(params):
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: 'frozen' if frozen(tuple(_key(p) for p in path)) else 'train', params)
+    tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+  return tx, schedule
+
+
+def _key(p) -> str:
+  return str(getattr(p, 'key', getattr(p, 'name', p)))
+
+
+def create(params, batch_stats, tx) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params))
+
+
+def global_norm(tree) -> jax.Array:
+  return optax.global_norm(tree)

@@ -1,0 +1,82 @@
+"""The training loop shared by pre-training and fine-tuning.
+
+Resume order (as in big_vision): the run's own latest checkpoint, else a fresh state (which the
+caller may have initialised from a pre-trained checkpoint). The data position is the step, so the
+resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from ssl_imu_jax import checkpointing
+from ssl_imu_jax.metric_writers import MetricWriter
+
+
+def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: int,
+               batches: Callable[[int], Iterator[tuple[int, Any]]],
+               ckpt: checkpointing.Checkpointer, meta: Mapping[str, Any],
+               writer: MetricWriter, log_every: int, checkpoint_every: int,
+               eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
+               eval_every: int = 0) -> tuple[Any, dict[str, float]]:
+  """Runs ``step_fn`` from the latest checkpoint (if any) to ``total_steps``.
+
+  ``step_fn(state, batch, rng) -> (state, metrics)`` is compiled, with the state donated.
+  Metrics are fetched from the device only at log / checkpoint steps, one step late so the device
+  never waits for the host. A non-finite loss stops the run with FloatingPointError and nothing is
+  saved after it, so the last good checkpoint stays the latest.
+
+  Returns the final state and the last logged training metrics.
+  """
+  start = ckpt.latest_step()
+  if start is not None:
+    state, _ = ckpt.restore(state)
+    start = int(start)
+  else:
+    start = 0
+  last: dict[str, float] = {}
+  if start >= total_steps:
+    return state, last
+  writer.start(start)
+  pending = None  # (step, device metrics) of the previous step, read after the next dispatch
+  for step, batch in batches(start):
+    state, metrics = step_fn(state, batch, rng)
+    done = step + 1
+    if pending is not None:
+      last = _log(writer, *pending)
+      pending = None
+    if done % log_every == 0 or done == total_steps:
+      pending = (done, metrics)
+    if done % checkpoint_every == 0 or done == total_steps:
+      if pending is not None:
+        last = _log(writer, *pending)
+        pending = None
+      else:
+        _check_finite(done, jax.device_get(metrics))
+      ckpt.save(done, state, {**meta, 'step': done})
+    if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
+      writer.write(done, eval_fn(state), prefix='eval')
+  if pending is not None:
+    last = _log(writer, *pending)
+  ckpt.wait()
+  return state, last
+
+
+def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
+  host = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+  _check_finite(step, host)
+  writer.write(step, host)
+  return host
+
+
+def _check_finite(step: int, metrics: Mapping[str, Any]) -> None:
+  loss = float(np.asarray(metrics['loss']))
+  if not math.isfinite(loss):
+    raise FloatingPointError(
+        f'loss is {loss} at step {step}; stopping. The last good checkpoint is kept; lower '
+        f'optimizer.learning_rate or check the input data for NaN/Inf.')
