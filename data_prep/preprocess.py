@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fractions
 import logging
+import os
+import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -337,12 +339,13 @@ def split_subjects(subjects: Sequence[int], validation: Any = None,
 
 
 def fan_out(items: Sequence[Any], fn: Callable[[Any], Iterable[tuple[str, dict]]],
-            use_beam: bool = False):
+            use_beam: bool = False, where: str = ''):
   """Examples from ``fn(item)`` for every item: a generator, or a Beam PTransform.
 
   The default path is a plain generator. With ``use_beam`` (builder option ``beam=1``) it
   returns ``beam.Create(items) | beam.FlatMap(fn)``, which TFDS runs on the runner given by
   ``tfds build --beam_pipeline_options=...``; apache-beam is then imported lazily.
+  On the generator path, a split that yields nothing raises a ValueError naming ``where``.
   """
   if use_beam:
     try:
@@ -350,4 +353,65 @@ def fan_out(items: Sequence[Any], fn: Callable[[Any], Iterable[tuple[str, dict]]
     except ImportError as e:
       raise ImportError("option beam=1 needs apache-beam: pip install -e '.[beam]'") from e
     return beam.Create(list(items)) | beam.FlatMap(fn)
-  return (kv for item in items for kv in fn(item))
+  return _counted(items, fn, where)
+
+
+def _counted(items, fn, where):
+  n = 0
+  for item in items:
+    for kv in fn(item):
+      n += 1
+      yield kv
+  if n == 0:
+    raise ValueError(f'{where}: no examples from {len(items)} source item(s); check the data, '
+                     f'the window length against the recording length, and the static-window '
+                     f'threshold')
+
+
+# ----------------------------------------------------------------------------------------------
+# Builder plumbing: manual_dir checks and option parsing
+
+def manual_dir(dl_manager: Any, layout: str) -> pathlib.Path:
+  """The TFDS manual_dir as a local Path; a FileNotFoundError showing the layout if absent/empty.
+
+  (TFDS itself raises an AssertionError there; this turns it into the documented error type.)
+  """
+  try:
+    path = dl_manager.manual_dir
+  except AssertionError as e:
+    raise FileNotFoundError(f'{e}\nExpected layout:\n{layout}') from None
+  return require_dir(path, layout)
+
+
+def require_dir(path: Any, layout: str) -> pathlib.Path:
+  """``path`` as a local Path if it is a directory; else a FileNotFoundError showing the layout.
+
+  (Local or mounted file systems only: a distributed Beam runner needs manual_dir on a shared
+  mount.)
+  """
+  p = pathlib.Path(os.fspath(path)) if path is not None else None
+  if p is None or not p.is_dir():
+    raise FileNotFoundError(f'manual_dir {path} does not exist or is not a directory. Expected '
+                            f'layout:\n{layout}')
+  return p
+
+
+def as_bool(v: Any) -> bool:
+  """Option value -> bool ('1', 'true', 'yes', True -> True; '0', 'false', '', None -> False)."""
+  if isinstance(v, str):
+    s = v.strip().lower()
+    if s in ('1', 'true', 'yes', 'on'):
+      return True
+    if s in ('0', 'false', 'no', 'off', '', 'none'):
+      return False
+    raise ValueError(f'option value {v!r} is not a boolean (use true/false)')
+  return bool(v)
+
+
+def as_list(v: Any) -> list[str]:
+  """Option value -> list of str ('a+b', 'a,b', ['a', 'b'])."""
+  if v is None or v == '':
+    return []
+  if isinstance(v, str):
+    return [s for s in v.replace('+', ',').split(',') if s]
+  return [str(s) for s in v]

@@ -1,4 +1,4 @@
-"""The device mesh: one 'data' axis over all devices of all hosts; batch sharded, params replicated."""
+"""The device mesh: one 'data' axis over all devices of all hosts (batch sharded on it)."""
 
 from __future__ import annotations
 
