@@ -166,9 +166,9 @@ for _s in ('Head', 'RightShoulder', 'RightArm', 'RightForeArm', 'RightHand', 'Le
            'LeftArm', 'LeftForeArm', 'LeftHand'):
   MOVI[_s] = AxisMap('-z', '-x', '+y', False, 'up = -x from the rest reading; others unverified')
 
-# Running (Tan, Strout & Shull 2021; Xsens MTw) [U]: the step-wise file is expected in the same
-# y-up frame as the knee-moment set.
-RUNNING = {'L_SHANK': _SAGE}
+# Running (Tan, Strout & Shull 2021; Xsens MTw on the left side) [U]: the step-wise file is
+# expected in the same y-up frame as the knee-moment set.
+RUNNING = {s: _SAGE for s in ('L_SHANK', 'L_FOOT', 'L_THIGH', 'PELVIS', 'TRUNK')}
 
 DATASETS: dict[str, Mapping[str, AxisMap]] = {
     'ipol_gait': IPOL, 'knee_moment': KNEE_MOMENT, 'camargo2021': CAMARGO, 'movi_imu': MOVI,

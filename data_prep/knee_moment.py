@@ -91,6 +91,7 @@ class KneeMoment(records.ImuWindowBuilder):
   SITES = SITES
   TARGETS = TARGETS
   WITH_GYR = True
+  LAYOUT = LAYOUT
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the step-wise HDF5 file in manual_dir:\n{LAYOUT}'
   DESCRIPTION = __doc__
   DATASET = 'knee_moment'
@@ -118,11 +119,11 @@ class KneeMoment(records.ImuWindowBuilder):
     if name:
       p = root / str(name)
       if not p.is_file():
-        raise FileNotFoundError(f'{p}: not found. Expected layout:\n{LAYOUT}')
+        raise FileNotFoundError(f'{p}: not found. Expected layout:\n{self.LAYOUT}')
       return str(p)
     files = sorted(root.glob('*.h5')) + sorted(root.glob('*.hdf5'))
     if not files:
-      raise FileNotFoundError(f'{root}: no .h5 file. Expected layout:\n{LAYOUT}')
+      raise FileNotFoundError(f'{root}: no .h5 file. Expected layout:\n{self.LAYOUT}')
     if len(files) > 1:
       raise ValueError(f'{root}: several HDF5 files {[f.name for f in files]}; pick one with '
                        f'--option file=NAME')
@@ -131,12 +132,12 @@ class KneeMoment(records.ImuWindowBuilder):
   def _split_generators(self, dl_manager):
     import h5py  # noqa: PLC0415
 
-    root = preprocess.manual_dir(dl_manager, LAYOUT)
+    root = preprocess.manual_dir(dl_manager, self.LAYOUT)
     path = self._find_file(root)
     with h5py.File(path, 'r') as f:
       keys = sorted(k for k in f.keys() if _KEY.match(k))
     if not keys:
-      raise KeyError(f'{path}: no subject_<NN> datasets. Expected layout:\n{LAYOUT}')
+      raise KeyError(f'{path}: no subject_<NN> datasets. Expected layout:\n{self.LAYOUT}')
     wanted = preprocess.parse_id_list(self._opt('subjects', None))
     if wanted:
       have = {int(_KEY.match(k).group(1)): k for k in keys}
