@@ -121,9 +121,9 @@ def check_imu_units(acc_si: np.ndarray, gyr_si: np.ndarray | None, sample_rate_h
                     g_tol: float = 0.2, still_s: float = 1.0) -> dict[str, float]:
   """Checks converted IMU data [T, 3] against physics; a contradiction raises ValueError.
 
-  * In the stillest ``still_s`` segment the acceleration magnitude must be within ``g_tol``
-    (relative) of 9.81 m/s^2. Values near 1 mean the data are in g but were declared m/s^2, and
-    near 96 the reverse: the error says so.
+  * In the stillest ``still_s`` segment (if its |acc| varies by under 5 % of its mean) the
+    acceleration magnitude must be within ``g_tol`` (relative) of 9.81 m/s^2. Values near 1
+    mean the data are in g but were declared m/s^2, and near 96 the reverse: the error says so.
   * Gyro: the 99.9th percentile of |gyr| above 40 rad/s (2300 deg/s, beyond common sensor ranges)
     means deg/s declared as rad/s; clear movement in the accelerometer with |gyr| never above
     0.35 rad/s (20 deg/s) means rad/s declared as deg/s.
@@ -133,9 +133,9 @@ def check_imu_units(acc_si: np.ndarray, gyr_si: np.ndarray | None, sample_rate_h
   s0, s1, s_std = still_segment(acc, sample_rate_hz, still_s, gyr_si)
   still_mag = float(np.median(np.linalg.norm(acc[s0:s1], axis=-1)))
   out = {'still_start': float(s0), 'still_acc_norm': still_mag, 'still_acc_std': s_std}
-  if s_std > 0.5:
-    log.warning('%s: no still segment (best |acc| std %.2f m/s^2); accelerometer unit check '
-                'skipped', where, s_std)
+  if s_std > 0.05 * still_mag:
+    log.warning('%s: no still segment (best |acc| std %.2f, %.0f %% of its mean); accelerometer '
+                'unit check skipped', where, s_std, 100 * s_std / max(still_mag, 1e-9))
   else:
     ratio = still_mag / G
     if abs(ratio - 1.0) > g_tol:
