@@ -1,0 +1,345 @@
+"""Bring your own data: per-trial CSV / HDF5 / Xsens text / C3D files described by a schema file.
+
+The schema (YAML or JSON; option ``schema``, by default ``<manual_dir>/schema.yaml``) says which
+columns are which IMU site and axis, their units, the sampling rate, the subjects and their files,
+and optionally a vertical force channel from which per-stance labels are computed. Example (the
+real Xsens shank file of docs/bring_your_own_data.md)::
+
+  sample_rate_hz: 120            # declared; checked against the Xsens header / time column
+  format: xsens                  # csv | hdf5 | xsens | c3d (default: from the file extension)
+  sites:
+    shank:
+      acc: [Acc_X, Acc_Y, Acc_Z] # column (or C3D analog channel) names, sensor x, y, z
+      gyr: [Gyr_X, Gyr_Y, Gyr_Z]
+      acc_unit: m/s^2            # m/s^2 | g | mg
+      gyr_unit: rad/s            # rad/s | deg/s
+      axes: {forward: +y, up: -x, right: +z}   # optional sensor -> body map (data_prep.axes)
+      suffix: ''                 # xsens only: one file per site, <trial><suffix>.txt
+  subjects:
+    - {id: 1, files: [walking_xsens_lowerLeg.txt], mass_kg: 70, height_m: 1.75}
+  # optional:
+  time_column: time              # csv / hdf5: seconds, checks the declared rate
+  hdf5_key: data                 # hdf5: dataset (2-D + 'columns' attribute) or group of columns
+  force: {vertical: Fz, unit: N, threshold_n: 20}   # same file and rate as the IMU columns
+  targets: [peak_vgrf, valr]     # per-stance labels from the force (BW, BW/s); needs mass_kg
+
+Units are converted to SI and checked against the data (a still stretch reads |acc| = 9.81 m/s^2;
+gyro magnitudes must fit a body-worn sensor): a contradiction is an error naming the file and
+site. Without targets the records are unlabelled windows (config length/stride, static windows
+dropped below ``static_threshold_g``, default 0.2 g) split 'train'/'validation' by subject;
+with targets there is one example per complete stance (window centred on the stance) in a single
+'train' split. Options: schema, static_threshold_g, validation_subjects, check_units,
+check_axes, resample (linear | polyphase), beam.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from etils import epath
+
+from data_prep import axes, gait_events, preprocess, records
+from data_prep.readers import c3d, tables, xsens
+
+log = logging.getLogger(__name__)
+
+FORMATS = ('csv', 'hdf5', 'xsens', 'c3d')
+TARGET_UNITS = {'peak_vgrf': 'BW', 'valr': 'BW/s'}
+_TOP_KEYS = {'sample_rate_hz', 'format', 'sites', 'subjects', 'time_column', 'hdf5_key',
+             'force', 'targets', 'description'}
+_SITE_KEYS = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'axes', 'suffix'}
+_SUBJECT_KEYS = {'id', 'name', 'files', 'mass_kg', 'height_m'}
+_EXT = {'.csv': 'csv', '.tsv': 'csv', '.h5': 'hdf5', '.hdf5': 'hdf5', '.txt': 'xsens',
+        '.c3d': 'c3d'}
+LAYOUT = """  <manual_dir>/schema.yaml (or pass --option schema=PATH) and the trial files it lists
+      (CSV / HDF5 / Xsens text / C3D), see docs/bring_your_own_data.md"""
+
+
+def load_schema(path: str | os.PathLike) -> dict[str, Any]:
+  """Parses and validates a schema file; errors name the file and the offending key."""
+  path = os.fspath(path)
+  if not Path(path).is_file():
+    raise FileNotFoundError(f'{path}: schema file not found')
+  text = Path(path).read_text()
+  try:
+    s = json.loads(text) if path.endswith('.json') else yaml.safe_load(text)
+  except (json.JSONDecodeError, yaml.YAMLError) as e:
+    kind = 'JSON' if path.endswith('.json') else 'YAML'
+    raise ValueError(f'{path}: not valid {kind}: {e}') from e
+  if not isinstance(s, dict):
+    raise ValueError(f'{path}: expected a mapping at the top level')
+  unknown = set(s) - _TOP_KEYS
+  if unknown:
+    raise ValueError(f'{path}: unknown key(s) {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}')
+  for k in ('sample_rate_hz', 'sites', 'subjects'):
+    if k not in s:
+      raise KeyError(f'{path}: missing key {k!r}')
+  fs = s['sample_rate_hz']
+  if not isinstance(fs, (int, float)) or fs <= 0:
+    raise ValueError(f'{path}: sample_rate_hz must be a positive number, got {fs!r}')
+  if s.get('format') is not None and s['format'] not in FORMATS:
+    raise ValueError(f'{path}: format {s["format"]!r}; expected one of {FORMATS}')
+  if not isinstance(s['sites'], dict) or not s['sites']:
+    raise ValueError(f'{path}: sites must map site names to their columns')
+  for name, site in s['sites'].items():
+    where = f'{path}: sites.{name}'
+    if not isinstance(site, dict):
+      raise ValueError(f'{where}: expected a mapping')
+    bad = set(site) - _SITE_KEYS
+    if bad:
+      raise ValueError(f'{where}: unknown key(s) {sorted(bad)}; allowed {sorted(_SITE_KEYS)}')
+    for k in ('acc', 'gyr'):
+      if k not in site:
+        raise KeyError(f'{where}: missing key {k!r} (three column names, sensor x, y, z)')
+      if not (isinstance(site[k], list) and len(site[k]) == 3):
+        raise ValueError(f'{where}.{k}: expected a list of three column names')
+    preprocess.unit_factor(site.get('acc_unit', 'm/s^2'), 'acc', f'{where}.acc_unit')
+    preprocess.unit_factor(site.get('gyr_unit', 'rad/s'), 'gyr', f'{where}.gyr_unit')
+    axes.from_spec(site.get('axes'), f'{where}.axes')
+  if not isinstance(s['subjects'], list) or not s['subjects']:
+    raise ValueError(f'{path}: subjects must be a non-empty list of {{id, files, ...}}')
+  ids = []
+  for i, sub in enumerate(s['subjects']):
+    where = f'{path}: subjects[{i}]'
+    if not isinstance(sub, dict) or 'id' not in sub or 'files' not in sub:
+      raise KeyError(f'{where}: needs id and files')
+    bad = set(sub) - _SUBJECT_KEYS
+    if bad:
+      raise ValueError(f'{where}: unknown key(s) {sorted(bad)}; allowed {sorted(_SUBJECT_KEYS)}')
+    ids.append(int(sub['id']))
+    m = sub.get('mass_kg')
+    if m is not None and not 20.0 <= float(m) <= 300.0:
+      raise ValueError(f'{where}: mass_kg {m} is not a body mass in kg')
+    h = sub.get('height_m')
+    if h is not None and not 0.5 <= float(h) <= 2.5:
+      raise ValueError(f'{where}: height_m {h} is not a height in m')
+  if len(set(ids)) != len(ids):
+    raise ValueError(f'{path}: subject ids must be unique, got {ids}')
+  targets = s.get('targets') or []
+  bad = [t for t in targets if t not in TARGET_UNITS]
+  if bad:
+    raise ValueError(f'{path}: unknown target(s) {bad}; expected some of {list(TARGET_UNITS)}')
+  if targets:
+    if 'force' not in s or 'vertical' not in (s['force'] or {}):
+      raise KeyError(f'{path}: targets need force.vertical (the vertical force column)')
+    preprocess.unit_factor(s['force'].get('unit', 'N'), 'force', f'{path}: force.unit')
+    missing = [sub['id'] for sub in s['subjects'] if sub.get('mass_kg') is None]
+    if missing:
+      raise KeyError(f'{path}: targets in BW need mass_kg for subject(s) {missing}')
+  return s
+
+
+class LabFiles(records.ImuWindowBuilder):
+  """Your own recordings, described by a schema file: windows (unlabelled) or labelled stances."""
+
+  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
+  WITH_GYR = True
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put your files and schema in manual_dir:\n{LAYOUT}'
+  DESCRIPTION = __doc__
+
+  def _opt(self, key: str, default: Any) -> Any:
+    return self.builder_config.option(key, default)
+
+  @property
+  def schema(self) -> dict[str, Any]:
+    if not hasattr(self, '_schema_cache'):
+      path = self._opt('schema', None)
+      if not path:
+        raise ValueError('lab_files: needs --option schema=PATH (python -m data_prep.convert '
+                         'fills it from <manual_dir>/schema.yaml)')
+      self._schema_cache = load_schema(str(path))
+      self._schema_path = str(path)
+    return self._schema_cache
+
+  def sites(self) -> tuple[str, ...]:
+    return tuple(self.schema['sites'])
+
+  @property
+  def TARGETS(self) -> dict[str, str]:  # noqa: N802 (the base class reads this name)
+    return {t: TARGET_UNITS[t] for t in self.schema.get('targets') or []}
+
+  def extra_metadata(self) -> dict[str, Any]:
+    s = self.schema
+    maps = {n: axes.from_spec(site.get('axes')) for n, site in s['sites'].items()}
+    return {'dataset': 'lab_files', 'schema_path': self._schema_path, 'schema': s,
+            'axes': axes.mapping_json(maps, 'body' if any(site.get('axes') for site in
+                                                          s['sites'].values()) else 'sensor'),
+            'source_rate_hz': float(s['sample_rate_hz']),
+            'subjects': {str(int(sub['id'])): {k: sub.get(k) for k in ('name', 'mass_kg',
+                                                                       'height_m')}
+                         for sub in s['subjects']},
+            'options': dict(self.builder_config.options)}
+
+  def _split_generators(self, dl_manager):
+    root = preprocess.manual_dir(dl_manager, LAYOUT)
+    s = self.schema
+    items = []
+    for sub in s['subjects']:
+      trials = self._trials(root, sub)
+      for i, stem in enumerate(trials):
+        items.append({'subject': int(sub['id']), 'trial': i, 'stem': stem,
+                      'mass_kg': sub.get('mass_kg')})
+    if self.TARGETS:
+      return {'train': self._generate_examples(items, 'train')}
+    split = preprocess.split_subjects([int(x['id']) for x in s['subjects']],
+                                      self._opt('validation_subjects', None),
+                                      float(self._opt('validation_fraction', 0.1)))
+    self.info.metadata['splits_subjects'] = split
+    return {name: self._generate_examples([it for it in items if it['subject'] in ids], name)
+            for name, ids in split.items() if ids}
+
+  def _trials(self, root: Path, sub: dict[str, Any]) -> list[str]:
+    """Trial paths of one subject (Xsens multi-site: the stem before the site suffix)."""
+    pats = sub['files'] if isinstance(sub['files'], list) else [sub['files']]
+    found: list[str] = []
+    for pat in pats:
+      hits = sorted(str(p) for p in root.glob(str(pat)) if p.is_file())
+      if not hits:
+        raise FileNotFoundError(f'{root}: no file matches {pat!r} (subject {sub["id"]} in '
+                                f'{self._schema_path})')
+      found += hits
+    suffixes = [site.get('suffix', '') for site in self.schema['sites'].values()]
+    if self._format(found[0]) == 'xsens' and any(suffixes):
+      stems = set()
+      for f in found:
+        base = f[:-len('.txt')]
+        for suf in suffixes:
+          if suf and base.endswith(suf):
+            stems.add(base[:-len(suf)])
+      found = sorted(stems)
+    if not found:
+      raise ValueError(f'subject {sub["id"]}: no trials ({self._schema_path})')
+    return found
+
+  def _format(self, path: str) -> str:
+    fmt = self.schema.get('format')
+    if fmt:
+      return fmt
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _EXT:
+      raise ValueError(f'{path}: cannot tell the format from {ext!r}; set format in the schema')
+    return _EXT[ext]
+
+  def _generate_examples(self, items, split='train'):
+    """A generator of (key, example), or a Beam PTransform with option beam=1."""
+    return preprocess.fan_out(items, self._trial_examples,
+                              preprocess.as_bool(self._opt('beam', False)),
+                              f'lab_files {split!r}')
+
+  # -- reading ---------------------------------------------------------------------------------
+  def read_trial(self, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """acc, gyr [site, T, 3] in SI (sensor frames) and the vertical force [T] in N (or None)."""
+    s = self.schema
+    fs = float(s['sample_rate_hz'])
+    sites = s['sites']
+    force = s.get('force') or {}
+    fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
+    acc, gyr, vf = [], [], None
+    if fmt == 'xsens':
+      for site in sites.values():
+        path = stem + site.get('suffix', '') + ('' if stem.endswith('.txt') else '.txt')
+        e = xsens.read_xsens_txt(path, sample_rate_hz=fs)
+        acc.append(e.columns(site['acc']))
+        gyr.append(e.columns(site['gyr']))
+        if len({len(a) for a in acc}) > 1:
+          raise ValueError(f'{path}: {len(acc[-1])} samples, other sites of {stem} have '
+                           f'{len(acc[0])}')
+    elif fmt == 'c3d':
+      a = c3d.read_c3d_analogs(stem)
+      if abs(a.sample_rate_hz - fs) > 0.01 * fs:
+        raise ValueError(f'{stem}: analog rate {a.sample_rate_hz:g} Hz, schema says {fs:g} Hz')
+      for site in sites.values():
+        acc.append(a.channels(site['acc']))
+        gyr.append(a.channels(site['gyr']))
+      if force.get('vertical'):
+        vf = a.channels([force['vertical']])[:, 0]
+    else:
+      df = (tables.read_csv_table(stem) if fmt == 'csv'
+            else tables.read_h5_table(stem, s.get('hdf5_key')))
+      if s.get('time_column'):
+        t = tables.require_columns(df, [s['time_column']], stem)[:, 0]
+        preprocess.check_sample_rate(t, fs, stem)
+      for site in sites.values():
+        acc.append(tables.require_columns(df, site['acc'], stem))
+        gyr.append(tables.require_columns(df, site['gyr'], stem))
+      if force.get('vertical'):
+        vf = tables.require_columns(df, [force['vertical']], stem)[:, 0]
+    acc_si = np.stack([preprocess.to_si(x, site.get('acc_unit', 'm/s^2'), 'acc', stem)
+                       for x, site in zip(acc, sites.values(), strict=True)])
+    gyr_si = np.stack([preprocess.to_si(x, site.get('gyr_unit', 'rad/s'), 'gyr', stem)
+                       for x, site in zip(gyr, sites.values(), strict=True)])
+    if vf is not None:
+      vf = preprocess.to_si(vf, force.get('unit', 'N'), 'force', stem)
+    return acc_si, gyr_si, vf
+
+  def _trial_examples(self, item: dict[str, Any]):
+    cfg = self.builder_config
+    s = self.schema
+    stem = item['stem']
+    src_hz = float(s['sample_rate_hz'])
+    acc, gyr, vf = self.read_trial(stem)
+    names = list(s['sites'])
+    maps = {n: axes.from_spec(s['sites'][n].get('axes'), stem) for n in names}
+    acc = np.stack([maps[n].apply(acc[i]) for i, n in enumerate(names)])
+    gyr = np.stack([maps[n].apply(gyr[i]) for i, n in enumerate(names)])
+    for i, n in enumerate(names):
+      if preprocess.as_bool(self._opt('check_units', True)):
+        preprocess.check_imu_units(acc[i], gyr[i], src_hz, f'{stem} site {n}',
+                                   s['sites'][n].get('acc_unit', 'm/s^2'),
+                                   s['sites'][n].get('gyr_unit', 'rad/s'))
+      if s['sites'][n].get('axes') and preprocess.as_bool(self._opt('check_axes', True)):
+        s0, s1, sd = preprocess.still_segment(acc[i], src_hz, 1.0)
+        if sd < 0.05 * 9.81:
+          axes.check_up_axis(acc[i, s0:s1], n, stem)
+    fs = float(cfg.sample_rate_hz)
+    t_len = cfg.window_length
+    method = str(self._opt('resample', 'linear'))
+    stances = None
+    if self.TARGETS:
+      thr = float((s.get('force') or {}).get('threshold_n', 20.0))
+      stances = gait_events.detect_stances(vf, src_hz, threshold_n=thr)
+      labels = []
+      for a, b in stances:
+        row = {}
+        if 'peak_vgrf' in self.TARGETS:
+          row['peak_vgrf'] = gait_events.peak_vgrf_bw(vf, a, b, item['mass_kg'])
+        if 'valr' in self.TARGETS:
+          try:
+            row['valr'] = gait_events.valr_bw_per_s(vf, a, b, src_hz, item['mass_kg'])
+          except ValueError as e:
+            log.info('%s: stance %d-%d skipped: %s', stem, a, b, e)
+            row = None
+        labels.append(row)
+    if fs != src_hz:
+      acc = preprocess.resample(acc, src_hz, fs, method, axis=1)
+      gyr = preprocess.resample(gyr, src_hz, fs, method, axis=1)
+    subject, trial = item['subject'], item['trial']
+    if stances is None:
+      starts = preprocess.window_starts(acc.shape[1], t_len, cfg.window_stride)
+      if not starts.size:
+        log.warning('%s: %d samples at %g Hz, shorter than one window', stem, acc.shape[1], fs)
+        return
+      good = np.ones(len(starts), bool)
+      thr_g = float(self._opt('static_threshold_g', 0.2))
+      if thr_g > 0:
+        a_w = np.moveaxis(preprocess.take_windows(np.moveaxis(acc, 1, 0), starts, t_len), 2, 1)
+        good = preprocess.dynamic_mask(a_w, thr_g)
+      for st in starts[good]:
+        yield f'{stem}/{int(st)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
+                                                subject, trial, where=f'{stem} window at {st}')
+      return
+    for (a, b), row in zip(stances, labels, strict=True):
+      if row is None:
+        continue
+      c = int(preprocess.rescale_index((a + b) / 2, src_hz, fs))
+      st = c - t_len // 2
+      if st < 0 or st + t_len > acc.shape[1]:
+        continue
+      yield f'{stem}/{int(a)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
+                                             subject, trial, row, where=f'{stem} stance at {a}')

@@ -1,0 +1,165 @@
+"""lab_files (bring your own data): CSV / C3D / HDF5 / Xsens trials described by a schema, unit and
+axis conversion with plausibility checks, labels from a force channel, and the real Xsens file."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from data_prep import convert, lab_files, records
+from data_prep.lab_files import LabFiles
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fixtures import SHARED_DATA  # noqa: E402
+from fixtures import lab as fx  # noqa: E402
+
+REAL_IMU = SHARED_DATA / 'real_imu'
+
+
+def _build(tmp_path, manual, schema, t_len=100, rate=100, **options):
+  opts = convert.lab_schema_options(str(manual), {'schema': str(schema), **options})
+  cfg = convert.builder_config(LabFiles, sample_rate_hz=rate, window_length=t_len,
+                               options=opts)
+  return tfds.builder_from_directory(
+      records.build(LabFiles, tmp_path / 'out', cfg, manual_dir=str(manual)))
+
+
+def _all(b, split='train'):
+  src = b.as_data_source()[split]
+  return [src[i] for i in range(len(src))]
+
+
+def test_csv_peak_vgrf_units_and_axes(tmp_path):
+  raw = tmp_path / 'raw'
+  fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.1, 1.2, 1.3])
+  fx.write_csv_trial(raw / 'S02_walk.csv', 2, 80.0, [1.25])
+  schema = fx.write_schema(raw / 'schema.yaml', fx.csv_schema())
+  b = _build(tmp_path, raw, schema)
+  assert b.info.metadata['targets'] == {'peak_vgrf': 'BW'}
+  assert b.info.metadata['subjects']['1'] == {'name': None, 'mass_kg': 70.0, 'height_m': 1.75}
+  exs = _all(b)
+  # 12 s trials: stances start at 2.2 s every 1.1 s while a full stance fits -> 9 per trial;
+  # the half-sine peaks on a sample, so peak vGRF / BW is the designed value exactly.
+  s1 = sorted(round(float(e['peak_vgrf']), 5) for e in exs if e['subject_id'] == 1)
+  assert s1 == sorted([1.1, 1.2, 1.3] * 3)
+  assert {round(float(e['peak_vgrf']), 5) for e in exs if e['subject_id'] == 2} == {1.25}
+  e = exs[0]
+  assert e['acc'].shape == (2, 100, 3)
+  # g -> m/s^2 and the schema's axes: gravity (sensor -x) ends on body +y; gyro deg/s -> rad/s.
+  acc, gyr = fx.imu_signals(1200, e['subject_id'])
+  assert np.abs(e['gyr']).max() < np.radians(np.abs(gyr).max()) + 1e-4
+  assert 8.0 < e['acc'][:, :, 1].mean() < 11.5
+
+
+def test_c3d_valr_labels(tmp_path):
+  raw = tmp_path / 'raw'
+  fx.write_c3d_trial(raw / 'run1.c3d', 3, 65.0, [1.5, 1.8])
+  schema = fx.write_schema(raw / 'schema.yaml', {
+      'sample_rate_hz': 200, 'format': 'c3d', 'sites': fx.site_columns(),
+      'subjects': [{'id': 4, 'files': ['*.c3d'], 'mass_kg': 65.0}],
+      'force': {'vertical': 'Fz'}, 'targets': ['valr', 'peak_vgrf']})
+  b = _build(tmp_path, raw, schema, t_len=128, rate=200)
+  exs = _all(b)
+  # Hand value: 0.6 F / (6 samples / 200 Hz) / (m g) = 20 * peak_bw BW/s.
+  assert sorted({round(float(e['valr']), 4) for e in exs}) == [30.0, 36.0]
+  # Peak vGRF is the active peak, 1.3 x the impact peak.
+  assert sorted({round(float(e['peak_vgrf']), 4) for e in exs}) == [1.95, 2.34]
+
+
+def test_xsens_multisite_and_hdf5_unlabelled(tmp_path):
+  raw = tmp_path / 'raw'
+  fx.write_xsens_trial(raw, 'P1_t1', 5)
+  fx.write_xsens_trial(raw, 'P2_t1', 6)
+  sites = {s: {'acc': ['Acc_X', 'Acc_Y', 'Acc_Z'], 'gyr': ['Gyr_X', 'Gyr_Y', 'Gyr_Z'],
+               'suffix': f'_{s}', 'axes': fx.AXES} for s in fx.SITES}
+  schema = fx.write_schema(raw / 'schema.yaml', {
+      'sample_rate_hz': 100, 'sites': sites,
+      'subjects': [{'id': 1, 'files': ['P1_*.txt']}, {'id': 2, 'files': ['P2_*.txt']}]})
+  b = _build(tmp_path, raw, schema, static_threshold_g=0.0)
+  # 8 s at 100 Hz -> 8 windows of 100 per trial; subject 2 validates.
+  assert {k: v.num_examples for k, v in b.info.splits.items()} == {'train': 8, 'validation': 8}
+  still = min(_all(b), key=lambda e: float(np.std(e['acc'])))
+  np.testing.assert_allclose(still['acc'].mean(axis=1), [[0, 9.81, 0]] * 2, atol=0.05)
+  h5 = tmp_path / 'h5'
+  fx.write_h5_trial(h5 / 'a.h5', 7)
+  fx.write_h5_trial(h5 / 'b.h5', 8)
+  schema = fx.write_schema(h5 / 'schema.yaml', fx.csv_schema(
+      subjects=[{'id': 1, 'files': ['a.h5']}, {'id': 2, 'files': ['b.h5']}], force=None,
+      targets=None, hdf5_key='data'))
+  b = _build(tmp_path, h5, schema)
+  assert b.info.splits['train'].num_examples == 6  # the 2 still windows dropped
+
+
+def test_real_xsens_worked_example(tmp_path):
+  src = REAL_IMU / 'walking_xsens_lowerLeg.txt'
+  if not src.exists():
+    pytest.skip(f'real Xsens file absent: {src} (shared data folder not present)')
+  schema = fx.write_schema(tmp_path / 'schema.yaml', {
+      'sample_rate_hz': 120, 'format': 'xsens',
+      'sites': {'shank': {'acc': ['Acc_X', 'Acc_Y', 'Acc_Z'], 'gyr': ['Gyr_X', 'Gyr_Y', 'Gyr_Z'],
+                          'acc_unit': 'm/s^2', 'gyr_unit': 'rad/s',
+                          'axes': {'forward': '+y', 'up': '-x', 'right': '+z'}}},
+      'subjects': [{'id': 1, 'files': ['walking_xsens_lowerLeg.txt']}]})
+  b = _build(tmp_path, REAL_IMU, schema, t_len=128, static_threshold_g=0.0)
+  # 3511 samples at 120 Hz -> 2926 at 100 Hz -> 22 windows of 128.
+  assert b.info.splits['train'].num_examples == 22
+  exs = _all(b)
+  first = min(exs, key=lambda e: float(np.std(e['acc'])))
+  assert 9.0 < first['acc'][0, :, 1].mean() < 10.5  # standing: gravity on body +y
+  # Walking: the shank's sagittal (about +z = right) rate peaks positive in mid-swing.
+  gz = np.concatenate([e['gyr'][0, :, 2] for e in exs])
+  assert gz.max() > 4.0 and gz.max() > -gz.min()
+  b2 = _build(tmp_path, REAL_IMU, schema, t_len=128)
+  assert 0 < b2.info.splits['train'].num_examples < 22  # standing windows dropped
+
+
+def test_schema_and_data_errors(tmp_path):
+  raw = tmp_path / 'raw'
+  fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2])
+  fx.write_csv_trial(raw / 'S02_walk.csv', 2, 80.0, [1.2])
+  bad_schemas = [
+      (fx.csv_schema(sampling=100), ValueError, r"unknown key\(s\) \['sampling'\]"),
+      ({k: v for k, v in fx.csv_schema().items() if k != 'sample_rate_hz'}, KeyError,
+       "missing key 'sample_rate_hz'"),
+      (fx.csv_schema(subjects=[{'id': 1, 'files': ['S01_*.csv']}]), KeyError,
+       r'need mass_kg for subject\(s\) \[1\]'),
+      (fx.csv_schema(sites={'shank': {'acc': ['a', 'b', 'c'], 'gyr': ['d', 'e', 'f'],
+                                      'acc_unit': 'furlong'}}), ValueError,
+       "sites.shank.acc_unit: unit 'furlong'"),
+      (fx.csv_schema(subjects=[{'id': 1, 'files': ['S09_*.csv'], 'mass_kg': 70}]),
+       FileNotFoundError, r"no file matches 'S09_\*\.csv' \(subject 1"),
+  ]
+  for schema, exc, match in bad_schemas:
+    with pytest.raises(exc, match=match):
+      _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
+  schema = fx.write_schema(raw / 'schema.yaml', fx.csv_schema())
+  bad_data = [
+      ({'time_rate': 50.0}, r'S01_walk\.csv: time column implies 50\.000 Hz, expected 100 Hz'),
+      ({'acc_scale': 9.81}, r"S01_walk\.csv site trunk: accelerometer declared in 'g'.*"
+       r'look like m/s\^2'),
+      ({'nan_at': 40}, r"S01_walk\.csv: columns \['shank_gyr_x', 'shank_gyr_y', 'shank_gyr_z'\] "
+       r'has 1 NaN/Inf'),
+  ]
+  for kw, match in bad_data:
+    fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2], **kw)
+    with pytest.raises(ValueError, match=match):
+      _build(tmp_path, raw, schema)
+  fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2], drop='Fz')
+  with pytest.raises(KeyError, match=r"S01_walk\.csv: missing column\(s\) \['Fz'\]"):
+    _build(tmp_path, raw, schema)
+  # Wrong axes: gravity would point down in the body frame.
+  fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2])
+  sites = fx.site_columns()
+  sites['shank']['axes'] = {'forward': '-z', 'up': '+x', 'right': '-y'}
+  with pytest.raises(ValueError, match="site 'shank'.*axis mapping of this site is wrong"):
+    _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', fx.csv_schema(sites=sites)))
+  # An empty subject: its only file is too short to hold one stance or window.
+  shutil.copy(raw / 'S01_walk.csv', raw / 'keep.csv')
+  fx.write_csv_trial(raw / 'S02_walk.csv', 2, 80.0, [1.2], seconds=0.5)
+  with pytest.raises(ValueError, match="lab_files 'train': no examples|no stance"):
+    _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', fx.csv_schema(
+        subjects=[{'id': 2, 'files': ['S02_*.csv'], 'mass_kg': 80.0}])))
+  assert lab_files.load_schema(schema)['sample_rate_hz'] == 100.0
