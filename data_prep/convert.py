@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
   import tensorflow_datasets as tfds  # noqa: PLC0415
 
   info = tfds.builder_from_directory(path).info
-  print(path)
+  print(f'output: {path}')
   for name, split in info.splits.items():
     print(f'  {name}: {split.num_examples} examples')
   return 0
