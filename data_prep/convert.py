@@ -9,6 +9,7 @@ scalars (``true``, ``0.2``, ``1-3`` stays a string). Output goes to
 ``<data_dir>/<dataset>/<config name>/<version>``; the config name encodes every knob, a finished
 build is reused, and TFDS writes into ``incomplete.*`` first so an interrupted build is never
 mistaken for a complete one. ``--list`` prints the registered data sets.
+``--beam_pipeline_options=runner=...,...`` runs the builder on Apache Beam (optional extra).
 """
 
 from __future__ import annotations
@@ -81,17 +82,37 @@ def lab_schema_options(manual_dir: str | None, options: dict[str, Any]) -> dict[
 
 def convert(dataset: str, data_dir: str, manual_dir: str | None = None, size: str = 'default',
             sample_rate_hz: float = 100.0, window_length: int = 128, window_stride: int = 0,
-            seed: int = 0, options: dict[str, Any] | None = None) -> str:
-  """Builds ``dataset``; returns the output directory."""
+            seed: int = 0, options: dict[str, Any] | None = None,
+            beam_pipeline_options: str | None = None) -> str:
+  """Builds ``dataset``; returns the output directory.
+
+  With ``beam_pipeline_options`` ('runner=DataflowRunner,project=...'; needs apache-beam) the
+  builder's Beam path runs on that runner (option ``beam=true`` is set).
+  """
   cls = get_builder_class(dataset)
   options = dict(options or {})
   if dataset == 'lab_files':
     options = lab_schema_options(manual_dir, options)
+  if beam_pipeline_options:
+    options['beam'] = True
   cfg = builder_config(cls, size, sample_rate_hz, window_length, window_stride, seed, options)
   if manual_dir and not Path(manual_dir).is_dir():
     raise FileNotFoundError(f'--manual_dir {manual_dir} is not a directory')
-  return records.build(cls, os.path.expanduser(data_dir), cfg,
-                       manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
+  data_dir = os.path.expanduser(data_dir)
+  manual_dir = os.path.expanduser(manual_dir) if manual_dir else None
+  if not beam_pipeline_options:
+    return records.build(cls, data_dir, cfg, manual_dir=manual_dir)
+  try:
+    from apache_beam.options.pipeline_options import PipelineOptions  # noqa: PLC0415
+  except ImportError as e:
+    raise ImportError("--beam_pipeline_options needs apache-beam: pip install -e '.[beam]'") from e
+  import tensorflow_datasets as tfds  # noqa: PLC0415
+
+  builder = cls(config=cfg, data_dir=data_dir, file_format='array_record')
+  flags = [f'--{o}' for o in beam_pipeline_options.split(',') if o]
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=manual_dir, beam_options=PipelineOptions(flags=flags)))
+  return os.fspath(builder.data_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
   ap.add_argument('--seed', type=int, default=0)
   ap.add_argument('--option', action='append', default=[], metavar='KEY=VALUE',
                   help='builder option, repeatable')
+  ap.add_argument('--beam_pipeline_options', default=None,
+                  help="run the builder's Beam path, e.g. 'runner=DirectRunner,"
+                  "direct_num_workers=8' (needs apache-beam)")
   ap.add_argument('--list', action='store_true', help='list the registered data sets')
   args = ap.parse_args(argv)
   if args.list:
@@ -116,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.error('--dataset is required')
   try:
     path = convert(args.dataset, args.data_dir, args.manual_dir, args.size, args.sample_rate_hz,
-                   args.window_length, args.window_stride, args.seed, parse_options(args.option))
-  except (FileNotFoundError, KeyError, ValueError, NotImplementedError) as e:
+                   args.window_length, args.window_stride, args.seed, parse_options(args.option),
+                   args.beam_pipeline_options)
+  except (FileNotFoundError, KeyError, ValueError, NotImplementedError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   import tensorflow_datasets as tfds  # noqa: PLC0415

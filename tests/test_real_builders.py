@@ -41,6 +41,13 @@ def test_cli_builds_and_reports(tmp_path, capsys):
                        f'--data_dir={tmp_path / "out"}']) == 2
   assert 'is not a directory' in capsys.readouterr().err
   assert convert.main(['--list']) == 0 and 'lab_files' in capsys.readouterr().out
+  try:
+    import apache_beam  # noqa: F401
+  except ImportError:
+    assert convert.main(['--dataset=ipol_gait', f'--manual_dir={raw}',
+                         f'--data_dir={tmp_path / "out"}',
+                         '--beam_pipeline_options=runner=DirectRunner']) == 2
+    assert "needs apache-beam: pip install -e '.[beam]'" in capsys.readouterr().err
   assert convert.parse_options(['a=1', 'b=0.2', 'c=true', 'd=1-3', 'e=x+y']) == {
       'a': 1, 'b': 0.2, 'c': True, 'd': '1-3', 'e': 'x+y'}
   with pytest.raises(ValueError, match="--option 'novalue': expected key=value"):
@@ -78,7 +85,8 @@ def test_beam_path(tmp_path):
   raw = tmp_path / 'raw'
   ipol.write_tree(raw, subjects=(1, 2))
   p = convert.convert('ipol_gait', str(tmp_path / 'beam'), str(raw), window_length=64,
-                      options={'mode': 'strides', 'beam': True})
+                      options={'mode': 'strides'},
+                      beam_pipeline_options='runner=DirectRunner,direct_num_workers=1')
   q = convert.convert('ipol_gait', str(tmp_path / 'gen'), str(raw), window_length=64,
                       options={'mode': 'strides'})
   n = [tfds.builder_from_directory(x).info.splits['train'].num_examples for x in (p, q)]
