@@ -8,8 +8,9 @@ Two modes (option ``mode``):
   the hand-checked footstep events: stride, stance and swing durations (s) and the trial's walking
   speed (m/s); a single 'train' split holding all subjects. The window is centred on the stride
   (``anchor=center``) or starts ``pre_s`` before the foot contact (``anchor=contact``). Strides
-  longer than the window are kept (cut) unless ``require_full_stride=true``; at 100 Hz a window of
-  160 samples holds about 95 % of the strides of subjects 1-10 whole, 128 samples about 77 %.
+  longer than the window are kept (cut) unless ``require_full_stride=true``. Measured on the
+  right-foot strides of subjects 1-10 (800 after the gates below): 91 % are shorter than a
+  128-sample window at 100 Hz, 99.5 % shorter than 160 samples.
 
 Manual dir layout (as published, flat; sub-folders are searched too)::
 
