@@ -209,7 +209,10 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
       "(subject = 'all'); rrmse = RMSE / (max - min of the true values in those rows) x 100.",
       '- Paired tests are two-sided, pre-trained minus random init with the same protocol and '
       'fraction; over folds they pair the pooled r of each fold, over subjects the r of each '
-      f"test subject's windows (subjects with < {MIN_SUBJECT_WINDOWS} test windows left out).",
+      f"test subject's windows (subjects with < {MIN_SUBJECT_WINDOWS} test windows left out). "
+      'Subjects of one fold share a trained model, so the subject-paired p values treat '
+      'correlated pairs as independent and are optimistic; the fold-paired test is the '
+      'conservative one.',
       '',
   ]
   printed = []

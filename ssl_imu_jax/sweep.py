@@ -259,8 +259,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   notes = [
       f'Data sets: {", ".join(config.datasets)}; {int(config.num_folds)}-fold subject-wise CV '
       f'(fold_seed {int(config.fold_seed)}; assignment in sweep/<dataset>/folds.json).',
-      f'Training fractions {", ".join(f"{float(f):g}" for f in sorted(config.fractions))} of the '
-      f'training windows, nested (fraction_seed {int(config.fraction_seed)}).',
+      f'Fractions of the training windows: '
+      f'{", ".join(f"{float(f):g}" for f in sorted(config.fractions))} (nested, fraction_seed '
+      f'{int(config.fraction_seed)}).',
       f'Inits: {", ".join(config.inits)}'
       + (f' (pre-trained from {config.init_from})' if 'pretrained' in config.inits else '')
       + f'; protocols: {", ".join(config.protocols)}.',
