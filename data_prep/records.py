@@ -20,12 +20,14 @@ never leaves a data set that reads as complete.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 # The 17 MoVi sensor sites in the reference channel order (datasets.md 1.2).
 MOVI_SITES = (
@@ -114,11 +116,20 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version('1.0.0')
   BUILDER_CONFIG_CLS = ImuBuilderConfig
-  BUILDER_CONFIGS = [make_config('tiny'), make_config('default'), make_config('large')]
+  # No predefined configs: every build passes a make_config(...) object whose name encodes all
+  # knobs (a predefined config of the same name would make TFDS refuse the custom one).
+  BUILDER_CONFIGS: list[ImuBuilderConfig] = []
   SITES: Sequence[str] = ()
   TARGETS: Mapping[str, str] = {}
   WITH_GYR: bool = True
   DESCRIPTION: str = ''
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if 'code_path' not in cls.__dict__:
+      # TFDS's default lookup of the builder's source needs importlib_resources; point it at the
+      # subclass's own file instead.
+      cls.code_path = epath.Path(inspect.getfile(cls))
 
   def sites(self) -> tuple[str, ...]:
     return tuple(self.SITES)

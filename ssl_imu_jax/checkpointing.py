@@ -83,6 +83,19 @@ def read_meta(ckpt_dir: str, step: int | None = None) -> tuple[int, dict[str, An
   return step, dict(meta)
 
 
+def restore_raw(ckpt_dir: str, step: int | None = None) -> dict[str, Any]:
+  """The saved train state as a plain dict of numpy arrays (no target needed)."""
+  mngr = ocp.CheckpointManager(ckpt_dir)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpt_dir}')
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
+  finally:
+    mngr.close()
+  return jax.tree.map(np.asarray, dict(out['state']))
+
+
 def restore_subtrees(ckpt_dir: str, step: int, target: dict[str, Any]) -> dict[str, Any]:
   """Restores only the subtrees of the saved state named in ``target`` (e.g. the encoders).
 

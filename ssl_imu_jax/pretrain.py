@@ -200,7 +200,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   writer.close()
   ckpt.close()
   write_model_card(workdir, meta, last, final_eval)
-  return {'train': last, 'eval': final_eval, 'checkpoint_dir': ckpt.directory}
+  return {'train': last, 'eval': final_eval, 'checkpoint_dir': ckpt.directory, 'state': state}
 
 
 def _eval_batch_size(requested: int, n_dev: int) -> int:

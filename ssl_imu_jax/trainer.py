@@ -43,27 +43,29 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   if start >= total_steps:
     return state, last
   writer.start(start)
-  pending = None  # (step, device metrics) of the previous step, read after the next dispatch
-  for step, batch in batches(start):
-    state, metrics = step_fn(state, batch, rng)
-    done = step + 1
-    if pending is not None:
-      last = _log(writer, *pending)
-      pending = None
-    if done % log_every == 0 or done == total_steps:
-      pending = (done, metrics)
-    if done % checkpoint_every == 0 or done == total_steps:
+  try:
+    pending = None  # (step, device metrics) of the previous step, read after the next dispatch
+    for step, batch in batches(start):
+      state, metrics = step_fn(state, batch, rng)
+      done = step + 1
       if pending is not None:
         last = _log(writer, *pending)
         pending = None
-      else:
-        _check_finite(done, jax.device_get(metrics))
-      ckpt.save(done, state, {**meta, 'step': done})
-    if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
-      writer.write(done, eval_fn(state), prefix='eval')
-  if pending is not None:
-    last = _log(writer, *pending)
-  ckpt.wait()
+      if done % log_every == 0 or done == total_steps:
+        pending = (done, metrics)
+      if done % checkpoint_every == 0 or done == total_steps:
+        if pending is not None:
+          last = _log(writer, *pending)
+          pending = None
+        else:
+          _check_finite(done, jax.device_get(metrics))
+        ckpt.save(done, state, {**meta, 'step': done})
+      if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
+        writer.write(done, eval_fn(state), prefix='eval')
+    if pending is not None:
+      last = _log(writer, *pending)
+  finally:
+    ckpt.wait()  # an interrupted run still completes the saves it started
   return state, last
 
 

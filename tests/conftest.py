@@ -1,0 +1,90 @@
+"""Shared fixtures: toy data sets and tiny configs for the spine's tests."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / 'shared' / 'data'
+sys.path.insert(0, os.path.dirname(__file__))
+
+import toy_data  # noqa: E402
+
+toy_data.register()
+
+
+def shared_data(name: str) -> Path:
+  """A folder of ../shared/data, or skip the test saying why."""
+  path = SHARED_DATA / name
+  if not path.is_dir():
+    pytest.skip(f'real data folder {path} is absent (it sits beside the project in the '
+                f'workplace, not in a fresh clone)')
+  return path
+
+
+def tiny_pretrain_config(window_length: int = 32):
+  from configs import pretrain
+
+  c = pretrain.get_config('tiny')
+  c.data.dataset = 'toy_unlabelled'
+  c.data.window_length = window_length
+  c.train.steps = 6
+  c.train.batch_size = 8
+  c.train.log_every = 2
+  c.train.checkpoint_every = 3
+  c.train.eval_every = 6
+  c.train.progress = False
+  c.train.prefetch = 0
+  return c
+
+
+def tiny_finetune_config(window_length: int = 32):
+  from configs import finetune
+
+  c = finetune.get_config('tiny')
+  c.data.dataset = 'toy_labelled'
+  c.data.window_length = window_length
+  c.train.steps = 6
+  c.train.batch_size = 8
+  c.train.log_every = 2
+  c.train.progress = False
+  c.train.prefetch = 0
+  return c
+
+
+@pytest.fixture(scope='session')
+def toy_dirs(tmp_path_factory):
+  """Built toy data sets (once per session): {'data_dir', 'unlabelled', 'labelled'}."""
+  from ssl_imu_jax import input_pipeline
+
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  return {
+      'data_dir': data_dir,
+      'unlabelled': input_pipeline.ensure_built(tiny_pretrain_config().data, data_dir),
+      'labelled': input_pipeline.ensure_built(tiny_finetune_config().data, data_dir),
+  }
+
+
+@pytest.fixture(scope='session')
+def pretrained(tmp_path_factory, toy_dirs):
+  """A tiny pre-training run: {'workdir', 'ckpt_dir', 'out', 'config'}."""
+  from ssl_imu_jax import pretrain
+
+  cfg = tiny_pretrain_config()
+  workdir = str(tmp_path_factory.mktemp('pre'))
+  out = pretrain.run(cfg, workdir, toy_dirs['data_dir'])
+  return {'workdir': workdir, 'ckpt_dir': out['checkpoint_dir'], 'out': out, 'config': cfg}
+
+
+def pytest_configure(config):
+  """One persistent XLA compilation cache per test session: the many tiny runs share programs."""
+  import tempfile
+
+  import jax
+
+  cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE') or tempfile.mkdtemp(prefix='jax_cache_')
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

@@ -1,0 +1,67 @@
+import jax
+import numpy as np
+import pytest
+
+from ssl_imu_jax import input_pipeline, parallel
+
+
+def test_batch_order_is_a_pure_function_of_step():
+  n, b = 37, 8
+  first = [input_pipeline.batch_indices(s, b, n, seed=5) for s in range(20)]
+  again = [input_pipeline.batch_indices(s, b, n, seed=5) for s in range(20)]
+  np.testing.assert_array_equal(np.stack(first), np.stack(again))
+  stream = np.concatenate(first)
+  # Each epoch of n consecutive positions is a permutation of all examples.
+  for e in range(len(stream) // n):
+    assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+  assert not np.array_equal(first[0], input_pipeline.batch_indices(0, b, n, seed=6))
+
+
+def test_load_split_reads_records_and_selects_sites(toy_dirs):
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  assert ws.acc.shape == (160, 2, 32, 3) and ws.gyr.shape == ws.acc.shape
+  assert ws.targets.shape == (160, 1) and ws.target_names == ('y',)
+  assert sorted(set(ws.subject_id.tolist())) == list(range(10))
+  np.testing.assert_allclose(ws.targets[:, 0], 1 + (ws.acc[:, 0, :, 0] - 9.81).max(1) /
+                             np.sin(np.linspace(0, 6, 32)).max(), rtol=1e-4)
+  sub = input_pipeline.load_split(toy_dirs['labelled'], 'train', sites=('b',), use_gyr=False)
+  assert sub.acc.shape == (160, 1, 32, 3) and sub.gyr is None and sub.sites == ('b',)
+  with pytest.raises(ValueError, match='data.imu_sites'):
+    input_pipeline.load_split(toy_dirs['labelled'], 'train', sites=('knee',))
+  with pytest.raises(ValueError, match="no split 'test'"):
+    input_pipeline.load_split(toy_dirs['labelled'], 'test')
+
+
+def test_normalisation_uses_only_the_given_windows(toy_dirs):
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  idx = np.flatnonzero(ws.subject_id < 5)
+  s = input_pipeline.fit_input_stats(ws, idx)
+  np.testing.assert_allclose(s['acc_mean'], ws.acc[idx].mean(), rtol=1e-5)
+  assert s['acc_mean'] != pytest.approx(ws.acc.mean(), rel=1e-7)
+  t = input_pipeline.fit_target_stats(ws, idx)
+  np.testing.assert_allclose(t['mean'][0], ws.targets[idx, 0].mean(), rtol=1e-5)
+
+
+def test_config_mismatch_is_named(toy_dirs):
+  from conftest import tiny_finetune_config
+
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  cfg = tiny_finetune_config()
+  cfg.data.sample_rate_hz = 200.0
+  with pytest.raises(ValueError, match='data.sample_rate_hz'):
+    input_pipeline.check_matches(ws, cfg.data)
+
+
+def test_iterators_shard_and_pad(toy_dirs):
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  mesh = parallel.make_mesh()
+  sh = parallel.data_sharding(mesh)
+  steps = list(input_pipeline.train_iterator(ws, np.arange(20), 8, 0, 3, 6, sh, prefetch=2))
+  assert [s for s, _ in steps] == [3, 4, 5]
+  assert steps[0][1]['acc'].shape == (8, 2, 32, 3)
+  idx = np.arange(19)
+  batches = list(input_pipeline.eval_batches(ws, idx, 8, sh))
+  assert [n for _, n in batches] == [8, 8, 3]
+  last = jax.device_get(batches[-1][0])
+  np.testing.assert_array_equal(last['weights'], [1, 1, 1, 0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(last['targets'][:3], ws.targets[16:19])
