@@ -168,7 +168,7 @@ def knee_moment_lever_arm(grf_xyz: np.ndarray, cop_xyz: np.ndarray, knee_xyz: np
   Args:
     grf_xyz: (T, 3) force the ground applies to the foot, N (z up; a plate reading is its
       negative).
-    cop_xyz: (T, 3) centre of pressure, m.
+    cop_xyz: (T, 3) centre of pressure, m (ignored where the force is below 1 N).
     knee_xyz: (T, 3) knee joint centre, m.
     body_mass_kg, height_m: subject body mass and height.
 
@@ -190,9 +190,10 @@ def knee_moment_lever_arm(grf_xyz: np.ndarray, cop_xyz: np.ndarray, knee_xyz: np
   if h > 3.0:
     raise ValueError(f'height_m = {h}: expected metres (about 1.4-2.1)')
   r = cop - knee
-  if np.nanmax(np.abs(r)) > 3.0:
-    raise ValueError(f'|CoP - knee| reaches {np.nanmax(np.abs(r)):.1f}: expected metres; '
-                     'convert mm to m first')
+  loaded = np.linalg.norm(f, axis=1) > 1.0  # CoP is undefined (often zeroed) without load
+  if loaded.any() and np.nanmax(np.abs(r[loaded])) > 3.0:
+    raise ValueError(f'|CoP - knee| reaches {np.nanmax(np.abs(r[loaded])):.1f} under load: '
+                     'expected metres; convert mm to m first')
   moment = np.cross(r, f)
   moment[:, 0] *= -1.0
   return moment / (m * _check_positive(g, 'g') * h) * 100.0

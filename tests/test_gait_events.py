@@ -104,7 +104,12 @@ def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match='body_mass_kg'):
     ge.peak_vgrf_bw(np.ones(10), 0, 5, 0.0)
   with pytest.raises(ValueError, match='expected metres'):
-    ge.knee_moment_lever_arm(np.zeros((2, 3)), np.full((2, 3), 500.0), np.zeros((2, 3)), 70, 1.7)
+    ge.knee_moment_lever_arm(np.full((2, 3), 100.0), np.full((2, 3), 500.0), np.zeros((2, 3)),
+                             70, 1.7)
+  # An unloaded sample with a zeroed CoP far from the knee is fine: its moment is zero.
+  m = ge.knee_moment_lever_arm(np.array([[0.0, 0, 0], [0, 0, 700]]), np.zeros((2, 3)),
+                               np.array([[50.0, 0, 0.5], [0, 0.1, 0.5]]), 70, 1.7)
+  assert m[0].tolist() == [0.0, 0.0, 0.0] and m[1, 0] == pytest.approx(70 / (70 * 9.81 * 1.7) * 100)
   with pytest.raises(ValueError, match='same shape'):
     ge.knee_moment_lever_arm(np.zeros((2, 3)), np.zeros((3, 3)), np.zeros((2, 3)), 70, 1.7)
 
