@@ -150,7 +150,7 @@ def sample_subject(rng: np.random.Generator, subject_id: int) -> Subject:
       'min_knee_flex_deg_run': float(np.clip(rng.normal(16.0, 4.0), 8.0, 26.0)),
       'heel_strike_pitch_deg': float(np.clip(rng.normal(18.0, 4.0), 8.0, 28.0)),
       'toe_off_pitch_deg': float(np.clip(rng.normal(-55.0, 6.0), -70.0, -40.0)),
-      'foot_ahead_frac': float(np.clip(rng.normal(0.28, 0.03), 0.2, 0.36)),
+      'foot_ahead_frac': float(np.clip(rng.normal(0.34, 0.03), 0.26, 0.42)),
       'foot_ahead_factor_run': float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15)),
       'cop_start_frac': float(np.clip(rng.normal(0.10, 0.03), 0.03, 0.2)),
       'cop_end_frac': float(np.clip(rng.normal(0.88, 0.03), 0.78, 0.96)),

@@ -99,7 +99,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
   return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def soft_reach(d: np.ndarray, l_thigh: float, l_shank: float, knee0: float = 0.99
+def soft_reach(d: np.ndarray, l_thigh: float, l_shank: float, knee0: float = 0.998
                ) -> np.ndarray:
   """Hip-ankle distance the leg can realise: d itself below ``knee0`` of full length, then a
   tanh saturation to full length (C2-smooth, so an out-of-reach target bends the path gently
@@ -163,6 +163,7 @@ class MotionPlan:
   reach_mask: dict[str, np.ndarray] | None = None  # samples that set the CoM height (see FK)
   min_knee_flex: float = np.deg2rad(5.0)          # reach constraint when solving the CoM height
   reach_percentile: float = 0.0                   # 0 = strict (no sample over-stretched)
+  solve_height: bool = True                       # False: com_target's height is final
   grf: dict[str, np.ndarray] | None = None        # side -> [T, 3] N, ground on the foot
   cop: dict[str, np.ndarray] | None = None        # side -> [T, 3] m
   stances: dict[str, np.ndarray] | None = None    # side -> [n, 2] prescribed stance spans
@@ -348,7 +349,7 @@ def forward_kinematics(plan: MotionPlan, body: Body, com_iters: int = 6) -> Kine
       for _ in range(com_iters):
         resid = body.mass_kg * target - up_moment - m_up * pelvis - leg_moment(pelvis, None)
         pelvis = pelvis + gain * resid
-      if outer == 2:
+      if outer == 2 or not plan.solve_height:
         # Polish the samples still off (where a leg's IK switches between reach and clamp the
         # map is only piecewise smooth): damped steps on that subset only.
         idx = np.arange(plan.n)

@@ -22,10 +22,14 @@ import numpy as np
 
 from data_prep.synthetic import dynamics as dyn
 from data_prep.synthetic.anthropometry import Subject
-from data_prep.synthetic.kinematics import MotionPlan, rot_x, rot_z
+from data_prep.synthetic.kinematics import MotionPlan, rot_z
 
 D2R = np.pi / 180.0
-ADAPT = True
+# Walking: first vGRF peak at 20 % of stance; the CoM height is set so that the leg is at its
+# straightest allowed knee angle over the early flat-foot phase (16-28 % of stance), the phase
+# in which the normative knee is extended after loading response.
+WALK_FIRST_PEAK = 0.2
+WALK_REACH_END = 0.28
 EY = np.array([0.0, 1.0, 0.0])
 
 
@@ -119,11 +123,13 @@ class _Stance:
 
   def ankle(self, tt: np.ndarray) -> np.ndarray:
     th = self.pitch(tt)
-    r = rot_z(np.full(len(tt), self.yaw)) @ rot_x(th)
-    heel_piv = self.heel + np.einsum('tij,j->ti', r, np.array([0.0, self.l_h, self.h_a]))
-    ball_piv = self.ball + np.einsum('tij,j->ti', r, np.array([0.0, self.l_h - self.l_b,
-                                                                self.h_a]))
-    a = np.where((th > 0)[:, None], heel_piv, ball_piv)
+    c, s = np.cos(th), np.sin(th)
+    heel_up = th > 0   # toe up: pivot on the heel, else on the ball
+    base = np.where(heel_up[:, None], self.heel, self.ball)
+    fy = np.where(heel_up, self.l_h, self.l_h - self.l_b)   # ankle offset from the pivot
+    along = fy * c - self.h_a * s                            # R_z(yaw) R_x(pitch) (0, fy, h_a)
+    up = fy * s + self.h_a * c
+    a = base + along[:, None] * self.fwd + up[:, None] * np.array([0.0, 0.0, 1.0])
     x = np.clip((tt - self.c.t0) / self.c.tau, 0.0, 1.0)
     a[:, 2] -= self.c.v_td * self.c.tau * (x - x ** 3 + 0.5 * x ** 4)
     return a
@@ -246,7 +252,7 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   if mode == 'walk':
     valley = float(np.clip(0.78 - 0.32 * (speed - 0.8) + tr['grf_valley_k'], 0.3, 0.95))
     skew = float(np.clip(tr['grf_skew_j'] * trial(0.2), -0.1, 0.2))
-    shape = (1 + skew, valley, 1 - skew, 0.2 + rng.normal(0, 0.015), 0.79 + rng.normal(0, 0.015))
+    shape = (1 + skew, valley, 1 - skew, WALK_FIRST_PEAK + rng.normal(0, 0.015), 0.79 + rng.normal(0, 0.015))
     ap = (0.14 + 0.08 * (speed - 1.3)) * tr['ap_force_factor']
     ml = 0.05 * tr['ml_force_factor']
     v_td0, tau_mult = 0.35 * v_fac, 1.6
@@ -338,7 +344,7 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   min_knee = (tr['min_knee_flex_deg_walk'] if mode == 'walk' else tr['min_knee_flex_deg_run'])
   # Walking: the flat-foot phase sets the CoM height (knee nearly straight in midstance);
   # running: touchdown does (knee ~10-20 deg), midstance flexion then follows from the force.
-  reach_range = (pitch_p[1], pitch_p[2]) if mode == 'walk' else (0.0, 0.5)
+  reach_range = (pitch_p[1], WALK_REACH_END) if mode == 'walk' else (0.0, 0.5)
   plan = MotionPlan(
       name=mode, dt=dt, heading=np.zeros(n), pelvis_ang=pelvis_ang, trunk_ang=trunk_ang,
       head_ang=head_ang, arm_ang=arm_ang, ankle={}, foot_pitch={}, foot_yaw=foot_yaw,
@@ -378,7 +384,7 @@ def _set_feet(plan: MotionPlan, stances, clear_fn, body, t, reach_range) -> None
 
 
 def _adapted_plan(plan: MotionPlan, stances, clear_fn, subject: Subject, t, reach_range,
-                  straight_knee_deg: float = 4.0) -> MotionPlan:
+                  straight_knee_deg: float = 9.0, rounds: int = 2) -> MotionPlan:
   """Two passes: template feet -> FK -> per-step reach adaptation -> feet again.
 
   Where a loaded leg would have to be longer than (nearly) straight, a person either places the
@@ -390,41 +396,49 @@ def _adapted_plan(plan: MotionPlan, stances, clear_fn, subject: Subject, t, reac
   from data_prep.synthetic.kinematics import forward_kinematics, knee_reach  # local: no cycle
   body = subject.body
   _set_feet(plan, stances, clear_fn, body, t, reach_range)
-  if not ADAPT:
-    return plan
   kin = forward_kinematics(plan, body)
+  # Freeze the CoM height found in pass 1: re-solving it after moving feet would undo the
+  # adaptation (the hips would rise into the freed reach).
+  plan.com_target[:, 2] += float(np.median(kin.body_com[:, 2] - plan.com_target[:, 2]))
+  plan.solve_height = False
   d_max = knee_reach(body, straight_knee_deg * D2R)
   n_moved, n_rise = 0, 0
-  for side, sts in stances.items():
-    hip = kin.joints[f'{side}_hip']
-    for st in sts:
-      i0, i1 = _stance_samples(st, t)
-      if i1 - i0 < 3:
-        continue
-      tt = t[i0:i1]
-      s = (tt - st.c.t0) / (st.c.t1 - st.c.t0)
-      v = hip[i0:i1] - st.ankle(tt)
-      early = (s < st.s_flat) & (np.linalg.norm(v, axis=-1) > d_max)
-      if early.any():
-        vf = v[early] @ st.fwd
-        rest = np.sum(v[early] ** 2, -1) - vf ** 2
-        back = float(np.max(-np.sqrt(np.maximum(d_max ** 2 - rest, 0.0)) - vf))
-        if back > 0:
-          st.move_back(back)
-          n_moved += 1
-          v = hip[i0:i1] - st.ankle(tt)
-      late = (s >= st.s_flat) & (np.linalg.norm(v, axis=-1) > d_max)
-      if late.any():
-        th_t = st.template_pitch(tt)
-        need = np.where(late, st.heel_rise_for_reach(hip[i0:i1], d_max, th_t) - th_t, 0.0)
-        corr = np.minimum(need, 0.0)
-        k = max(1, int(round(0.015 / plan.dt)))
-        corr = np.convolve(np.pad(corr, k, mode='edge'), np.ones(2 * k + 1) / (2 * k + 1),
-                           mode='same')[k:-k]
-        first = int(np.argmax(corr < -1e-6))
-        corr[first:] = np.minimum.accumulate(corr[first:])
-        st.corr_t, st.corr_v = tt, corr
-        n_rise += 1
+  for rnd in range(rounds):
+    if rnd:
+      _set_feet(plan, stances, clear_fn, body, t, reach_range)
+      kin = forward_kinematics(plan, body)
+    for side, sts in stances.items():
+      hip = kin.joints[f'{side}_hip']
+      for st in sts:
+        i0, i1 = _stance_samples(st, t)
+        if i1 - i0 < 3:
+          continue
+        tt = t[i0:i1]
+        s = (tt - st.c.t0) / (st.c.t1 - st.c.t0)
+        v = hip[i0:i1] - st.ankle(tt)
+        early = (s < st.s_flat) & (np.linalg.norm(v, axis=-1) > d_max)
+        if early.any():
+          vf = v[early] @ st.fwd
+          rest = np.sum(v[early] ** 2, -1) - vf ** 2
+          back = float(np.max(-np.sqrt(np.maximum(d_max ** 2 - rest, 0.0)) - vf))
+          if back > 0:
+            st.move_back(back)
+            n_moved += 1
+            v = hip[i0:i1] - st.ankle(tt)
+        late = (s >= st.s_flat) & (np.linalg.norm(v, axis=-1) > d_max)
+        if late.any():
+          th_now = st.pitch(tt)
+          need = np.where(late, st.heel_rise_for_reach(hip[i0:i1], d_max, th_now) - th_now, 0.0)
+          corr = np.minimum(need, 0.0)
+          k = max(1, int(round(0.015 / plan.dt)))
+          corr = np.convolve(np.pad(corr, k, mode='edge'), np.ones(2 * k + 1) / (2 * k + 1),
+                             mode='same')[k:-k]
+          if st.corr_t is not None:
+            corr = corr + np.interp(tt, st.corr_t, st.corr_v, left=0.0, right=st.corr_v[-1])
+          first = int(np.argmax(corr < -1e-6))
+          corr[first:] = np.minimum.accumulate(corr[first:])
+          st.corr_t, st.corr_v = tt, corr
+          n_rise += 1
   _set_feet(plan, stances, clear_fn, body, t, reach_range)
   plan.info.update({'n_steps_moved_back': n_moved, 'n_heel_rise_adapted': n_rise})
   return plan
@@ -449,22 +463,22 @@ def _stand_pelvis_height(body, width, knee_deg=3.0):
   return body.length['ankle_height'] + np.sqrt(d ** 2 - horiz ** 2)
 
 
-def _rest_arms(n, rng, dt, fidget=3.0):
+def _rest_arms(n, rng, dt, fidget=1.5):
   arms = {}
   for side in ('r', 'l'):
     base = np.array([0.0, 6.0, 10.0, 12.0, 5.0]) * D2R
-    arms[side] = base + smooth_noise(rng, n, dt, 0.8, fidget * D2R, dims=5)
+    arms[side] = base + smooth_noise(rng, n, dt, 0.4, fidget * D2R, dims=5)
   return arms
 
 
 def _posture(n, rng, dt, tr, lean_extra=None):
   pel = np.stack([np.full(n, tr['pelvis_tilt_deg'] * D2R), np.zeros(n), np.zeros(n)], -1)
-  pel += smooth_noise(rng, n, dt, 0.5, 1.0 * D2R, dims=3)
+  pel += smooth_noise(rng, n, dt, 0.3, 1.0 * D2R, dims=3)
   trunk = np.stack([np.full(n, tr['trunk_lean_deg'] * 0.5 * D2R), np.zeros(n), np.zeros(n)], -1)
-  trunk += smooth_noise(rng, n, dt, 0.5, 1.5 * D2R, dims=3)
+  trunk += smooth_noise(rng, n, dt, 0.3, 1.5 * D2R, dims=3)
   if lean_extra is not None:
     trunk[:, 0] += lean_extra
-  head = smooth_noise(rng, n, dt, 0.7, 3.0 * D2R, dims=3)
+  head = smooth_noise(rng, n, dt, 0.3, 1.5 * D2R, dims=3)
   return pel, trunk, head
 
 
