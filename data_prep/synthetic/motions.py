@@ -252,7 +252,8 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   if mode == 'walk':
     valley = float(np.clip(0.78 - 0.32 * (speed - 0.8) + tr['grf_valley_k'], 0.3, 0.95))
     skew = float(np.clip(tr['grf_skew_j'] * trial(0.2), -0.1, 0.2))
-    shape = (1 + skew, valley, 1 - skew, WALK_FIRST_PEAK + rng.normal(0, 0.015), 0.79 + rng.normal(0, 0.015))
+    shape = (1 + skew, valley, 1 - skew, WALK_FIRST_PEAK + rng.normal(0, 0.015),
+             0.79 + rng.normal(0, 0.015))
     ap = (0.14 + 0.08 * (speed - 1.3)) * tr['ap_force_factor']
     ml = 0.05 * tr['ml_force_factor']
     v_td0, tau_mult = 0.35 * v_fac, 1.6
