@@ -18,7 +18,17 @@ from ssl_imu_jax import stages
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for data, checkpoints and reports.')
+_XLA_CACHE = flags.DEFINE_string(
+    'xla_cache_dir', '', "Persistent XLA compilation cache ('' = <workdir>/xla_cache, "
+    "'none' = off). Cells of a sweep share compiled steps through it.")
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def enable_compilation_cache(path: str) -> None:
+  import jax
+
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
 def main(argv):
@@ -28,7 +38,10 @@ def main(argv):
 
   parallel.maybe_initialize_distributed()
   logging.set_verbosity(logging.WARNING)
-  stages.run(_CONFIG.value, os.path.abspath(_WORKDIR.value))
+  workdir = os.path.abspath(_WORKDIR.value)
+  if _XLA_CACHE.value != 'none':
+    enable_compilation_cache(_XLA_CACHE.value or os.path.join(workdir, 'xla_cache'))
+  stages.run(_CONFIG.value, workdir)
 
 
 if __name__ == '__main__':

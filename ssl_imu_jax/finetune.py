@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -54,12 +53,15 @@ def _inputs(batch, stats, use_gyr):
   return acc, gyr
 
 
-def make_train_step(config, model: RegressionModel, tx, schedule, stats, target_stats):
-  """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets."""
-  y_mean = jnp.asarray(target_stats['mean'], jnp.float32)
-  y_std = jnp.asarray(target_stats['std'], jnp.float32)
+def make_train_step(config, model: RegressionModel, tx, schedule):
+  """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets.
+
+  Input and target statistics come from ``state.norm`` (fitted on the training subjects).
+  """
 
   def step(state, batch, rng):
+    stats = state.norm
+    y_mean, y_std = stats['y_mean'], stats['y_std']
     rng = jax.random.fold_in(rng, state.step)
     aug_rng, drop_rng = jax.random.split(rng)
     acc, gyr = batch['acc'], batch['gyr']
@@ -86,16 +88,15 @@ def make_train_step(config, model: RegressionModel, tx, schedule, stats, target_
   return step
 
 
-def make_predict_step(model: RegressionModel, stats, target_stats):
-  """Predictions in the label's units (de-standardised)."""
-  y_mean = jnp.asarray(target_stats['mean'], jnp.float32)
-  y_std = jnp.asarray(target_stats['std'], jnp.float32)
+def make_predict_step(model: RegressionModel):
+  """Predictions in the label's units (de-standardised with ``state.norm``)."""
 
   def predict(state, batch):
+    stats = state.norm
     acc, gyr = _inputs(batch, stats, model.use_gyr)
     pred = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, acc, gyr,
                        train=False)
-    return pred * y_std + y_mean
+    return pred * stats['y_std'] + stats['y_mean']
 
   return predict
 
@@ -158,11 +159,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model = build_model(config, encoder_cfg, len(ws.target_names), use_gyr)
   frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps, frozen)
-  state = init_state(config, model, tx, (1,) + ws.acc.shape[1:], mesh)
+  norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
+          'y_mean': target_stats['mean'], 'y_std': target_stats['std']}
+  state = init_state(config, model, tx, (1,) + ws.acc.shape[1:], mesh, norm)
   if pre is not None:
     state = load_encoders(state, tx, pre[0], pre[1], rep)
 
-  step_fn = jax.jit(make_train_step(config, model, tx, schedule, stats, target_stats),
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule),
                     in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
   ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -182,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer.close()
   ckpt.close()
 
-  predict = jax.jit(make_predict_step(model, stats, target_stats), in_shardings=(rep, dsh))
+  predict = jax.jit(make_predict_step(model), in_shardings=(rep, dsh))
   y_pred = predict_windows(predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
   y_true = ws.targets[test_idx]
   result = {
@@ -217,8 +220,8 @@ def load_encoders(state, tx, ckpt_dir: str, step: int, rep) -> train_state.Train
   restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
   params = {**state.params, **restored['params']}
   bstats = {**state.batch_stats, **restored.get('batch_stats', {})}
-  params, bstats = jax.device_put((params, bstats), rep)
-  return train_state.create(params, bstats, tx)
+  # Replicated like the state it replaces, so the compiled step sees one input sharding only.
+  return jax.device_put(train_state.create(params, bstats, tx, state.norm), rep)
 
 
 def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarray:

@@ -48,8 +48,11 @@ def apply_augmentation(rng, acc, gyr, aug_cfg):
 
 
 def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
-                    schedule, stats: dict[str, float], num_devices: int):
-  """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units."""
+                    schedule, num_devices: int):
+  """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units.
+
+  The input normalisation comes from ``state.norm``. The state is donated by the caller's jit.
+  """
   local_blocks = num_devices if config.ssl.negatives == 'local' else 1
   accum = int(config.train.grad_accum_steps)
 
@@ -66,6 +69,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
   def step(state: train_state.TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
     acc, gyr = apply_augmentation(rng, batch['acc'], batch['gyr'], config.augment)
+    stats = state.norm
     acc = normalize(acc, stats['acc_mean'], stats['acc_std'])
     gyr = normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
     if accum == 1:
@@ -96,11 +100,11 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
   return step
 
 
-def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel,
-                   stats: dict[str, float]):
+def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
   """Loss and retrieval accuracy (top-1 / top-5 within the batch) on padded eval batches."""
 
   def step(state, batch):
+    stats = state.norm
     acc = normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
     gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std'])
     z_acc, z_gyr, temp = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
@@ -112,17 +116,21 @@ def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel,
   return step
 
 
-def init_state(config, model, tx, sample_shape, mesh):
+def init_state(config, model, tx, sample_shape, mesh, norm):
   """Shapes first (eval_shape), then the replicated initial state compiled onto the mesh."""
   x = jnp.zeros(sample_shape, jnp.float32)
+  norm = train_state.norm_arrays(norm)
 
-  def init(rng):
+  def init(rng, norm):
     variables = model.init(rng, x, x, train=False)
-    return train_state.create(variables['params'], variables.get('batch_stats', {}), tx)
+    state = train_state.create(variables['params'], variables.get('batch_stats', {}), tx)
+    return state.replace(norm=norm)
 
-  abstract = jax.eval_shape(init, jax.random.key(0))
+  abstract = jax.eval_shape(init, jax.random.key(0), norm)
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  # An 'rbg' key for parameter initialisation compiles ~3x faster than threefry on CPU; the
+  # output is replicated, so its values do not depend on the device count.
+  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed, impl='rbg'), norm)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
@@ -153,9 +161,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   model = build_model(config)
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
   sample_shape = (1,) + train.acc.shape[1:]
-  state = init_state(config, model, tx, sample_shape, mesh)
+  state = init_state(config, model, tx, sample_shape, mesh, stats)
   dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
-  step_fn = jax.jit(make_train_step(config, model, tx, schedule, stats, n_dev),
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
                     in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
@@ -173,7 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   }
   eval_fn = None
   if held_out is not None and len(held_out):
-    eval_step = jax.jit(make_eval_step(config, model, stats), in_shardings=(rep, dsh))
+    eval_step = jax.jit(make_eval_step(config, model), in_shardings=(rep, dsh))
     eval_bs = _eval_batch_size(config.train.eval_batch_size, n_dev)
 
     def eval_fn(st):

@@ -14,10 +14,18 @@ import optax
 
 @flax.struct.dataclass
 class TrainState:
+  """Everything a run needs to continue: saved whole by Orbax.
+
+  ``norm`` holds the input / target normalisation statistics as arrays (not trained). Keeping
+  them in the state, not baked into the compiled step as constants, makes the step program the
+  same for every fold and fraction, so it compiles once and the compilation cache reuses it.
+  """
+
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
+  norm: Any
 
 
 def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -51,9 +59,14 @@ def _key(p) -> str:
   return str(getattr(p, 'key', getattr(p, 'name', p)))
 
 
-def create(params, batch_stats, tx) -> TrainState:
+def create(params, batch_stats, tx, norm=None) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params))
+                    opt_state=tx.init(params), norm=norm_arrays(norm or {}))
+
+
+def norm_arrays(stats) -> dict[str, jax.Array]:
+  """Normalisation statistics as float32 arrays (the ``norm`` field of the state)."""
+  return {k: jnp.asarray(v, jnp.float32) for k, v in stats.items()}
 
 
 def global_norm(tree) -> jax.Array:
