@@ -30,6 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.inits = ('pretrained', 'random')
   c.protocols = ('linear_probe', 'full')
   c.num_folds = 5
+  c.folds = ()      # which folds to run; () = all num_folds (a subset gives a quick look)
   c.fold_seed = 0
   c.fraction_seed = 0
   c.init_from = ''  # pre-training checkpoint dir; required when 'pretrained' is in inits

@@ -85,10 +85,12 @@ def _run_demo(config, workdir):
   from ssl_imu_jax import pretrain, sweep
 
   pre_dir = os.path.join(workdir, 'pretrain')
+  data_dir = _data_dir(config, workdir)
   print(f'== pre-training on {config.pretrain.data.dataset}', file=sys.stderr)
-  pretrain.run(config.pretrain, pre_dir, _data_dir(config.pretrain, workdir))
+  pretrain.run(config.pretrain, pre_dir, data_dir)
   sweep_cfg = ml_collections.ConfigDict(config.sweep.to_dict())
   sweep_cfg.init_from = os.path.join(pre_dir, 'checkpoints')
+  sweep_cfg.finetune.data_dir = data_dir
   return sweep.run(sweep_cfg, workdir)
 
 

@@ -63,6 +63,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
   if int(config.num_folds) < 2:
     raise ValueError(f'config.num_folds must be >= 2, got {config.num_folds}')
+  folds_to_run(config)
   if 'pretrained' in config.inits:
     if not config.init_from:
       raise ValueError("config.init_from (the pre-training checkpoint dir) is required when "
@@ -72,6 +73,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   steps = config.finetune.train.steps
   if int(steps) < 1:
     raise ValueError(f'config.finetune.train.steps must be >= 1, got {steps}')
+
+
+def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
+  """``config.folds`` (a subset, e.g. a quick look at fold 0) or all ``num_folds`` folds."""
+  folds = [int(f) for f in config.get('folds', ())] or list(range(int(config.num_folds)))
+  bad = [f for f in folds if not 0 <= f < int(config.num_folds)]
+  if bad:
+    raise ValueError(f'config.folds has {bad}, outside 0..{int(config.num_folds) - 1}')
+  return folds
 
 
 def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
@@ -84,7 +94,7 @@ def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
 def plan(config: ml_collections.ConfigDict) -> Iterator[tuple[str, int, float, str, str]]:
   """All cells (dataset, fold, fraction, init, protocol) in run order."""
   for dataset in config.datasets:
-    for fold in range(int(config.num_folds)):
+    for fold in folds_to_run(config):
       for fraction in sorted(float(f) for f in config.fractions):
         for init in config.inits:
           for protocol in config.protocols:
