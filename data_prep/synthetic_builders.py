@@ -9,16 +9,16 @@ Physics-based stand-ins for the paper's data sets (docs/synthetic_data.md):
 
 Knobs (``records.make_config``): size 'tiny' | 'default' | 'large', sample_rate_hz (the
 internal simulation runs at an integer multiple and is decimated with an anti-alias filter),
-window_length T, window_stride (movi only), seed, and options: ``workers`` (processes; default 1
-for tiny, else up to 2) and, for movi, ``drop_static`` (reference static-window filter, default
-False).
+window_length T, window_stride (movi only), seed, and options: ``workers`` (forked processes,
+default 1; ignored once JAX is imported, see ``_run``) and, for movi, ``drop_static`` (the
+reference static-window filter, default False).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
-import os
+import sys
 from typing import Any
 
 from data_prep import records
@@ -44,13 +44,17 @@ def _check_window(cfg) -> None:
 
 
 def _run(fn, jobs: list[tuple], workers: int):
-  """fn(*job) for each job, in order; in a spawn-context process pool when workers > 1."""
-  if workers <= 1 or len(jobs) <= 1:
+  """fn(*job) for each job, in order; in a forked process pool when workers > 1.
+
+  Forking is cheap but unsafe once JAX has started its threads, so a process that has imported
+  JAX computes in-process (spawned workers would re-import the caller's whole program, which
+  costs more than they save on small builds).
+  """
+  if workers <= 1 or len(jobs) <= 1 or 'jax' in sys.modules:
     for job in jobs:
       yield fn(*job)
     return
-  # spawn, not fork: the parent may already run JAX threads, which fork would copy unsafely.
-  with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('spawn')) as ex:
+  with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork')) as ex:
     yield from ex.map(fn, *zip(*jobs, strict=True))
 
 
@@ -64,9 +68,7 @@ class _SyntheticBase(records.ImuWindowBuilder):
     return self.N_SUBJECTS
 
   def _workers(self) -> int:
-    cfg = self.builder_config
-    default = 1 if cfg.size == 'tiny' else min(2, os.cpu_count() or 1)
-    return int(cfg.option('workers', default))
+    return int(self.builder_config.option('workers', 1))
 
   def _subjects(self):
     return gen.subjects(self.NAME_FOR_SEED, self.builder_config.seed, self._n_subjects())

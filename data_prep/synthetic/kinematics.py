@@ -332,8 +332,9 @@ def forward_kinematics(plan: MotionPlan, body: Body, com_iters: int = 6) -> Kine
   """
   if (plan.pelvis_pos is None) == (plan.com_target is None):
     raise ValueError(f'{plan.name}: give exactly one of pelvis_pos and com_target')
-  zero = np.zeros((plan.n, 3))
-  rot, origin, com, joints = _upper_body(plan, body, zero)   # relative to the pelvis origin
+  if '_upper_body' not in plan.info:   # depends on the plan's angles only: reuse across passes
+    plan.info['_upper_body'] = _upper_body(plan, body, np.zeros((plan.n, 3)))
+  rot, origin, com, joints = (dict(d) for d in plan.info['_upper_body'])  # pelvis at 0
   if plan.pelvis_pos is not None:
     pelvis = plan.pelvis_pos
   else:
