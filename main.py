@@ -37,7 +37,10 @@ def main(argv):
   from ssl_imu_jax import parallel
 
   parallel.maybe_initialize_distributed()
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.ERROR)  # TFDS warns about every custom builder config
+  import tensorflow_datasets as tfds
+
+  tfds.disable_progress_bar()
   workdir = os.path.abspath(_WORKDIR.value)
   if _XLA_CACHE.value != 'none':
     enable_compilation_cache(_XLA_CACHE.value or os.path.join(workdir, 'xla_cache'))

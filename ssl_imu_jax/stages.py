@@ -68,8 +68,11 @@ def _run_finetune(config, workdir):
 
   res = finetune.train_and_evaluate(config, os.path.join(workdir, 'finetune'),
                                     _data_dir(config, workdir))
-  report_dir = report.write_results([res], os.path.join(workdir, 'report'))
-  print(json.dumps(res['metrics'], indent=1))
+  record = report.make_record(res, task=config.data.dataset, init=res['init'],
+                              protocol=config.protocol, fraction=float(config.split.fraction),
+                              fold=int(config.split.fold), steps=int(config.train.steps))
+  report_dir = os.path.join(workdir, 'report')
+  print(report.write_results([record], report_dir))
   print(f'report: {report_dir}')
   return res
 

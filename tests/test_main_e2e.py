@@ -1,0 +1,91 @@
+"""End to end through main.py (subprocesses): prepare -> pretrain -> finetune at tiny size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import chex
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssl_imu_jax import checkpointing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(workdir, *args, check=True):
+  cmd = [sys.executable, os.path.join(ROOT, 'main.py'), f'--workdir={workdir}', *args]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'{cmd} failed:\n{proc.stderr[-3000:]}')
+  return proc
+
+
+@pytest.fixture(scope='module')
+def e2e_run(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp('e2e'))
+  run_main(wd, '--config=configs/prepare.py:tiny',
+           "--config.datasets=('synthetic_movi','synthetic_walking_grf')")
+  pre = ['--config=configs/pretrain.py:tiny', '--config.train.steps=4',
+         '--config.train.checkpoint_every=2', '--config.train.eval_every=4']
+  run_main(wd, *pre)
+  run_main(wd, '--config=configs/finetune.py:tiny', f'--config.init_from={wd}/pretrain',
+           '--config.protocol=linear_probe', '--config.train.steps=4')
+  return wd
+
+
+def test_pipeline_writes_checkpoints_and_report(e2e_run):
+  wd = e2e_run
+  ck = os.path.join(wd, 'pretrain', 'checkpoints')
+  assert checkpointing.Checkpointer(ck).latest_step() == 4
+  with open(os.path.join(ck, 'config.json')) as f:
+    assert json.load(f)['train']['steps'] == 4
+  df = pd.read_csv(os.path.join(wd, 'report', 'results.csv'))
+  for col in ('task', 'init', 'protocol', 'fraction', 'fold', 'pearson_r', 'r2', 'rmse',
+              'n_train', 'n_test'):
+    assert col in df.columns
+  pooled = df[df['subject'].astype(str) == 'all']
+  assert len(pooled) == 1 and pooled['init'].iloc[0] == 'pretrained'
+  assert np.isfinite(pooled[['pearson_r', 'r2', 'rmse']].to_numpy()).all()
+  assert os.path.getsize(os.path.join(wd, 'report', 'summary.md')) > 0
+  with open(os.path.join(wd, 'finetune', 'result.json')) as f:
+    res = json.load(f)
+  assert not set(res['train_subjects']) & set(res['test_subjects'])
+  assert res['n_train'] > 0 and res['n_test'] > 0
+
+
+def test_restored_encoder_equals_the_saved_one(e2e_run):
+  saved = checkpointing.restore_raw(os.path.join(e2e_run, 'pretrain', 'checkpoints'))
+  probe = checkpointing.restore_raw(os.path.join(e2e_run, 'finetune', 'checkpoints'))
+  for enc in ('acc_encoder', 'gyr_encoder'):
+    chex.assert_trees_all_equal(probe['params'][enc], saved['params'][enc])
+    chex.assert_trees_all_equal(probe['batch_stats'][enc], saved['batch_stats'][enc])
+  assert 'head' in probe['params'] and 'acc_projection' not in probe['params']
+
+
+def test_rerun_resumes_instead_of_starting_over(e2e_run):
+  ck = os.path.join(e2e_run, 'pretrain', 'checkpoints')
+  before = checkpointing.restore_raw(ck)
+  proc = run_main(e2e_run, '--config=configs/pretrain.py:tiny', '--config.train.steps=4',
+                  '--config.train.checkpoint_every=2', '--config.train.eval_every=4')
+  assert 'train step' not in proc.stderr  # nothing left to train
+  chex.assert_trees_all_equal(checkpointing.restore_raw(ck)['params'], before['params'])
+
+
+def test_unknown_config_key_is_named(tmp_path):
+  proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.train.stepz=3',
+                  check=False)
+  assert proc.returncode != 0 and 'stepz' in proc.stderr
+
+
+def test_missing_required_value_is_named(tmp_path):
+  proc = run_main(str(tmp_path), '--config=configs/sweep.py:tiny', check=False)
+  assert proc.returncode != 0 and 'init_from' in proc.stderr
+
+
+def test_unknown_stage_is_named(tmp_path):
+  proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.stage=fly',
+                  check=False)
+  assert proc.returncode != 0 and 'config key stage' in proc.stderr
