@@ -53,3 +53,51 @@ def test_bad_ssl_option_is_named(tmp_path, toy_dirs):
   cfg.ssl.negatives = 'everything'
   with pytest.raises(ValueError, match='ssl.negatives'):
     pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
+
+
+def _one_step(cfg, batch):
+  from ssl_imu_jax import parallel, train_state
+
+  mesh = parallel.make_mesh(1)
+  model = pretrain.build_model(cfg)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, cfg.train.steps)
+  norm = {'acc_mean': 9.81, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0}
+  state = pretrain.init_state(cfg, model, tx, (1,) + batch['acc'].shape[1:], mesh, norm)
+  step = jax.jit(pretrain.make_train_step(cfg, model, tx, schedule, 1))
+  return state, step(state, batch, jax.random.key(0))
+
+
+def _toy_batch(b=8, n=3, t=32):
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(b, n, t, 3)).cumsum(2).astype(np.float32) * 0.1
+  return {'acc': 9.81 + 5 * np.gradient(w, axis=2), 'gyr': w}
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  cfg = tiny_pretrain_config()
+  batch = _toy_batch()
+  _, (s32, m32) = _one_step(cfg, batch)
+  cfg.train.compute_dtype = 'bfloat16'
+  _, (s16, m16) = _one_step(cfg, batch)
+  assert {x.dtype for x in jax.tree.leaves(s16.params)} == {np.dtype('float32')}
+  assert np.isfinite(float(m16['loss']))
+  np.testing.assert_allclose(float(m16['loss']), float(m32['loss']), rtol=0.05)
+
+
+def test_gradient_accumulation_averages_micro_batch_losses():
+  from ssl_imu_jax import losses
+
+  cfg = tiny_pretrain_config()
+  cfg.train.grad_accum_steps = 2
+  batch = _toy_batch()
+  state0, (_, m) = _one_step(cfg, batch)
+  model = pretrain.build_model(cfg)
+  halves = []
+  bstats = state0.batch_stats
+  for sl in (slice(0, 4), slice(4, 8)):
+    acc = (batch['acc'][sl] - 9.81) / 1.0
+    (za, zg, t), new = model.apply({'params': state0.params, 'batch_stats': bstats}, acc,
+                                   batch['gyr'][sl], train=True, mutable=['batch_stats'])
+    bstats = new['batch_stats']
+    halves.append(float(losses.info_nce(za, zg, t)[0]))
+  np.testing.assert_allclose(float(m['loss']), np.mean(halves), rtol=1e-5)
