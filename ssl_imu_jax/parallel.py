@@ -31,13 +31,20 @@ def check_batch(batch_size: int, mesh, key: str = 'train.batch_size') -> None:
 
 
 def maybe_initialize_distributed() -> None:
-  """Joins a multi-host run when a launcher set one up (SLURM, TPU pod, JAX_COORDINATOR_ADDRESS).
+  """Joins a multi-host run when a launcher set one up; single-host runs are left alone.
 
-  Must run before any other JAX call. Single-host runs are left alone.
+  Must run before any other JAX call. Recognised: SLURM with more than one task and Cloud TPU pods
+  (JAX detects both), or explicit ``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` +
+  ``JAX_PROCESS_ID`` for any other launcher.
   """
   import os
 
-  multi = any(k in os.environ for k in ('JAX_COORDINATOR_ADDRESS', 'SLURM_NTASKS', 'TPU_WORKER_ID',
-                                        'CLOUD_TPU_TASK_ID'))
-  if multi and int(os.environ.get('SLURM_NTASKS', '2')) > 1:
+  env = os.environ
+  if env.get('JAX_COORDINATOR_ADDRESS'):
+    missing = [k for k in ('JAX_NUM_PROCESSES', 'JAX_PROCESS_ID') if k not in env]
+    if missing:
+      raise ValueError(f'JAX_COORDINATOR_ADDRESS is set but {missing} are not')
+    jax.distributed.initialize(env['JAX_COORDINATOR_ADDRESS'], int(env['JAX_NUM_PROCESSES']),
+                               int(env['JAX_PROCESS_ID']))
+  elif int(env.get('SLURM_NTASKS', '1')) > 1 or env.get('TPU_WORKER_HOSTNAMES', '').count(','):
     jax.distributed.initialize()
