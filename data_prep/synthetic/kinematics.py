@@ -99,14 +99,19 @@ def _unit(v: np.ndarray) -> np.ndarray:
   return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
-def soft_reach(d: np.ndarray, l_thigh: float, l_shank: float, knee0: float = 0.998
-               ) -> np.ndarray:
-  """Hip-ankle distance the leg can realise: d itself below ``knee0`` of full length, then a
-  tanh saturation to full length (C2-smooth, so an out-of-reach target bends the path gently
-  instead of kinking it into an acceleration spike); at least |l_thigh - l_shank|."""
-  full = l_thigh + l_shank
-  d0 = knee0 * full
-  span = full - d0
+def soft_reach(d: np.ndarray, l_thigh: float, l_shank: float, knee_lo_deg: float = 20.0,
+               knee_min_deg: float = 6.0) -> np.ndarray:
+  """Hip-ankle distance the leg realises for a target distance d.
+
+  Up to the reach at ``knee_lo_deg`` of knee flexion, d itself; beyond, a tanh saturation
+  towards the reach at ``knee_min_deg`` (C2-smooth). Two-link IK is singular at full extension
+  (the knee's offset from the hip-ankle line grows like sqrt(L - d)), so letting targets reach
+  full length would turn tiny path variations into huge knee accelerations.
+  """
+  full2 = l_thigh ** 2 + l_shank ** 2
+  reach = lambda deg: np.sqrt(full2 + 2 * l_thigh * l_shank * np.cos(np.deg2rad(deg)))
+  d0, d_cap = reach(knee_lo_deg), reach(knee_min_deg)
+  span = d_cap - d0
   out = np.where(d > d0, d0 + span * np.tanh((d - d0) / span), d)
   return np.maximum(out, abs(l_thigh - l_shank) + 1e-3)
 

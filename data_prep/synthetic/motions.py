@@ -151,7 +151,7 @@ def _feet_from_stances(t: np.ndarray, stances: dict[str, list[_Stance]], clear_f
   ankle = {s: np.zeros((n, 3)) for s in stances}
   pitch = {s: np.zeros(n) for s in stances}
   cop = {s: np.zeros((n, 3)) for s in stances}
-  h = 1e-4
+  h = 0.004   # over a few samples: the stance pitch correction is piecewise linear
   for side, sts in stances.items():
     for k, st in enumerate(sts):
       i0 = max(0, int(np.ceil((st.c.t0 - t[0]) / dt - 1e-9)))
@@ -173,9 +173,14 @@ def _feet_from_stances(t: np.ndarray, stances: dict[str, list[_Stance]], clear_f
       p0 = pe[2]
       v0 = (3 * pe[2] - 4 * pe[1] + pe[0]) / (2 * h)
       a0 = (pe[2] - 2 * pe[1] + pe[0]) / h ** 2
+      # Swing pitch starts from the toe-off angle and rate (rate capped at 12 rad/s, angular
+      # acceleration not matched: a quintic fed the rocker's end acceleration overshoots wildly).
       q0 = the[2]
-      w0 = (3 * the[2] - 4 * the[1] + the[0]) / (2 * h)
-      b0 = (the[2] - 2 * the[1] + the[0]) / h ** 2
+      w0 = float(np.clip((3 * the[2] - 4 * the[1] + the[0]) / (2 * h), -12.0, 12.0))
+      b0 = 0.0
+      a0_norm = np.linalg.norm(a0)
+      if a0_norm > 50.0:
+        a0 = a0 * (50.0 / a0_norm)
       p1 = nxt.ankle(np.array([nxt.c.t0]))[0]
       v1 = np.array([0.0, 0.0, -nxt.c.v_td])
       dur = nxt.c.t0 - st.c.t1
@@ -428,21 +433,40 @@ def _adapted_plan(plan: MotionPlan, stances, clear_fn, subject: Subject, t, reac
             v = hip[i0:i1] - st.ankle(tt)
         late = (s >= st.s_flat) & (np.linalg.norm(v, axis=-1) > d_max)
         if late.any():
-          th_now = st.pitch(tt)
-          need = np.where(late, st.heel_rise_for_reach(hip[i0:i1], d_max, th_now) - th_now, 0.0)
-          corr = np.minimum(need, 0.0)
-          k = max(1, int(round(0.015 / plan.dt)))
-          corr = np.convolve(np.pad(corr, k, mode='edge'), np.ones(2 * k + 1) / (2 * k + 1),
-                             mode='same')[k:-k]
-          if st.corr_t is not None:
-            corr = corr + np.interp(tt, st.corr_t, st.corr_v, left=0.0, right=st.corr_v[-1])
-          first = int(np.argmax(corr < -1e-6))
-          corr[first:] = np.minimum.accumulate(corr[first:])
-          st.corr_t, st.corr_v = tt, corr
+          # Earlier heel-off (same smooth rocker shape): the least change that keeps the
+          # loaded leg within reach; per-sample corrections would put kinks into the foot path.
+          for s_ho in np.arange(st.s_ho - 0.03, st.s_flat + 0.019, -0.03):
+            st.s_ho = float(s_ho)
+            v = hip[i0:i1] - st.ankle(tt)
+            if np.all(np.linalg.norm(v[s >= st.s_flat], axis=-1) <= d_max):
+              break
           n_rise += 1
   _set_feet(plan, stances, clear_fn, body, t, reach_range)
+  _pull_swing_into_reach(plan, kin, body)
   plan.info.update({'n_steps_moved_back': n_moved, 'n_heel_rise_adapted': n_rise})
   return plan
+
+
+def _pull_swing_into_reach(plan: MotionPlan, kin, body, sigma_s: float = 0.015) -> None:
+  """Bends swing-foot paths that leave the leg's reach back inside it, smoothly.
+
+  Early swing can start beyond what a nearly straight leg reaches from the (estimated) hip.
+  Leaving that to the IK's saturation makes the knee swing through the two-link singularity in a
+  few milliseconds (acceleration spikes of hundreds of m/s^2); instead the path is pulled towards
+  the hip with a wide soft limit and the pull is Gaussian-smoothed (sigma 15 ms).
+  """
+  from scipy.ndimage import gaussian_filter1d
+
+  from data_prep.synthetic.kinematics import soft_reach  # local: no import cycle
+  lt, ls = body.length['thigh'], body.length['shank']
+  for side in plan.ankle:
+    hip = kin.joints[f'{side}_hip']
+    v = plan.ankle[side] - hip
+    d = np.linalg.norm(v, axis=-1)
+    d_soft = soft_reach(d, lt, ls, knee_lo_deg=40.0, knee_min_deg=12.0)
+    pull = v * (d_soft / np.maximum(d, 1e-9) - 1.0)[:, None]
+    pull[plan.contact[side]] = 0.0
+    plan.ankle[side] = plan.ankle[side] + gaussian_filter1d(pull, sigma_s / plan.dt, axis=0)
 
 
 # ------------------------------------------------------------------------------------------------
