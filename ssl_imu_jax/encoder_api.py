@@ -1,0 +1,298 @@
+"""The pre-trained encoder as a plain JAX function, and the ``embed`` stage built on it.
+
+  apply_fn, params, info = ssl_imu_jax.load_encoder('runs/pretrain_tiny/pretrain/checkpoints')
+  emb = jax.jit(apply_fn)(params, acc, gyr)  # [B, N, T, 3] m/s^2, rad/s -> [B, N, 2D]
+
+``params`` is an ordinary Flax variables dict ({'params', 'batch_stats'} of the two encoders only),
+so it can be fed to ``jax.grad`` or an optax optimiser of the caller's own code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ssl_imu_jax import checkpointing
+from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, make_encoder
+
+KINDS = ('pretrain', 'finetune')
+_LAYOUTS = ('<run>, <run>/checkpoints or <run>/checkpoints/<step> of a pretrain (or finetune) run')
+
+
+class ImuEncoder(nn.Module):
+  """The acc (and gyr) encoders of a checkpoint, in inference mode, on normalised windows.
+
+  Its variables are exactly the ``acc_encoder`` / ``gyr_encoder`` subtrees of the training state,
+  so a checkpoint's encoder weights load into it unchanged.
+  """
+
+  encoder: ml_collections.ConfigDict
+  has_gyr: bool = True
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.acc_encoder = make_encoder(self.encoder, self.dtype, 'acc_encoder')
+    if self.has_gyr:
+      self.gyr_encoder = make_encoder(self.encoder, self.dtype, 'gyr_encoder')
+
+  def __call__(self, acc_BxNxTxC, gyr_BxNxTxC=None):
+    h = self.acc_encoder(acc_BxNxTxC, False)
+    if gyr_BxNxTxC is None:
+      return h
+    return jnp.concatenate([h, self.gyr_encoder(gyr_BxNxTxC, False)], axis=-1)
+
+
+def resolve_checkpoint(path: str) -> tuple[str, int | None]:
+  """(checkpoints dir, step or None = latest) from a run, checkpoints or step directory."""
+  path = os.path.abspath(os.path.expanduser(str(path)))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{path}: no such directory; expected {_LAYOUTS}')
+  base = os.path.basename(path)
+  if base.isdigit() and os.path.exists(os.path.join(path, '_CHECKPOINT_METADATA')):
+    if not os.path.isdir(os.path.join(path, 'state')):
+      raise FileNotFoundError(f'{path}: checkpoint step without a state/ directory (incomplete '
+                              f'or not an ssl_imu_jax checkpoint)')
+    return os.path.dirname(path), int(base)
+  try:
+    return checkpointing.find_checkpoint_dir(path), None
+  except FileNotFoundError:
+    raise FileNotFoundError(f'{path}: no Orbax checkpoint found; expected {_LAYOUTS}') from None
+
+
+def _saved_encoders(ckpt_dir: str, step: int) -> tuple[list[str], bool]:
+  """Which encoders the saved state holds and whether it has BatchNorm statistics (no arrays)."""
+  meta = ocp.PyTreeCheckpointer().metadata(os.path.join(ckpt_dir, str(step), 'state'))
+  tree = getattr(meta, 'item_metadata', meta)
+  tree = getattr(tree, 'tree', tree)
+  params = dict(tree.get('params') or {})
+  names = [k for k in ENCODERS if k in params]
+  if 'acc_encoder' not in names:
+    raise ValueError(f'{ckpt_dir}/{step}: the saved params hold {sorted(params)}, no acc_encoder; '
+                     f'load_encoder needs an ssl_imu_jax pre-training (or fine-tuning) checkpoint')
+  return names, bool(tree.get('batch_stats'))
+
+
+def _data_facts(meta: dict[str, Any], where: str) -> dict[str, Any]:
+  """Data set name, rate, window length and sites the encoder was trained on."""
+  if meta['kind'] == 'pretrain':
+    d = meta['dataset']
+    return {'dataset': d['name'], 'split': d.get('split', ''),
+            'sample_rate_hz': float(d['sample_rate_hz']), 'window_length': int(d['window_length']),
+            'sites': list(d['sites'])}
+  data = meta.get('config', {}).get('data')
+  if not data:
+    raise ValueError(f'{where}: fine-tuning checkpoint without config.data in its meta record')
+  return {'dataset': data['dataset'], 'split': data.get('split', ''),
+          'sample_rate_hz': float(data['sample_rate_hz']),
+          'window_length': int(data['window_length']),
+          'sites': list(data.get('imu_sites') or []) or None}  # None: all sites of the data set
+
+
+def load_encoder(checkpoint_dir: str, step: int | None = None
+                 ) -> tuple[Callable[..., jax.Array], dict[str, Any], dict[str, Any]]:
+  """Loads the trained encoders of a checkpoint as ``(apply_fn, params, info)``.
+
+  Args:
+    checkpoint_dir: a run directory, its ``checkpoints`` directory, or one step directory
+      ``checkpoints/<step>``. Pre-training checkpoints are the intended input; a fine-tuning
+      checkpoint works too (its encoders as fine-tuned, with its fold's normalisation; an
+      accelerometer-only fine-tune has no gyr encoder).
+    step: which step (default: the step directory given, else the latest).
+
+  Returns:
+    apply_fn: ``apply_fn(params, acc, gyr=None)``, pure and jit-able. ``acc`` / ``gyr`` are
+      [batch, n_imu, T, 3] in physical units (m/s^2 specific force, rad/s, sensor frame, as in
+      data_prep/records.py); the stored normalisation is applied inside. Returns per-IMU
+      embeddings [batch, n_imu, 2*D] (acc embedding then gyr embedding), or [batch, n_imu, D] from
+      the acc encoder alone when ``gyr`` is None. BatchNorm runs in inference mode, so each window
+      and each IMU is embedded independently of the rest of the batch. ``n_imu`` may differ from
+      the number of sites pre-trained on (the weights are shared across sites), but an embedding
+      is only as meaningful as the placement was represented in pre-training (``info['sites']``).
+      T must equal ``info['window_length']`` at ``info['sample_rate_hz']``; a wrong shape is a
+      ValueError (at trace time under jit) naming the expected and the given shapes.
+    params: {'params': {...}, 'batch_stats': {...}} of ``acc_encoder`` (and ``gyr_encoder``) only;
+      the projection heads and optimiser state are not loaded.
+    info: 'kind', 'checkpoint_dir', 'step', 'config' (the training config as a dict), 'dataset',
+      'split', 'sample_rate_hz', 'window_length', 'sites', 'normalization' (acc_mean, acc_std,
+      gyr_mean, gyr_std), 'encoder' (the encoder config as a dict), 'embed_dim' (D),
+      'has_gyr', 'output_dim', 'compute_dtype'.
+  """
+  ckpt_dir, dir_step = resolve_checkpoint(checkpoint_dir)
+  if step is not None and dir_step is not None and int(step) != dir_step:
+    raise ValueError(f'load_encoder: step={step} contradicts the step directory {checkpoint_dir}')
+  step = dir_step if step is None else int(step)
+  step, meta = checkpointing.read_meta(ckpt_dir, step)
+  where = f'{ckpt_dir}/{step}'
+  kind = meta.get('kind')
+  if kind not in KINDS:
+    raise ValueError(f'{where}: a {kind!r} checkpoint; load_encoder needs one of {KINDS} '
+                     f'(a pre-training checkpoint is the intended input)')
+  for key in ('encoder', 'normalization', 'config'):
+    if key not in meta:
+      raise ValueError(f'{where}: the meta record has no {key!r} entry')
+  names, has_bstats = _saved_encoders(ckpt_dir, step)
+  has_gyr = 'gyr_encoder' in names
+  facts = _data_facts(meta, where)
+  compute_dtype = meta['config'].get('train', {}).get('compute_dtype', 'float32')
+  enc_cfg = ml_collections.ConfigDict(meta['encoder'])
+  module = ImuEncoder(enc_cfg, has_gyr, dtype_from_name(compute_dtype))
+
+  x = jax.ShapeDtypeStruct((1, 1, facts['window_length'], 3), jnp.float32)
+  abstract = jax.eval_shape(module.init, jax.random.key(0), x, x if has_gyr else None)
+  target = {'params': abstract['params']}
+  if has_bstats and 'batch_stats' in abstract:
+    target['batch_stats'] = abstract['batch_stats']
+  # Onto this process's first device, whatever mesh the checkpoint was saved from.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), target)
+  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(restored))
+
+  norm = {k: float(v) for k, v in meta['normalization'].items()}
+  needed = ['acc_mean', 'acc_std'] + (['gyr_mean', 'gyr_std'] if has_gyr else [])
+  missing = [k for k in needed if k not in norm]
+  if missing:
+    raise ValueError(f'{where}: normalization record lacks {missing}')
+  d = int(enc_cfg.embed_dim)
+  info = {
+      'kind': kind, 'checkpoint_dir': ckpt_dir, 'step': int(step), 'config': meta['config'],
+      **facts, 'normalization': norm, 'encoder': enc_cfg.to_dict(), 'embed_dim': d,
+      'has_gyr': has_gyr, 'output_dim': 2 * d if has_gyr else d, 'compute_dtype': compute_dtype,
+  }
+  t, rate = facts['window_length'], facts['sample_rate_hz']
+
+  def apply_fn(params, acc, gyr=None):
+    """[batch, n_imu, T, 3] acc (m/s^2) [, gyr (rad/s)] -> [batch, n_imu, 2D] (or [.., D])."""
+    return _apply(module, norm, t, rate, has_gyr, params, acc, gyr)
+
+  return apply_fn, params, info
+
+
+def check_window_shape(name: str, shape: tuple[int, ...], window_length: int,
+                       sample_rate_hz: float) -> None:
+  """A [batch, n_imu, T, 3] window of the encoder's length, or a ValueError saying what is wrong."""
+  want = f'[batch, n_imu, {window_length}, 3]'
+  if len(shape) != 4:
+    raise ValueError(f'{name}: expected a rank-4 array {want}, got shape {tuple(shape)}')
+  if shape[-1] != 3:
+    raise ValueError(f'{name}: last axis must hold the 3 sensor axes; expected {want}, got shape '
+                     f'{tuple(shape)}')
+  if shape[2] != window_length:
+    raise ValueError(f'{name}: the encoder was trained on {window_length}-sample windows at '
+                     f'{sample_rate_hz:g} Hz; expected {want}, got shape {tuple(shape)} '
+                     f'(resample / re-window the data)')
+
+
+def _apply(module, norm, window_length, sample_rate_hz, has_gyr, params, acc, gyr=None):
+  acc = jnp.asarray(acc, jnp.float32)
+  check_window_shape('acc', acc.shape, window_length, sample_rate_hz)
+  acc = (acc - norm['acc_mean']) / norm['acc_std']
+  if gyr is not None:
+    if not has_gyr:
+      raise ValueError('gyr: this checkpoint has no gyr encoder (accelerometer-only fine-tune); '
+                       'call apply_fn(params, acc) with gyr=None')
+    gyr = jnp.asarray(gyr, jnp.float32)
+    check_window_shape('gyr', gyr.shape, window_length, sample_rate_hz)
+    if gyr.shape != acc.shape:
+      raise ValueError(f'gyr: shape {tuple(gyr.shape)} differs from acc shape {tuple(acc.shape)}; '
+                       f'both must be [batch, n_imu, {window_length}, 3] of the same windows')
+    gyr = (gyr - norm['gyr_mean']) / norm['gyr_std']
+  return module.apply(params, acc, gyr)
+
+
+def embed_windows(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
+                  batch_size: int) -> np.ndarray:
+  """Embeddings of all windows in fixed-size batches (the last one padded: one compilation)."""
+  if batch_size <= 0:
+    raise ValueError(f'config key batch_size must be positive, got {batch_size}')
+  fn = jax.jit(apply_fn)
+  n = len(acc)
+  out = []
+  for lo in range(0, n, batch_size):
+    idx = np.arange(lo, lo + batch_size).clip(max=n - 1)  # pads repeat the last window
+    e = fn(params, acc[idx], None if gyr is None else gyr[idx])
+    out.append(np.asarray(jax.device_get(e))[:min(batch_size, n - lo)])
+  return np.concatenate(out)
+
+
+def _data_config(config, info: dict[str, Any]) -> ml_collections.ConfigDict:
+  """``config.data`` with rate and window length from the checkpoint where left at 0."""
+  data = ml_collections.ConfigDict(config.data.to_dict())
+  for key, have in (('sample_rate_hz', info['sample_rate_hz']),
+                    ('window_length', info['window_length'])):
+    value = data[key]
+    if not value:
+      data[key] = type(value)(have)
+    elif abs(float(value) - float(have)) > 1e-6:
+      raise ValueError(f'config key data.{key}={value} but the encoder in '
+                       f'{info["checkpoint_dir"]}/{info["step"]} was trained with {have}; leave it '
+                       f'at 0 to use the checkpoint\'s value')
+  return data
+
+
+def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
+  r"""Embeds one split of a data set with a checkpoint's encoder; writes numpy files.
+
+    python main.py --config=configs/embed.py:tiny --workdir=runs/embed_tiny \
+        --config.checkpoint=runs/pretrain_tiny/pretrain/checkpoints \
+        --config.data.dataset=synthetic_walking_grf
+
+  Files in ``<workdir>/embed/``, prefix ``<dataset>_<split>_``: ``embeddings.npy`` float32
+  [n, n_imu, 2D] (acc then gyr embedding per IMU; [n, n_imu, D] for accelerometer-only data),
+  ``subject_id.npy`` int64 [n], ``trial.npy`` int64 [n], ``targets.npy`` float32 [n, K] (labelled
+  sets only) and ``embeddings.json`` (shapes, sites, target names and units, checkpoint, step).
+  Returns {name: path}.
+  """
+  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+
+  apply_fn, params, info = load_encoder(config.checkpoint)
+  data = _data_config(config, info)
+  path = input_pipeline.ensure_built(data, input_pipeline.resolve_data_dir(config, workdir))
+  ws = input_pipeline.load_split(path, data.split, data.imu_sites, data.use_gyr)
+  input_pipeline.check_matches(ws, data)
+  gyr = ws.gyr if info['has_gyr'] else None
+  emb = embed_windows(apply_fn, params, ws.acc, gyr, int(config.batch_size))
+
+  out_dir = os.path.join(workdir, 'embed')
+  os.makedirs(out_dir, exist_ok=True)
+  prefix = os.path.join(out_dir, f'{data.dataset}_{data.split}_'.replace(os.sep, '_'))
+  arrays = {'embeddings': emb, 'subject_id': ws.subject_id, 'trial': ws.trial}
+  if ws.target_names:
+    arrays['targets'] = ws.targets
+  paths = {}
+  for name, arr in arrays.items():
+    paths[name] = f'{prefix}{name}.npy'
+    _save_npy_atomic(paths[name], arr)
+  d = info['embed_dim']
+  description = {
+      'files': {k: os.path.basename(v) for k, v in paths.items()},
+      'shapes': {k: list(v.shape) for k, v in arrays.items()},
+      'embedding_layout': (f'[..., :{d}] acc encoder, [..., {d}:] gyr encoder'
+                           if gyr is not None else f'[..., :{d}] acc encoder only'),
+      'dataset': data.dataset, 'split': data.split, 'dataset_path': path,
+      'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
+      'window_length': ws.window_length,
+      'targets': dict(zip(ws.target_names, ws.target_units, strict=True)),
+      'subjects': sorted(set(ws.subject_id.tolist())),
+      'checkpoint_dir': info['checkpoint_dir'], 'step': info['step'], 'kind': info['kind'],
+      'encoder_sites': info['sites'], 'normalization': info['normalization'],
+  }
+  paths['info'] = f'{prefix}embeddings.json'
+  checkpointing.write_json_atomic(paths['info'], description)
+  for k, v in paths.items():
+    print(f'{k}: {v}')
+  return paths
+
+
+def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
+  tmp = f'{path}.tmp.{os.getpid()}.npy'
+  np.save(tmp, arr)
+  os.replace(tmp, path)
