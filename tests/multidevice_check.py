@@ -1,0 +1,196 @@
+"""One training step on a 1-device and an 8-device CPU mesh, same global batch and initial state.
+
+Run by tests/test_multidevice.py in a subprocess whose XLA_FLAGS asks for 8 host devices (the
+flag must be set before jax is imported, and it slows every other test, so it lives here). Both
+meshes are built in this one process so they see the same XLA flags. Prints one JSON line of
+measured differences; the test asserts on them.
+
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice_check.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+_FLAG = '--xla_force_host_platform_device_count=8'
+if 'jax' in sys.modules:
+  raise RuntimeError('multidevice_check.py must set XLA_FLAGS before jax is imported')
+if 'xla_force_host_platform_device_count' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG).strip()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import finetune as finetune_config  # noqa: E402
+from configs import pretrain as pretrain_config  # noqa: E402
+from ssl_imu_jax import finetune, input_pipeline, losses, parallel, pretrain, train_state  # noqa: E402
+
+GLOBAL_BATCH = 16
+N_SITES = 2
+T = 32
+N_DEV = 8
+
+
+def _tiny_model(cfg) -> None:
+  """A one-stage encoder, smaller than the 'tiny' config: compile time dominates this check."""
+  cfg.model.encoder.widths = (8,)
+  cfg.model.encoder.kernel_size = 3
+  cfg.model.encoder.embed_dim = 8
+  cfg.model.projection_dims = (8, 8)
+  cfg.model.head_dims = (8,)
+
+
+def _max_abs_diff(a, b) -> float:
+  """Largest |a - b| over all leaves of two pytrees of the same structure."""
+  la, lb = jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b))
+  if len(la) != len(lb):
+    raise ValueError(f'trees differ: {len(la)} vs {len(lb)} leaves')
+  diffs = [float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+           for x, y in zip(la, lb, strict=True) if np.size(x)]
+  return max(diffs) if diffs else 0.0
+
+
+def _n_devices(tree) -> int:
+  """Smallest number of devices any leaf of ``tree`` lives on."""
+  return min(len(x.sharding.device_set) for x in jax.tree.leaves(tree))
+
+
+def _batch(rng: np.random.Generator, with_targets: bool) -> dict[str, np.ndarray]:
+  """A global batch of smooth random windows (acc about +9.81 on one axis, as when still)."""
+  shape = (GLOBAL_BATCH, N_SITES, T, 3)
+  w = rng.normal(size=shape).cumsum(2) * 0.1
+  batch = {'acc': (9.81 * np.eye(3)[2] + 5 * np.gradient(w, axis=2)).astype(np.float32),
+           'gyr': w.astype(np.float32)}
+  if with_targets:
+    batch['targets'] = (1.0 + np.abs(w).mean((1, 2, 3))[:, None]).astype(np.float32)
+  return batch
+
+
+def _norm(batch: dict[str, np.ndarray], with_targets: bool) -> dict[str, float]:
+  stats = {'acc_mean': float(batch['acc'].mean()), 'acc_std': float(batch['acc'].std()),
+           'gyr_mean': float(batch['gyr'].mean()), 'gyr_std': float(batch['gyr'].std())}
+  if with_targets:
+    stats |= {'y_mean': [float(batch['targets'].mean())],
+              'y_std': [float(batch['targets'].std())]}
+  return stats
+
+
+def _compiled(step, mesh):
+  """The step jitted exactly as pretrain.run / finetune.train_and_evaluate do."""
+  rep, dsh = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  return jax.jit(step, in_shardings=(rep, dsh, rep), out_shardings=(rep, rep),
+                 donate_argnums=(0,))
+
+
+def _run(step_fn, host_state, host_batch, mesh, rng):
+  """One step from a fresh device copy of ``host_state`` (the step donates its state)."""
+  state = jax.device_put(host_state, parallel.replicated(mesh))
+  batch = input_pipeline.to_global(host_batch, parallel.data_sharding(mesh))
+  new_state, metrics = step_fn(state, batch, rng)
+  return new_state, jax.device_get(metrics)
+
+
+def _compare(name, out, host_state, res1, res8):
+  (s1, m1), (s8, m8) = res1, res8
+  out[name] = {
+      'loss_1dev': float(m1['loss']),
+      'loss_8dev': float(m8['loss']),
+      'params_max_diff': _max_abs_diff(s1.params, s8.params),
+      'batch_stats_max_diff': _max_abs_diff(s1.batch_stats, s8.batch_stats),
+      'opt_state_max_diff': _max_abs_diff(s1.opt_state, s8.opt_state),
+      'grad_norm_1dev': float(m1['grad_norm']),
+      'grad_norm_8dev': float(m8['grad_norm']),
+      # How far one step moved the parameters / statistics: must dwarf the tolerance.
+      'params_change': _max_abs_diff(s1.params, host_state.params),
+      'batch_stats_change': _max_abs_diff(s1.batch_stats, host_state.batch_stats),
+      'state_devices_1': _n_devices(s1),
+      'state_devices_8': _n_devices(s8),
+      'steps': [int(s1.step), int(s8.step)],
+  }
+
+
+def check_pretrain(out, mesh1, mesh8, rng):
+  """SSL step: 'global' negatives on 8 devices == 1 device; 'local' == info_nce(local_blocks=8)."""
+  cfg = pretrain_config.get_config('tiny')
+  cfg.data.window_length = T
+  _tiny_model(cfg)
+  cfg.train.batch_size = GLOBAL_BATCH
+  cfg.optimizer.warmup_fraction = 0.0  # else the first step's learning rate is 0: nothing moves
+  model = pretrain.build_model(cfg)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  host_batch = _batch(np.random.default_rng(0), with_targets=False)
+  norm = _norm(host_batch, with_targets=False)
+  shape = (1, N_SITES, T, 3)
+  host_state = jax.device_get(pretrain.init_state(cfg, model, tx, shape, mesh1, norm))
+  out['init_max_diff'] = _max_abs_diff(
+      host_state, pretrain.init_state(cfg, model, tx, shape, mesh8, norm))
+  out['batch_shards_8dev'] = sorted({
+      s.data.shape[0] for s in input_pipeline.to_global(
+          host_batch, parallel.data_sharding(mesh8))['acc'].addressable_shards})
+
+  step1 = _compiled(pretrain.make_train_step(cfg, model, tx, schedule, 1), mesh1)
+  step8 = _compiled(pretrain.make_train_step(cfg, model, tx, schedule, N_DEV), mesh8)
+  res1 = _run(step1, host_state, host_batch, mesh1, rng)
+  res8 = _run(step8, host_state, host_batch, mesh8, rng)
+  _compare('pretrain_global', out, host_state, res1, res8)
+
+  cfg_local = cfg.copy_and_resolve_references()
+  cfg_local.ssl.negatives = 'local'
+  step8_local = _compiled(pretrain.make_train_step(cfg_local, model, tx, schedule, N_DEV), mesh8)
+  _, m8_local = _run(step8_local, host_state, host_batch, mesh8, rng)
+
+  # The reference on 1 device: the same forward pass, InfoNCE masked to 8 contiguous blocks.
+  def ref_losses(state, batch):
+    acc = pretrain.normalize(batch['acc'], state.norm['acc_mean'], state.norm['acc_std'])
+    gyr = pretrain.normalize(batch['gyr'], state.norm['gyr_mean'], state.norm['gyr_std'])
+    (za, zg, temp), _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                                    acc, gyr, train=True, mutable=['batch_stats'])
+    return (losses.info_nce(za, zg, temp, local_blocks=N_DEV)[0],
+            losses.info_nce(za, zg, temp, local_blocks=1)[0])
+
+  rep1, dsh1 = parallel.replicated(mesh1), parallel.data_sharding(mesh1)
+  ref_local, ref_global = jax.device_get(jax.jit(ref_losses, in_shardings=(rep1, dsh1))(
+      jax.device_put(host_state, rep1), input_pipeline.to_global(host_batch, dsh1)))
+  out['pretrain_local'] = {'loss_8dev': float(m8_local['loss']),
+                           'loss_ref_1dev_local_blocks': float(ref_local),
+                           'loss_ref_1dev_global': float(ref_global)}
+
+
+def check_finetune(out, mesh1, mesh8, rng):
+  """Fine-tuning step (full protocol, BatchNorm in train mode) on 8 devices == 1 device."""
+  cfg = finetune_config.get_config('tiny')
+  cfg.data.window_length = T
+  _tiny_model(cfg)
+  cfg.train.batch_size = GLOBAL_BATCH
+  cfg.protocol = 'full'
+  cfg.optimizer.warmup_fraction = 0.0
+  model = finetune.build_model(cfg, cfg.model.encoder, num_targets=1, use_gyr=True)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  host_batch = _batch(np.random.default_rng(1), with_targets=True)
+  norm = _norm(host_batch, with_targets=True)
+  host_state = jax.device_get(
+      pretrain.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1, norm))
+  step1 = _compiled(finetune.make_train_step(cfg, model, tx, schedule), mesh1)
+  step8 = _compiled(finetune.make_train_step(cfg, model, tx, schedule), mesh8)
+  res1 = _run(step1, host_state, host_batch, mesh1, rng)
+  res8 = _run(step8, host_state, host_batch, mesh8, rng)
+  _compare('finetune_full', out, host_state, res1, res8)
+
+
+def main() -> None:
+  out = {'device_count': jax.device_count(), 'backend': jax.default_backend()}
+  if jax.device_count() < N_DEV:
+    raise RuntimeError(f'need {N_DEV} devices, got {jax.device_count()}; XLA_FLAGS='
+                       f'{os.environ.get("XLA_FLAGS")!r} was not applied before jax started')
+  mesh1, mesh8 = parallel.make_mesh(1), parallel.make_mesh(N_DEV)
+  rng = jax.random.key(0)
+  check_pretrain(out, mesh1, mesh8, rng)
+  check_finetune(out, mesh1, mesh8, rng)
+  print(json.dumps(out))
+
+
+if __name__ == '__main__':
+  main()
