@@ -10,14 +10,15 @@ Physics-based stand-ins for the paper's data sets (docs/synthetic_data.md):
 Knobs (``records.make_config``): size 'tiny' | 'default' | 'large', sample_rate_hz (the
 internal simulation runs at an integer multiple and is decimated with an anti-alias filter),
 window_length T, window_stride (movi only), seed, and options: ``workers`` (forked processes,
-default 1; ignored once JAX is imported, see ``_run``) and, for movi, ``drop_static`` (the
-reference static-window filter, default False).
+default min(2, CPUs); ignored once JAX is imported, see ``_run``) and, for movi, ``drop_static``
+(the reference static-window filter, default False).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 import sys
 from typing import Any
 
@@ -26,7 +27,7 @@ from data_prep.synthetic import generate as gen
 
 SIZES = ('tiny', 'default', 'large')
 MOVI_SUBJECTS = {'tiny': (6, 2), 'default': (54, 6), 'large': (81, 9)}   # (train, validation)
-MOVI_SECONDS = {'tiny': 2.6, 'default': 5.2, 'large': 20.0}            # per activity
+MOVI_SECONDS = {'tiny': 2.6, 'default': 4.0, 'large': 20.0}            # per activity
 STEPS_PER_SUBJECT = {'tiny': 8, 'default': 48, 'large': 160}
 
 
@@ -68,7 +69,7 @@ class _SyntheticBase(records.ImuWindowBuilder):
     return self.N_SUBJECTS
 
   def _workers(self) -> int:
-    return int(self.builder_config.option('workers', 1))
+    return int(self.builder_config.option('workers', min(2, os.cpu_count() or 1)))
 
   def _subjects(self):
     return gen.subjects(self.NAME_FOR_SEED, self.builder_config.seed, self._n_subjects())
