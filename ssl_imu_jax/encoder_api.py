@@ -121,14 +121,19 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
     params: {'params': {...}, 'batch_stats': {...}} of ``acc_encoder`` (and ``gyr_encoder``) only;
       the projection heads and optimiser state are not loaded.
     info: 'kind', 'checkpoint_dir', 'step', 'config' (the training config as a dict), 'dataset',
-      'split', 'sample_rate_hz', 'window_length', 'sites', 'normalization' (acc_mean, acc_std,
-      gyr_mean, gyr_std), 'encoder' (the encoder config as a dict), 'embed_dim' (D),
-      'has_gyr', 'output_dim', 'compute_dtype'.
+      'split', 'sample_rate_hz', 'window_length', 'sites' (None for a fine-tuning checkpoint
+      that used all sites of its data set), 'normalization' (acc_mean, acc_std, gyr_mean,
+      gyr_std), 'encoder' (the encoder config as a dict), 'embed_dim' (D), 'has_gyr',
+      'output_dim', 'compute_dtype'.
   """
   ckpt_dir, dir_step = resolve_checkpoint(checkpoint_dir)
   if step is not None and dir_step is not None and int(step) != dir_step:
     raise ValueError(f'load_encoder: step={step} contradicts the step directory {checkpoint_dir}')
   step = dir_step if step is None else int(step)
+  saved_steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+  if step is not None and step not in saved_steps:
+    raise FileNotFoundError(f'{ckpt_dir}: no checkpoint for step {step}; saved steps: '
+                            f'{saved_steps}')
   step, meta = checkpointing.read_meta(ckpt_dir, step)
   where = f'{ckpt_dir}/{step}'
   kind = meta.get('kind')
@@ -277,7 +282,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
       'shapes': {k: list(v.shape) for k, v in arrays.items()},
       'embedding_layout': (f'[..., :{d}] acc encoder, [..., {d}:] gyr encoder'
                            if gyr is not None else f'[..., :{d}] acc encoder only'),
-      'dataset': data.dataset, 'split': data.split, 'dataset_path': path,
+      'dataset': data.dataset, 'split': data.split, 'dataset_path': os.path.abspath(path),
       'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
       'window_length': ws.window_length,
       'targets': dict(zip(ws.target_names, ws.target_units, strict=True)),

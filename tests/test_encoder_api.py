@@ -74,14 +74,22 @@ def windows(toy_dirs):
   return ws.acc[:12], ws.gyr[:12]
 
 
+@functools.cache
+def _training_embed(config_json):
+  """ContrastiveModel.embed of the pre-training config, jitted once."""
+  import ml_collections
+
+  model = pretrain.build_model(ml_collections.ConfigDict(json.loads(config_json)))
+  return jax.jit(functools.partial(model.apply, train=False, method=ContrastiveModel.embed))
+
+
 def _training_embeddings(ckpt_dir, step, config, acc, gyr):
   """What the training code computes: ContrastiveModel.embed on the restored state."""
   raw = checkpointing.restore_raw(ckpt_dir, step)
   norm = raw['norm']
   acc_n = pretrain.normalize(acc, norm['acc_mean'], norm['acc_std'])
   gyr_n = pretrain.normalize(gyr, norm['gyr_mean'], norm['gyr_std'])
-  embed = jax.jit(functools.partial(pretrain.build_model(config).apply, train=False,
-                                    method=ContrastiveModel.embed))
+  embed = _training_embed(config.to_json())
   h_acc, h_gyr = embed({'params': raw['params'], 'batch_stats': raw['batch_stats']}, acc_n, gyr_n)
   return np.concatenate([h_acc, h_gyr], axis=-1), raw
 
@@ -169,6 +177,8 @@ def test_bad_checkpoint_paths(tmp_path, pretrained):
     ssl_imu_jax.load_encoder(str(tmp_path))
   with pytest.raises(ValueError, match='contradicts the step directory'):
     ssl_imu_jax.load_encoder(os.path.join(pretrained['ckpt_dir'], '3'), step=6)
+  with pytest.raises(FileNotFoundError, match=r'no checkpoint for step 99; saved steps: \[3, 6\]'):
+    ssl_imu_jax.load_encoder(pretrained['workdir'], step=99)
 
 
 def _save_like_finetune(directory, kind, params, bstats, norm, data_cfg, encoder_cfg):
