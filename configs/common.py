@@ -78,15 +78,7 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
 
 
 def augment_config() -> ml_collections.ConfigDict:
-  """On-device augmentation switches (ssl_imu_jax/augment.py)."""
-  return ml_collections.ConfigDict({
-      'rotation': False,
-      'max_rotation_deg': 180.0,
-      'scale': False,
-      'scale_range': (0.9, 1.1),
-      'noise': False,
-      'acc_noise_std': 0.05,
-      'gyr_noise_std': 0.01,
-      'time_shift': False,
-      'max_time_shift': 8,
-  })
+  """On-device augmentation switches, all off (defined beside the code, ssl_imu_jax/augment.py)."""
+  from ssl_imu_jax import augment
+
+  return augment.default_config()

@@ -9,8 +9,9 @@ Physics-based stand-ins for the paper's data sets (docs/synthetic_data.md):
 
 Knobs (``records.make_config``): size 'tiny' | 'default' | 'large', sample_rate_hz (the
 internal simulation runs at an integer multiple and is decimated with an anti-alias filter),
-window_length T, window_stride (movi only), seed, and options: ``workers`` (forked processes,
-default min(2, CPUs); ignored once JAX is imported, see ``_run``) and, for movi, ``drop_static``
+window_length T, window_stride (movi only), seed, and options: ``workers``
+(worker processes, default 1 at size tiny, else min(2, CPUs); forked, or spawned once JAX is
+imported, see ``_run``) and, for movi, ``drop_static``
 (the reference static-window filter, default False).
 """
 
@@ -45,17 +46,18 @@ def _check_window(cfg) -> None:
 
 
 def _run(fn, jobs: list[tuple], workers: int):
-  """fn(*job) for each job, in order; in a forked process pool when workers > 1.
+  """fn(*job) for each job, in order; in a process pool when workers > 1.
 
   Forking is cheap but unsafe once JAX has started its threads, so a process that has imported
-  JAX computes in-process (spawned workers would re-import the caller's whole program, which
-  costs more than they save on small builds).
+  JAX spawns its workers instead (they re-import the caller's main module: worth it for the
+  default and large sizes only, which is why tiny builds use one worker).
   """
-  if workers <= 1 or len(jobs) <= 1 or 'jax' in sys.modules:
+  if workers <= 1 or len(jobs) <= 1:
     for job in jobs:
       yield fn(*job)
     return
-  with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context('fork')) as ex:
+  method = 'spawn' if 'jax' in sys.modules else 'fork'
+  with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as ex:
     yield from ex.map(fn, *zip(*jobs, strict=True))
 
 
@@ -69,7 +71,8 @@ class _SyntheticBase(records.ImuWindowBuilder):
     return self.N_SUBJECTS
 
   def _workers(self) -> int:
-    return int(self.builder_config.option('workers', min(2, os.cpu_count() or 1)))
+    default = 1 if self.builder_config.size == 'tiny' else min(2, os.cpu_count() or 1)
+    return int(self.builder_config.option('workers', default))
 
   def _subjects(self):
     return gen.subjects(self.NAME_FOR_SEED, self.builder_config.seed, self._n_subjects())

@@ -7,7 +7,6 @@ complete).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import Any
@@ -175,13 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'train_subjects': train_subjects, 'test_subjects': test_subjects}
   writer = MetricWriter(workdir, config.train.steps, config.train.progress,
                         tag=f'finetune {config.data.dataset} fold{config.split.fold}')
-  batches = functools.partial(input_pipeline.train_iterator, ws, train_idx,
-                              config.train.batch_size, config.seed, num_steps=config.train.steps,
-                              sharding=dsh, prefetch=config.train.prefetch)
-  state, last = trainer.train_loop(
-      state=state, step_fn=step_fn, rng=jax.random.key(config.seed), total_steps=config.train.steps,
-      batches=lambda start: batches(start_step=start), ckpt=ckpt, meta=meta, writer=writer,
-      log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every)
+  state, last = trainer.fit(config, ws, train_idx, state=state, step_fn=step_fn, ckpt=ckpt,
+                            meta=meta, writer=writer, sharding=dsh)
   writer.close()
   ckpt.close()
 

@@ -6,7 +6,6 @@ beside them (``config.json``) and a model card (``MODEL_CARD.md``).
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -195,15 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
       return {k: v / n for k, v in tot.items()}
 
   writer = MetricWriter(workdir, config.train.steps, config.train.progress, tag='pretrain')
-  train_idx = np.arange(len(train))
-  batches = functools.partial(input_pipeline.train_iterator, train, train_idx,
-                              config.train.batch_size, config.seed, num_steps=config.train.steps,
-                              sharding=dsh, prefetch=config.train.prefetch)
-  state, last = trainer.train_loop(
-      state=state, step_fn=step_fn, rng=jax.random.key(config.seed), total_steps=config.train.steps,
-      batches=lambda start: batches(start_step=start), ckpt=ckpt, meta=meta, writer=writer,
-      log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
-      eval_fn=eval_fn, eval_every=config.train.eval_every)
+  state, last = trainer.fit(config, train, np.arange(len(train)), state=state, step_fn=step_fn,
+                            ckpt=ckpt, meta=meta, writer=writer, sharding=dsh, eval_fn=eval_fn)
   final_eval = eval_fn(state) if eval_fn is not None else {}
   writer.close()
   ckpt.close()

@@ -69,6 +69,23 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   return state, last
 
 
+def fit(config, windows, train_idx, *, state, step_fn, ckpt, meta, writer, sharding,
+        eval_fn=None) -> tuple[Any, dict[str, float]]:
+  """``train_loop`` over ``windows[train_idx]`` with the knobs of ``config.train``."""
+  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+
+  t = config.train
+
+  def batches(start):
+    return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
+                                         t.steps, sharding, prefetch=t.prefetch)
+
+  return train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
+                    total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta, writer=writer,
+                    log_every=t.log_every, checkpoint_every=t.checkpoint_every, eval_fn=eval_fn,
+                    eval_every=t.eval_every if eval_fn is not None else 0)
+
+
 def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
   host = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
   _check_finite(step, host)
