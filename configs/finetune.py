@@ -25,6 +25,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = common.data_config('synthetic_walking_grf', size, split='train')
   c.init_from = ''             # pre-training checkpoint dir, '' = random init
   c.protocol = 'full'          # 'full' fine-tune | 'linear_probe' (encoder frozen)
+  # Input normalisation: 'auto' = the pre-trained encoder's statistics when init_from is set
+  # (its input contract), else this fold's training subjects; or 'checkpoint' / 'train_subjects'.
+  c.input_norm = 'auto'
   c.split = ml_collections.ConfigDict({
       'num_folds': 5,
       'fold': 0,

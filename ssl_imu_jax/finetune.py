@@ -120,6 +120,25 @@ def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_di
                      f'{ws.path} has {ws.window_length} (config key data.window_length)')
 
 
+def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
+  """Input normalisation: the pre-trained encoder's own statistics (its input contract, as
+  ``load_encoder`` applies them) or statistics of this cell's training subjects.
+
+  ``config.input_norm``: 'auto' (the checkpoint's when initialising from one, else the training
+  subjects'), 'checkpoint', or 'train_subjects' (refit per cell, as the reference code did).
+  """
+  mode = config.get('input_norm', 'auto')
+  if mode not in ('auto', 'checkpoint', 'train_subjects'):
+    raise ValueError(f"config key input_norm must be 'auto', 'checkpoint' or 'train_subjects', "
+                     f'got {mode!r}')
+  if mode == 'checkpoint' and pretrain_meta is None:
+    raise ValueError("config key input_norm='checkpoint' needs config.init_from")
+  if mode != 'train_subjects' and pretrain_meta is not None:
+    keep = ('acc_mean', 'acc_std') + (('gyr_mean', 'gyr_std') if ws.gyr is not None else ())
+    return {k: float(pretrain_meta['normalization'][k]) for k in keep}
+  return input_pipeline.fit_input_stats(ws, train_idx)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        data_dir: str | None = None) -> dict[str, Any]:
   """Fine-tunes on the training subjects of ``config.split.fold``; evaluates its test subjects."""
@@ -149,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     check_compatible(pmeta, ws, ckpt_dir)
     encoder_cfg = ml_collections.ConfigDict(pmeta['encoder'])
     pre = (ckpt_dir, pstep, pmeta)
-  stats = input_pipeline.fit_input_stats(ws, train_idx)
+  stats = input_stats(config, ws, train_idx, pre[2] if pre else None)
   target_stats = input_pipeline.fit_target_stats(ws, train_idx)
 
   mesh = parallel.make_mesh()

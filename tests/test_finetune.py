@@ -66,3 +66,21 @@ def test_checkpoint_window_mismatch_is_named(tmp_path, toy_dirs, pretrained):
   cfg.init_from = pretrained['workdir']
   with pytest.raises(ValueError, match='data.window_length'):
     finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
+
+
+def test_input_normalisation_follows_the_checkpoint_or_the_training_subjects(toy_dirs,
+                                                                             pretrained):
+  from ssl_imu_jax import input_pipeline
+
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  idx = np.arange(40)
+  _, _, meta = finetune.pretrained_info(pretrained['ckpt_dir'])
+  cfg = tiny_finetune_config()
+  auto = finetune.input_stats(cfg, ws, idx, meta)
+  assert auto == {k: meta['normalization'][k] for k in auto}
+  cfg.input_norm = 'train_subjects'
+  refit = finetune.input_stats(cfg, ws, idx, meta)
+  np.testing.assert_allclose(refit['acc_mean'], ws.acc[idx].mean(), rtol=1e-5)
+  cfg.input_norm = 'checkpoint'
+  with pytest.raises(ValueError, match='init_from'):
+    finetune.input_stats(cfg, ws, idx, None)
