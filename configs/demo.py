@@ -28,16 +28,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   else:
     # Sized for `make demo` on a 2-core CPU (< 15 min): the paper's encoder, shorter schedules,
     # three of the five folds, two data fractions, full fine-tuning only.
-    c.pretrain.train.steps = 300
-    c.pretrain.train.batch_size = 32
+    c.pretrain.train.steps = 200
+    c.pretrain.train.batch_size = 16
     c.pretrain.train.eval_every = 100
-    c.pretrain.train.checkpoint_every = 100
+    c.pretrain.train.checkpoint_every = 50
     c.pretrain.train.log_every = 25
     c.pretrain.optimizer.learning_rate = 1e-3
     c.sweep.fractions = (0.1, 1.0)
     c.sweep.protocols = ('full',)
     c.sweep.folds = (0, 1, 2)
     c.sweep.finetune.train.steps = 150
-    c.sweep.finetune.train.batch_size = 32
+    c.sweep.finetune.train.batch_size = 16
     c.sweep.finetune.train.log_every = 50
   return c
