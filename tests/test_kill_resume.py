@@ -2,9 +2,10 @@
 
 main.py runs in subprocesses through a small launcher (written to the test's tmp dir) that
 registers the toy builders, which main.py cannot see, and records the step every training pass
-starts from. The killed run is slowed (a sleep per batch, in the launcher only) so the kill lands
-between the step-4 checkpoint and the last step whatever the machine's load; the reference and
-the resumed run go at full speed. All runs share one data directory and one XLA cache.
+starts from. The killed run is slowed from step 4 on (a 1 s sleep per batch, in the launcher only)
+so the kill lands between the step-4 checkpoint and the last step whatever the machine's load;
+the reference and the resumed run go at full speed. All runs share one data directory, one XLA
+cache and the same XLA flags.
 """
 
 import json
@@ -50,9 +51,10 @@ def _logged(*args, **kwargs):
   with open(os.environ['START_LOG'], 'a') as f:
     f.write(f'{{start_step}}\\n')
   delay = float(os.environ.get('STEP_DELAY_S', '0'))
-  for item in _real(*args, **kwargs):
-    time.sleep(delay)
-    yield item
+  for step, batch in _real(*args, **kwargs):
+    if step >= {kill_after}:  # slow only where the kill must land
+      time.sleep(delay)
+    yield step, batch
 
 
 input_pipeline.train_iterator = _logged
@@ -86,15 +88,18 @@ def _losses(workdir: Path) -> dict[int, float]:
 def runs(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('kill_resume')
   launcher = tmp / 'launch_main.py'
-  launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS)))
+  launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS), kill_after=KILL_AFTER))
   cmd_base = [sys.executable, str(launcher), '--config=configs/pretrain.py:tiny',
               f'--xla_cache_dir={tmp / "xla_cache"}',
               '--config.data.dataset=toy_unlabelled', '--config.data.window_length=32',
               f'--config.data_dir={tmp / "tfds"}', f'--config.train.steps={STEPS}',
               '--config.train.checkpoint_every=2', '--config.train.log_every=1',
-              '--config.train.progress=False']
+              '--config.train.progress=False',
+              # A smaller encoder than 'tiny' and no LLVM optimisation: compiling dominates.
+              '--config.model.encoder.widths=(8,16)', '--config.model.encoder.kernel_size=3']
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
+  env['XLA_FLAGS'] = '--xla_backend_optimization_level=0'
 
   def start(name: str, delay: float = 0.0) -> tuple[subprocess.Popen, Path]:
     workdir = tmp / name
@@ -124,7 +129,7 @@ def runs(tmp_path_factory):
 
   # Killed with SIGKILL once a checkpoint of step >= KILL_AFTER is complete.
   t0 = time.time()
-  proc, resumed = start('resumed', delay=0.5)
+  proc, resumed = start('resumed', delay=1.0)
   ckpt = resumed / 'pretrain' / 'checkpoints'
   deadline = time.time() + TIMEOUT_S
   while not any(s >= KILL_AFTER for s in _steps(ckpt)):
