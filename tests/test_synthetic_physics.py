@@ -210,3 +210,23 @@ def test_balance_impulses_regulates_com_height():
   v = np.diff(com[:, 2]) * FS_INT
   v_td = [v[int(np.ceil(c.t0 * FS_INT))] for c in cs if 1.0 < c.t0 < 7.0]
   assert np.ptp(v_td) < 0.25             # and so do the touchdown velocities (m/s)
+
+
+def test_walking_double_support_force_and_com_excursion_are_normative(walk):
+  # The leading foot loads while the trailing foot unloads over the same double support, so the
+  # summed vGRF stays near the single-foot peaks (~1.1-1.3 BW with the heel-strike transient)
+  # and the CoM rises and falls by ~3-5 cm per step at 1.3 m/s (Orendurff et al. 2004, J Rehabil
+  # Res Dev 41:829, approximate). Independently shaped ramps summed to ~1.6 BW and ~6 cm.
+  # The heel-strike transient (impact of the foot's effective mass, first ~50 ms) is left out.
+  sub, sim, _ = walk
+  plan = sim.plan
+  inner = slice(int(0.5 * FS_INT), -int(0.5 * FS_INT))
+  fz = (plan.grf['r'][:, 2] + plan.grf['l'][:, 2]) / sub.body.weight_n
+  both = plan.contact['r'] & plan.contact['l']
+  for side in 'rl':
+    for s in np.flatnonzero(np.diff(plan.contact[side].astype(int)) == 1) + 1:
+      both[s:s + int(0.06 * FS_INT)] = False
+  fz, both = fz[inner], both[inner]
+  assert both.sum() > 0.1 * FS_INT
+  assert fz[both].max() < 1.3
+  assert 0.025 < np.ptp(sim.kin.body_com[inner, 2]) < 0.05

@@ -55,10 +55,17 @@ def active_shape(kind: str, shape: tuple, s: np.ndarray) -> np.ndarray:
   """Non-negative stance shape on normalised stance time s in [0, 1]."""
   s = np.clip(s, 0.0, 1.0)
   if kind == 'walk':
-    # Double hump through (0,0) (s1,P1) (0.5,V) (s2,P2) (1,0), shape-preserving (PCHIP): near-
-    # linear loading / unloading ramps, so the two feet's ramps sum to ~flat in double support.
+    # Double hump: a smoothstep loading ramp over [0, s1] (s1 = end of the initial double
+    # support), P1 -> V -> P2 with zero slope at the knots, a smoothstep unloading ramp over
+    # [s2, 1] (s2 = the other foot's heel strike). The leading foot's ramp (P1 * h) and the
+    # trailing foot's (P2 * (1 - h)) then span the same double support with the same h, so the
+    # two feet's forces sum to a smooth P2 -> P1 transition (~1.1 BW) as in measured walking,
+    # not to the ~1.5 BW bulge that two independently shaped ramps give.
     p1, v, p2, s1, s2 = shape
-    g = interpolate.PchipInterpolator([0.0, s1, 0.5, s2, 1.0], [0.0, p1, v, p2, 0.0])(s)
+    mid = interpolate.CubicHermiteSpline([s1, 0.5 * (s1 + s2), s2], [p1, v, p2], [0.0, 0.0, 0.0])
+    g = np.where(s < s1, p1 * smooth3(s / s1),
+                 np.where(s > s2, p2 * (1.0 - smooth3((s - s2) / (1.0 - s2))),
+                          mid(np.clip(s, s1, s2))))
   elif kind in ('run', 'hop'):
     a, b = shape
     g = s ** a * (1 - s) ** b

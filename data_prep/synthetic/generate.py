@@ -16,7 +16,7 @@ import numpy as np
 from data_prep import gait_events as ge
 from data_prep.synthetic import anthropometry, kinematics, motions, sensors
 
-GENERATOR_VERSION = '1.0'
+GENERATOR_VERSION = '1.1'
 LABELLED_INTERNAL_HZ = 400.0   # force plate / kinematics rate of running (impact ramps ~20 ms)
 WALKING_INTERNAL_HZ = 200.0    # walking: loading ramps last ~100 ms
 

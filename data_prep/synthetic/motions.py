@@ -25,10 +25,8 @@ from data_prep.synthetic.anthropometry import Subject
 from data_prep.synthetic.kinematics import MotionPlan, rot_z
 
 D2R = np.pi / 180.0
-# Walking: first vGRF peak at 20 % of stance; the CoM height is set so that the leg is at its
-# straightest allowed knee angle over the early flat-foot phase (16-28 % of stance), the phase
-# in which the normative knee is extended after loading response.
-WALK_FIRST_PEAK = 0.2
+# Walking: the CoM height is set so that the leg is at its straightest allowed knee angle over
+# the early flat-foot phase (16-28 % of stance).
 WALK_REACH_END = 0.28
 EY = np.array([0.0, 1.0, 0.0])
 
@@ -257,8 +255,7 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   if mode == 'walk':
     valley = float(np.clip(0.78 - 0.32 * (speed - 0.8) + tr['grf_valley_k'], 0.3, 0.95))
     skew = float(np.clip(tr['grf_skew_j'] * trial(0.2), -0.1, 0.2))
-    shape = (1 + skew, valley, 1 - skew, WALK_FIRST_PEAK + rng.normal(0, 0.015),
-             0.79 + rng.normal(0, 0.015))
+    shape = (1 + skew, valley, 1 - skew)   # peak positions: the double supports, below
     ap = (0.14 + 0.08 * (speed - 1.3)) * tr['ap_force_factor']
     ml = 0.05 * tr['ml_force_factor']
     v_td0, tau_mult = 0.35 * v_fac, 1.6
@@ -270,12 +267,18 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
     tau_mult = {'rear': 1.9, 'mid': 3.5, 'fore': 5.5}[strike]
   for i, (t0, sd) in enumerate(zip(hs[:-1], sides[:-1], strict=True)):
     asym = 1 + (tr['asymmetry'] if sd == 'r' else -tr['asymmetry'])
+    c_shape = shape
     if mode == 'walk':  # toe-off follows the other foot's heel strike by the double support
       tc = hs[i + 1] - t0 + (t_c - step_t) * asym * rng.normal(1.0, 0.03)
+      # Loading ramp = the double support after this heel strike (to the other foot's toe-off),
+      # unloading ramp = the one before this toe-off (from the other foot's heel strike).
+      ds_in = contacts[-1].t1 - t0 if contacts else t_c - step_t
+      c_shape = shape[:3] + (float(np.clip(ds_in / tc, 0.08, 0.3)),
+                             float(np.clip((hs[i + 1] - t0) / tc, 0.7, 0.92)))
     else:
       tc = t_c * asym * rng.normal(1.0, cv)
     contacts.append(dyn.Contact(
-        side=sd, t0=t0, t1=t0 + tc, impulse=W * (hs[i + 1] - t0), kind=mode, shape=shape,
+        side=sd, t0=t0, t1=t0 + tc, impulse=W * (hs[i + 1] - t0), kind=mode, shape=c_shape,
         m_eff=m_eff, v_td=v_td0 * rng.normal(1.0, 0.08), tau=tau0 * tau_mult * rng.normal(1, 0.05),
         ap_bw=ap * rng.normal(1, 0.05), ml_bw=ml))
   dyn.balance_impulses(t, contacts, W, M)
