@@ -1,5 +1,7 @@
 """Physics of the synthetic generator: each test checks a law or a published range."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -230,3 +232,46 @@ def test_walking_double_support_force_and_com_excursion_are_normative(walk):
   assert both.sum() > 0.1 * FS_INT
   assert fz[both].max() < 1.3
   assert 0.025 < np.ptp(sim.kin.body_com[inner, 2]) < 0.05
+
+
+REAL_XSENS = (Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'real_imu'
+              / 'walking_xsens_lowerLeg.txt')
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'known limit (docs/synthetic_data.md): the walking stance geometry flexes the knee ~25 deg in '
+    'loading response and the shank whips forward in late swing; remove this marker once fixed'))
+def test_walking_shank_signals_and_kfm_within_published_ranges():
+  # Published / measured ranges for healthy walking at 1.0-1.5 m/s: shank sagittal gyroscope
+  # peak (mid swing) ~3.5-7 rad/s; shank |acc| 99th percentile well under 40 m/s^2 (the real
+  # Xsens shank walk in ../shared/data reads 16.4 / 19.3 m/s^2 at the 90th / 99th percentile,
+  # max 27); peak knee flexion moment median 2-5 %BW*BH.
+  gyr_peaks, acc_mag, kfm = [], [], []
+  for i in range(2):
+    sub = _subject(i, 'shank_ranges')
+    for speed in (1.0, 1.3, 1.5):
+      rng = np.random.default_rng(50 + 10 * i + int(10 * speed))
+      plan = motions.gait_plan(sub, 'walk', speed, 5.0, FS_INT, rng)
+      sim, _ = _sim(sub, plan, ('RightLeg',), spec=sensors.SensorSpec(), seed=i)
+      inner = slice(int(0.5 * FS_OUT), -int(0.5 * FS_OUT))
+      gyr_peaks.append(np.abs(sim.gyr[0, inner, 2]).max())   # z = skin normal = medio-lateral
+      acc_mag.append(np.linalg.norm(sim.acc[0, inner], axis=-1))
+      kfm += [d['peak_kfm'] for d in generate.step_labels(sim, sub.body, 'r')[1:-1]]
+  acc_mag = np.concatenate(acc_mag)
+  msg = (f'gyro peaks {np.round(gyr_peaks, 1)}, |acc| p90/p99 '
+         f'{np.percentile(acc_mag, [90, 99]).round(1)}, KFM median {np.median(kfm):.2f}')
+  assert 3.5 <= np.median(gyr_peaks) and max(gyr_peaks) <= 7.0, msg
+  assert np.percentile(acc_mag, 99) < 40.0, msg
+  assert 2.0 <= np.median(kfm) <= 5.0, msg
+
+
+def test_real_xsens_shank_reference_figures():
+  # The reference numbers quoted above are measured here, not copied.
+  if not REAL_XSENS.exists():
+    pytest.skip(f'real Xsens shank file absent: {REAL_XSENS}')
+  from data_prep.plot_signals import read_xsens_txt
+  rate, acc, gyr = read_xsens_txt(str(REAL_XSENS))
+  mag = np.linalg.norm(acc, axis=1)
+  p90, p99 = np.percentile(mag, [90, 99])
+  assert 15.0 < p90 < 18.0 and 18.0 < p99 < 21.0 and mag.max() < 30.0
+  assert 4.0 < np.abs(gyr[:, 2]).max() < 7.0   # the real shank's swing peaks, ~5-5.5 rad/s
