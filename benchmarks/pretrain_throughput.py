@@ -58,6 +58,14 @@ def rss_mb() -> tuple[float, float]:
   return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_busy_seconds() -> float:
+  """CPU-seconds all processes on the machine have spent busy so far (from /proc/stat)."""
+  with open('/proc/stat') as f:
+    fields = [int(v) for v in f.readline().split()[1:]]
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+  return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
+
+
 def analytic_forward_macs_per_site_window() -> int:
   """Multiply-adds of one encoder + projection head for one site-window (conv + dense only)."""
   macs, length, c = WINDOW * KERNEL * AXES * WIDTHS[0], WINDOW, WIDTHS[0]
@@ -259,15 +267,18 @@ def serve(setup, args) -> None:
   run_step, info = setup(args)
   print('READY', flush=True)
   times = []
+  cpu0 = None
   for line in sys.stdin:
     if line.strip() == 'step':
+      cpu0 = time.process_time() if cpu0 is None else cpu0
       t0 = time.perf_counter()
       run_step()
       times.append(time.perf_counter() - t0)
       print(f'TIME {times[-1]}', flush=True)
     elif line.strip() == 'quit':
       break
-  info.update(times=times, peak_rss_mb=rss_mb()[1])
+  info.update(times=times, peak_rss_mb=rss_mb()[1],
+              step_cpu_s=time.process_time() - (cpu0 or time.process_time()))
   print('RESULT ' + json.dumps(info), flush=True)
 
 
@@ -327,6 +338,8 @@ def worker_cmd(kind: str, args, batch_size: int = 0) -> tuple[list[str], dict]:
   if args.torch_compile:
     cmd.append('--torch_compile')
   env = dict(os.environ)
+  if kind == 'torch' and args.torch_omp_wait_policy != 'unset':
+    env['OMP_WAIT_POLICY'] = args.torch_omp_wait_policy.upper()
   if args.xla_flags:
     env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + args.xla_flags).strip()
   return cmd, env
@@ -381,10 +394,15 @@ def measure(frameworks: list[str], args, batch_size: int) -> dict:
   try:
     for kind in frameworks:  # start (and compile) one after the other
       servers[kind] = Server(kind, args, batch_size)
+    wall0, busy0 = time.perf_counter(), cpu_busy_seconds()
     for _ in range(args.warmup + args.steps):
       for srv in servers.values():
         srv.step()
-    return {kind: srv.finish() for kind, srv in servers.items()}
+    wall, busy = time.perf_counter() - wall0, cpu_busy_seconds() - busy0
+    out = {kind: srv.finish() for kind, srv in servers.items()}
+    # CPU time spent by anything else on the machine while the steps ran, in cores.
+    out['other_load'] = max(0.0, busy - sum(r['step_cpu_s'] for r in out.values())) / wall
+    return out
   finally:
     for srv in servers.values():
       if srv.proc.poll() is None:
@@ -401,7 +419,7 @@ def main(argv=None) -> int:
   p.add_argument('--batch_sizes', default='16,64,256', help='windows per step, comma separated')
   p.add_argument('--quick', action='store_true', help='smoke run: B=4,16, 1 warm-up, 2 steps')
   p.add_argument('--steps', type=int, default=5, help='timed steps per measurement')
-  p.add_argument('--warmup', type=int, default=2, help='untimed steps first')
+  p.add_argument('--warmup', type=int, default=1, help='untimed steps first')
   p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
                  help='CPUs (and threads) for both frameworks; default: all available')
   p.add_argument('--matmul_size', type=int, default=2048)
@@ -411,6 +429,11 @@ def main(argv=None) -> int:
   p.add_argument('--xla_flags', default='', help='appended to XLA_FLAGS for the JAX workers')
   p.add_argument('--torch_optimizer', default='default', choices=('default', 'foreach', 'fused'))
   p.add_argument('--torch_compile', action='store_true', help='torch.compile the PyTorch step')
+  p.add_argument('--torch_omp_wait_policy', default='passive',
+                 choices=('passive', 'active', 'unset'),
+                 help="OMP_WAIT_POLICY for PyTorch's OpenMP threads; spinning ('active', or "
+                 "'unset' = the runtime's default) slows PyTorch several-fold whenever another "
+                 'process uses a core')
   p.add_argument('--frameworks', default='jax,torch', help='which sides to time')
   p.add_argument('--check_batch', type=int, default=2, help='windows in the equivalence check')
   p.add_argument('--json', default='', help='also write every raw result to this file')
@@ -440,8 +463,8 @@ def main(argv=None) -> int:
   results = []
   print(f'CPUs/threads per framework: {args.threads} (of {os.cpu_count()}); shapes: B x {N_IMU} '
         f'IMUs x {WINDOW} x {AXES} per modality; JAX dtype {args.dtype}; XLA_FLAGS='
-        f'{(os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()!r}; '
-        f'load average {os.getloadavg()[0]:.2f}')
+        f'{(os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()!r}; PyTorch '
+        f'OMP_WAIT_POLICY {args.torch_omp_wait_policy}; load average {os.getloadavg()[0]:.2f}')
   if 'torch' in frameworks:
     chk = run_worker('check', args)
     results.append(chk)
@@ -463,8 +486,8 @@ def main(argv=None) -> int:
   for b in batch_sizes:
     row = measure(frameworks, args, b)
     row['batch_size'] = b
-    row['load_average'] = os.getloadavg()[0]
-    results.extend(v for k, v in row.items() if k in SERVERS)
+    results.extend([*(v for k, v in row.items() if k in SERVERS),
+                    {'framework': 'other_load', 'batch_size': b, 'cores': row['other_load']}])
     rows.append(row)
   mm_end = run_worker('matmul', args)  # again at the end; the better of the two is the peak
   results.append(mm_end)
@@ -478,7 +501,7 @@ def main(argv=None) -> int:
   nan = float('nan')
   print(f"{'B':>5} {'JAX s/step':>11} {'PT s/step':>10} {'JAX win/s':>10} {'PT win/s':>9} "
         f"{'PT/JAX':>7} {'GFLOP/step':>11} {'JAX GFLOP/s':>12} {'%peak':>6} "
-        f"{'JAX MB':>7} {'PT MB':>7} {'compile s':>9} {'load':>5}")
+        f"{'JAX MB':>7} {'PT MB':>7} {'compile s':>9} {'other':>5}")
   for row in rows:
     b, rj, rt = row['batch_size'], row.get('jax', {}), row.get('torch', {})
     sj = statistics.median(timed(rj, args)) if rj else nan
@@ -487,7 +510,7 @@ def main(argv=None) -> int:
     print(f"{b:>5} {sj:>11.4f} {st:>10.4f} {b / sj:>10.1f} {b / st:>9.1f} {st / sj:>7.2f} "
           f"{flops / 1e9:>11.2f} {flops / sj / 1e9:>12.1f} {100 * flops / sj / peak:>5.1f}% "
           f"{rj.get('peak_rss_mb', nan):>7.0f} {rt.get('peak_rss_mb', nan):>7.0f} "
-          f"{rj.get('compile_s', nan):>9.1f} {row['load_average']:>5.2f}")
+          f"{rj.get('compile_s', nan):>9.1f} {row['other_load']:>5.2f}")
   first = rows[0]
   print('s/step: median of the timed steps (fastest: ' + ', '.join(
       f"B={r['batch_size']} JAX {min(timed(r['jax'], args)):.4f}"
@@ -497,7 +520,9 @@ def main(argv=None) -> int:
         f"{first.get('jax', {}).get('rss_after_import_mb', nan):.0f} MB, PyTorch "
         f"{first.get('torch', {}).get('rss_after_import_mb', nan):.0f} MB). XLA temp buffers: "
         + ', '.join(f"B={r['batch_size']} {r['jax']['xla_temp_mb']:.0f} MB"
-                    for r in rows if 'jax' in r) + '. load: 1-min load average after the row.')
+                    for r in rows if 'jax' in r) + '.')
+  print('other: CPU cores busy with other processes while the row was timed (0 on an idle '
+        'machine; above ~0.1 the figures are slowed by competition for the cores).')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(results, f, indent=1)
