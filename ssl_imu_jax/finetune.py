@@ -7,6 +7,7 @@ complete).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -29,7 +30,7 @@ from ssl_imu_jax import (
 from ssl_imu_jax.metric_writers import MetricWriter
 from ssl_imu_jax.models import ENCODERS, RegressionModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
-from ssl_imu_jax.pretrain import apply_augmentation, init_state, normalize
+from ssl_imu_jax.pretrain import apply_augmentation, init_key, make_init, normalize
 
 RESULT_FILE = 'result.json'
 
@@ -120,6 +121,43 @@ def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_di
                      f'{ws.path} has {ws.window_length} (config key data.window_length)')
 
 
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """The model, optimiser and compiled functions of a fine-tuning run."""
+
+  model: RegressionModel
+  tx: Any
+  init: Any      # (rng, norm) -> TrainState, replicated
+  step: Any      # (state, batch, rng) -> (state, metrics), state donated
+  predict: Any   # (state, batch) -> predictions in label units
+
+
+_PROGRAMS: dict[str, Programs] = {}
+
+
+def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape, mesh) -> Programs:
+  """Programs shared by every run that differs only in data (fold, fraction, init, statistics):
+  a sweep traces and compiles them once per process instead of once per cell."""
+  key = json.dumps({
+      'model': config.model.to_dict(), 'protocol': config.protocol,
+      'optimizer': config.optimizer.to_dict(), 'augment': config.augment.to_dict(),
+      'steps': config.train.steps, 'dtype': config.train.compute_dtype,
+      'encoder': encoder_cfg.to_dict(), 'k': num_targets, 'gyr': use_gyr,
+      'shape': list(sample_shape), 'devices': [d.id for d in mesh.devices.flat],
+  }, sort_keys=True, default=str)
+  if key not in _PROGRAMS:
+    dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+    model = build_model(config, encoder_cfg, num_targets, use_gyr)
+    frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
+    tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps, frozen)
+    _PROGRAMS[key] = Programs(
+        model=model, tx=tx, init=make_init(model, tx, sample_shape, mesh),
+        step=jax.jit(make_train_step(config, model, tx, schedule), in_shardings=(rep, dsh, rep),
+                     out_shardings=(rep, rep), donate_argnums=(0,)),
+        predict=jax.jit(make_predict_step(model), in_shardings=(rep, dsh)))
+  return _PROGRAMS[key]
+
+
 def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
   """Input normalisation: the pre-trained encoder's own statistics (its input contract, as
   ``load_encoder`` applies them) or statistics of this cell's training subjects.
@@ -174,17 +212,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   mesh = parallel.make_mesh()
   parallel.check_batch(config.train.batch_size, mesh)
   dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
-  model = build_model(config, encoder_cfg, len(ws.target_names), use_gyr)
-  frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
-  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps, frozen)
+  progs = programs(config, encoder_cfg, len(ws.target_names), use_gyr,
+                   (1,) + ws.acc.shape[1:], mesh)
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
           'y_mean': target_stats['mean'], 'y_std': target_stats['std']}
-  state = init_state(config, model, tx, (1,) + ws.acc.shape[1:], mesh, norm)
+  state = progs.init(init_key(config.seed), train_state.norm_arrays(norm))
   if pre is not None:
-    state = load_encoders(state, tx, pre[0], pre[1], rep)
-
-  step_fn = jax.jit(make_train_step(config, model, tx, schedule),
-                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
+    state = load_encoders(state, progs.tx, pre[0], pre[1], rep)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
   ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   meta = {'kind': 'finetune', 'config': config.to_dict(), 'normalization': stats,
@@ -193,13 +227,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'train_subjects': train_subjects, 'test_subjects': test_subjects}
   writer = MetricWriter(workdir, config.train.steps, config.train.progress,
                         tag=f'finetune {config.data.dataset} fold{config.split.fold}')
-  state, last = trainer.fit(config, ws, train_idx, state=state, step_fn=step_fn, ckpt=ckpt,
+  state, last = trainer.fit(config, ws, train_idx, state=state, step_fn=progs.step, ckpt=ckpt,
                             meta=meta, writer=writer, sharding=dsh)
   writer.close()
   ckpt.close()
 
-  predict = jax.jit(make_predict_step(model), in_shardings=(rep, dsh))
-  y_pred = predict_windows(predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
+  y_pred = predict_windows(progs.predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
   y_true = ws.targets[test_idx]
   result = {
       'dataset': config.data.dataset,

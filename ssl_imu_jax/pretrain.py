@@ -115,21 +115,28 @@ def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
   return step
 
 
-def init_state(config, model, tx, sample_shape, mesh, norm):
-  """Shapes first (eval_shape), then the replicated initial state compiled onto the mesh."""
+def make_init(model, tx, sample_shape, mesh):
+  """``(rng, norm) -> TrainState``, compiled to produce the state replicated on the mesh."""
   x = jnp.zeros(sample_shape, jnp.float32)
-  norm = train_state.norm_arrays(norm)
 
   def init(rng, norm):
     variables = model.init(rng, x, x, train=False)
     state = train_state.create(variables['params'], variables.get('batch_stats', {}), tx)
     return state.replace(norm=norm)
 
-  abstract = jax.eval_shape(init, jax.random.key(0), norm)
-  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))
+
+
+def init_key(seed: int) -> jax.Array:
   # An 'rbg' key for parameter initialisation compiles ~3x faster than threefry on CPU; the
   # output is replicated, so its values do not depend on the device count.
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed, impl='rbg'), norm)
+  return jax.random.key(seed, impl='rbg')
+
+
+def init_state(config, model, tx, sample_shape, mesh, norm):
+  """The replicated initial state (parameters from ``config.seed``, ``norm`` statistics)."""
+  return make_init(model, tx, sample_shape, mesh)(init_key(config.seed),
+                                                  train_state.norm_arrays(norm))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
