@@ -2,20 +2,23 @@ r"""Pre-training throughput: one JAX step vs the same step in PyTorch (CPU), sid
 
 One step = forward of both encoders and projection heads, symmetric InfoNCE over the whole batch,
 backward, AdamW update, at the paper's shapes (B windows x 17 IMUs x 128 samples x 3 axes per
-modality). Every measurement runs in a fresh subprocess pinned to the same CPUs (so both
-frameworks get the same thread count and a clean peak-RSS reading), one after the other.
+modality). Each framework runs in its own fresh subprocess pinned to the same CPUs (same thread
+count, clean peak-RSS reading); the two run their steps alternately (lock-step), so load from
+other processes on a shared machine slows both alike.
 
   .venv/bin/pip install torch==2.13.0      # optional benchmark extra, never a core dependency
   .venv/bin/python benchmarks/pretrain_throughput.py                       # B = 16, 64, 256
-  .venv/bin/python benchmarks/pretrain_throughput.py --quick               # smoke run, ~1 min
+  .venv/bin/python benchmarks/pretrain_throughput.py --quick               # smoke run
   .venv/bin/python benchmarks/pretrain_throughput.py --batch_sizes=64 --xla_flags='...'
+  .venv/bin/python benchmarks/pretrain_throughput.py --breakdown=64        # JAX parts only
 
 Printed per batch size: s/step of each framework (median of the timed steps), windows/s, the
 ratio (PyTorch s/step / JAX s/step, > 1 means JAX is faster), the JAX step's FLOPs from XLA's cost
-analysis, its achieved FLOP/s as a fraction of the machine's float32 matmul peak measured in the
-same run (best of several 2048^3 JAX matmuls), and peak resident memory of each subprocess.
-Before timing, a check copies the JAX initialisation into the PyTorch model and compares
-parameter counts, the loss and the gradients, so both sides compute the same function.
+analysis, its achieved FLOP/s as a fraction of the float32 matmul peak (best 2048^3 JAX matmul,
+timed between the steps of the same row), peak resident memory of each subprocess, and the CPU
+load other processes put on the machine meanwhile. Before timing, a check copies the JAX
+initialisation into the PyTorch model and compares parameter counts, the loss and the gradients,
+so both sides compute the same function.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def jax_init(model, tx, seed: int = 0):
   x = jnp.zeros((1, N_IMU, WINDOW, AXES), jnp.float32)
   variables = model.init(jax.random.key(seed), x, x, train=False)
   params = variables['params']
-  return params, variables['batch_stats'], tx.init(params)
+  return params, variables.get('batch_stats', {}), tx.init(params)
 
 
 def jax_loss_fn(model):
@@ -185,6 +188,12 @@ def setup_jax(args):
     holder['state'], loss, _ = compiled(holder['state'], acc, gyr)
     loss.block_until_ready()
 
+  # The matmul peak, timed between the steps so that it sees the same load from other processes.
+  n = args.matmul_size
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
+  matmul(a, a).block_until_ready()
+
   info = {
       'framework': 'jax', 'batch_size': args.batch_size, 'compile_s': compile_s,
       'flops': float(cost.get('flops', float('nan'))),
@@ -193,9 +202,9 @@ def setup_jax(args):
       'xla_args_mb': getattr(mem, 'argument_size_in_bytes', 0) / 2**20,
       'rss_after_import_mb': base_rss, 'params': count_jax_params(state[0]),
       'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'dtype': args.dtype,
+      'dtype': args.dtype, 'matmul_size': n,
   }
-  return run_step, info
+  return run_step, info, {'matmul': lambda: matmul(a, a).block_until_ready()}
 
 
 def worker_matmul(args) -> dict:
@@ -259,27 +268,104 @@ def setup_torch(args):
       'threads': torch.get_num_threads(), 'optimizer': args.torch_optimizer,
       'compiled': args.torch_compile, 'mkldnn': torch.backends.mkldnn.is_available(),
   }
-  return run_step, info
+  return run_step, info, {}
 
 
 def serve(setup, args) -> None:
-  """Lock-step protocol with the driver: 'step' runs and times one step, 'quit' reports."""
-  run_step, info = setup(args)
+  """Lock-step protocol with the driver: 'step' (or an extra such as 'matmul') runs and times
+  one call, 'quit' reports."""
+  run_step, info, extras = setup(args)
+  calls = {'step': run_step, **extras}
+  times = {name: [] for name in calls}
   print('READY', flush=True)
-  times = []
-  cpu0 = None
+  cpu = 0.0
   for line in sys.stdin:
-    if line.strip() == 'step':
-      cpu0 = time.process_time() if cpu0 is None else cpu0
-      t0 = time.perf_counter()
-      run_step()
-      times.append(time.perf_counter() - t0)
-      print(f'TIME {times[-1]}', flush=True)
-    elif line.strip() == 'quit':
+    name = line.strip()
+    if name == 'quit':
       break
-  info.update(times=times, peak_rss_mb=rss_mb()[1],
-              step_cpu_s=time.process_time() - (cpu0 or time.process_time()))
+    c0, t0 = time.process_time(), time.perf_counter()
+    calls[name]()
+    times[name].append(time.perf_counter() - t0)
+    if name == 'step':
+      cpu += time.process_time() - c0
+    print(f'TIME {times[name][-1]}', flush=True)
+  info.update(times=times.pop('step'), peak_rss_mb=rss_mb()[1], step_cpu_s=cpu,
+              **{f'{k}_times': v for k, v in times.items()})
   print('RESULT ' + json.dumps(info), flush=True)
+
+
+def conv_layers():
+  """(length, c_in, c_out, stride, kernel) of every convolution in one encoder."""
+  layers, length, c = [(WINDOW, AXES, WIDTHS[0], 1, KERNEL)], WINDOW, WIDTHS[0]
+  for i, w in enumerate(WIDTHS):
+    stride = 2 if i > 0 else 1
+    layers.append((length, c, w, stride, KERNEL))
+    length = -(-length // stride)
+    layers.append((length, w, w, 1, KERNEL))
+    if stride != 1 or c != w:
+      layers.append((length * stride, c, w, stride, 1))
+    c = w
+  return layers
+
+
+def worker_breakdown(args) -> dict:
+  """Where the JAX step's time goes: each part compiled alone, best of ``--steps`` runs."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from ssl_imu_jax import losses
+
+  b, m = args.batch_size, args.batch_size * N_IMU
+  model, tx = jax_parts(args.dtype)
+  params, batch_stats, opt_state = jax_init(model, tx)
+  acc, gyr = (jnp.asarray(x) for x in fake_batch(b))
+  out = {}
+
+  def bench(name, fn, *xs):
+    compiled = jax.jit(fn).lower(*xs).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    jax.block_until_ready(compiled(*xs))
+    best = min(time_steps(lambda: jax.block_until_ready(compiled(*xs)), 0, args.steps))
+    out[name] = {'s': best, 'flops': float(cost.get('flops', 0.0))}
+
+  enc = model.bind({'params': params, 'batch_stats': batch_stats}).acc_encoder
+  enc_vars = {'params': params['acc_encoder'], 'batch_stats': batch_stats['acc_encoder']}
+
+  def enc_out(p, x):
+    y, _ = enc.clone(parent=None).apply({'params': p, 'batch_stats': enc_vars['batch_stats']},
+                                        x, train=True, mutable=['batch_stats'])
+    return y
+
+  bench('one encoder: forward', enc_out, enc_vars['params'], acc)
+  bench('one encoder: forward + backward',
+        jax.grad(lambda p, x: jnp.sum(enc_out(p, x) ** 2)), enc_vars['params'], acc)
+
+  def convs_only(ws, xs):
+    total = 0.0
+    for w, x, (_, _, _, stride, _) in zip(ws, xs, conv_layers(), strict=True):
+      y = jax.lax.conv_general_dilated(x, w, (stride,), 'SAME',
+                                       dimension_numbers=('NWC', 'WIO', 'NWC'))
+      total = total + jnp.sum(y * y)
+    return total
+
+  keys = jax.random.split(jax.random.key(0), 2 * len(conv_layers()))
+  ws = [jax.random.normal(keys[2 * i], (k, ci, co)) * 0.1
+        for i, (_, ci, co, _, k) in enumerate(conv_layers())]
+  xs = [jax.random.normal(keys[2 * i + 1], (m, length, ci))
+        for i, (length, ci, _, _, _) in enumerate(conv_layers())]
+  bench('one encoder: its convolutions alone, forward + backward',
+        jax.grad(convs_only, argnums=(0, 1)), ws, xs)
+  z = jax.random.normal(jax.random.key(1), (b, N_IMU, PROJ[-1]))
+  bench(f'InfoNCE forward + backward ({m} x {m} logits)',
+        jax.grad(lambda a, g: losses.info_nce(a, g, TEMPERATURE)[0], argnums=(0, 1)), z, z)
+  grads = jax.tree.map(jnp.ones_like, params)
+  bench('AdamW update', lambda g, o, p: optax.apply_updates(p, tx.update(g, o, p)[0]),
+        grads, opt_state, params)
+  step = jax_train_step(model, tx)
+  bench('full step', step, (params, batch_stats, opt_state), acc, gyr)
+  return {'framework': 'breakdown', 'batch_size': b, 'parts': out}
 
 
 def worker_check(args) -> dict:
@@ -322,7 +408,7 @@ def worker_check(args) -> dict:
   }
 
 
-WORKERS = {'matmul': worker_matmul, 'check': worker_check}
+WORKERS = {'matmul': worker_matmul, 'check': worker_check, 'breakdown': worker_breakdown}
 SERVERS = {'jax': setup_jax, 'torch': setup_torch}
 
 
@@ -333,6 +419,7 @@ def worker_cmd(kind: str, args, batch_size: int = 0) -> tuple[list[str], dict]:
   cmd = [sys.executable, os.path.abspath(__file__), f'--_worker={kind}',
          f'--batch_size={batch_size}', f'--threads={args.threads}',
          f'--matmul_size={args.matmul_size}', f'--matmul_repeats={args.matmul_repeats}',
+         f'--matmul_per_round={args.matmul_per_round}',
          f'--dtype={args.dtype}', f'--torch_optimizer={args.torch_optimizer}',
          f'--check_batch={args.check_batch}']
   if args.torch_compile:
@@ -374,8 +461,8 @@ class Server:
     raise RuntimeError(f'{self.kind} worker (batch {self.batch_size}) exited with code '
                        f'{self.proc.returncode} before sending {prefix}')
 
-  def step(self) -> float:
-    self.proc.stdin.write('step\n')
+  def step(self, call: str = 'step') -> float:
+    self.proc.stdin.write(call + '\n')
     self.proc.stdin.flush()
     return float(self._expect('TIME '))
 
@@ -394,14 +481,20 @@ def measure(frameworks: list[str], args, batch_size: int) -> dict:
   try:
     for kind in frameworks:  # start (and compile) one after the other
       servers[kind] = Server(kind, args, batch_size)
-    wall0, busy0 = time.perf_counter(), cpu_busy_seconds()
-    for _ in range(args.warmup + args.steps):
+    wall, busy = 0.0, 0.0
+    for i in range(args.warmup + args.steps):
       for srv in servers.values():
+        w0, b0 = time.perf_counter(), cpu_busy_seconds()
         srv.step()
-    wall, busy = time.perf_counter() - wall0, cpu_busy_seconds() - busy0
+        if i >= args.warmup:
+          wall, busy = wall + time.perf_counter() - w0, busy + cpu_busy_seconds() - b0
+      if 'jax' in servers:
+        for _ in range(args.matmul_per_round):
+          servers['jax'].step('matmul')
     out = {kind: srv.finish() for kind, srv in servers.items()}
-    # CPU time spent by anything else on the machine while the steps ran, in cores.
-    out['other_load'] = max(0.0, busy - sum(r['step_cpu_s'] for r in out.values())) / wall
+    # CPU time used by anything else on the machine during the timed steps, in cores.
+    own = sum(r['step_cpu_s'] * args.steps / (args.warmup + args.steps) for r in out.values())
+    out['other_load'] = max(0.0, busy - own) / wall
     return out
   finally:
     for srv in servers.values():
@@ -411,6 +504,25 @@ def measure(frameworks: list[str], args, batch_size: int) -> dict:
 
 def timed(result: dict, args) -> list[float]:
   return result['times'][args.warmup:]
+
+
+def print_breakdown(args) -> int:
+  cmd, env = worker_cmd('breakdown', args, args.breakdown)
+  cmd.append(f'--steps={args.steps}')
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+  lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+  if not lines:
+    sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    raise RuntimeError(f'breakdown worker failed with exit code {proc.returncode}')
+  parts = json.loads(lines[0][len('RESULT '):])['parts']
+  total = parts['full step']['s']
+  print(f'JAX step parts at B={args.breakdown} ({args.breakdown * N_IMU} site-windows), best of '
+        f'{args.steps}, each compiled alone; {args.threads} threads; XLA_FLAGS='
+        f'{(os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()!r}')
+  for name, v in parts.items():
+    print(f"  {name:60s} {v['s']:8.4f} s {100 * v['s'] / total:6.1f}% of the step "
+          f"{v['flops'] / 1e9:8.2f} GFLOP {v['flops'] / v['s'] / 1e9:7.1f} GFLOP/s")
+  return 0
 
 
 def main(argv=None) -> int:
@@ -423,7 +535,9 @@ def main(argv=None) -> int:
   p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
                  help='CPUs (and threads) for both frameworks; default: all available')
   p.add_argument('--matmul_size', type=int, default=2048)
-  p.add_argument('--matmul_repeats', type=int, default=10)
+  p.add_argument('--matmul_repeats', type=int, default=10, help='standalone matmul repeats')
+  p.add_argument('--matmul_per_round', type=int, default=2,
+                 help='JAX matmuls timed after every lock-step round (the peak of the row)')
   p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
                  help='JAX compute dtype (bfloat16 is not a like-for-like comparison)')
   p.add_argument('--xla_flags', default='', help='appended to XLA_FLAGS for the JAX workers')
@@ -436,6 +550,8 @@ def main(argv=None) -> int:
                  'process uses a core')
   p.add_argument('--frameworks', default='jax,torch', help='which sides to time')
   p.add_argument('--check_batch', type=int, default=2, help='windows in the equivalence check')
+  p.add_argument('--breakdown', type=int, default=0, metavar='B',
+                 help='instead of the comparison, time the parts of the JAX step at batch B')
   p.add_argument('--json', default='', help='also write every raw result to this file')
   p.add_argument('--batch_size', type=int, default=0, help=argparse.SUPPRESS)
   p.add_argument('--_worker', default='', help=argparse.SUPPRESS)
@@ -449,10 +565,12 @@ def main(argv=None) -> int:
       print('RESULT ' + json.dumps(WORKERS[args._worker](args)), flush=True)
     return 0
 
+  if args.breakdown:
+    return print_breakdown(args)
   frameworks = [f.strip() for f in args.frameworks.split(',') if f.strip()]
   if args.quick:
     args.batch_sizes, args.steps, args.warmup = '4,16', 2, 1
-    args.matmul_size, args.matmul_repeats = 1024, 5
+    args.matmul_size, args.matmul_repeats, args.matmul_per_round = 1024, 5, 1
   batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
   if 'torch' in frameworks:
     try:
@@ -479,6 +597,11 @@ def main(argv=None) -> int:
       sys.exit('The PyTorch reference does not compute the same step as JAX; not timing it.')
   mm = run_worker('matmul', args)
   results.append(mm)
+  line = (f"standalone matmul ({mm['n']}^3 float32, best of {args.matmul_repeats}): JAX "
+          f"{mm['jax_flops_per_s'] / 1e9:.1f}")
+  if 'torch_flops_per_s' in mm:
+    line += f", PyTorch {mm['torch_flops_per_s'] / 1e9:.1f}"
+  print(line + ' GFLOP/s')
   print(f'analytic forward MACs per site-window (one encoder + head): '
         f'{analytic_forward_macs_per_site_window():,}')
 
@@ -489,26 +612,21 @@ def main(argv=None) -> int:
     results.extend([*(v for k, v in row.items() if k in SERVERS),
                     {'framework': 'other_load', 'batch_size': b, 'cores': row['other_load']}])
     rows.append(row)
-  mm_end = run_worker('matmul', args)  # again at the end; the better of the two is the peak
-  results.append(mm_end)
-  peak = max(mm['jax_flops_per_s'], mm_end['jax_flops_per_s'])
-  line = (f"matmul peak ({mm['n']}^3 float32, best of {args.matmul_repeats}, before and after): "
-          f'JAX {peak / 1e9:.1f}')
-  if 'torch_flops_per_s' in mm:
-    line += f", PyTorch {max(mm['torch_flops_per_s'], mm_end['torch_flops_per_s']) / 1e9:.1f}"
-  print(line + ' GFLOP/s')
 
   nan = float('nan')
   print(f"{'B':>5} {'JAX s/step':>11} {'PT s/step':>10} {'JAX win/s':>10} {'PT win/s':>9} "
-        f"{'PT/JAX':>7} {'GFLOP/step':>11} {'JAX GFLOP/s':>12} {'%peak':>6} "
+        f"{'PT/JAX':>7} {'GFLOP/step':>11} {'JAX GFLOP/s':>12} {'peak':>6} {'%peak':>6} "
         f"{'JAX MB':>7} {'PT MB':>7} {'compile s':>9} {'other':>5}")
   for row in rows:
     b, rj, rt = row['batch_size'], row.get('jax', {}), row.get('torch', {})
     sj = statistics.median(timed(rj, args)) if rj else nan
     st = statistics.median(timed(rt, args)) if rt else nan
     flops = rj.get('flops', nan)
+    mm_times = rj.get('matmul_times') or [nan]
+    peak = 2 * args.matmul_size**3 / min(mm_times)
     print(f"{b:>5} {sj:>11.4f} {st:>10.4f} {b / sj:>10.1f} {b / st:>9.1f} {st / sj:>7.2f} "
-          f"{flops / 1e9:>11.2f} {flops / sj / 1e9:>12.1f} {100 * flops / sj / peak:>5.1f}% "
+          f"{flops / 1e9:>11.2f} {flops / sj / 1e9:>12.1f} {peak / 1e9:>6.1f} "
+          f"{100 * flops / sj / peak:>5.1f}% "
           f"{rj.get('peak_rss_mb', nan):>7.0f} {rt.get('peak_rss_mb', nan):>7.0f} "
           f"{rj.get('compile_s', nan):>9.1f} {row['other_load']:>5.2f}")
   first = rows[0]
@@ -521,6 +639,8 @@ def main(argv=None) -> int:
         f"{first.get('torch', {}).get('rss_after_import_mb', nan):.0f} MB). XLA temp buffers: "
         + ', '.join(f"B={r['batch_size']} {r['jax']['xla_temp_mb']:.0f} MB"
                     for r in rows if 'jax' in r) + '.')
+  print(f'peak: best {args.matmul_size}^3 float32 JAX matmul (GFLOP/s), {args.matmul_per_round} '
+        'timed after every lock-step round, so it saw the same load as the steps.')
   print('other: CPU cores busy with other processes while the row was timed (0 on an idle '
         'machine; above ~0.1 the figures are slowed by competition for the cores).')
   if args.json:
