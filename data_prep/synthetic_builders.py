@@ -23,6 +23,8 @@ import os
 import sys
 from typing import Any
 
+import tensorflow_datasets as tfds
+
 from data_prep import records
 from data_prep.synthetic import generate as gen
 
@@ -64,6 +66,9 @@ def _run(fn, jobs: list[tuple], workers: int):
 class _SyntheticBase(records.ImuWindowBuilder):
   """Shared plumbing: subjects, metadata and worker count."""
 
+  # The records change whenever the generator does: its version is the data set's version, so
+  # a new generator builds into a new directory instead of reusing stale records.
+  VERSION = tfds.core.Version(f'{gen.GENERATOR_VERSION}.0')
   NAME_FOR_SEED = ''
   N_SUBJECTS = 0
 
