@@ -26,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sweep.protocols = ('full',)
     c.sweep.folds = (0,)
   else:
-    # Sized for `make demo` on a 2-core CPU (13 min measured): the paper's encoder, short schedules,
+    # Sized for `make demo` on a 2-core CPU (12-13 min measured): the paper's encoder, short schedules,
     # three of the five folds, two data fractions, full fine-tuning only.
     c.pretrain.train.steps = 200
     c.pretrain.train.batch_size = 16

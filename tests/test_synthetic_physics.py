@@ -158,10 +158,7 @@ def test_label_ranges_plausible():
   assert 1.0 <= min(peaks_w) and max(peaks_w) <= 1.4
   assert 2.0 <= min(peaks_r) and max(peaks_r) <= 3.2
   assert 30.0 <= min(valr) and max(valr) <= 150.0
-  # Peak KFM: the bulk within the 1-8 %BW*BH of healthy walking; the model's loading-response
-  # knee flexion runs high, so single steps reach ~12 (docs/synthetic_data.md, known limits).
-  assert 2.0 <= np.median(kfm) <= 8.0
-  assert 1.0 <= min(kfm) and max(kfm) <= 12.0
+  assert 1.0 <= min(kfm) and max(kfm) <= 8.0
 
 
 def test_subject_label_means_differ():
@@ -169,7 +166,7 @@ def test_subject_label_means_differ():
   groups = []
   for i in range(4):
     sub = _subject(i, 'variability')
-    groups.append([d['peak_kfm'] for d in _labels(sub, 'walk', 1.3, None, 7, dur=6.0)])
+    groups.append([d['peak_kfm'] for d in _labels(sub, 'walk', 1.3, None, 7, dur=10.0)])
   # Same speed, same trial seed: differences between subjects come from the subjects.
   assert stats.f_oneway(*groups).pvalue < 0.01
 
@@ -239,8 +236,9 @@ REAL_XSENS = (Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / '
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'known limit (docs/synthetic_data.md): the walking stance geometry flexes the knee ~25 deg in '
-    'loading response and the shank whips forward in late swing; remove this marker once fixed'))
+    'known limit (docs/synthetic_data.md): in generator 1.2 the KFM median is in range, the '
+    'shank |acc| 99th percentile sits at its bound (~40) and the shank swings at up to ~9.4 '
+    'rad/s (short subjects, 1.3-1.5 m/s); remove this marker once it passes'))
 def test_walking_shank_signals_and_kfm_within_published_ranges():
   # Published / measured ranges for healthy walking at 1.0-1.5 m/s: shank sagittal gyroscope
   # peak (mid swing) ~3.5-7 rad/s; shank |acc| 99th percentile well under 40 m/s^2 (the real

@@ -133,7 +133,6 @@ def sample_subject(rng: np.random.Generator, subject_id: int) -> Subject:
       'sex': sex,
       'step_length_factor': u(0.05),
       'cadence_factor_run': u(0.05),
-      'duty_offset': float(rng.normal(0.0, 0.012)),
       'contact_time_factor_run': u(0.07),
       'step_width_m': float(np.clip(rng.normal(0.11, 0.025), 0.04, 0.2)),
       'toe_out_deg': float(rng.normal(7.0, 4.0)),
@@ -150,7 +149,6 @@ def sample_subject(rng: np.random.Generator, subject_id: int) -> Subject:
       'min_knee_flex_deg_run': float(np.clip(rng.normal(16.0, 4.0), 8.0, 26.0)),
       'heel_strike_pitch_deg': float(np.clip(rng.normal(18.0, 4.0), 8.0, 28.0)),
       'toe_off_pitch_deg': float(np.clip(rng.normal(-55.0, 6.0), -70.0, -40.0)),
-      'foot_ahead_frac': float(np.clip(rng.normal(0.34, 0.03), 0.26, 0.42)),
       'foot_ahead_factor_run': float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15)),
       'cop_start_frac': float(np.clip(rng.normal(0.10, 0.03), 0.03, 0.2)),
       'cop_end_frac': float(np.clip(rng.normal(0.88, 0.03), 0.78, 0.96)),
@@ -163,5 +161,14 @@ def sample_subject(rng: np.random.Generator, subject_id: int) -> Subject:
       'run_elbow_flex_deg': float(np.clip(rng.normal(85.0, 12.0), 55.0, 115.0)),
       'swing_clearance_m': float(np.clip(rng.normal(0.06, 0.015), 0.03, 0.1)),
       'movement_vigour': u(0.15),
+      # Walking stance knee template (Winter 2009 / Perry 1992): flexion at heel strike, the
+      # loading-response peak and the ankle's lead at heel strike (fraction of the CoM travel).
+      'hs_knee_deg': float(np.clip(rng.normal(7.0, 2.0), 4.0, 12.0)),
+      'lr_knee_deg': float(np.clip(rng.normal(15.0, 3.5), 7.0, 24.0)),
+      'hs_ahead_step_frac': float(np.clip(rng.normal(0.40, 0.025), 0.33, 0.47)),
+      'stance_roll_frac': float(np.clip(rng.normal(0.95, 0.05), 0.85, 1.05)),
+      'swing_knee_peak_deg': float(np.clip(rng.normal(62.0, 4.0), 52.0, 72.0)),
+      'toe_off_knee_deg': float(np.clip(rng.normal(38.0, 4.0), 28.0, 48.0)),
+      'com_excursion_factor': float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15)),
   }
   return Subject(subject_id=int(subject_id), body=body, traits=traits)

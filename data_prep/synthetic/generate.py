@@ -16,7 +16,7 @@ import numpy as np
 from data_prep import gait_events as ge
 from data_prep.synthetic import anthropometry, kinematics, motions, sensors
 
-GENERATOR_VERSION = '1.1'
+GENERATOR_VERSION = '1.2'
 LABELLED_INTERNAL_HZ = 400.0   # force plate / kinematics rate of running (impact ramps ~20 ms)
 WALKING_INTERNAL_HZ = 200.0    # walking: loading ramps last ~100 ms
 
@@ -52,7 +52,11 @@ def simulate(subject: anthropometry.Subject, plan: kinematics.MotionPlan,
              mounts: list[sensors.Mount], fs_out: float, q: int, rng: np.random.Generator,
              spec: sensors.SensorSpec = sensors.DEFAULT_SPEC) -> SimResult:
   """Kinematics -> true IMU -> soft tissue -> anti-alias decimation -> sensor errors."""
-  kin = kinematics.forward_kinematics(plan, subject.body)
+  cached = plan.info.get('_final_kin')
+  if cached is not None and cached[0] is subject.body and plan.world_yaw is None:
+    kin = cached[1]
+  else:
+    kin = kinematics.forward_kinematics(plan, subject.body)
   acc, gyr = sensors.true_imu(kin, mounts, soft=spec.soft_tissue)
   acc, gyr = sensors.measure(acc, gyr, mounts, fs_out * q, q, rng, spec)
   return SimResult(acc=acc, gyr=gyr, fs_out=fs_out, q=q, plan=plan, kin=kin)

@@ -116,6 +116,23 @@ def soft_reach(d: np.ndarray, l_thigh: float, l_shank: float, knee_lo_deg: float
   return np.maximum(out, abs(l_thigh - l_shank) + 1e-3)
 
 
+def soft_reach_inverse(d_real: np.ndarray, l_thigh: float, l_shank: float,
+                       knee_lo_deg: float = 20.0, knee_min_deg: float = 6.0) -> np.ndarray:
+  """Target distance that ``soft_reach`` maps to ``d_real`` (which must be below its cap)."""
+  full2 = l_thigh ** 2 + l_shank ** 2
+  reach = lambda deg: np.sqrt(full2 + 2 * l_thigh * l_shank * np.cos(np.deg2rad(deg)))
+  d0, d_cap = reach(knee_lo_deg), reach(knee_min_deg)
+  span = d_cap - d0
+  x = np.maximum((d_real - d0) / span, 0.0)
+  # atanh up to x1, then its C2 quadratic continuation: finite and smooth up to (and past) the
+  # cap, where the IK then lands a little short of d_real.
+  x1 = 0.9
+  a0, a1, a2 = np.arctanh(x1), 1 / (1 - x1 ** 2), 2 * x1 / (1 - x1 ** 2) ** 2
+  ext = a0 + a1 * (x - x1) + 0.5 * a2 * (x - x1) ** 2
+  inv = np.where(x <= x1, np.arctanh(np.minimum(x, x1)), ext)
+  return np.where(d_real > d0, d0 + span * inv, d_real)
+
+
 def leg_ik(hip: np.ndarray, ankle: np.ndarray, knee_fwd: np.ndarray, l_thigh: float,
            l_shank: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """Two-link IK: knee position in the plane of hip-ankle and the knee's forward direction.
