@@ -3,14 +3,29 @@
 import ml_collections
 
 SIZES = ('tiny', 'default', 'large')
+# Named alternatives to the reference recipe, chosen with the config argument 'size,variant'.
+VARIANTS = ('reference', 'reference_small', 'two_encoder')
+
+
+def parse_args(arg: str | None) -> tuple[str, str]:
+  """(size, variant) from a config argument 'size[,variant]' ('' -> 'default', 'reference').
+
+  variant: 'reference' (the paper's shared [3,4,6,3] ResNet, reference NCE loss, linear head),
+  'reference_small' (the same with [2,2,2,2] blocks), 'two_encoder' (separate acc / gyr
+  encoders with an embedding layer, symmetric InfoNCE, MLP head: this project's first design).
+  """
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  size = parts[0] if parts else 'default'
+  variant = parts[1] if len(parts) > 1 else 'reference'
+  if size not in SIZES or variant not in VARIANTS or len(parts) > 2:
+    raise ValueError(f"config argument must be 'size[,variant]' with size in {SIZES} and "
+                     f'variant in {VARIANTS}, got {arg!r}')
+  return size, variant
 
 
 def parse_arg(arg: str | None) -> str:
   """The size named by a config argument string ('' -> 'default')."""
-  size = (arg or 'default').strip()
-  if size not in SIZES:
-    raise ValueError(f'config argument must be one of {SIZES}, got {size!r}')
-  return size
+  return parse_args(arg)[0]
 
 
 def data_config(dataset: str, size: str, split: str = 'train') -> ml_collections.ConfigDict:
@@ -27,23 +42,55 @@ def data_config(dataset: str, size: str, split: str = 'train') -> ml_collections
       'split': split,
       'eval_split': '',           # held-out split ('' = none)
       'imu_sites': (),            # subset of sites to use, () = all
-      'use_gyr': True,            # False: accelerometer-only (only the acc encoder is used)
+      'use_gyr': True,            # False: accelerometer-only (only the acc embedding is used)
+      'targets': (),              # labels to fine-tune on, () = all labels of the data set
   })
 
 
-def model_config(size: str) -> ml_collections.ConfigDict:
-  """The 1-D ResNet encoder and the heads."""
+def encoder_config(size: str, variant: str = 'reference') -> ml_collections.ConfigDict:
+  """The 1-D ResNet (models/resnet1d.py); 'tiny' keeps the variant's shape at a fraction of it."""
   tiny = size == 'tiny'
+  if variant == 'two_encoder':
+    return ml_collections.ConfigDict({
+        'widths': (8, 16, 32) if tiny else (16, 32, 64, 128),
+        'blocks_per_stage': 1,
+        'kernel_size': 5 if tiny else 9,
+        'stem_kernel': 5 if tiny else 9,
+        'stem_stride': 1,
+        'stem_pool': False,
+        'embed_dim': 32 if tiny else 128,
+        'conv_bias': False,
+        'zero_init_residual': True,
+        'norm': 'batch',
+        'shared': False,
+    })
+  blocks = (2, 2, 2, 2) if variant == 'reference_small' else (3, 4, 6, 3)
   return ml_collections.ConfigDict({
-      'encoder': {
-          'widths': (8, 16, 32) if tiny else (16, 32, 64, 128),
-          'blocks_per_stage': 1,
-          'kernel_size': 5 if tiny else 9,
-          'embed_dim': 32 if tiny else 128,
-          'norm': 'batch',        # 'batch' (synced: global batch under jit) | 'group'
-      },
+      'widths': (8, 16, 16, 32) if tiny else (16, 32, 64, 128),
+      'blocks_per_stage': (1, 1, 1, 1) if tiny else blocks,
+      'kernel_size': 5 if tiny else 9,
+      'stem_kernel': 15 if tiny else 49,
+      'stem_stride': 2,
+      'stem_pool': True,
+      'embed_dim': 0,             # 0: the last stage's width (no embedding layer)
+      # The reference's convolutions carry biases that the BatchNorm after each of them cancels
+      # (zero gradient up to rounding, which AdamW turns into random +-lr steps): left out.
+      'conv_bias': False,
+      'zero_init_residual': False,
+      'norm': 'batch',            # 'batch' (synced: global batch under jit) | 'group'
+      'shared': True,             # one encoder (one set of weights) for acc and gyr
+  })
+
+
+def model_config(size: str, variant: str = 'reference') -> ml_collections.ConfigDict:
+  """The encoder and the heads (projection heads for pre-training, regression head)."""
+  tiny = size == 'tiny'
+  two = variant == 'two_encoder'
+  return ml_collections.ConfigDict({
+      'encoder': encoder_config(size, variant),
       'projection_dims': (32, 32) if tiny else (128, 128),
-      'head_dims': (32,) if tiny else (128,),
+      'projection_batch_norm': not two,   # Dense -> BatchNorm -> ReLU -> Dense
+      'head_dims': ((32,) if tiny else (128,)) if two else (),  # () = one Dense layer
       'dropout_rate': 0.0,
   })
 

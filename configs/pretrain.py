@@ -1,4 +1,8 @@
-r"""Self-supervised pre-training: acc vs gyr InfoNCE on an unlabelled corpus.
+r"""Self-supervised pre-training: acc vs gyr contrastive learning on an unlabelled corpus.
+
+The default is the reference recipe (Tan et al. 2023): one ResNet shared by acc and gyr, projection
+heads Dense-BatchNorm-ReLU-Dense, the reference NCE loss (tau 0.1), AdamW 1e-4, 20 % warm-up then
+cosine decay. ':default,two_encoder' selects this project's first design instead.
 
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/pretrain_tiny
   python main.py --config=configs/pretrain.py --workdir=runs/pretrain \
@@ -13,7 +17,7 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  size = common.parse_arg(arg)
+  size, variant = common.parse_args(arg)
   tiny = size == 'tiny'
   c = ml_collections.ConfigDict()
   c.stage = 'pretrain'
@@ -21,12 +25,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data_dir = ''  # '' = <workdir>/tfds
   c.data = common.data_config('synthetic_movi', size, split='train')
   c.data.eval_split = 'validation'
-  c.model = common.model_config(size)
+  c.model = common.model_config(size, variant)
   c.ssl = ml_collections.ConfigDict({
+      # 'reference_nce': acc -> gyr, negatives-only denominator (all pairs of the same window
+      # masked out); 'info_nce': symmetric InfoNCE with the positive in the denominator.
+      'loss': 'info_nce' if variant == 'two_encoder' else 'reference_nce',
       'temperature': 0.1,
       'learnable_temperature': False,
       'negatives': 'global',   # 'global' (whole batch across devices) | 'local' (per device)
-      'grouped': False,        # exclude the other sites of the same window from the negatives
+      'grouped': False,        # info_nce: exclude the other sites of the same window
   })
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3 if tiny else 1e-4)

@@ -1,4 +1,4 @@
-r"""The paper's experiment: subject-wise CV x data fractions x {pre-trained, random} x protocol.
+r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, random} x protocol.
 
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/tiny
   python main.py --config=configs/sweep.py:tiny --workdir=runs/tiny \
@@ -9,30 +9,50 @@ r"""The paper's experiment: subject-wise CV x data fractions x {pre-trained, ran
       --config.datasets='("knee_moment",)' --config.finetune.data.manual_dir=/data/knee_moment
 
 Rerunning the same command skips the cells already done. Results: <workdir>/report/summary.md,
-results.csv and <dataset>_data_efficiency.png / <dataset>_scatter.png. Every cell copies
-``finetune`` (configs/finetune.py) and sets data set, fold, fraction, init and protocol; all cells
-train ``finetune.train.steps`` steps. ``init_from`` is required while 'pretrained' is in ``inits``
-(``--config.inits='("random",)'`` runs the baseline alone).
+results.csv, headline.csv and <dataset>_data_efficiency.png / <dataset>_scatter.png. Every cell
+copies ``finetune`` (configs/finetune.py) and sets data set, fold, fraction, seed, init and
+protocol; all cells train ``finetune.train.steps`` steps. ``init_from`` is required while
+'pretrained' is in ``inits`` (``--config.inits='("random",)'`` runs the baseline alone); it may
+name several checkpoints (``--config.init_from='("a","b")'``), one per sample rate and window:
+each data set then takes the one that matches it (``task_data`` sets a data set's own rate and
+window; the defaults are the reference's per-task values). configs/paper.py runs the
+pre-trainings and this sweep in one command.
 """
 
 import ml_collections
 
 from configs import common, finetune
 
+# The reference's per-task sample rate and window (Tan et al. 2023): loading rate 200 Hz / 64,
+# peak vGRF 200 Hz / 128, peak KFM 100 Hz / 128.
+PAPER_TASK_DATA = {
+    'synthetic_running_valr': {'sample_rate_hz': 200.0, 'window_length': 64},
+    'synthetic_walking_grf': {'sample_rate_hz': 200.0, 'window_length': 128},
+    'synthetic_walking_kfm': {'sample_rate_hz': 100.0, 'window_length': 128},
+    'running_valr': {'sample_rate_hz': 200.0, 'window_length': 64},
+    'camargo2021': {'sample_rate_hz': 200.0, 'window_length': 128},
+    'knee_moment': {'sample_rate_hz': 100.0, 'window_length': 128},
+}
+PAPER_FRACTIONS = (0.1, 0.16, 0.25, 0.4, 0.63, 1.0)
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  size = common.parse_arg(arg)
+  size, variant = common.parse_args(arg)
   tiny = size == 'tiny'
   c = ml_collections.ConfigDict()
   c.stage = 'sweep'
   c.datasets = ('synthetic_running_valr', 'synthetic_walking_grf', 'synthetic_walking_kfm')
-  c.fractions = (0.25, 1.0) if tiny else (0.05, 0.1, 0.25, 0.5, 1.0)
+  # Per-data-set data overrides (sample_rate_hz, window_length, imu_sites, ...); {} for none.
+  c.task_data = {} if tiny else {k: dict(v) for k, v in PAPER_TASK_DATA.items()}
+  c.fractions = (0.25, 1.0) if tiny else PAPER_FRACTIONS
+  c.seeds = (0,)    # fine-tuning seeds (head init, data order, fraction sample) per cell
   c.inits = ('pretrained', 'random')
-  c.protocols = ('linear_probe', 'full')
+  c.protocols = ('linear_probe', 'full') if variant == 'two_encoder' else (
+      'linear_probe', 'full_from_probe')
   c.num_folds = 5
   c.folds = ()      # which folds to run; () = all num_folds (a subset gives a quick look)
   c.fold_seed = 0
   c.fraction_seed = 0
-  c.init_from = ''  # pre-training checkpoint dir; required when 'pretrained' is in inits
-  c.finetune = finetune.get_config(size)
+  c.init_from = ''  # pre-training checkpoint dir (or a tuple of them); needed for 'pretrained'
+  c.finetune = finetune.get_config(arg)
   return c

@@ -3,7 +3,7 @@
   apply_fn, params, info = ssl_imu_jax.load_encoder('runs/pretrain_tiny/pretrain/checkpoints')
   emb = jax.jit(apply_fn)(params, acc, gyr)  # [B, N, T, 3] m/s^2, rad/s -> [B, N, 2D]
 
-``params`` is an ordinary Flax variables dict ({'params', 'batch_stats'} of the two encoders only),
+``params`` is an ordinary Flax variables dict ({'params', 'batch_stats'} of the encoder(s) only),
 so it can be fed to ``jax.grad`` or an optax optimiser of the caller's own code.
 """
 
@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,33 +20,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssl_imu_jax import checkpointing
-from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, make_encoder
+from ssl_imu_jax.models import ImuEncoder
+from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, embed_dim
 
 KINDS = ('pretrain', 'finetune')
 _LAYOUTS = ('<run>, <run>/checkpoints or <run>/checkpoints/<step> of a pretrain (or finetune) run')
-
-
-class ImuEncoder(nn.Module):
-  """The acc (and gyr) encoders of a checkpoint, in inference mode, on normalised windows.
-
-  Its variables are exactly the ``acc_encoder`` / ``gyr_encoder`` subtrees of the training state,
-  so a checkpoint's encoder weights load into it unchanged.
-  """
-
-  encoder: ml_collections.ConfigDict
-  has_gyr: bool = True
-  dtype: jnp.dtype = jnp.float32
-
-  def setup(self):
-    self.acc_encoder = make_encoder(self.encoder, self.dtype, 'acc_encoder')
-    if self.has_gyr:
-      self.gyr_encoder = make_encoder(self.encoder, self.dtype, 'gyr_encoder')
-
-  def __call__(self, acc_BxNxTxC, gyr_BxNxTxC=None):
-    h = self.acc_encoder(acc_BxNxTxC, False)
-    if gyr_BxNxTxC is None:
-      return h
-    return jnp.concatenate([h, self.gyr_encoder(gyr_BxNxTxC, False)], axis=-1)
 
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
@@ -74,8 +51,8 @@ def _saved_encoders(ckpt_dir: str, step: int) -> tuple[list[str], bool]:
   tree = getattr(tree, 'tree', tree)
   params = dict(tree.get('params') or {})
   names = [k for k in ENCODERS if k in params]
-  if 'acc_encoder' not in names:
-    raise ValueError(f'{ckpt_dir}/{step}: the saved params hold {sorted(params)}, no acc_encoder; '
+  if 'acc_encoder' not in names and 'encoder' not in names:
+    raise ValueError(f'{ckpt_dir}/{step}: the saved params hold {sorted(params)}, no encoder; '
                      f'load_encoder needs an ssl_imu_jax pre-training (or fine-tuning) checkpoint')
   return names, bool(tree.get('batch_stats'))
 
@@ -118,7 +95,8 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
       is only as meaningful as the placement was represented in pre-training (``info['sites']``).
       T must equal ``info['window_length']`` at ``info['sample_rate_hz']``; a wrong shape is a
       ValueError (at trace time under jit) naming the expected and the given shapes.
-    params: {'params': {...}, 'batch_stats': {...}} of ``acc_encoder`` (and ``gyr_encoder``) only;
+    params: {'params': {...}, 'batch_stats': {...}} of the encoder(s) only (``encoder`` when
+      shared by acc and gyr, else ``acc_encoder`` [and ``gyr_encoder``]);
       the projection heads and optimiser state are not loaded.
     info: 'kind', 'checkpoint_dir', 'step', 'config' (the training config as a dict), 'dataset',
       'split', 'sample_rate_hz', 'window_length', 'sites' (None for a fine-tuning checkpoint
@@ -144,14 +122,16 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
     if key not in meta:
       raise ValueError(f'{where}: the meta record has no {key!r} entry')
   names, has_bstats = _saved_encoders(ckpt_dir, step)
-  has_gyr = 'gyr_encoder' in names
+  # A shared encoder embeds gyr whenever the run normalised gyr (it saw gyroscope data).
+  has_gyr = 'gyr_encoder' in names or ('encoder' in names and
+                                       'gyr_mean' in meta['normalization'])
   facts = _data_facts(meta, where)
   compute_dtype = meta['config'].get('train', {}).get('compute_dtype', 'float32')
   enc_cfg = ml_collections.ConfigDict(meta['encoder'])
   module = ImuEncoder(enc_cfg, has_gyr, dtype_from_name(compute_dtype))
 
   x = jax.ShapeDtypeStruct((1, 1, facts['window_length'], 3), jnp.float32)
-  abstract = jax.eval_shape(module.init, jax.random.key(0), x, x if has_gyr else None)
+  abstract = jax.eval_shape(lambda k, a, g: module.init(k, a, g, False), jax.random.key(0), x, x)
   target = {'params': abstract['params']}
   if has_bstats and 'batch_stats' in abstract:
     target['batch_stats'] = abstract['batch_stats']
@@ -166,7 +146,7 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
   missing = [k for k in needed if k not in norm]
   if missing:
     raise ValueError(f'{where}: normalization record lacks {missing}')
-  d = int(enc_cfg.embed_dim)
+  d = embed_dim(enc_cfg)
   info = {
       'kind': kind, 'checkpoint_dir': ckpt_dir, 'step': int(step), 'config': meta['config'],
       **facts, 'normalization': norm, 'encoder': enc_cfg.to_dict(), 'embed_dim': d,
@@ -210,7 +190,8 @@ def _apply(module, norm, window_length, sample_rate_hz, has_gyr, params, acc, gy
       raise ValueError(f'gyr: shape {tuple(gyr.shape)} differs from acc shape {tuple(acc.shape)}; '
                        f'both must be [batch, n_imu, {window_length}, 3] of the same windows')
     gyr = (gyr - norm['gyr_mean']) / norm['gyr_std']
-  return module.apply(params, acc, gyr)
+  h_acc, h_gyr = module.apply(params, acc, gyr, False)
+  return h_acc if gyr is None else jnp.concatenate([h_acc, h_gyr], axis=-1)
 
 
 def embed_windows(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,

@@ -33,16 +33,26 @@ from ssl_imu_jax.models.ssl_imu import dtype_from_name
 from ssl_imu_jax.pretrain import apply_augmentation, init_key, make_init, normalize
 
 RESULT_FILE = 'result.json'
+# 'linear_probe': only the head trains (encoder frozen); 'full_from_probe': the reference's two
+# stages, a linear probe and then the whole network fine-tuned from it; 'full': the whole network
+# from a fresh head.
+PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
+NORM_POLICIES = ('train_subjects', 'checkpoint', 'auto')
+PROBE_DIR = 'probe'
+
+
+def check_protocol(protocol: str) -> None:
+  if protocol not in PROTOCOLS:
+    raise ValueError(f'config key protocol must be one of {PROTOCOLS}, got {protocol!r}')
 
 
 def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.ConfigDict,
                 num_targets: int, use_gyr: bool) -> RegressionModel:
-  if config.protocol not in ('full', 'linear_probe'):
-    raise ValueError(f"config key protocol must be 'full' or 'linear_probe', got "
-                     f'{config.protocol!r}')
-  return RegressionModel(encoder=encoder_cfg, head_dims=tuple(config.model.head_dims),
+  check_protocol(config.protocol)
+  return RegressionModel(encoder_config=encoder_cfg, head_dims=tuple(config.model.head_dims),
                          num_targets=num_targets, use_gyr=use_gyr,
                          freeze_encoder=config.protocol == 'linear_probe',
+                         encoder_bn_adapt=bool(config.get('linear_probe_bn_adapt', True)),
                          dropout_rate=config.model.dropout_rate,
                          dtype=dtype_from_name(config.train.compute_dtype))
 
@@ -67,6 +77,8 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
     acc, gyr = batch['acc'], batch['gyr']
     if model.use_gyr:
       acc, gyr = apply_augmentation(aug_rng, acc, gyr, config.augment)
+    else:
+      acc, _ = apply_augmentation(aug_rng, acc, None, config.augment)
     acc, gyr = _inputs({'acc': acc, 'gyr': gyr}, stats, model.use_gyr)
     y = (batch['targets'] - y_mean) / y_std
 
@@ -110,6 +122,29 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   return ckpt_dir, step, meta
 
 
+def select_checkpoint(candidates, data_cfg: ml_collections.ConfigDict) -> str:
+  """The one pre-training checkpoint among ``candidates`` whose sample rate and window length
+  are those of ``data_cfg`` (per-task pre-training); a clear error naming both otherwise.
+
+  A single candidate is returned as it is: fine-tuning checks it against the data itself.
+  """
+  candidates = list(candidates)
+  if len(candidates) == 1:
+    return candidates[0]
+  found = []
+  for cand in candidates:
+    ckpt_dir, _, meta = pretrained_info(cand)
+    d = meta['dataset']
+    rate, window = float(d['sample_rate_hz']), int(d['window_length'])
+    found.append(f'{ckpt_dir} ({rate:g} Hz / {window} samples)')
+    if abs(rate - float(data_cfg.sample_rate_hz)) < 1e-6 and window == int(data_cfg.window_length):
+      return cand
+  raise ValueError(f'no pre-training checkpoint matches {data_cfg.dataset} at '
+                   f'{float(data_cfg.sample_rate_hz):g} Hz / {int(data_cfg.window_length)} samples '
+                   f'(config keys data.sample_rate_hz / data.window_length); candidates in '
+                   f'config.init_from: {"; ".join(found) or "none"}')
+
+
 def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_dir: str) -> None:
   """The encoder only makes sense on windows of the rate and length it was trained on."""
   d = meta['dataset']
@@ -139,7 +174,8 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
   """Programs shared by every run that differs only in data (fold, fraction, init, statistics):
   a sweep traces and compiles them once per process instead of once per cell."""
   key = json.dumps({
-      'model': config.model.to_dict(), 'protocol': config.protocol,
+      'model': config.model.to_dict(), 'frozen': config.protocol == 'linear_probe',
+      'bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
       'optimizer': config.optimizer.to_dict(), 'augment': config.augment.to_dict(),
       'steps': config.train.steps, 'dtype': config.train.compute_dtype,
       'encoder': encoder_cfg.to_dict(), 'k': num_targets, 'gyr': use_gyr,
@@ -158,20 +194,29 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
   return _PROGRAMS[key]
 
 
-def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
-  """Input normalisation: the pre-trained encoder's own statistics (its input contract, as
-  ``load_encoder`` applies them) or statistics of this cell's training subjects.
+def norm_policy(config, pretrained: bool) -> str:
+  """The input-normalisation policy a run applies ('train_subjects' or 'checkpoint')."""
+  mode = config.get('input_norm', 'train_subjects')
+  if mode not in NORM_POLICIES:
+    raise ValueError(f'config key input_norm must be one of {NORM_POLICIES}, got {mode!r}')
+  if mode == 'auto':
+    return 'checkpoint' if pretrained else 'train_subjects'
+  return mode
 
-  ``config.input_norm``: 'auto' (the checkpoint's when initialising from one, else the training
-  subjects'), 'checkpoint', or 'train_subjects' (refit per cell, as the reference code did).
+
+def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
+  """Input normalisation: statistics of this cell's training subjects, or the pre-trained
+  encoder's own statistics (its input contract, as ``load_encoder`` applies them).
+
+  ``config.input_norm``: 'train_subjects' (the default: refit on every fold's training subjects
+  for the pre-trained and the random arm alike, as the reference does, so the two arms differ
+  only in their initialisation), 'checkpoint' (needs init_from), or 'auto' (the checkpoint's
+  when initialising from one, else the training subjects': the arms then differ in more than
+  the initialisation).
   """
-  mode = config.get('input_norm', 'auto')
-  if mode not in ('auto', 'checkpoint', 'train_subjects'):
-    raise ValueError(f"config key input_norm must be 'auto', 'checkpoint' or 'train_subjects', "
-                     f'got {mode!r}')
-  if mode == 'checkpoint' and pretrain_meta is None:
+  if config.get('input_norm', 'train_subjects') == 'checkpoint' and pretrain_meta is None:
     raise ValueError("config key input_norm='checkpoint' needs config.init_from")
-  if mode != 'train_subjects' and pretrain_meta is not None:
+  if norm_policy(config, pretrain_meta is not None) == 'checkpoint':
     keep = ('acc_mean', 'acc_std') + (('gyr_mean', 'gyr_std') if ws.gyr is not None else ())
     return {k: float(pretrain_meta['normalization'][k]) for k in keep}
   return input_pipeline.fit_input_stats(ws, train_idx)
@@ -184,7 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   data_dir = data_dir or input_pipeline.resolve_data_dir(config, workdir)
   path = input_pipeline.ensure_built(config.data, data_dir)
   ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
-                                 config.data.use_gyr)
+                                 config.data.use_gyr, targets=config.data.get('targets', ()))
   input_pipeline.check_matches(ws, config.data)
   if not ws.target_names:
     raise ValueError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
@@ -206,6 +251,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     check_compatible(pmeta, ws, ckpt_dir)
     encoder_cfg = ml_collections.ConfigDict(pmeta['encoder'])
     pre = (ckpt_dir, pstep, pmeta)
+  check_protocol(config.protocol)
+  probe_dir = ''
+  if config.protocol == 'full_from_probe':
+    probe_dir = probe_checkpoint(config, workdir, data_dir, train_subjects)
   stats = input_stats(config, ws, train_idx, pre[2] if pre else None)
   target_stats = input_pipeline.fit_target_stats(ws, train_idx)
 
@@ -217,13 +266,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
           'y_mean': target_stats['mean'], 'y_std': target_stats['std']}
   state = progs.init(init_key(config.seed), train_state.norm_arrays(norm))
-  if pre is not None:
+  if probe_dir:
+    state = load_subtrees(state, progs.tx, probe_dir, None, rep, everything=True)
+  elif pre is not None:
     state = load_encoders(state, progs.tx, pre[0], pre[1], rep)
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
   ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   meta = {'kind': 'finetune', 'config': config.to_dict(), 'normalization': stats,
           'target_normalization': target_stats, 'targets': list(ws.target_names),
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
+          'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'test_subjects': test_subjects}
   writer = MetricWriter(workdir, config.train.steps, config.train.progress,
                         tag=f'finetune {config.data.dataset} fold{config.split.fold}')
@@ -240,6 +292,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'units': list(ws.target_units),
       'init': 'pretrained' if pre else 'random',
       'protocol': config.protocol,
+      'norm_policy': norm_policy(config, pre is not None),
+      'linear_probe_bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
+      'probe_from': probe_dir,
+      'seed': int(config.seed),
       'fold': int(config.split.fold),
       'fraction': float(config.split.fraction),
       'n_train': int(len(train_idx)),
@@ -257,9 +313,54 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return result
 
 
+def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[int]) -> str:
+  """The linear-probe checkpoint a 'full_from_probe' run starts from.
+
+  ``config.probe_from`` names one (the sweep passes the sibling linear-probe cell); it must be a
+  linear probe of the same init and training subjects. Without it, the probe is trained here
+  first, in ``<workdir>/probe``, with this run's config and protocol 'linear_probe'.
+  """
+  src = config.get('probe_from', '')
+  if not src:
+    probe_cfg = config.copy_and_resolve_references()
+    probe_cfg.unlock()
+    probe_cfg.protocol = 'linear_probe'
+    probe_cfg.probe_from = ''
+    train_and_evaluate(probe_cfg, os.path.join(workdir, PROBE_DIR), data_dir)
+    src = os.path.join(workdir, PROBE_DIR)
+  ckpt_dir = checkpointing.find_checkpoint_dir(src)
+  _, meta = checkpointing.read_meta(ckpt_dir)
+  pcfg = meta.get('config', {})
+  want_init = os.path.abspath(config.init_from) if config.init_from else ''
+  got_init = os.path.abspath(pcfg.get('init_from', '')) if pcfg.get('init_from') else ''
+  problems = []
+  if meta.get('kind') != 'finetune' or pcfg.get('protocol') != 'linear_probe':
+    problems.append(f'it is a {meta.get("kind")!r} / {pcfg.get("protocol")!r} checkpoint, '
+                    f"expected a 'linear_probe' fine-tuning")
+  if sorted(meta.get('train_subjects', [])) != sorted(train_subjects):
+    problems.append(f'its training subjects {meta.get("train_subjects")} differ from this '
+                    f"run's {train_subjects}")
+  if got_init != want_init:
+    problems.append(f'it started from {got_init or "random init"!r}, this run from '
+                    f'{want_init or "random init"!r}')
+  if problems:
+    raise ValueError(f'config key probe_from: {ckpt_dir} cannot start this full_from_probe run: '
+                     + '; '.join(problems))
+  return ckpt_dir
+
+
 def load_encoders(state, tx, ckpt_dir: str, step: int, rep) -> train_state.TrainState:
   """Copies the pre-trained encoders (params + BatchNorm statistics) into a fresh state."""
-  names = [k for k in ENCODERS if k in state.params]
+  return load_subtrees(state, tx, ckpt_dir, step, rep)
+
+
+def load_subtrees(state, tx, ckpt_dir: str, step: int | None, rep,
+                  everything: bool = False) -> train_state.TrainState:
+  """A fresh state with the encoder subtrees (or, ``everything``, all params and BatchNorm
+  statistics: a probe's encoder and head) restored from a checkpoint; new optimiser state."""
+  if step is None:
+    step, _ = checkpointing.read_meta(ckpt_dir)
+  names = list(state.params) if everything else [k for k in ENCODERS if k in state.params]
   target = {'params': {k: state.params[k] for k in names}}
   if state.batch_stats:
     target['batch_stats'] = {k: state.batch_stats[k] for k in names if k in state.batch_stats}

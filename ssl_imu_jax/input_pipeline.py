@@ -70,8 +70,9 @@ def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
 
 
 def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool = True,
-               chunk: int = 1024) -> WindowSet:
-  """Reads a whole split of a built data set into memory, optionally a subset of IMU sites."""
+               chunk: int = 1024, targets: Sequence[str] = ()) -> WindowSet:
+  """Reads a whole split of a built data set into memory, optionally a subset of IMU sites and
+  of labels (``targets``, config key data.targets; () = all)."""
   import tensorflow_datasets as tfds
 
   builder = tfds.builder_from_directory(path)
@@ -91,7 +92,11 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
   has_gyr = bool(meta.get('with_gyr', True))
   use_gyr = use_gyr and has_gyr
   target_map = dict(meta.get('targets', {}))
-  names = tuple(target_map)
+  unknown = [t for t in targets if t not in target_map]
+  if unknown:
+    raise ValueError(f'config key data.targets: {unknown} not among the labels of {path}: '
+                     f'{list(target_map)}')
+  names = tuple(targets) or tuple(target_map)
   src = builder.as_data_source()[split]
   n = len(src)
   if n == 0:

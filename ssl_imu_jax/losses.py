@@ -1,4 +1,10 @@
-"""Contrastive (InfoNCE) and regression losses, with retrieval accuracy.
+"""Contrastive losses (reference NCE, InfoNCE) and regression losses, with retrieval accuracy.
+
+``reference_nce`` is the loss of the reference code (Tan et al., "nce_loss_groups_of_positive"):
+acc rows scored against gyr columns (one direction), cosine similarity / temperature; each row's
+log-sum-exp runs over negatives only -- every acc-gyr pair of the same window (all sites x all
+sites, the positive included) is masked out -- and the positive term is the mean positive
+similarity: loss = mean_i logsumexp_{j in neg(i)} s_ij - mean_i s_ii.
 
 The InfoNCE of this method pairs the acc and gyr embeddings of the same IMU-site window: for M
 site-windows in the (global) batch, row i of the M x M similarity matrix has its positive on the
@@ -72,12 +78,60 @@ def info_nce(z_acc_BxNxP, z_gyr_BxNxP, temperature, grouped: bool = False,
   loss_g2a = jax.nn.logsumexp(logits_t, axis=1) - diag
   denom = jnp.maximum(w.sum(), 1.0)
   loss = jnp.sum(w * 0.5 * (loss_a2g + loss_g2a)) / denom
+  return loss, _retrieval(logits, diag, w, denom)
+
+
+def reference_nce(z_acc_BxNxP, z_gyr_BxNxP, temperature, local_blocks: int = 1,
+                  weights_B=None):
+  """The reference NCE loss (module docstring): acc -> gyr, negatives only in the denominator.
+
+  Args:
+    z_acc_BxNxP, z_gyr_BxNxP: projected embeddings; rows window-major (window * N + site).
+    temperature: scalar.
+    local_blocks: >1 restricts negatives to contiguous batch blocks (one per device).
+    weights_B: optional 0/1 weights of valid windows (padding in evaluation batches).
+
+  Returns:
+    (loss, metrics) with top1 / top5 retrieval accuracy as in ``info_nce`` (all site-windows of
+    the batch are candidates).
+  """
+  b, n, p = z_acc_BxNxP.shape
+  if b // max(local_blocks, 1) < 2:
+    raise ValueError(f'the reference NCE loss needs >= 2 windows per negatives block, got batch '
+                     f'{b} over {local_blocks} block(s) (raise train.batch_size)')
+  za = l2_normalize(z_acc_BxNxP.reshape(b * n, p).astype(jnp.float32))
+  zg = l2_normalize(z_gyr_BxNxP.reshape(b * n, p).astype(jnp.float32))
+  logits = za @ zg.T / temperature
+  neg = negatives_mask(b, n, grouped=True, local_blocks=local_blocks) & ~jnp.eye(b * n, dtype=bool)
+  if weights_B is None:
+    w = jnp.ones((b * n,), jnp.float32)
+  else:
+    w = jnp.repeat(weights_B.astype(jnp.float32), n)
+    neg &= (w > 0)[None, :]
+  diag = jnp.diagonal(logits)
+  lse = jax.nn.logsumexp(jnp.where(neg, logits, _NEG_INF), axis=1)
+  denom = jnp.maximum(w.sum(), 1.0)
+  loss = jnp.sum(w * lse) / denom - jnp.sum(w * diag) / denom
+  valid = (w > 0)[None, :] & negatives_mask(b, n, grouped=False, local_blocks=local_blocks)
+  return loss, _retrieval(jnp.where(valid, logits, _NEG_INF), diag, w, denom)
+
+
+def _retrieval(logits, diag, w, denom):
   rank = jnp.sum(logits > diag[:, None], axis=1)  # how many candidates beat the positive
-  metrics = {
-      'top1': jnp.sum(w * (rank < 1)) / denom,
-      'top5': jnp.sum(w * (rank < 5)) / denom,
-  }
-  return loss, metrics
+  return {'top1': jnp.sum(w * (rank < 1)) / denom, 'top5': jnp.sum(w * (rank < 5)) / denom}
+
+
+LOSSES = ('reference_nce', 'info_nce')
+
+
+def contrastive_loss(name: str, z_acc, z_gyr, temperature, grouped: bool = False,
+                     local_blocks: int = 1, weights_B=None):
+  """The contrastive loss ``config.ssl.loss`` names."""
+  if name == 'reference_nce':
+    return reference_nce(z_acc, z_gyr, temperature, local_blocks, weights_B)
+  if name == 'info_nce':
+    return info_nce(z_acc, z_gyr, temperature, grouped, local_blocks, weights_B)
+  raise ValueError(f'config key ssl.loss must be one of {LOSSES}, got {name!r}')
 
 
 def mse(pred_BxK, target_BxK, weights_B=None):

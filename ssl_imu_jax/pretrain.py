@@ -22,11 +22,19 @@ from ssl_imu_jax.models.ssl_imu import dtype_from_name
 
 
 def build_model(config: ml_collections.ConfigDict) -> ContrastiveModel:
-  return ContrastiveModel(encoder=config.model.encoder,
+  return ContrastiveModel(encoder_config=config.model.encoder,
                           projection_dims=tuple(config.model.projection_dims),
                           temperature=config.ssl.temperature,
                           learnable_temperature=config.ssl.learnable_temperature,
+                          projection_batch_norm=config.model.get('projection_batch_norm', False),
                           dtype=dtype_from_name(config.train.compute_dtype))
+
+
+def ssl_loss(config, z_acc, z_gyr, temp, local_blocks: int = 1, weights_B=None):
+  """``config.ssl.loss`` ('reference_nce' | 'info_nce') on projected embeddings."""
+  return losses.contrastive_loss(config.ssl.get('loss', 'info_nce'), z_acc, z_gyr, temp,
+                                 grouped=config.ssl.grouped, local_blocks=local_blocks,
+                                 weights_B=weights_B)
 
 
 def normalize(x, mean, std):
@@ -59,8 +67,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
     (z_acc, z_gyr, temp), new_vars = model.apply(
         {'params': params, 'batch_stats': batch_stats}, acc, gyr, train=True,
         mutable=['batch_stats'])
-    loss, m = losses.info_nce(z_acc, z_gyr, temp, grouped=config.ssl.grouped,
-                              local_blocks=local_blocks)
+    loss, m = ssl_loss(config, z_acc, z_gyr, temp, local_blocks=local_blocks)
     return loss, (new_vars['batch_stats'], {**m, 'temperature': temp})
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -108,8 +115,7 @@ def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
     gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std'])
     z_acc, z_gyr, temp = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                      acc, gyr, train=False)
-    loss, m = losses.info_nce(z_acc, z_gyr, temp, grouped=config.ssl.grouped,
-                              weights_B=batch['weights'])
+    loss, m = ssl_loss(config, z_acc, z_gyr, temp, weights_B=batch['weights'])
     return {'loss': loss, **m}
 
   return step
@@ -145,6 +151,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   if config.ssl.negatives not in ('global', 'local'):
     raise ValueError(f"config key ssl.negatives must be 'global' or 'local', got "
                      f'{config.ssl.negatives!r}')
+  if config.ssl.get('loss', 'info_nce') not in losses.LOSSES:
+    raise ValueError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
+                     f'{config.ssl.loss!r}')
   path = input_pipeline.ensure_built(config.data, data_dir)
   train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites)
   input_pipeline.check_matches(train, config.data)

@@ -1,20 +1,27 @@
-"""What a person reads after fine-tuning: a tidy results.csv, summary.md and figures.
+"""What a person reads after fine-tuning: a tidy results.csv, summary.md, headline tables, figures.
 
-A *cell record* is one trained model: the cell keys (task, init, protocol, fraction, fold, steps)
-plus the part of ``finetune.train_and_evaluate``'s result the report needs (test-set predictions
-in label units, targets, units, window and subject counts). ``make_record`` builds one from a
-result; ``write_results`` turns any list of them (a whole sweep, or the demo's single run) into
-``results.csv`` and ``summary.md``; ``write_report`` adds the figures per data set.
+A *cell record* is one trained model: the cell keys (task, init, protocol, fraction, fold, seed)
+plus steps, the input normalisation policy and the part of ``finetune.train_and_evaluate``'s
+result the report needs (test-set predictions in label units, targets, units, window and subject
+counts). ``make_record`` builds one from a result; ``write_results`` turns any list of them (a
+whole sweep, or the demo's single run) into ``results.csv``, ``headline.csv``, ``efficiency.csv``
+and ``summary.md``; ``write_report`` adds the figures per data set.
 
 results.csv is tidy: one row per (cell, target, test subject) plus one pooled row per (cell,
 target) with ``subject='all'``, so "one row per trained model" is the subset subject == 'all'.
 Metrics are computed by ``metrics.regression_metrics`` on the rows' windows: a subject row on
 that subject's test windows, the pooled row on all test windows of the cell; ``n_test`` is the
 number of windows the row's metrics were computed on.
+
+The headline is the paper's metric (Tan et al., ASB 2023): within-subject r, i.e. the subject
+rows' r averaged over seeds per subject, then over test subjects, compared with a paired t test
+over subjects. The pooled r (over all test windows of a fold) and fold-paired tests are reported
+beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,21 +33,33 @@ import pandas as pd
 from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax import stats
 
-COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'subject',
-           'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train', 'n_test', 'n_train_subjects', 'steps')
+COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'seed',
+           'norm_policy', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train', 'n_test',
+           'n_train_subjects', 'steps')
+CELL_KEYS = ('task', 'init', 'protocol', 'fraction', 'fold', 'seed')
 RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_subjects',
                'test_subjects')
 INIT_ORDER = ('pretrained', 'random')
-PROTOCOL_ORDER = ('linear_probe', 'full')
+PROTOCOL_ORDER = ('linear_probe', 'full_from_probe', 'full')
 ALL = 'all'
-# A subject's r from fewer windows is left out of the paired test over subjects (with 2 windows
-# r is always +-1).
-MIN_SUBJECT_WINDOWS = 3
+MIN_SUBJECT_WINDOWS = stats.MIN_SUBJECT_WINDOWS
+HEADLINE_COLUMNS = ('task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
+                    'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r', 't',
+                    'p', 'pooled_r_pretrained', 'pooled_r_random')
+EFFICIENCY_COLUMNS = ('task', 'target', 'protocol', 'grid_fraction', 'percent_less',
+                      'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach')
+N_BOOT = 1000
+BOOT_SEED = 0
 
 
 def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: str,
-                fraction: float, fold: int, steps: int | None = None) -> dict[str, Any]:
-  """A JSON-serialisable cell record from one ``train_and_evaluate`` result (checked)."""
+                fraction: float, fold: int, steps: int | None = None, seed: int = 0,
+                norm_policy: str = '') -> dict[str, Any]:
+  """A JSON-serialisable cell record from one ``train_and_evaluate`` result (checked).
+
+  ``seed`` is the cell's fine-tuning seed, ``norm_policy`` how its inputs were normalised (e.g.
+  'train_subjects'); records written before these existed read as seed 0 and ''.
+  """
   missing = [k for k in RESULT_KEYS if k not in result]
   if missing:
     raise ValueError(f'fine-tune result of {task} fold{fold} frac{fraction:g} {init}_{protocol} '
@@ -66,7 +85,8 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
                      f'and the test set')
   return {
       'task': str(task), 'init': str(init), 'protocol': str(protocol),
-      'fraction': float(fraction), 'fold': int(fold),
+      'fraction': float(fraction), 'fold': int(fold), 'seed': int(seed),
+      'norm_policy': str(norm_policy),
       'steps': None if steps is None else int(steps),
       'targets': targets, 'units': units,
       'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
@@ -76,16 +96,34 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
   }
 
 
+def _cell_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
+  return (str(rec['task']), str(rec['init']), str(rec['protocol']), float(rec['fraction']),
+          int(rec['fold']), int(rec.get('seed', 0)))
+
+
 def results_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-  """The tidy table (columns COLUMNS) of a list of cell records."""
+  """The tidy table (columns COLUMNS) of a list of cell records.
+
+  Raises ValueError when two records are the same cell (task, init, protocol, fraction, fold,
+  seed): their rows could not be told apart.
+  """
   rows = []
-  for rec in records:
+  seen: dict[tuple[Any, ...], int] = {}
+  for n, rec in enumerate(records):
+    key = _cell_key(rec)
+    if key in seen:
+      raise ValueError(f'records {seen[key]} and {n} are the same cell '
+                       f'{dict(zip(CELL_KEYS, key, strict=True))}; give them different seeds or '
+                       f'report them separately')
+    seen[key] = n
     pred = rec['predictions']
     sid = np.asarray(pred['subject_id'], dtype=np.int64)
     y_true = np.asarray(pred['y_true'], dtype=np.float64).reshape(len(sid), -1)
     y_pred = np.asarray(pred['y_pred'], dtype=np.float64).reshape(len(sid), -1)
-    base = {k: rec[k] for k in ('task', 'init', 'protocol', 'fraction', 'fold', 'n_train',
-                                'steps')}
+    base = {k: rec[k] for k in ('task', 'init', 'protocol', 'fraction', 'fold', 'n_train')}
+    base['seed'] = int(rec.get('seed', 0))
+    base['norm_policy'] = str(rec.get('norm_policy') or '')
+    base['steps'] = rec.get('steps')
     base['n_train_subjects'] = len(rec['train_subjects'])
     subjects = np.unique(sid)
     for j, (target, unit) in enumerate(zip(rec['targets'], rec['units'], strict=True)):
@@ -98,6 +136,7 @@ def results_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
   if len(df):
     df['fraction'] = df['fraction'].astype(float)
     df['fold'] = df['fold'].astype(int)
+    df['seed'] = df['seed'].astype(int)
   return df
 
 
@@ -106,16 +145,20 @@ def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
   return [v for v in preferred if v in vals] + sorted(vals - set(preferred))
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
+def _fmt(x: float | None, digits: int = 3, sign: bool = False) -> str:
   if x is None or not math.isfinite(x):
     return '—'
-  return f'{x:.{digits}f}'
+  return f'{x:+.{digits}f}' if sign else f'{x:.{digits}f}'
 
 
 def _fmt_p(p: float | None) -> str:
   if p is None:
     return '—'
   return f'{p:.3g}' if p >= 0.001 else f'{p:.2e}'
+
+
+def _frac(f: float) -> str:
+  return f'{f:.0%}' if f * 100 == round(f * 100) else f'{f:.1%}'
 
 
 def _mean_sd_text(values: Sequence[float], n_expected: int, digits: int = 3) -> str:
@@ -134,43 +177,78 @@ def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   return '\n'.join(lines)
 
 
+def _runs(pooled: pd.DataFrame) -> int:
+  """Number of trained models per cell of a table: distinct (fold, seed) pairs."""
+  return len(pooled[['fold', 'seed']].drop_duplicates())
+
+
 def metric_table(df: pd.DataFrame, task: str, target: str, metric: str = 'pearson_r',
                  digits: int = 3) -> str:
-  """Markdown table of mean ± sd over folds of the pooled metric: fraction x (init, protocol)."""
+  """Markdown table of the pooled metric, mean ± sd over (fold, seed): fraction x init/protocol."""
   pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
-  n_folds = pooled.fold.nunique()
+  n_runs = _runs(pooled)
   combos = [(i, p) for i in _order(pooled.init, INIT_ORDER)
             for p in _order(pooled.protocol, PROTOCOL_ORDER)
             if ((pooled.init == i) & (pooled.protocol == p)).any()]
   rows = []
   for frac in sorted(pooled.fraction.unique()):
-    row = [f'{frac:.0%}' if frac * 100 == round(frac * 100) else f'{frac:.1%}']
+    row = [_frac(frac)]
     for i, p in combos:
       sel = pooled[(pooled.fraction == frac) & (pooled.init == i) & (pooled.protocol == p)]
-      row.append(_mean_sd_text(sel[metric].to_numpy(), n_folds, digits))
+      row.append(_mean_sd_text(sel[metric].to_numpy(), n_runs, digits))
     rows.append(row)
   return _markdown(['fraction'] + [f'{i} / {p}' for i, p in combos], rows)
 
 
-def paired_test_rows(df: pd.DataFrame, task: str, target: str,
-                     metric: str = 'pearson_r') -> list[list[str]]:
-  """Pre-trained vs random per protocol and fraction, paired over folds and over subjects."""
+def within_subject_results(df: pd.DataFrame, task: str, target: str, metric: str = 'pearson_r'
+                           ) -> dict[tuple[str, float, str], stats.WithinSubjectR]:
+  """Within-subject ``metric`` per (protocol, fraction, init) of one task and target."""
+  sub = df[(df.task == task) & (df.target == target) & (df.subject != ALL)]
+  return {(str(p), float(f), str(i)): stats.within_subject_r(g, MIN_SUBJECT_WINDOWS, metric)
+          for (p, f, i), g in sub.groupby(['protocol', 'fraction', 'init'], sort=False)}
+
+
+def _subject_pairs(within: Mapping[tuple[str, float, str], stats.WithinSubjectR], protocol: str,
+                   frac: float) -> tuple[np.ndarray, np.ndarray] | None:
+  """Per-subject values of both inits aligned on the union of their subjects, or None."""
+  pre = within.get((protocol, frac, 'pretrained'))
+  rnd = within.get((protocol, frac, 'random'))
+  if pre is None or rnd is None:
+    return None
+  subjects = pre.per_subject.index.union(rnd.per_subject.index)
+  return (pre.per_subject.reindex(subjects).to_numpy(),
+          rnd.per_subject.reindex(subjects).to_numpy())
+
+
+def paired_test_rows(df: pd.DataFrame, task: str, target: str, metric: str = 'pearson_r',
+                     over: Sequence[str] = ('folds', 'subjects')) -> list[list[str]]:
+  """Pre-trained vs random per protocol and fraction, paired over (fold, seed) and/or subjects.
+
+  Over folds the pairs are the pooled metric of each (fold, seed); over subjects each subject's
+  metric averaged over seeds (one pair per subject, as in ``within_subject_r``).
+  """
   sel = df[(df.task == task) & (df.target == target)]
+  within = within_subject_results(df, task, target, metric) if 'subjects' in over else {}
   rows = []
   for protocol in _order(sel.protocol, PROTOCOL_ORDER):
     for frac in sorted(sel.fraction.unique()):
-      cell = sel[(sel.protocol == protocol) & (sel.fraction == frac)]
-      for over, part in (('folds', cell[cell.subject == ALL]),
-                         ('subjects', cell[cell.subject != ALL])):
-        key = ['fold'] if over == 'folds' else ['fold', 'subject']
-        values = part[metric].where(part.n_test >= MIN_SUBJECT_WINDOWS)
-        wide = part.assign(**{metric: values}).pivot(index=key, columns='init', values=metric)
-        if not {'pretrained', 'random'} <= set(wide.columns):
-          continue
-        wil, tt = stats.paired_tests(wide['pretrained'].to_numpy(), wide['random'].to_numpy(),
-                                     over)
+      for kind in over:
+        if kind == 'folds':
+          part = sel[(sel.protocol == protocol) & (sel.fraction == frac) & (sel.subject == ALL)]
+          wide = part.pivot(index=['fold', 'seed'], columns='init', values=metric)
+          if not {'pretrained', 'random'} <= set(wide.columns):
+            continue
+          pair = wide['pretrained'].to_numpy(), wide['random'].to_numpy()
+        elif kind == 'subjects':
+          pair = _subject_pairs(within, protocol, float(frac))
+          if pair is None:
+            continue
+        else:
+          raise ValueError(f"paired_test_rows: over must hold 'folds' and/or 'subjects', "
+                           f'got {kind!r}')
+        wil, tt = stats.paired_tests(*pair, kind)
         note = '; '.join(n for n in dict.fromkeys([wil.note, tt.note]) if n)
-        rows.append([f'{frac:g}', protocol, over, str(wil.n), _fmt(wil.mean_diff),
+        rows.append([f'{frac:g}', protocol, kind, str(wil.n), _fmt(wil.mean_diff),
                      _fmt(wil.statistic, 1), _fmt_p(wil.p_value), _fmt(tt.statistic, 2),
                      _fmt_p(tt.p_value), note])
   return rows
@@ -178,7 +256,7 @@ def paired_test_rows(df: pd.DataFrame, task: str, target: str,
 
 def efficiency_results(df: pd.DataFrame, task: str,
                        target: str) -> dict[str, stats.DataEfficiency]:
-  """The data-efficiency figure per protocol (pre-trained vs random init, same protocol)."""
+  """The interpolated data-efficiency figure per protocol from the POOLED r (mean over runs)."""
   pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
   out = {}
   for protocol in _order(pooled.protocol, PROTOCOL_ORDER):
@@ -192,10 +270,202 @@ def efficiency_results(df: pd.DataFrame, task: str,
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class HeadlineEfficiency:
+  """Data efficiency of one protocol from the within-subject r.
+
+  Attributes:
+    fractions: the swept fractions, ascending.
+    pretrained_r, random_r: within-subject mean r per fraction (NaN where no cell).
+    grid: read at the swept fractions (the paper's reading).
+    interpolated: interpolated on log fraction.
+    bootstrap: intervals from resampling test subjects.
+  """
+
+  fractions: tuple[float, ...]
+  pretrained_r: tuple[float, ...]
+  random_r: tuple[float, ...]
+  grid: stats.GridEfficiency
+  interpolated: stats.DataEfficiency
+  bootstrap: stats.BootstrapEfficiency
+
+
+def _subject_matrix(within: Mapping[tuple[str, float, str], stats.WithinSubjectR], protocol: str,
+                   init: str, fractions: Sequence[float], subjects: Sequence[str]) -> np.ndarray:
+  """[n_subjects, n_fractions] within-subject r of one protocol and init (NaN where missing)."""
+  out = np.full((len(subjects), len(fractions)), np.nan)
+  for j, f in enumerate(fractions):
+    w = within.get((protocol, float(f), init))
+    if w is not None:
+      out[:, j] = w.per_subject.reindex(list(subjects)).to_numpy(dtype=np.float64)
+  return out
+
+
+def headline_efficiency(df: pd.DataFrame, task: str, target: str, n_boot: int = N_BOOT,
+                        seed: int = BOOT_SEED) -> dict[str, HeadlineEfficiency]:
+  """Grid-point, interpolated and bootstrapped data efficiency per protocol (within-subject r)."""
+  within = within_subject_results(df, task, target)
+  out = {}
+  for protocol in _order({k[0] for k in within}, PROTOCOL_ORDER):
+    keys = [k for k in within if k[0] == protocol]
+    if not {'pretrained', 'random'} <= {k[2] for k in keys}:
+      continue
+    fractions = sorted({k[1] for k in keys})
+    subjects = sorted(set().union(*(within[k].per_subject.index for k in keys)))
+    pre = _subject_matrix(within, protocol, 'pretrained', fractions, subjects)
+    rnd = _subject_matrix(within, protocol, 'random', fractions, subjects)
+    pre_r = [within[k].mean if k in within else math.nan
+             for k in ((protocol, f, 'pretrained') for f in fractions)]
+    rnd_r = [within[k].mean if k in within else math.nan
+             for k in ((protocol, f, 'random') for f in fractions)]
+    out[protocol] = HeadlineEfficiency(
+        tuple(fractions), tuple(pre_r), tuple(rnd_r),
+        stats.data_efficiency_grid(fractions, pre_r, rnd_r),
+        stats.data_efficiency(fractions, pre_r, rnd_r),
+        stats.bootstrap_efficiency(pre, rnd, fractions, n_boot, seed))
+  return out
+
+
+def _targets(df: pd.DataFrame) -> list[tuple[str, str]]:
+  return [(task, target) for task in sorted(df.task.unique())
+          for target in dict.fromkeys(df[df.task == task].target)]
+
+
+def _pooled_mean(pooled: pd.DataFrame, protocol: str, frac: float, init: str) -> float:
+  sel = pooled[(pooled.protocol == protocol) & (pooled.fraction == frac) & (pooled.init == init)]
+  return stats.mean_sd(sel.pearson_r.to_numpy())[0]
+
+
+def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
+  """headline.csv: one row per (task, target, protocol, fraction), columns HEADLINE_COLUMNS.
+
+  within_r_*: within-subject r (mean over subjects), sd_*: its sd over subjects; delta_r:
+  within_r_pretrained - within_r_random; t, p: paired t over subjects (the paper's test) and
+  n_subjects its number of pairs (subjects of the one init present, if only one is);
+  pooled_r_*: pooled r, mean over (fold, seed).
+  """
+  rows = []
+  for task, target in _targets(df):
+    within = within_subject_results(df, task, target)
+    pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
+    for protocol in _order(pooled.protocol, PROTOCOL_ORDER):
+      for frac in sorted(pooled[pooled.protocol == protocol].fraction.unique()):
+        frac = float(frac)
+        w = {i: within.get((protocol, frac, i)) for i in INIT_ORDER}
+        mean = {i: math.nan if w[i] is None else w[i].mean for i in INIT_ORDER}
+        sd = {i: math.nan if w[i] is None else w[i].sd for i in INIT_ORDER}
+        pair = _subject_pairs(within, protocol, frac)
+        t = p = math.nan
+        if pair is not None:
+          tt = stats.paired_tests(*pair, 'subjects')[1]
+          n = tt.n
+          t = math.nan if tt.statistic is None else tt.statistic
+          p = math.nan if tt.p_value is None else tt.p_value
+        else:
+          n = max((x.n_subjects for x in w.values() if x is not None), default=0)
+        rows.append({
+            'task': task, 'target': target, 'protocol': protocol, 'fraction': frac,
+            'within_r_pretrained': mean['pretrained'], 'within_r_random': mean['random'],
+            'sd_pretrained': sd['pretrained'], 'sd_random': sd['random'], 'n_subjects': n,
+            'delta_r': mean['pretrained'] - mean['random'], 't': t, 'p': p,
+            'pooled_r_pretrained': _pooled_mean(pooled, protocol, frac, 'pretrained'),
+            'pooled_r_random': _pooled_mean(pooled, protocol, frac, 'random')})
+  return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
+
+
+def _efficiency_row(task: str, target: str, protocol: str,
+                    eff: HeadlineEfficiency) -> dict[str, Any]:
+  def num(x: float | None) -> float:
+    return math.nan if x is None else x
+
+  g, b = eff.grid, eff.bootstrap
+  return {'task': task, 'target': target, 'protocol': protocol,
+          'grid_fraction': num(g.fraction), 'percent_less': num(g.percent_less),
+          'times_less_grid': num(g.times_less),
+          'times_less_interp': num(eff.interpolated.times_less),
+          'ci_low': num(b.times_less_ci[0]), 'ci_high': num(b.times_less_ci[1]),
+          'p_reach': b.p_reach}
+
+
+def efficiency_frame(df: pd.DataFrame, n_boot: int = N_BOOT,
+                     seed: int = BOOT_SEED) -> pd.DataFrame:
+  """efficiency.csv: one row per (task, target, protocol) with both inits (EFFICIENCY_COLUMNS).
+
+  From the within-subject r: grid_fraction / percent_less / times_less_grid by the grid-point
+  rule, times_less_interp interpolated on log fraction, ci_low / ci_high its bootstrap 95 %
+  interval over subjects (NaN: that end never reaches the target), p_reach the share of
+  resamples that reach it.
+  """
+  rows = [_efficiency_row(task, target, protocol, eff)
+          for task, target in _targets(df)
+          for protocol, eff in headline_efficiency(df, task, target, n_boot, seed).items()]
+  return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))
+
+
+def headline_table(df: pd.DataFrame, task: str, target: str) -> str:
+  """Markdown table: fraction x protocol of within-subject r (mean ± sd over subjects), Δr."""
+  within = within_subject_results(df, task, target)
+  sub = df[(df.task == task) & (df.target == target) & (df.subject != ALL)]
+  n_sub = sub.subject.nunique()
+  protocols = _order({k[0] for k in within}, PROTOCOL_ORDER)
+  header = ['fraction']
+  for protocol in protocols:
+    header += [f'{protocol}: pretrained', f'{protocol}: random', f'{protocol}: Δr']
+  rows = []
+  for frac in sorted({k[1] for k in within}):
+    row = [_frac(frac)]
+    for protocol in protocols:
+      w = [within.get((protocol, frac, i)) for i in INIT_ORDER]
+      row += ['—' if x is None else _mean_sd_text(x.per_subject.to_numpy(), n_sub) for x in w]
+      row.append('—' if None in w else _fmt(w[0].mean - w[1].mean, sign=True))
+    rows.append(row)
+  return _markdown(header, rows)
+
+
+def _headline_section(df: pd.DataFrame, task: str,
+                      target: str) -> tuple[list[str], list[str]]:
+  """(summary.md lines, printed lines) of the within-subject headline of one task and target."""
+  table = headline_table(df, task, target)
+  md = ['### Within-subject r (the paper\'s metric): mean ± sd over test subjects', '', table, '']
+  printed = ['within-subject r (mean ± sd over test subjects):', table]
+  within = within_subject_results(df, task, target)
+  eff = headline_efficiency(df, task, target)
+  if not eff:
+    md += ['Δr, paired t and data efficiency not computed: needs cells of both inits '
+           '(pretrained and random).', '']
+    return md, printed
+  for protocol, e in eff.items():
+    de = e.interpolated
+    md.append(f'- Δr at {_frac(de.full_fraction)}, {protocol}: {_fmt(de.delta_r_full, sign=True)} '
+              f'(pre-trained {_fmt(de.pretrained_full_r)} vs random {_fmt(de.target_r)}).')
+  md.append('')
+  rows = []
+  for protocol, e in eff.items():
+    for frac in e.fractions:
+      pair = _subject_pairs(within, protocol, frac)
+      if pair is None:
+        continue
+      wil, tt = stats.paired_tests(*pair, 'subjects')
+      note = '; '.join(n for n in dict.fromkeys([tt.note, wil.note]) if n)
+      rows.append([_frac(frac), protocol, str(tt.n), _fmt(tt.mean_diff, sign=True),
+                   _fmt(tt.statistic, 2), _fmt_p(tt.p_value), _fmt_p(wil.p_value), note])
+  md += ['#### Paired t test over test subjects (the paper\'s test)', '',
+         _markdown(['fraction', 'protocol', 'n subjects', 'mean Δr', 't', 'p', 'Wilcoxon p',
+                    'note'], rows), '',
+         '#### Data efficiency (within-subject r)', '']
+  for protocol, e in eff.items():
+    line = (f'{e.grid.text()}; interpolated on log fraction: {e.interpolated.text()}; '
+            f'{e.bootstrap.text()}')
+    md.append(f'- {protocol}: {line}.')
+    printed.append(f'data efficiency, {protocol}: {line}')
+  md.append('')
+  return md, printed
+
+
 def summary_markdown(df: pd.DataFrame, title: str = 'Results',
                      notes: Sequence[str] = (), figures: Mapping[str, Sequence[str]] | None = None
                      ) -> tuple[str, str]:
-  """(summary.md text, the plain table to print: mean ± sd r per fraction x init x protocol)."""
+  """(summary.md text, the plain tables to print: within-subject headline, then pooled r)."""
   md = [f'# {title}', '']
   md += [f'- {n}' for n in notes]
   steps = sorted({int(s) for s in df.steps.dropna().unique()}) if len(df) else []
@@ -203,58 +473,76 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
     md.append(f'- WARNING: cells trained different numbers of steps: {steps}')
   elif steps:
     md.append(f'- Every cell trained {steps[0]} steps.')
+  policies = sorted(set(df.norm_policy)) if len(df) else []
+  if len(policies) > 1:
+    md.append(f'- WARNING: cells normalised their inputs differently: {policies}')
+  elif policies and policies[0]:
+    md.append(f'- Input normalisation: {policies[0]}.')
+  seeds = sorted(set(df.seed)) if len(df) else []
+  if len(seeds) > 1:
+    md.append(f'- Fine-tuning seeds: {", ".join(str(s) for s in seeds)}.')
   md += [
-      '- r: Pearson r over all test windows of a fold (pooled); mean ± sd (ddof=1) across folds.',
+      '- Headline, within-subject r (the paper\'s metric): Pearson r over one test subject\'s '
+      'windows, averaged over seeds per subject, then mean ± sd (ddof=1) over test subjects '
+      f'(subjects with < {MIN_SUBJECT_WINDOWS} test windows left out). Δr = pre-trained minus '
+      'random init with the same protocol and fraction. The paired t test pairs each subject\'s '
+      'r (one pair per subject, not per seed); subjects of one fold share a trained model, so '
+      'its p values treat correlated pairs as independent.',
+      '- Data efficiency as the paper reads it: the smallest swept fraction whose pre-trained '
+      'within-subject r reaches random init\'s at the largest fraction; beside it the crossing '
+      'interpolated on log fraction, with a 95 % percentile interval from resampling test '
+      f'subjects ({N_BOOT} resamples, seed {BOOT_SEED}). headline.csv and efficiency.csv hold '
+      'these numbers.',
+      '- Pooled r: Pearson r over all test windows of a fold; mean ± sd (ddof=1) across (fold, '
+      'seed) runs; its paired tests pair the runs (fold, seed), the conservative test.',
       "- results.csv: one row per cell, target and test subject, plus a pooled row per cell "
       "(subject = 'all'); rrmse = RMSE / (max - min of the true values in those rows) x 100.",
-      '- Paired tests are two-sided, pre-trained minus random init with the same protocol and '
-      'fraction; over folds they pair the pooled r of each fold, over subjects the r of each '
-      f"test subject's windows (subjects with < {MIN_SUBJECT_WINDOWS} test windows left out). "
-      'Subjects of one fold share a trained model, so the subject-paired p values treat '
-      'correlated pairs as independent and are optimistic; the fold-paired test is the '
-      'conservative one.',
       '',
   ]
   printed = []
-  for task in sorted(df.task.unique()):
+  for task, target in _targets(df):
     tdf = df[df.task == task]
-    for target in list(dict.fromkeys(tdf.target)):
-      unit = tdf[tdf.target == target].unit.iloc[0]
-      heading = f'{task}: {target}' + (f' ({unit})' if unit else '')
-      subj = tdf[(tdf.target == target) & (tdf.subject != ALL)]
-      n_sub = subj.subject.nunique()
-      per_subject = subj.drop_duplicates(['fold', 'subject']).n_test
-      windows = (f' Test windows per subject: min {per_subject.min()}, median '
-                 f'{per_subject.median():g}, max {per_subject.max()}.' if n_sub else '')
-      r_table = metric_table(df, task, target)
-      md += [f'## {heading}', '',
-             f'{tdf.fold.nunique()} fold(s), {n_sub} test subject(s).{windows}', '',
-             '### Pearson r (mean ± sd over folds)', '', r_table, '',
-             f'### RMSE in {unit or "label units"} (mean ± sd over folds)', '',
-             metric_table(df, task, target, 'rmse', 4), '']
-      printed += [heading, r_table, '']
-      tests = paired_test_rows(df, task, target)
-      md += ['### Paired tests of r: pre-trained vs random init', '']
-      if tests:
-        md += [_markdown(['fraction', 'protocol', 'paired over', 'n', 'mean Δr',
-                          'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'], tests), '']
-      else:
-        md += ['Not computed: needs cells of both inits (pretrained and random).', '']
-      md += ['### Data efficiency', '']
-      eff = efficiency_results(df, task, target)
-      if not eff:
-        md += ['Not computed: needs cells of both inits (pretrained and random).', '']
-      for protocol, de in eff.items():
-        line = (f'- {protocol}: {de.text()}; Δr at {de.full_fraction:.0%} = '
+    unit = tdf[tdf.target == target].unit.iloc[0]
+    heading = f'{task}: {target}' + (f' ({unit})' if unit else '')
+    subj = tdf[(tdf.target == target) & (tdf.subject != ALL)]
+    n_sub = subj.subject.nunique()
+    per_subject = subj.drop_duplicates(['fold', 'subject']).n_test
+    windows = (f' Test windows per subject: min {per_subject.min()}, median '
+               f'{per_subject.median():g}, max {per_subject.max()}.' if n_sub else '')
+    md += [f'## {heading}', '',
+           f'{tdf.fold.nunique()} fold(s), {tdf.seed.nunique()} seed(s), {n_sub} test '
+           f'subject(s).{windows}', '']
+    printed.append(heading)
+    head_md, head_printed = _headline_section(df, task, target)
+    md += head_md
+    printed += head_printed
+    r_table = metric_table(df, task, target)
+    md += ['### Pooled r (over all test windows of a fold): mean ± sd over (fold, seed)', '',
+           r_table, '',
+           f'### Pooled RMSE in {unit or "label units"} (mean ± sd over (fold, seed))', '',
+           metric_table(df, task, target, 'rmse', 4), '']
+    printed += ['pooled r (over all test windows of a fold), mean ± sd over (fold, seed):',
+                r_table]
+    tests = paired_test_rows(df, task, target, over=('folds',))
+    md += ['### Paired tests of pooled r over (fold, seed): pre-trained vs random init', '']
+    if tests:
+      md += [_markdown(['fraction', 'protocol', 'paired over', 'n', 'mean Δr',
+                        'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'], tests), '']
+    else:
+      md += ['Not computed: needs cells of both inits (pretrained and random).', '']
+    md += ['### Data efficiency from pooled r (interpolated)', '']
+    eff = efficiency_results(df, task, target)
+    if not eff:
+      md += ['Not computed: needs cells of both inits (pretrained and random).', '']
+    for protocol, de in eff.items():
+      md.append(f'- {protocol}: {de.text()}; Δr at {de.full_fraction:.0%} = '
                 f'{_fmt(de.delta_r_full)} (pre-trained {_fmt(de.pretrained_full_r)} vs random '
                 f'{_fmt(de.target_r)}).')
-        md.append(line)
-        printed.append(f'data efficiency, {protocol}: {de.text()}; '
-                       f'Δr at {de.full_fraction:.0%} = {_fmt(de.delta_r_full)}')
-      md.append('')
+    md.append('')
+    printed.append('')
+    if target == list(dict.fromkeys(tdf.target))[-1]:
       for fig in (figures or {}).get(task, ()):
         md += [f'![{os.path.basename(fig)}]({os.path.basename(fig)})', '']
-      printed.append('')
   return '\n'.join(md).rstrip() + '\n', '\n'.join(printed).rstrip() + '\n'
 
 
@@ -268,7 +556,7 @@ def _atomic_write(path: str, text: str) -> None:
 def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
                   title: str = 'Fine-tuning results', notes: Sequence[str] = (),
                   figures: Mapping[str, Sequence[str]] | None = None) -> str:
-  """Writes results.csv and summary.md into report_dir; returns the printed table text.
+  """Writes results.csv, headline.csv, efficiency.csv and summary.md; returns the printed text.
 
   Works for a single fine-tune run (one record) as well as a sweep.
   """
@@ -277,6 +565,9 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
   os.makedirs(report_dir, exist_ok=True)
   df = results_frame(records)
   _atomic_write(os.path.join(report_dir, 'results.csv'), df.to_csv(index=False))
+  _atomic_write(os.path.join(report_dir, 'headline.csv'), headline_frame(df).to_csv(index=False))
+  _atomic_write(os.path.join(report_dir, 'efficiency.csv'),
+                efficiency_frame(df).to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
   _atomic_write(os.path.join(report_dir, 'summary.md'), md)
   return table
@@ -307,37 +598,48 @@ def _pyplot():
 
 
 _COLORS = {'pretrained': 'tab:blue', 'random': 'tab:orange'}
-_STYLES = {'full': '-', 'linear_probe': '--'}
+_STYLES = {'full': '-', 'full_from_probe': '-.', 'linear_probe': ':'}
 
 
 def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
-  """Mean r vs training fraction (log x), one line per init x protocol, error bars sd over folds."""
+  """Within-subject r vs training fraction (log x), mean ± sd over test subjects.
+
+  One panel per target (row) and protocol (column) with both inits; the dashed line is random
+  init's r at the largest fraction, the level the pre-trained curve has to reach.
+  """
   plt = _pyplot()
-  pooled = df[(df.task == task) & (df.subject == ALL)]
-  targets = list(dict.fromkeys(pooled.target))
-  fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
-  for ax, target in zip(axes[0], targets, strict=True):
-    sel = pooled[pooled.target == target]
-    for init in _order(sel.init, INIT_ORDER):
-      for protocol in _order(sel.protocol, PROTOCOL_ORDER):
-        g = sel[(sel.init == init) & (sel.protocol == protocol)]
-        if not len(g):
-          continue
-        agg = g.groupby('fraction')['pearson_r'].agg(['mean', 'std']).sort_index()
-        ax.errorbar(agg.index, agg['mean'], yerr=agg['std'].fillna(0.0), capsize=3, marker='o',
-                    color=_COLORS.get(init), linestyle=_STYLES.get(protocol, ':'),
-                    label=f'{init} / {protocol}')
-    fracs = sorted(sel.fraction.unique())
-    ax.set_xscale('log')
-    ax.set_xticks(fracs)
-    ax.set_xticklabels([f'{f:.0%}' if f >= 0.01 else f'{f:.1%}' for f in fracs])
-    ax.minorticks_off()
-    unit = sel.unit.iloc[0]
-    ax.set_title(f'{task}: {target}' + (f' ({unit})' if unit else ''))
-    ax.set_xlabel('fraction of training windows')
-    ax.set_ylabel('Pearson r (mean ± sd over folds)')
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+  tdf = df[df.task == task]
+  targets = list(dict.fromkeys(tdf.target))
+  protocols = _order(tdf.protocol, PROTOCOL_ORDER)
+  fig, axes = plt.subplots(len(targets), len(protocols), squeeze=False, sharey='row',
+                           figsize=(4.2 * len(protocols), 3.6 * len(targets)))
+  for row, target in zip(axes, targets, strict=True):
+    within = within_subject_results(df, task, target)
+    unit = tdf[tdf.target == target].unit.iloc[0]
+    for ax, protocol in zip(row, protocols, strict=True):
+      fracs = sorted({k[1] for k in within if k[0] == protocol})
+      for init in _order({k[2] for k in within}, INIT_ORDER):
+        pts = [(f, within[(protocol, f, init)]) for f in fracs if (protocol, f, init) in within]
+        if pts:
+          ax.errorbar([f for f, _ in pts], [w.mean for _, w in pts],
+                      yerr=[0.0 if math.isnan(w.sd) else w.sd for _, w in pts], capsize=3,
+                      marker='o', color=_COLORS.get(init), linestyle=_STYLES.get(protocol, '-'),
+                      label=init)
+      ref = within.get((protocol, fracs[-1], 'random')) if fracs else None
+      if ref is not None and math.isfinite(ref.mean):
+        ax.axhline(ref.mean, color='0.3', linestyle='--', lw=0.9,
+                   label=f'random at {_frac(fracs[-1])}')
+      if fracs:
+        ax.set_xscale('log')
+        ax.set_xticks(fracs)
+        ax.set_xticklabels([_frac(f) for f in fracs])
+        ax.minorticks_off()
+      ax.set_title(f'{task}: {target}' + (f' ({unit})' if unit else '') + f', {protocol}',
+                   fontsize=9)
+      ax.set_xlabel('fraction of training windows', fontsize=8)
+      ax.grid(True, alpha=0.3)
+      ax.legend(fontsize=7)
+    row[0].set_ylabel('within-subject r\n(mean ± sd over test subjects)', fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import ml_collections
 
 from ssl_imu_jax import input_pipeline
 
-STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'demo')
+STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'paper', 'demo')
 
 
 def check_required(config: ml_collections.ConfigDict, prefix: str = '') -> None:
@@ -83,18 +82,16 @@ def _run_sweep(config, workdir):
   return sweep.run(config, workdir)
 
 
-def _run_demo(config, workdir):
-  """prepare -> pre-train -> sweep over the labelled sets (pre-trained vs random init) -> table."""
-  from ssl_imu_jax import pretrain, sweep
+def _run_paper(config, workdir):
+  """Per-task pre-training, then the sweep against the matching checkpoints -> table."""
+  from ssl_imu_jax import experiment
 
-  pre_dir = os.path.join(workdir, 'pretrain')
-  data_dir = _data_dir(config, workdir)
-  print(f'== pre-training on {config.pretrain.data.dataset}', file=sys.stderr)
-  pretrain.run(config.pretrain, pre_dir, data_dir)
-  sweep_cfg = ml_collections.ConfigDict(config.sweep.to_dict())
-  sweep_cfg.init_from = os.path.join(pre_dir, 'checkpoints')
-  sweep_cfg.finetune.data_dir = data_dir
-  return sweep.run(sweep_cfg, workdir)
+  return experiment.run(config, workdir)
+
+
+def _run_demo(config, workdir):
+  """The paper stage on the embedded synthetic data, sized for a 2-core machine."""
+  return _run_paper(config, workdir)
 
 
 def _run_evaluate(config, workdir):

@@ -1,21 +1,29 @@
 """Statistics of a sweep: paired tests pre-trained vs random init, and the data-efficiency figure.
 
 The claim under test is data efficiency: with a pre-trained encoder, how much less labelled data
-reaches the accuracy a randomly initialised model gets from all of it. Both tests here say what
-they computed on and, when they cannot be computed, why.
+reaches the accuracy a randomly initialised model gets from all of it. The paper's headline
+metric is the within-subject r (Pearson r over one test subject's windows, averaged over seeds,
+then over subjects), tested with a paired t over subjects, and its data efficiency is read at the
+swept fractions (``data_efficiency_grid``); ``data_efficiency`` interpolates between them and
+``bootstrap_efficiency`` gives that figure an interval over subjects. Every test here says what it
+computed on and, when it cannot be computed, why.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats as sps
 
 WILCOXON = 'Wilcoxon signed-rank'
 PAIRED_T = 'paired t'
+# A subject's r from fewer windows is left out (with 2 windows r is always +-1).
+MIN_SUBJECT_WINDOWS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +98,88 @@ def paired_tests(a: Sequence[float], b: Sequence[float],
 
 
 @dataclasses.dataclass(frozen=True)
+class WithinSubjectR:
+  """The within-subject r (or another metric) of one (task, target, init, protocol, fraction).
+
+  Attributes:
+    per_subject: r per test subject (index: subject), the mean over seeds of the r on that
+      subject's test windows; NaN for a subject with no usable r (too few windows or r undefined).
+    mean: mean of per_subject over subjects (the headline r); NaN if there are none.
+    sd: sample sd (ddof=1) over subjects; NaN for fewer than 2.
+    n_subjects: subjects with a finite r.
+    n_seeds: distinct seeds in the rows.
+  """
+
+  per_subject: pd.Series
+  mean: float
+  sd: float
+  n_subjects: int
+  n_seeds: int
+
+
+def within_subject_r(rows: pd.DataFrame, min_windows: int = MIN_SUBJECT_WINDOWS,
+                     metric: str = 'pearson_r') -> WithinSubjectR:
+  """Per-subject r averaged over seeds, and its mean over subjects (the paper's metric).
+
+  ``rows`` are the per-subject rows (columns subject, ``metric``, n_test and optionally seed;
+  a missing seed column counts as seed 0) of the cells of one (task, target, init, protocol,
+  fraction): each subject is tested in one fold, so it has one row per seed. Rows with fewer
+  than ``min_windows`` test windows or a NaN r are left out before averaging over seeds, so the
+  paired test over subjects has one pair per subject, not per subject and seed.
+  """
+  seed = rows['seed'] if 'seed' in rows else pd.Series(0, index=rows.index)
+  frame = pd.DataFrame({'subject': rows['subject'], 'seed': seed,
+                        'r': rows[metric].astype(float), 'n': rows['n_test']})
+  dup = frame[frame.duplicated(['subject', 'seed'], keep=False)]
+  if len(dup):
+    pairs = sorted({(str(s), int(k)) for s, k in zip(dup.subject, dup.seed, strict=True)})
+    raise ValueError(f'within_subject_r: (subject, seed) {pairs[:5]} occur in more than one row; '
+                     f'the rows mix cells of different inits, protocols, fractions or folds')
+  usable = frame.r.where((frame.n >= min_windows) & np.isfinite(frame.r))
+  per_subject = usable.groupby(frame.subject).mean().rename(metric)
+  m, sd, n = mean_sd(per_subject.to_numpy())
+  return WithinSubjectR(per_subject, m, sd, n, int(frame.seed.nunique()))
+
+
+def _check_curves(fractions: Sequence[float], pretrained_r: Sequence[float],
+                  random_r: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The curves as float arrays sorted by fraction (checked)."""
+  f = np.asarray(fractions, dtype=np.float64)
+  pre = np.asarray(pretrained_r, dtype=np.float64)
+  rnd = np.asarray(random_r, dtype=np.float64)
+  if not (f.shape == pre.shape == rnd.shape) or f.ndim != 1 or f.size == 0:
+    raise ValueError(f'fractions, pretrained_r and random_r must be equal-length 1-D, got '
+                     f'{f.shape}, {pre.shape}, {rnd.shape}')
+  if np.any(~(f > 0)) or np.any(f > 1):
+    raise ValueError(f'fractions must be in (0, 1], got {f.tolist()}')
+  if np.unique(f).size != f.size:
+    raise ValueError(f'fractions must be distinct, got {f.tolist()}')
+  order = np.argsort(f)
+  return f[order], pre[order], rnd[order]
+
+
+def _crossing(f: np.ndarray, pre: np.ndarray, target: float) -> tuple[int | None, float | None]:
+  """(index of the first swept fraction where pre >= target, interpolated crossing fraction).
+
+  ``f`` sorted ascending; NaN points of ``pre`` are skipped; (None, None) if never reached.
+  """
+  ok = np.flatnonzero(np.isfinite(pre))
+  if not math.isfinite(target) or ok.size == 0:
+    return None, None
+  reached = pre[ok] >= target
+  if not reached.any():
+    return None, None
+  k = int(np.argmax(reached))
+  i = int(ok[k])
+  if k == 0:
+    return i, float(f[i])
+  j = int(ok[k - 1])
+  lf0, lf1 = np.log(f[j]), np.log(f[i])
+  t = (target - pre[j]) / (pre[i] - pre[j])
+  return i, float(np.exp(lf0 + t * (lf1 - lf0)))
+
+
+@dataclasses.dataclass(frozen=True)
 class DataEfficiency:
   """Where the pre-trained curve reaches the random-init model's r with all the training data.
 
@@ -127,44 +217,161 @@ class DataEfficiency:
 
 def data_efficiency(fractions: Sequence[float], pretrained_r: Sequence[float],
                     random_r: Sequence[float]) -> DataEfficiency:
-  """The data-efficiency figure from mean r per fraction of both inits.
+  """The data-efficiency figure from mean r per fraction of both inits, interpolated.
 
   The reference is random init at the largest fraction. Scanning fractions upwards, the first
   segment where the pre-trained curve goes from below to at-or-above the reference is
   interpolated linearly in (log fraction, r). NaN points of the pre-trained curve are skipped.
   """
-  f = np.asarray(fractions, dtype=np.float64)
-  pre = np.asarray(pretrained_r, dtype=np.float64)
-  rnd = np.asarray(random_r, dtype=np.float64)
-  if not (f.shape == pre.shape == rnd.shape) or f.ndim != 1 or f.size == 0:
-    raise ValueError(f'fractions, pretrained_r and random_r must be equal-length 1-D, got '
-                     f'{f.shape}, {pre.shape}, {rnd.shape}')
-  if np.any(~(f > 0)) or np.any(f > 1):
-    raise ValueError(f'fractions must be in (0, 1], got {f.tolist()}')
-  if np.unique(f).size != f.size:
-    raise ValueError(f'fractions must be distinct, got {f.tolist()}')
-  order = np.argsort(f)
-  f, pre, rnd = f[order], pre[order], rnd[order]
+  f, pre, rnd = _check_curves(fractions, pretrained_r, random_r)
   full, target, pre_full = float(f[-1]), float(rnd[-1]), float(pre[-1])
-  delta = pre_full - target
-  ok = np.isfinite(pre)
-  f, pre = f[ok], pre[ok]
+  i, frac = _crossing(f, pre, target)
+  lower = i is not None and not np.isfinite(pre[:i]).any()
+  return DataEfficiency(full, target, pre_full, pre_full - target, frac,
+                        None if frac is None else full / frac, lower)
 
-  def result(frac: float | None, lower: bool = False) -> DataEfficiency:
-    return DataEfficiency(full, target, pre_full, delta, frac,
-                          None if frac is None else full / frac, lower)
 
-  if not math.isfinite(target) or f.size == 0:
-    return result(None)
-  reached = pre >= target
-  if not reached.any():
-    return result(None)
-  i = int(np.argmax(reached))
-  if i == 0:
-    return result(float(f[0]), lower=True)
-  lf0, lf1 = np.log(f[i - 1]), np.log(f[i])
-  t = (target - pre[i - 1]) / (pre[i] - pre[i - 1])
-  return result(float(np.exp(lf0 + t * (lf1 - lf0))))
+def _pct(x: float) -> str:
+  return f'{x * 100:.3g} %'
+
+
+@dataclasses.dataclass(frozen=True)
+class GridEfficiency:
+  """Data efficiency read at the swept fractions, as the paper reads it.
+
+  Attributes:
+    full_fraction: the largest swept fraction (normally 1.0): the reference point.
+    target_r: random-init mean r at ``full_fraction``.
+    fraction: smallest swept fraction whose pre-trained mean r >= target_r; None if none.
+    percent_less: (1 - fraction / full_fraction) * 100; None if not reached.
+    times_less: full_fraction / fraction; None if not reached.
+    lower_bound: True when reached at the smallest swept fraction (the true N may be larger).
+  """
+
+  full_fraction: float
+  target_r: float
+  fraction: float | None
+  percent_less: float | None
+  times_less: float | None
+  lower_bound: bool
+
+  def text(self) -> str:
+    """E.g. 'reached at 25 % (75 % less data, 4.0x)'."""
+    if self.fraction is None:
+      if not math.isfinite(self.target_r):
+        return 'not computable (random-init r at the full fraction is undefined)'
+      return (f'not reached at any swept fraction (random-init r = {self.target_r:.3f} at '
+              f'{_pct(self.full_fraction)})')
+    first = ', the smallest swept fraction' if self.lower_bound else ''
+    return (f'reached at {_pct(self.fraction)}{first} ({self.percent_less:.3g} % less data, '
+            f'{self.times_less:.1f}x)')
+
+
+def data_efficiency_grid(fractions: Sequence[float], pretrained_r: Sequence[float],
+                         random_r: Sequence[float]) -> GridEfficiency:
+  """Smallest swept fraction whose pre-trained mean r reaches random init's at the largest one.
+
+  No interpolation: with the paper's grid (10, 16, 25, 40, 63, 100 %) the answer is one of the
+  grid points. NaN points of the pre-trained curve never count as reached.
+  """
+  f, pre, rnd = _check_curves(fractions, pretrained_r, random_r)
+  full, target = float(f[-1]), float(rnd[-1])
+  i, _ = _crossing(f, pre, target)
+  if i is None:
+    return GridEfficiency(full, target, None, None, None, False)
+  frac = float(f[i])
+  return GridEfficiency(full, target, frac, (1.0 - frac / full) * 100.0, full / frac,
+                        not np.isfinite(pre[:i]).any())
+
+
+@dataclasses.dataclass(frozen=True)
+class BootstrapEfficiency:
+  """Bootstrap over test subjects of the data-efficiency figures.
+
+  Attributes:
+    n_boot: number of resamples.
+    seed: seed of the resampling (same seed, same result).
+    n_subjects: subjects resampled.
+    p_reach: share of resamples in which the pre-trained mean r reaches random init's mean r at
+      the full fraction at some swept fraction.
+    times_less_ci: (2.5, 97.5) percentiles of the interpolated times_less; an end is None when it
+      falls on resamples that never reach the target (counted as less efficient than any reach).
+    fraction_ci: (2.5, 97.5) percentiles of the grid-point fraction; None likewise.
+    max_times_less: largest figure the sweep can show (full / smallest fraction): an end equal
+      to it is a lower bound.
+  """
+
+  n_boot: int
+  seed: int
+  n_subjects: int
+  p_reach: float
+  times_less_ci: tuple[float | None, float | None]
+  fraction_ci: tuple[float | None, float | None]
+  max_times_less: float
+
+  def text(self) -> str:
+    """E.g. 'bootstrap 95 % interval 3.1x to >= 10.0x (...)'."""
+    lo, hi = (_fmt_times(x, self.max_times_less) for x in self.times_less_ci)
+    return (f'bootstrap 95 % interval {lo} to {hi} ({self.n_boot} resamples of the '
+            f'{self.n_subjects} test subjects; target reached in {self.p_reach:.0%} of them)')
+
+
+def _fmt_times(x: float | None, cap: float) -> str:
+  if x is None:
+    return 'not reached'
+  return f'>= {x:.1f}x' if x >= cap * (1 - 1e-12) else f'{x:.1f}x'
+
+
+def _order_statistic(values: np.ndarray, q: float) -> float:
+  """The q-quantile as an observed value (inverted CDF): no averaging across 'not reached'."""
+  v = np.sort(values)
+  return float(v[max(math.ceil(q * v.size) - 1, 0)])
+
+
+def bootstrap_efficiency(per_subject_pre: np.ndarray, per_subject_rand: np.ndarray,
+                         fractions: Sequence[float], n_boot: int = 1000,
+                         seed: int = 0) -> BootstrapEfficiency:
+  """Percentile intervals of the data-efficiency figures, resampling test subjects.
+
+  per_subject_* are [n_subjects, n_fractions] within-subject r of the same subjects in the same
+  order (NaN allowed). Each resample draws subjects with replacement, the same draw for both
+  inits (the comparison is paired), takes the mean over the drawn subjects per fraction (NaN
+  skipped) and recomputes the grid-point fraction and the interpolated times_less. Trained
+  models are not resampled: the interval covers the spread over subjects only, not over seeds.
+  """
+  pre = np.asarray(per_subject_pre, dtype=np.float64)
+  rnd = np.asarray(per_subject_rand, dtype=np.float64)
+  f = np.asarray(fractions, dtype=np.float64)
+  if pre.ndim != 2 or pre.shape != rnd.shape or pre.shape[1] != f.size:
+    raise ValueError(f'per_subject_pre {pre.shape} and per_subject_rand {rnd.shape} must both '
+                     f'be [n_subjects, {f.size} fractions]')
+  if pre.shape[0] == 0:
+    raise ValueError('bootstrap_efficiency: no subjects to resample')
+  if n_boot < 1:
+    raise ValueError(f'n_boot must be >= 1, got {n_boot}')
+  order = np.argsort(f)
+  f, _, _ = _check_curves(f, f, f)
+  pre, rnd = pre[:, order], rnd[:, order]
+  full = float(f[-1])
+  idx = np.random.default_rng(seed).integers(0, pre.shape[0], size=(n_boot, pre.shape[0]))
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)  # all-NaN columns give NaN means
+    pre_b = np.nanmean(pre[idx], axis=1)
+    target_b = np.nanmean(rnd[idx, -1], axis=1)
+  grid = np.full(n_boot, np.inf)
+  times = np.zeros(n_boot)
+  for b in range(n_boot):
+    i, frac = _crossing(f, pre_b[b], float(target_b[b]))
+    if i is not None:
+      grid[b], times[b] = f[i], full / frac
+  reached = np.isfinite(grid)
+
+  def ends(values: np.ndarray, missing: float) -> tuple[float | None, float | None]:
+    out = (_order_statistic(values, 0.025), _order_statistic(values, 0.975))
+    return tuple(None if x == missing else x for x in out)
+
+  return BootstrapEfficiency(int(n_boot), int(seed), int(pre.shape[0]), float(reached.mean()),
+                             ends(times, 0.0), ends(grid, np.inf), full / float(f[0]))
 
 
 def mean_sd(x: Sequence[float]) -> tuple[float, float, int]:

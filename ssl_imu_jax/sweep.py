@@ -1,16 +1,21 @@
 """The paper's experiment as one resumable command.
 
-Subject-wise K-fold CV x training-data fractions x {pre-trained, random} init x {linear probe,
-full fine-tune}, for every labelled data set in ``config.datasets``; then results.csv,
-summary.md (table, paired tests, data-efficiency figure) and figures in ``<workdir>/report``.
+Subject-wise K-fold CV x training-data fractions x fine-tuning seeds x {pre-trained, random} init
+x protocols, for every labelled data set in ``config.datasets``; then results.csv, summary.md
+(tables, paired tests, data efficiency) and figures in ``<workdir>/report``.
 
 Layout::
 
   <workdir>/sweep/<dataset>/folds.json            subject -> fold, written once
-  <workdir>/sweep/<dataset>/fold<k>/frac<p>/<init>_<protocol>/
+  <workdir>/sweep/<dataset>/fold<k>/frac<p>/seed<s>/<init>_<protocol>/
       ...                                          the fine-tune run (checkpoints, result.json)
       sweep_cell.json                              written atomically when the cell is done
   <workdir>/report/                                results.csv, summary.md, *.png
+
+A 'full_from_probe' cell starts from the 'linear_probe' cell of the same data set, fold,
+fraction, seed and init when that protocol is in the sweep (it runs first), else it trains its
+own probe. ``init_from`` is one pre-training checkpoint or several: each data set takes the one
+pre-trained at its sample rate and window length (``task_data`` sets those per data set).
 
 A cell counts as done when its ``sweep_cell.json`` exists; rerunning skips done cells, so a killed
 sweep continues where it stopped. The file also holds the cell's config: if the config changed
@@ -33,7 +38,7 @@ import numpy as np
 from ssl_imu_jax import report, splits
 
 INITS = ('pretrained', 'random')
-PROTOCOLS = ('linear_probe', 'full')
+PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 CELL_FILE = 'sweep_cell.json'
 # Config keys that do not change what a cell computes (where data live, logging).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
@@ -64,12 +69,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if int(config.num_folds) < 2:
     raise ValueError(f'config.num_folds must be >= 2, got {config.num_folds}')
   folds_to_run(config)
+  seeds = [int(x) for x in config.get('seeds', (0,))]
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f'config.seeds must be distinct integers, got {config.get("seeds")}')
   if 'pretrained' in config.inits:
-    if not config.init_from:
-      raise ValueError("config.init_from (the pre-training checkpoint dir) is required when "
-                       "'pretrained' is in config.inits")
-    if not os.path.exists(config.init_from):
-      raise FileNotFoundError(f'config.init_from={config.init_from!r} does not exist')
+    if not init_candidates(config):
+      raise ValueError("config.init_from (the pre-training checkpoint dir, or several) is "
+                       "required when 'pretrained' is in config.inits")
+    for path in init_candidates(config):
+      if not os.path.exists(path):
+        raise FileNotFoundError(f'config.init_from: {path!r} does not exist')
   steps = config.finetune.train.steps
   if int(steps) < 1:
     raise ValueError(f'config.finetune.train.steps must be >= 1, got {steps}')
@@ -84,38 +93,71 @@ def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
   return folds
 
 
+def init_candidates(config: ml_collections.ConfigDict) -> list[str]:
+  """``config.init_from`` as a list of checkpoint paths (a string, or a tuple of them)."""
+  value = config.init_from
+  if isinstance(value, str):
+    return [value] if value else []
+  return [str(v) for v in value if v]
+
+
 def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
-             protocol: str) -> str:
-  """``<workdir>/sweep/<dataset>/fold<k>/frac<p>/<init>_<protocol>``."""
+             protocol: str, seed: int = 0) -> str:
+  """``<workdir>/sweep/<dataset>/fold<k>/frac<p>/seed<s>/<init>_<protocol>``."""
   return os.path.join(workdir, 'sweep', dataset, f'fold{fold}', f'frac{fraction:g}',
-                      f'{init}_{protocol}')
+                      f'seed{seed}', f'{init}_{protocol}')
 
 
-def plan(config: ml_collections.ConfigDict) -> Iterator[tuple[str, int, float, str, str]]:
-  """All cells (dataset, fold, fraction, init, protocol) in run order."""
+def plan(config: ml_collections.ConfigDict) -> Iterator[tuple[str, int, float, str, str, int]]:
+  """All cells (dataset, fold, fraction, init, protocol, seed) in run order; a linear probe
+  always comes before the full_from_probe cell that starts from it."""
+  protocols = sorted(config.protocols, key=PROTOCOLS.index)
   for dataset in config.datasets:
     for fold in folds_to_run(config):
       for fraction in sorted(float(f) for f in config.fractions):
-        for init in config.inits:
-          for protocol in config.protocols:
-            yield dataset, fold, fraction, init, protocol
+        for seed in config.get('seeds', (0,)):
+          for init in config.inits:
+            for protocol in protocols:
+              yield dataset, fold, fraction, init, protocol, int(seed)
+
+
+def task_data(config: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
+  """``config.finetune.data`` with the data set's own overrides from ``config.task_data``."""
+  d = config.finetune.data.copy_and_resolve_references()
+  d.unlock()
+  d.dataset = dataset
+  for key, value in (config.get('task_data', None) or {}).get(dataset, {}).items():
+    if key not in d:
+      raise ValueError(f'config.task_data.{dataset}.{key}: not a data config key; expected one '
+                       f'of {sorted(d)}')
+    d[key] = value
+  return d
 
 
 def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, fold: int,
-                fraction: float, init: str, protocol: str) -> ml_collections.ConfigDict:
+                fraction: float, init: str, protocol: str, seed: int = 0,
+                workdir: str = '') -> ml_collections.ConfigDict:
   """The fine-tune config of one cell: ``config.finetune`` with the cell's fields set."""
+  from ssl_imu_jax import finetune
+
   c = config.finetune.copy_and_resolve_references()
   c.unlock()
   c.stage = 'finetune'
   c.data_dir = data_dir
-  c.data.dataset = dataset
+  c.data = task_data(config, dataset)
+  c.seed = int(seed)
   c.split.num_folds = int(config.num_folds)
   c.split.fold = int(fold)
   c.split.fold_seed = int(config.fold_seed)
   c.split.fraction = float(fraction)
-  c.split.fraction_seed = int(config.fraction_seed)
-  c.init_from = config.init_from if init == 'pretrained' else ''
+  c.split.fraction_seed = int(config.fraction_seed) + int(seed)
+  c.init_from = ''
+  if init == 'pretrained':
+    c.init_from = finetune.select_checkpoint(init_candidates(config), c.data)
   c.protocol = protocol
+  c.probe_from = ''
+  if protocol == 'full_from_probe' and 'linear_probe' in config.protocols and workdir:
+    c.probe_from = cell_dir(workdir, dataset, fold, fraction, init, 'linear_probe', seed)
   c.train.steps = int(config.finetune.train.steps)  # the same for every cell
   return c
 
@@ -228,8 +270,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   folds_of: dict[str, dict[int, int]] = {}
   n_trained = n_skipped = 0
   seconds = 0.0
-  for i, (dataset, fold, fraction, init, protocol) in enumerate(cells, start=1):
-    cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol)
+  for i, (dataset, fold, fraction, init, protocol, seed) in enumerate(cells, start=1):
+    cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol, seed, workdir)
     if dataset not in folds_of:
       ids = subject_ids_fn(cfg)
       folds = splits.assign_folds(ids, int(config.num_folds), int(config.fold_seed))
@@ -237,8 +279,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
                   {'dataset': dataset, 'num_folds': int(config.num_folds),
                    'fold_seed': int(config.fold_seed)})
       folds_of[dataset] = folds
-    path = cell_dir(workdir, dataset, fold, fraction, init, protocol)
-    name = f'{dataset} fold{fold} frac{fraction:g} {init}_{protocol}'
+    path = cell_dir(workdir, dataset, fold, fraction, init, protocol, seed)
+    name = f'{dataset} fold{fold} frac{fraction:g} seed{seed} {init}_{protocol}'
     expected = fingerprint(cfg)
     rec = load_done_cell(path, expected)
     if rec is not None:
@@ -253,7 +295,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
         e.add_note(f'in sweep cell {name} ({path}); rerun to resume from this cell')
         raise
       rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
-                               fraction=fraction, fold=fold, steps=int(cfg.train.steps))
+                               fraction=fraction, fold=fold, steps=int(cfg.train.steps),
+                               seed=seed, norm_policy=result.get('norm_policy', ''))
       _check_cell_subjects(rec, folds_of[dataset], fold, name)
       atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
       n_trained += 1
@@ -273,8 +316,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       f'{", ".join(f"{float(f):g}" for f in sorted(config.fractions))} (nested, fraction_seed '
       f'{int(config.fraction_seed)}).',
       f'Inits: {", ".join(config.inits)}'
-      + (f' (pre-trained from {config.init_from})' if 'pretrained' in config.inits else '')
+      + (f' (pre-trained from {", ".join(init_candidates(config))})'
+         if 'pretrained' in config.inits else '')
       + f'; protocols: {", ".join(config.protocols)}.',
+      f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; input '
+      f'normalisation: {config.finetune.get("input_norm", "train_subjects")}; linear-probe '
+      f'BatchNorm adapts: {bool(config.finetune.get("linear_probe_bn_adapt", True))}.',
       f'{len(cells)} cells: {n_trained} trained in this run, {n_skipped} reused from earlier runs.',
   ]
   table = report.write_report(records, report_dir, title='Sweep results', notes=notes)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from configs import finetune as finetune_config  # noqa: E402
 from configs import pretrain as pretrain_config  # noqa: E402
-from ssl_imu_jax import finetune, input_pipeline, losses, parallel, pretrain, train_state  # noqa: E402
+from ssl_imu_jax import finetune, input_pipeline, parallel, pretrain, train_state  # noqa: E402
 
 GLOBAL_BATCH = 16
 N_SITES = 2
@@ -37,8 +37,9 @@ N_DEV = 8
 def _tiny_model(cfg) -> None:
   """A one-stage encoder, smaller than the 'tiny' config: compile time dominates this check."""
   cfg.model.encoder.widths = (8,)
+  cfg.model.encoder.blocks_per_stage = (1,)
   cfg.model.encoder.kernel_size = 3
-  cfg.model.encoder.embed_dim = 8
+  cfg.model.encoder.stem_kernel = 3
   cfg.model.projection_dims = (8, 8)
   cfg.model.head_dims = (8,)
 
@@ -113,7 +114,8 @@ def _compare(name, out, host_state, res1, res8):
 
 
 def check_pretrain(out, mesh1, mesh8, rng):
-  """SSL step: 'global' negatives on 8 devices == 1 device; 'local' == info_nce(local_blocks=8)."""
+  """SSL step (the reference NCE loss, shared encoder): 'global' negatives on 8 devices == 1
+  device; 'local' == the loss with local_blocks=8 on 1 device."""
   cfg = pretrain_config.get_config('tiny')
   cfg.data.window_length = T
   _tiny_model(cfg)
@@ -148,24 +150,25 @@ def check_pretrain(out, mesh1, mesh8, rng):
     gyr = pretrain.normalize(batch['gyr'], state.norm['gyr_mean'], state.norm['gyr_std'])
     (za, zg, temp), _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                     acc, gyr, train=True, mutable=['batch_stats'])
-    return (losses.info_nce(za, zg, temp, local_blocks=N_DEV)[0],
-            losses.info_nce(za, zg, temp, local_blocks=1)[0])
+    return (pretrain.ssl_loss(cfg, za, zg, temp, local_blocks=N_DEV)[0],
+            pretrain.ssl_loss(cfg, za, zg, temp, local_blocks=1)[0])
 
   rep1, dsh1 = parallel.replicated(mesh1), parallel.data_sharding(mesh1)
   ref_local, ref_global = jax.device_get(jax.jit(ref_losses, in_shardings=(rep1, dsh1))(
       jax.device_put(host_state, rep1), input_pipeline.to_global(host_batch, dsh1)))
+  out['ssl_loss'] = cfg.ssl.loss
   out['pretrain_local'] = {'loss_8dev': float(m8_local['loss']),
                            'loss_ref_1dev_local_blocks': float(ref_local),
                            'loss_ref_1dev_global': float(ref_global)}
 
 
 def check_finetune(out, mesh1, mesh8, rng):
-  """Fine-tuning step (full protocol, BatchNorm in train mode) on 8 devices == 1 device."""
+  """Fine-tuning step (everything trains, BatchNorm in train mode) on 8 devices == 1 device."""
   cfg = finetune_config.get_config('tiny')
   cfg.data.window_length = T
   _tiny_model(cfg)
   cfg.train.batch_size = GLOBAL_BATCH
-  cfg.protocol = 'full'
+  cfg.protocol = 'full_from_probe'  # the full stage's step (the probe's is the frozen one)
   cfg.optimizer.warmup_fraction = 0.0
   model = finetune.build_model(cfg, cfg.model.encoder, num_targets=1, use_gyr=True)
   tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)

@@ -100,21 +100,22 @@ def test_round_trip_matches_the_training_encoder(pretrained, encoder, jitted, wi
   want, raw = _training_embeddings(pretrained['ckpt_dir'], None, pretrained['config'], acc, gyr)
   got = np.asarray(apply_fn(params, acc, gyr))  # eager
   np.testing.assert_allclose(np.asarray(jitted(params, acc, gyr)), got, atol=1e-5, rtol=0)
-  d = pretrained['config'].model.encoder.embed_dim
+  d = pretrained['config'].model.encoder.widths[-1]  # the reference: D = the last stage's width
   assert got.shape == (12, 3, 2 * d) == want.shape
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
   assert np.abs(got).max() > 1e-3  # not a trivially zero output
   # Only the encoders are loaded; BatchNorm statistics came with them.
   assert set(params) == {'params', 'batch_stats'}
-  assert set(params['params']) == set(params['batch_stats']) == {'acc_encoder', 'gyr_encoder'}
-  chex.assert_trees_all_close(params['batch_stats'], raw['batch_stats'])
+  assert set(params['params']) == set(params['batch_stats']) == {'encoder'}  # shared acc/gyr
+  chex.assert_trees_all_close(params['batch_stats']['encoder'], raw['batch_stats']['encoder'])
   assert info['kind'] == 'pretrain' and info['step'] == int(raw['step']) == 6
   assert info['window_length'] == 32 and info['sample_rate_hz'] == 100.0
   assert info['sites'] == ['a', 'b', 'c'] and info['dataset'] == 'toy_unlabelled'
   for k, v in raw['norm'].items():
     assert info['normalization'][k] == pytest.approx(float(v), rel=1e-6)
-  assert info['encoder'] == pretrained['config'].model.encoder.to_dict() | {
-      'widths': list(pretrained['config'].model.encoder.widths)}
+  enc = pretrained['config'].model.encoder
+  assert info['encoder'] == enc.to_dict() | {'widths': list(enc.widths),
+                                             'blocks_per_stage': list(enc.blocks_per_stage)}
   assert info['config']['train']['steps'] == 6 and info['output_dim'] == 2 * d
 
 
@@ -193,19 +194,19 @@ def _save_like_finetune(directory, kind, params, bstats, norm, data_cfg, encoder
 
 
 def test_accelerometer_only_finetune_checkpoint(tmp_path, pretrained, encoder, jitted, windows):
-  """Mirrors finetune.py's layout (acc_encoder + head) to avoid a 30-50 s fine-tuning run here."""
+  """Mirrors finetune.py's layout (encoder + head) to avoid a 30-50 s fine-tuning run here."""
   _, _, pre_info = encoder
   raw = checkpointing.restore_raw(pretrained['ckpt_dir'])
   norm = {k: float(v) for k, v in raw['norm'].items() if k.startswith('acc')}
   data_cfg = {'dataset': 'toy_labelled', 'split': 'train', 'sample_rate_hz': 100.0,
               'window_length': 32, 'imu_sites': ['b']}
-  params = {'acc_encoder': raw['params']['acc_encoder'], 'head': {'w': np.ones((2, 1))}}
-  bstats = {'acc_encoder': raw['batch_stats']['acc_encoder']}
+  params = {'encoder': raw['params']['encoder'], 'head': {'w': np.ones((2, 1))}}
+  bstats = {'encoder': raw['batch_stats']['encoder']}
   _save_like_finetune(str(tmp_path / 'ft'), 'finetune', params, bstats, norm, data_cfg,
                       pre_info['encoder'])
   fn, p, info = ssl_imu_jax.load_encoder(str(tmp_path / 'ft'))
   assert info['kind'] == 'finetune' and not info['has_gyr'] and info['sites'] == ['b']
-  assert set(p['params']) == {'acc_encoder'}
+  assert set(p['params']) == {'encoder'}
   acc, gyr = windows
   got = np.asarray(jax.jit(fn)(p, acc))
   want = np.asarray(jitted(encoder[1], acc))  # same weights and stats as the pretrain run

@@ -7,56 +7,98 @@ from conftest import tiny_finetune_config
 from ssl_imu_jax import checkpointing, finetune
 
 
-def _restore_params(workdir):
-  return checkpointing.restore_raw(checkpointing.find_checkpoint_dir(workdir))['params']
+def _restore(workdir):
+  return checkpointing.restore_raw(checkpointing.find_checkpoint_dir(workdir))
 
 
-def test_linear_probe_keeps_the_pretrained_encoder(tmp_path, toy_dirs, pretrained):
+def _max_diff(a, b) -> float:
+  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), a, b)))
+
+
+@pytest.mark.parametrize('bn_adapt', [True, False])
+def test_linear_probe_trains_one_dense_layer_and_leaves_the_encoder(tmp_path, toy_dirs,
+                                                                     pretrained, bn_adapt):
   cfg = tiny_finetune_config()
   cfg.init_from = pretrained['workdir']
   cfg.protocol = 'linear_probe'
+  cfg.linear_probe_bn_adapt = bn_adapt
   res = finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
-  pre = jax.device_get(pretrained['out']['state'].params)
-  tuned = _restore_params(str(tmp_path))
-  for enc in ('acc_encoder', 'gyr_encoder'):
-    chex.assert_trees_all_equal(tuned[enc], pre[enc])
-  assert set(tuned) == {'acc_encoder', 'gyr_encoder', 'head'}
+  pre = jax.device_get(pretrained['out']['state'])
+  tuned = _restore(str(tmp_path))
+  assert set(tuned['params']) == {'encoder', 'head'}
+  assert set(tuned['params']['head']) == {'dense0'}  # exactly one Dense layer
+  chex.assert_trees_all_equal(tuned['params']['encoder'], pre.params['encoder'])
+  # The reference lets the frozen encoder's BatchNorm statistics adapt; the switch turns it off.
+  moved = _max_diff(tuned['batch_stats']['encoder'], pre.batch_stats['encoder'])
+  assert (moved > 1e-4) if bn_adapt else (moved == 0.0)
   assert res['init'] == 'pretrained' and res['protocol'] == 'linear_probe'
+  assert res['linear_probe_bn_adapt'] == bn_adapt
   assert not set(res['train_subjects']) & set(res['test_subjects'])
   assert set(res['predictions']['subject_id']) == set(res['test_subjects'])
   assert np.isfinite(res['metrics']['y']['rmse'])
 
 
-def test_full_finetune_starts_from_the_pretrained_encoder(tmp_path, toy_dirs, pretrained,
-                                                          monkeypatch):
-  cfg = tiny_finetune_config()
-  cfg.init_from = pretrained['ckpt_dir']
+def test_full_from_probe_starts_from_the_probe(tmp_path, toy_dirs, pretrained, monkeypatch):
+  probe_cfg = tiny_finetune_config()
+  probe_cfg.init_from = pretrained['workdir']
+  probe_cfg.protocol = 'linear_probe'
+  finetune.train_and_evaluate(probe_cfg, str(tmp_path / 'probe'), toy_dirs['data_dir'])
+  probe = _restore(str(tmp_path / 'probe'))
   seen = {}
-  real = finetune.load_encoders
+  real = finetune.load_subtrees
 
   def spy(*args, **kwargs):
     state = real(*args, **kwargs)
-    seen['params'] = jax.device_get(state.params)
+    seen['state'] = jax.device_get(state)
     return state
 
-  monkeypatch.setattr(finetune, 'load_encoders', spy)
-  res = finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
-  pre = jax.device_get(pretrained['out']['state'].params)
-  chex.assert_trees_all_equal(seen['params']['acc_encoder'], pre['acc_encoder'])
-  tuned = _restore_params(str(tmp_path))
-  moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), tuned['acc_encoder'],
-                       pre['acc_encoder'])
-  assert max(jax.tree.leaves(moved)) > 0  # full fine-tuning updates the encoder
-  assert res['n_train'] + res['n_test'] == 160
+  monkeypatch.setattr(finetune, 'load_subtrees', spy)
+  cfg = probe_cfg.copy_and_resolve_references()
+  cfg.protocol = 'full_from_probe'
+  cfg.probe_from = str(tmp_path / 'probe')
+  res = finetune.train_and_evaluate(cfg, str(tmp_path / 'full'), toy_dirs['data_dir'])
+  chex.assert_trees_all_equal(seen['state'].params, probe['params'])  # head and encoder
+  chex.assert_trees_all_equal(seen['state'].batch_stats, probe['batch_stats'])
+  tuned = _restore(str(tmp_path / 'full'))
+  assert _max_diff(tuned['params']['encoder'], probe['params']['encoder']) > 0  # all trains
+  assert res['probe_from'].startswith(str(tmp_path / 'probe'))
+  # A probe of another init (random) cannot start this run: the error names both.
+  rnd = probe_cfg.copy_and_resolve_references()
+  rnd.init_from = ''
+  finetune.train_and_evaluate(rnd, str(tmp_path / 'probe_random'), toy_dirs['data_dir'])
+  cfg.probe_from = str(tmp_path / 'probe_random')
+  with pytest.raises(ValueError, match='probe_from.*random init'):
+    finetune.train_and_evaluate(cfg, str(tmp_path / 'full2'), toy_dirs['data_dir'])
 
 
-def test_random_init_accelerometer_only(tmp_path, toy_dirs):
+def test_full_from_probe_trains_its_own_probe_first(tmp_path, toy_dirs):
   cfg = tiny_finetune_config()
+  assert cfg.protocol == 'full_from_probe'  # the reference protocol is the default
+  res = finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
+  probe = _restore(str(tmp_path / 'probe'))
+  assert int(probe['step']) == cfg.train.steps == int(_restore(str(tmp_path))['step'])
+  assert res['init'] == 'random' and res['protocol'] == 'full_from_probe'
+
+
+def test_random_init_accelerometer_only_with_augmentation(tmp_path, toy_dirs, monkeypatch):
+  cfg = tiny_finetune_config()
+  cfg.protocol = 'full'
   cfg.data.use_gyr = False
   cfg.data.imu_sites = ('b',)
   cfg.split.fraction = 0.5
+  cfg.augment.noise = True
+  calls = []
+  real = finetune.apply_augmentation
+
+  def spy(rng, acc, gyr, aug_cfg):
+    out = real(rng, acc, gyr, aug_cfg)
+    calls.append((gyr is None, out[0] is not acc))
+    return out
+
+  monkeypatch.setattr(finetune, 'apply_augmentation', spy)
   res = finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
-  assert set(_restore_params(str(tmp_path))) == {'acc_encoder', 'head'}
+  assert calls and all(gyr_none and changed for gyr_none, changed in calls)  # not skipped
+  assert set(_restore(str(tmp_path))['params']) == {'encoder', 'head'}
   assert res['init'] == 'random'
   assert res['n_train'] == round(0.5 * (160 - res['n_test']))
 
@@ -68,19 +110,42 @@ def test_checkpoint_window_mismatch_is_named(tmp_path, toy_dirs, pretrained):
     finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
 
 
-def test_input_normalisation_follows_the_checkpoint_or_the_training_subjects(toy_dirs,
-                                                                             pretrained):
+def test_both_arms_get_the_same_normalisation(toy_dirs, pretrained):
   from ssl_imu_jax import input_pipeline
 
   ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
   idx = np.arange(40)
   _, _, meta = finetune.pretrained_info(pretrained['ckpt_dir'])
   cfg = tiny_finetune_config()
+  assert cfg.input_norm == 'train_subjects'  # the default: refit per fold, both arms
+  pre_arm = finetune.input_stats(cfg, ws, idx, meta)
+  random_arm = finetune.input_stats(cfg, ws, idx, None)
+  assert pre_arm == random_arm
+  np.testing.assert_allclose(pre_arm['acc_mean'], ws.acc[idx].mean(), rtol=1e-5)
+  assert finetune.norm_policy(cfg, True) == finetune.norm_policy(cfg, False) == 'train_subjects'
+  cfg.input_norm = 'auto'  # the alternative: the checkpoint's statistics for the pre-trained arm
   auto = finetune.input_stats(cfg, ws, idx, meta)
   assert auto == {k: meta['normalization'][k] for k in auto}
-  cfg.input_norm = 'train_subjects'
-  refit = finetune.input_stats(cfg, ws, idx, meta)
-  np.testing.assert_allclose(refit['acc_mean'], ws.acc[idx].mean(), rtol=1e-5)
+  assert finetune.norm_policy(cfg, True) == 'checkpoint'
   cfg.input_norm = 'checkpoint'
   with pytest.raises(ValueError, match='init_from'):
     finetune.input_stats(cfg, ws, idx, None)
+
+
+def test_select_checkpoint_picks_the_matching_rate_and_window(tmp_path, toy_dirs, pretrained):
+  from conftest import tiny_pretrain_config
+
+  from ssl_imu_jax import pretrain
+
+  cfg48 = tiny_pretrain_config(window_length=48)
+  cfg48.train.steps = 1
+  cfg48.train.checkpoint_every = 1
+  pretrain.run(cfg48, str(tmp_path / 'pre48'), toy_dirs['data_dir'])
+  cands = [pretrained['workdir'], str(tmp_path / 'pre48')]
+  data = tiny_finetune_config(window_length=48).data
+  assert finetune.select_checkpoint(cands, data) == str(tmp_path / 'pre48')
+  data.window_length = 32
+  assert finetune.select_checkpoint(cands, data) == pretrained['workdir']
+  data.window_length = 64
+  with pytest.raises(ValueError, match=r'toy_labelled at 100 Hz / 64 samples.*32 samples.*48'):
+    finetune.select_checkpoint(cands, data)

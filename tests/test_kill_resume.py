@@ -96,7 +96,9 @@ def runs(tmp_path_factory):
               '--config.train.checkpoint_every=2', '--config.train.log_every=1',
               '--config.train.progress=False',
               # A smaller encoder than 'tiny' and no LLVM optimisation: compiling dominates.
-              '--config.model.encoder.widths=(8,16)', '--config.model.encoder.kernel_size=3']
+              '--config.model.encoder.widths=(8,16)',
+              '--config.model.encoder.blocks_per_stage=(1,1)',
+              '--config.model.encoder.kernel_size=3']
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
   env['XLA_FLAGS'] = '--xla_backend_optimization_level=0'

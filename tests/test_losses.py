@@ -73,3 +73,63 @@ def test_mse_weights():
   y = jnp.array([[0.0], [0.0]])
   assert float(losses.mse(p, y)) == 5.0
   assert float(losses.mse(p, y, jnp.array([1.0, 0.0]))) == 1.0
+
+
+def numpy_reference_nce(za, zg, t, blocks=1):
+  """The reference loss written out with loops: acc row i against the gyr columns of every
+  other window (all sites), positive = s_ii; loss = mean lse(negatives) - mean positive."""
+  b, n, p = za.shape
+  a = za.reshape(b * n, p)
+  g = zg.reshape(b * n, p)
+  a = a / np.linalg.norm(a, axis=1, keepdims=True)
+  g = g / np.linalg.norm(g, axis=1, keepdims=True)
+  s = a @ g.T / t
+  m = b * n
+  lse, pos, top1 = [], [], 0
+  for i in range(m):
+    negs = [j for j in range(m) if j // n != i // n
+            and (blocks == 1 or i // (m // blocks) == j // (m // blocks))]
+    lse.append(np.log(np.exp(s[i, negs]).sum()))
+    pos.append(s[i, i])
+    cands = [j for j in range(m) if blocks == 1 or i // (m // blocks) == j // (m // blocks)]
+    top1 += (s[i, cands] > s[i, i]).sum() < 1
+  return np.mean(lse) - np.mean(pos), top1 / m
+
+
+@pytest.mark.parametrize('n_sites,blocks', [(1, 1), (3, 1), (17, 1), (3, 2)])
+def test_reference_nce_matches_numpy(n_sites, blocks):
+  rng = np.random.default_rng(3)
+  za = rng.normal(size=(6, n_sites, 5)).astype(np.float32)
+  zg = (za + 0.7 * rng.normal(size=za.shape)).astype(np.float32)
+  loss, m = losses.reference_nce(jnp.asarray(za), jnp.asarray(zg), 0.1, local_blocks=blocks)
+  ref, ref1 = numpy_reference_nce(za.astype(np.float64), zg.astype(np.float64), 0.1, blocks)
+  np.testing.assert_allclose(float(loss), ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(float(m['top1']), ref1)
+
+
+def test_reference_nce_masks_every_pair_of_the_same_window():
+  """Hand computation: every site of window w embeds as the basis vector e_w (acc and gyr), so
+  same-window pairs have cosine 1 and other windows 0. Masked out, the denominator holds only the
+  (B-1)*N zeros: loss = log((B-1)*N) - 1/tau. InfoNCE keeps the N-1 other sites (cosine 1)."""
+  b, n, tau = 4, 3, 0.1
+  z = np.repeat(np.eye(b, dtype=np.float32)[:, None, :], n, axis=1)  # [B, N, P=B]
+  loss, m = losses.reference_nce(z, z, tau)
+  np.testing.assert_allclose(float(loss), np.log((b - 1) * n) - 1 / tau, rtol=1e-6)
+  info, _ = losses.info_nce(z, z, tau)
+  np.testing.assert_allclose(float(info), np.log(n * np.exp(1 / tau) + (b - 1) * n) - 1 / tau,
+                             rtol=1e-5)
+  assert float(m['top1']) == 1.0  # ties with the other sites do not beat the positive
+
+
+def test_reference_nce_padding_and_small_batches():
+  rng = np.random.default_rng(5)
+  za = rng.normal(size=(6, 2, 4)).astype(np.float32)
+  zg = rng.normal(size=(6, 2, 4)).astype(np.float32)
+  w = np.array([1, 1, 1, 1, 0, 0], np.float32)
+  padded, _ = losses.reference_nce(za, zg, 0.1, weights_B=w)
+  alone, _ = losses.reference_nce(za[:4], zg[:4], 0.1)
+  np.testing.assert_allclose(float(padded), float(alone), rtol=1e-5)
+  with pytest.raises(ValueError, match='>= 2 windows'):
+    losses.reference_nce(za[:1], zg[:1], 0.1)
+  with pytest.raises(ValueError, match='ssl.loss'):
+    losses.contrastive_loss('nce', za, zg, 0.1)

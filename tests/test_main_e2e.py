@@ -59,9 +59,10 @@ def test_pipeline_writes_checkpoints_and_report(e2e_run):
 def test_restored_encoder_equals_the_saved_one(e2e_run):
   saved = checkpointing.restore_raw(os.path.join(e2e_run, 'pretrain', 'checkpoints'))
   probe = checkpointing.restore_raw(os.path.join(e2e_run, 'finetune', 'checkpoints'))
-  for enc in ('acc_encoder', 'gyr_encoder'):
-    chex.assert_trees_all_equal(probe['params'][enc], saved['params'][enc])
-    chex.assert_trees_all_equal(probe['batch_stats'][enc], saved['batch_stats'][enc])
+  # One encoder shared by acc and gyr; the linear probe leaves its weights as pre-trained (its
+  # BatchNorm statistics adapt to the downstream data, as in the reference).
+  chex.assert_trees_all_equal(probe['params']['encoder'], saved['params']['encoder'])
+  assert set(probe['batch_stats']) == {'encoder'}
   assert 'head' in probe['params'] and 'acc_projection' not in probe['params']
 
 

@@ -3,8 +3,9 @@
 The checks run in a subprocess (tests/multidevice_check.py) because the 8-device flag must be in
 XLA_FLAGS before jax starts and slows every other test. Same global batch, same initial state:
 loss, parameters, BatchNorm statistics and optimiser state agree within 1e-5, for the SSL step
-('global' negatives) and a full fine-tuning step; 'local' negatives on 8 devices equal
-``losses.info_nce(..., local_blocks=8)`` on 1 device and differ from 'global'.
+(the reference NCE loss with 'global' negatives, shared encoder) and a full fine-tuning step;
+'local' negatives on 8 devices equal the loss with ``local_blocks=8`` on 1 device and differ
+from 'global'.
 """
 
 import json
@@ -43,6 +44,7 @@ def measured():
 
 def test_eight_devices_are_really_used(measured):
   assert measured['device_count'] == 8
+  assert measured['ssl_loss'] == 'reference_nce'  # the default recipe is what is checked
   assert measured['batch_shards_8dev'] == [2]  # global batch 16 -> 2 windows per device
   for key in ('pretrain_global', 'finetune_full'):
     assert measured[key]['state_devices_1'] == 1

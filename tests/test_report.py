@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ssl_imu_jax import report
+from ssl_imu_jax import report, stats
 
 SUBJECTS = list(range(10))
 FOLDS = {s: s % 5 for s in SUBJECTS}
@@ -32,11 +32,13 @@ def fake_result(fold, fraction, init, protocol, targets=('peak_vgrf',), units=('
   }
 
 
-def sweep_records(task='toy', fractions=(0.25, 1.0), **kw):
-  return [report.make_record(fake_result(k, f, i, p, **kw), task=task, init=i, protocol=p,
-                             fraction=f, fold=k, steps=20)
+def sweep_records(task='toy', fractions=(0.25, 1.0), seeds=(0,),
+                  protocols=('linear_probe', 'full'), **kw):
+  return [report.make_record(fake_result(k, f, i, p, seed=s, **kw), task=task, init=i,
+                             protocol=p, fraction=f, fold=k, steps=20, seed=s,
+                             norm_policy='train_subjects')
           for k in range(5) for f in fractions for i in ('pretrained', 'random')
-          for p in ('linear_probe', 'full')]
+          for p in protocols for s in seeds]
 
 
 def test_results_csv_columns_and_rows(tmp_path):
@@ -95,6 +97,18 @@ def test_summary_has_table_tests_and_efficiency(tmp_path):
   assert set(eff) == {'linear_probe', 'full'}
   assert f'Δr at 100% = {eff["full"].delta_r_full:.3f}' in md
   assert f'- full: {eff["full"].text()}' in md
+  # The within-subject headline comes first, its cells computed here from the subject rows.
+  assert md.index('Within-subject r') < md.index('Pooled r (over all test windows of a fold)')
+  subj = df[(df.subject != 'all') & (df.init == 'pretrained') & (df.protocol == 'full') &
+            (df.fraction == 1.0)]
+  r = subj.pearson_r.to_numpy()
+  assert len(r) == 10
+  first_full_row = next(line for line in md.splitlines() if line.startswith('| 100% |'))
+  assert f'| {r.mean():.3f} ± {r.std(ddof=1):.3f} |' in first_full_row
+  head = report.headline_efficiency(df, 'toy', 'peak_vgrf')
+  assert f'- full: {head["full"].grid.text()}; interpolated' in md
+  assert head['full'].bootstrap.text() in md
+  assert 'Input normalisation: train_subjects.' in md
 
 
 def test_single_run_report(tmp_path):
@@ -143,3 +157,147 @@ def test_subjects_with_too_few_windows_are_left_out_of_subject_pairs(tmp_path):
   assert all('1 pair(s) with NaN dropped' in r[9] for r in subj_rows)
   md = (tmp_path / 'summary.md').read_text()
   assert 'Test windows per subject: min 2, median 6, max 6.' in md
+
+
+def hand_record(sid, y_true, y_pred, init='pretrained', fold=0, seed=0, fraction=1.0,
+                protocol='full', train=(90, 91), **kw):
+  sid = np.asarray(sid)
+  res = {'predictions': {'subject_id': sid, 'y_true': np.asarray(y_true, float)[:, None],
+                         'y_pred': np.asarray(y_pred, float)[:, None]},
+         'targets': ['y'], 'units': ['BW'], 'n_train': 10, 'n_test': len(sid),
+         'train_subjects': list(train), 'test_subjects': sorted(set(sid.tolist()))}
+  return report.make_record(res, task='hand', init=init, protocol=protocol, fraction=fraction,
+                            fold=fold, seed=seed, **kw)
+
+
+def test_within_subject_r_by_hand_differs_from_pooled(tmp_path):
+  # Within each subject the predictions run against the truth, but the subjects' levels are
+  # predicted right, so pooled r is high and within-subject r negative.
+  sid = [1, 1, 1, 1, 2, 2, 2, 2]
+  y_true = [1.0, 2.0, 3.0, 4.0, 11.0, 12.0, 13.0, 14.0]
+  y_pred = [2.5, 2.0, 1.5, 1.2, 13.0, 12.4, 11.6, 11.0]
+  r1 = np.corrcoef(y_true[:4], y_pred[:4])[0, 1]
+  r2 = np.corrcoef(y_true[4:], y_pred[4:])[0, 1]
+  pooled = np.corrcoef(y_true, y_pred)[0, 1]
+  assert pooled > 0.9 and r1 < -0.9 and r2 < -0.9
+  recs = [hand_record(sid, y_true, y_pred)]
+  df = report.results_frame(recs)
+  w = report.within_subject_results(df, 'hand', 'y')[('full', 1.0, 'pretrained')]
+  assert w.per_subject.to_dict() == pytest.approx({'1': r1, '2': r2})
+  assert w.mean == pytest.approx((r1 + r2) / 2)
+  assert w.sd == pytest.approx(np.std([r1, r2], ddof=1))
+  report.write_results(recs, str(tmp_path))
+  head = list(csv.DictReader(open(tmp_path / 'headline.csv')))
+  assert len(head) == 1
+  assert float(head[0]['within_r_pretrained']) == pytest.approx((r1 + r2) / 2)
+  assert float(head[0]['pooled_r_pretrained']) == pytest.approx(pooled)
+  assert head[0]['within_r_random'] == '' and int(head[0]['n_subjects']) == 2
+
+
+def two_seed_records():
+  """Six subjects in three folds, two seeds, both inits; returns (records, hand per-subject r)."""
+  rng = np.random.default_rng(7)
+  recs, r = [], {}
+  for init, noise in (('pretrained', 0.3), ('random', 0.8)):
+    for fold in range(3):
+      test = [2 * fold, 2 * fold + 1]
+      train = [s for s in range(6) if s not in test]
+      for seed in (0, 1):
+        sid = np.repeat(test, 5)
+        y_true = rng.normal(0, 1, sid.size)
+        y_pred = y_true + rng.normal(0, noise, sid.size)
+        recs.append(hand_record(sid, y_true, y_pred, init=init, fold=fold, seed=seed,
+                                train=train))
+        for s in test:
+          m = sid == s
+          r.setdefault((init, s), []).append(np.corrcoef(y_true[m], y_pred[m])[0, 1])
+  return recs, r
+
+
+def test_paired_t_over_subjects_averages_seeds_and_matches_scipy(tmp_path):
+  recs, r = two_seed_records()
+  pre = [np.mean(r[('pretrained', s)]) for s in range(6)]
+  rnd = [np.mean(r[('random', s)]) for s in range(6)]
+  ref = sps.ttest_rel(pre, rnd)
+  head = report.headline_frame(report.results_frame(recs))
+  assert len(head) == 1
+  row = head.iloc[0]
+  assert row.n_subjects == 6  # subjects, not subjects x seeds
+  assert row.t == pytest.approx(ref.statistic) and row.p == pytest.approx(ref.pvalue)
+  assert row.within_r_pretrained == pytest.approx(np.mean(pre))
+  assert row.sd_random == pytest.approx(np.std(rnd, ddof=1))
+  assert row.delta_r == pytest.approx(np.mean(pre) - np.mean(rnd))
+  # Pairs of subject x seed would be another test.
+  flat = sps.ttest_rel(sum((r[('pretrained', s)] for s in range(6)), []),
+                       sum((r[('random', s)] for s in range(6)), []))
+  assert row.t != pytest.approx(flat.statistic)
+  # Fold-paired tests pair (fold, seed): 3 folds x 2 seeds.
+  rows = report.paired_test_rows(report.results_frame(recs), 'hand', 'y', over=('folds',))
+  assert [x[3] for x in rows] == ['6']
+  report.write_results(recs, str(tmp_path))
+  md = (tmp_path / 'summary.md').read_text()
+  assert '3 fold(s), 2 seed(s), 6 test subject(s).' in md
+  assert f'| 100% | full | 6 | {np.mean(pre) - np.mean(rnd):+.3f} | {ref.statistic:.2f} |' in md
+
+
+def test_records_without_seed_keep_working_and_duplicates_are_refused(tmp_path):
+  rec = report.make_record(fake_result(0, 1.0, 'random', 'full'), task='toy', init='random',
+                           protocol='full', fraction=1.0, fold=0, seed=3, norm_policy='global')
+  assert (rec['seed'], rec['norm_policy']) == (3, 'global')
+  i = report.COLUMNS.index('fold')
+  assert report.COLUMNS[i + 1:i + 3] == ('seed', 'norm_policy')
+  old = {k: v for k, v in rec.items() if k not in ('seed', 'norm_policy')}
+  df = report.results_frame([old])
+  assert set(df.seed) == {0} and set(df.norm_policy) == {''}
+  report.write_results([old], str(tmp_path))
+  rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
+  assert {(r['seed'], r['norm_policy']) for r in rows} == {('0', '')}
+  assert len(report.results_frame([old, rec])) == 6  # seeds 0 and 3: two cells
+  with pytest.raises(ValueError, match='same cell'):
+    report.results_frame([old, dict(old)])
+
+
+HEADLINE_CSV = ['task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
+                'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r', 't',
+                'p', 'pooled_r_pretrained', 'pooled_r_random']
+EFFICIENCY_CSV = ['task', 'target', 'protocol', 'grid_fraction', 'percent_less',
+                  'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach']
+
+
+def test_headline_and_efficiency_csv(tmp_path):
+  protocols = ('zeta', 'full', 'adapter', 'full_from_probe', 'linear_probe')
+  fractions = (0.1, 0.25, 1.0)
+  recs = sweep_records(fractions=fractions, protocols=protocols)
+  report.write_results(recs, str(tmp_path))
+  with open(tmp_path / 'headline.csv') as f:
+    reader = csv.DictReader(f)
+    head = list(reader)
+  assert reader.fieldnames == HEADLINE_CSV
+  order = ['linear_probe', 'full_from_probe', 'full', 'adapter', 'zeta']
+  assert [(r['protocol'], float(r['fraction'])) for r in head] == [
+      (p, f) for p in order for f in fractions]
+  with open(tmp_path / 'efficiency.csv') as f:
+    reader = csv.DictReader(f)
+    eff = list(reader)
+  assert reader.fieldnames == EFFICIENCY_CSV
+  assert [r['protocol'] for r in eff] == order
+  # Recompute one protocol's figures from the headline means and the subject rows.
+  df = report.results_frame(recs)
+  means = {init: [float(r[f'within_r_{init}']) for r in head if r['protocol'] == 'full']
+           for init in ('pretrained', 'random')}
+  sub = df[(df.subject != 'all') & (df.protocol == 'full')]
+  for init in ('pretrained', 'random'):
+    by_hand = [sub[(sub.init == init) & (sub.fraction == f)].pearson_r.mean() for f in fractions]
+    assert means[init] == pytest.approx(by_hand)
+  grid = stats.data_efficiency_grid(fractions, means['pretrained'], means['random'])
+  interp = stats.data_efficiency(fractions, means['pretrained'], means['random'])
+  row = next(r for r in eff if r['protocol'] == 'full')
+  assert float(row['grid_fraction']) == pytest.approx(grid.fraction)
+  assert float(row['percent_less']) == pytest.approx(grid.percent_less)
+  assert float(row['times_less_grid']) == pytest.approx(grid.times_less)
+  assert float(row['times_less_interp']) == pytest.approx(interp.times_less)
+  assert float(row['ci_low']) <= float(row['times_less_interp']) <= float(row['ci_high'])
+  assert 0.0 <= float(row['p_reach']) <= 1.0
+  md = (tmp_path / 'summary.md').read_text()
+  assert md.index('linear_probe: pretrained') < md.index('full_from_probe: pretrained') < md.index(
+      'full: pretrained') < md.index('adapter: pretrained') < md.index('zeta: pretrained')

@@ -51,6 +51,7 @@ def make_config(tmp_path, **kw):
   c.datasets = ('toy_a', 'toy_b')
   c.num_folds = 3
   c.fractions = (1.0, 0.5)
+  c.seeds = (0, 1)
   c.init_from = str(tmp_path / 'ckpt')
   os.makedirs(c.init_from, exist_ok=True)
   c.finetune.train.steps = 7
@@ -63,7 +64,7 @@ def subject_ids_fn(cfg):
   return SUBJECT_IDS
 
 
-N_CELLS = 2 * 3 * 2 * 2 * 2  # datasets x folds x fractions x inits x protocols
+N_CELLS = 2 * 3 * 2 * 2 * 2 * 2  # datasets x folds x fractions x seeds x inits x protocols
 
 
 def test_sweep_runs_every_cell_once_with_same_steps(tmp_path, capsys):
@@ -74,15 +75,26 @@ def test_sweep_runs_every_cell_once_with_same_steps(tmp_path, capsys):
   assert len(fake.calls) == N_CELLS
   assert len({wd for _, wd in fake.calls}) == N_CELLS
   assert {c.train.steps for c, _ in fake.calls} == {7}
+  done_before = set()
   for c, wd in fake.calls:
     init = 'pretrained' if c.init_from else 'random'
     assert wd == sweep.cell_dir(str(tmp_path / 'w'), c.data.dataset, c.split.fold,
-                                c.split.fraction, init, c.protocol)
+                                c.split.fraction, init, c.protocol, c.seed)
     assert c.init_from in ('', cfg.init_from)
     assert c.data_dir == str(tmp_path / 'w' / 'tfds')
-  assert os.path.isdir(tmp_path / 'w' / 'sweep' / 'toy_a' / 'fold2' / 'frac0.5' / 'random_full')
+    assert c.split.fraction_seed == cfg.fraction_seed + c.seed
+    if c.protocol == 'full_from_probe':  # starts from its own seed's probe, trained before it
+      assert c.probe_from == sweep.cell_dir(str(tmp_path / 'w'), c.data.dataset, c.split.fold,
+                                            c.split.fraction, init, 'linear_probe', c.seed)
+      assert c.probe_from in done_before
+    else:
+      assert c.probe_from == ''
+    done_before.add(wd)
+  assert {c.seed for c, _ in fake.calls} == {0, 1}
+  assert os.path.isdir(tmp_path / 'w' / 'sweep' / 'toy_a' / 'fold2' / 'frac0.5' / 'seed1' /
+                       'random_full_from_probe')
   out = capsys.readouterr().out
-  assert 'pretrained / full' in out and 'data efficiency, full' in out
+  assert 'full_from_probe' in out and 'data efficiency' in out
 
 
 def test_folds_json_puts_each_subject_in_one_fold(tmp_path):
@@ -122,7 +134,7 @@ def test_resume_skips_completed_cells(tmp_path):
     rows = list(csv.DictReader(f))
   # One pooled row per cell plus one row per test subject (each subject once per fold set).
   assert len([r for r in rows if r['subject'] == 'all']) == N_CELLS
-  assert len(rows) == N_CELLS + 2 * 2 * 2 * 2 * N_SUBJECTS
+  assert len(rows) == N_CELLS + 2 * 2 * 2 * 2 * 2 * N_SUBJECTS
   leftovers = [f for _, _, fs in os.walk(tmp_path / 'w') for f in fs if '.tmp' in f]
   assert leftovers == []
   for name in ('toy_a_data_efficiency.png', 'toy_b_scatter.png'):
@@ -162,10 +174,16 @@ def test_config_validation(tmp_path):
     sweep.validate_config(make_config(tmp_path, fractions=(0.0, 1.0)))
   with pytest.raises(ValueError, match='config.protocols'):
     sweep.validate_config(make_config(tmp_path, protocols=('frozen',)))
+  with pytest.raises(ValueError, match='config.seeds'):
+    sweep.validate_config(make_config(tmp_path, seeds=(1, 1)))
   c = sweep_config.get_config('default')
-  assert c.stage == 'sweep' and c.fractions == (0.05, 0.1, 0.25, 0.5, 1.0)
+  assert c.stage == 'sweep' and c.fractions == (0.1, 0.16, 0.25, 0.4, 0.63, 1.0)  # the paper's
   assert c.num_folds == 5 and c.inits == ('pretrained', 'random')
-  assert c.protocols == ('linear_probe', 'full') and c.finetune.stage == 'finetune'
+  assert c.protocols == ('linear_probe', 'full_from_probe') and c.finetune.stage == 'finetune'
+  assert c.task_data.synthetic_running_valr.sample_rate_hz == 200.0
+  assert c.task_data.synthetic_running_valr.window_length == 64
+  assert sweep.task_data(c, 'synthetic_walking_kfm').sample_rate_hz == 100.0
+  assert sweep_config.get_config('default,two_encoder').protocols == ('linear_probe', 'full')
 
 
 class TinyBuilder(records.ImuWindowBuilder):

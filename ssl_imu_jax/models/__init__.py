@@ -2,6 +2,6 @@
 
 from ssl_imu_jax.models.heads import MLP
 from ssl_imu_jax.models.resnet1d import ResNet1D
-from ssl_imu_jax.models.ssl_imu import ENCODERS, ContrastiveModel, RegressionModel
+from ssl_imu_jax.models.ssl_imu import ENCODERS, ContrastiveModel, ImuEncoder, RegressionModel
 
-__all__ = ['ENCODERS', 'MLP', 'ContrastiveModel', 'RegressionModel', 'ResNet1D']
+__all__ = ['ENCODERS', 'MLP', 'ContrastiveModel', 'ImuEncoder', 'RegressionModel', 'ResNet1D']

@@ -1,4 +1,12 @@
-"""A 1-D ResNet that embeds every IMU-site window of one modality with shared weights."""
+"""A 1-D ResNet that embeds every IMU-site window with shared weights.
+
+The default is the reference encoder of Tan et al. (their "resnet50", January 2023): a k=49,
+stride-2 stem conv with BatchNorm, ReLU and a (3, stride 2) max-pool; four stages of basic blocks
+(two k=9 convs with BatchNorm, residual; a 1x1 strided conv + BatchNorm on the skip where the
+shape changes), widths 16/32/64/128, blocks [3, 4, 6, 3], stride 2 at the start of stages 2-4;
+global average pool -> one vector per site. Padding is symmetric (k // 2), as in PyTorch, so the
+time axis has the reference's lengths (T=128: 64 after the stem, 32 after the pool, 32/16/8/4).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,12 @@ def norm_layer(kind: str, train: bool, dtype, name: str | None = None, zero_init
   raise ValueError(f"model.encoder.norm must be 'batch' or 'group', got {kind!r}")
 
 
+def _conv(features: int, kernel: int, strides: int, use_bias: bool, dtype, name: str):
+  pad = kernel // 2
+  return nn.Conv(features, (kernel,), strides=(strides,), padding=((pad, pad),),
+                 use_bias=use_bias, dtype=dtype, name=name)
+
+
 class ResidualBlock(nn.Module):
   """Two k-wide convolutions with a skip connection (projected when the shape changes)."""
 
@@ -28,18 +42,20 @@ class ResidualBlock(nn.Module):
   kernel_size: int
   strides: int
   norm: str
+  conv_bias: bool = False
+  zero_init_residual: bool = False
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x_LxC, train: bool):
-    conv = functools.partial(nn.Conv, use_bias=False, padding='SAME', dtype=self.dtype)
-    y = conv(self.features, (self.kernel_size,), strides=(self.strides,), name='conv1')(x_LxC)
+    conv = functools.partial(_conv, use_bias=self.conv_bias, dtype=self.dtype)
+    y = conv(self.features, self.kernel_size, self.strides, name='conv1')(x_LxC)
     y = nn.relu(norm_layer(self.norm, train, self.dtype, 'norm1')(y))
-    y = conv(self.features, (self.kernel_size,), name='conv2')(y)
-    y = norm_layer(self.norm, train, self.dtype, 'norm2', zero_init=True)(y)
+    y = conv(self.features, self.kernel_size, 1, name='conv2')(y)
+    y = norm_layer(self.norm, train, self.dtype, 'norm2', zero_init=self.zero_init_residual)(y)
     skip = x_LxC
     if skip.shape != y.shape:
-      skip = conv(self.features, (1,), strides=(self.strides,), name='proj_conv')(skip)
+      skip = conv(self.features, 1, self.strides, name='proj_conv')(skip)
       skip = norm_layer(self.norm, train, self.dtype, 'proj_norm')(skip)
     return nn.relu(skip + y)
 
@@ -49,32 +65,59 @@ class ResNet1D(nn.Module):
 
   Attributes:
     widths: channels per stage; every stage after the first halves the time axis.
-    blocks_per_stage: residual blocks per stage.
-    kernel_size: temporal kernel width.
-    embed_dim: size D of the per-site embedding.
+    blocks_per_stage: residual blocks per stage (an int for all stages, or one per stage).
+    kernel_size: temporal kernel width of the blocks.
+    stem_kernel, stem_stride: the first convolution (its width is ``widths[0]``).
+    stem_pool: a (3, stride 2) max-pool after the stem.
+    embed_dim: D; 0 = no projection, D = widths[-1] (the reference); else a Dense layer to D.
+    conv_bias: convolutions with a bias (the reference's PyTorch default; every conv here feeds a
+      BatchNorm, which cancels the bias, so it is off by default).
+    zero_init_residual: BatchNorm scale 0 on each block's last norm (an alternative init).
     norm: 'batch' or 'group'.
     dtype: computation dtype (parameters stay float32).
   """
 
   widths: Sequence[int] = (16, 32, 64, 128)
-  blocks_per_stage: int = 1
+  blocks_per_stage: int | Sequence[int] = (3, 4, 6, 3)
   kernel_size: int = 9
-  embed_dim: int = 128
+  stem_kernel: int = 49
+  stem_stride: int = 2
+  stem_pool: bool = True
+  embed_dim: int = 0
+  conv_bias: bool = False
+  zero_init_residual: bool = False
   norm: str = 'batch'
   dtype: jnp.dtype = jnp.float32
+
+  @property
+  def out_dim(self) -> int:
+    return int(self.embed_dim) or int(self.widths[-1])
+
+  def stage_blocks(self) -> tuple[int, ...]:
+    blocks = self.blocks_per_stage
+    if isinstance(blocks, int):
+      return (blocks,) * len(self.widths)
+    blocks = tuple(int(b) for b in blocks)
+    if len(blocks) != len(self.widths):
+      raise ValueError(f'model.encoder.blocks_per_stage {blocks} needs one entry per stage of '
+                       f'model.encoder.widths {tuple(self.widths)}')
+    return blocks
 
   @nn.compact
   def __call__(self, x_BxNxTxC, train: bool):
     b, n, t, c = x_BxNxTxC.shape
     x = x_BxNxTxC.reshape(b * n, t, c).astype(self.dtype)
-    x = nn.Conv(self.widths[0], (self.kernel_size,), padding='SAME', use_bias=False,
-                dtype=self.dtype, name='stem_conv')(x)
+    x = _conv(self.widths[0], self.stem_kernel, self.stem_stride, self.conv_bias, self.dtype,
+              'stem_conv')(x)
     x = nn.relu(norm_layer(self.norm, train, self.dtype, 'stem_norm')(x))
-    for i, width in enumerate(self.widths):
-      for j in range(self.blocks_per_stage):
+    if self.stem_pool:
+      x = nn.max_pool(x, (3,), strides=(2,), padding=((1, 1),))
+    for i, (width, n_blocks) in enumerate(zip(self.widths, self.stage_blocks(), strict=True)):
+      for j in range(n_blocks):
         strides = 2 if (i > 0 and j == 0) else 1
-        x = ResidualBlock(width, self.kernel_size, strides, self.norm, self.dtype,
-                          name=f'stage{i}_block{j}')(x, train)
+        x = ResidualBlock(width, self.kernel_size, strides, self.norm, self.conv_bias,
+                          self.zero_init_residual, self.dtype, name=f'stage{i}_block{j}')(x, train)
     x = jnp.mean(x, axis=1)
-    x = nn.Dense(self.embed_dim, dtype=self.dtype, name='embed')(x)
-    return x.reshape(b, n, self.embed_dim).astype(jnp.float32)
+    if self.embed_dim:
+      x = nn.Dense(self.embed_dim, dtype=self.dtype, name='embed')(x)
+    return x.reshape(b, n, self.out_dim).astype(jnp.float32)

@@ -1,9 +1,12 @@
-"""The two-encoder models: acc vs gyr contrastive pre-training, and downstream regression.
+"""The acc/gyr models: contrastive pre-training, downstream regression, and the bare encoders.
 
 Parameter trees (the names are the checkpoint contract):
-  ContrastiveModel: acc_encoder, gyr_encoder, acc_projection, gyr_projection[, log_temperature]
-  RegressionModel:  acc_encoder[, gyr_encoder], head
-Fine-tuning copies ``acc_encoder`` / ``gyr_encoder`` (params and batch_stats) from pre-training.
+  shared encoder (``model.encoder.shared=True``, the reference): ``encoder`` embeds both modalities
+  separate encoders (``shared=False``):                          ``acc_encoder``, ``gyr_encoder``
+  ContrastiveModel: <encoders>, acc_projection, gyr_projection[, log_temperature]
+  RegressionModel:  <encoders>, head
+  ImuEncoder:       <encoders>
+Fine-tuning and ``load_encoder`` copy the encoder subtrees (params and batch_stats).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ssl_imu_jax.models.heads import MLP
 from ssl_imu_jax.models.resnet1d import ResNet1D
 
-ENCODERS = ('acc_encoder', 'gyr_encoder')
+ENCODERS = ('encoder', 'acc_encoder', 'gyr_encoder')  # every name an encoder subtree can have
 
 
 def dtype_from_name(name: str):
@@ -28,33 +31,87 @@ def dtype_from_name(name: str):
   return jnp.dtype(name)
 
 
-def make_encoder(cfg: ml_collections.ConfigDict, dtype, name: str) -> ResNet1D:
-  """The encoder described by ``config.model.encoder``."""
-  return ResNet1D(widths=tuple(cfg.widths), blocks_per_stage=cfg.blocks_per_stage,
-                  kernel_size=cfg.kernel_size, embed_dim=cfg.embed_dim, norm=cfg.norm,
-                  dtype=dtype, name=name)
+def make_encoder(cfg: ml_collections.ConfigDict, dtype, name: str | None = None) -> ResNet1D:
+  """The encoder described by ``config.model.encoder`` (missing keys: the reference values)."""
+  get = cfg.get if hasattr(cfg, 'get') else (lambda k, d=None: getattr(cfg, k, d))
+  blocks = get('blocks_per_stage', (3, 4, 6, 3))
+  blocks = int(blocks) if isinstance(blocks, int | np.integer) else tuple(int(b) for b in blocks)
+  return ResNet1D(widths=tuple(get('widths', (16, 32, 64, 128))), blocks_per_stage=blocks,
+                  kernel_size=int(get('kernel_size', 9)), stem_kernel=int(get('stem_kernel', 49)),
+                  stem_stride=int(get('stem_stride', 2)), stem_pool=bool(get('stem_pool', True)),
+                  embed_dim=int(get('embed_dim', 0)), conv_bias=bool(get('conv_bias', False)),
+                  zero_init_residual=bool(get('zero_init_residual', False)),
+                  norm=get('norm', 'batch'), dtype=dtype, name=name)
+
+
+def encoder_names(cfg, has_gyr: bool = True) -> tuple[str, ...]:
+  """The encoder subtree names a model with this encoder config holds."""
+  if bool(cfg.get('shared', False)):
+    return ('encoder',)
+  return ('acc_encoder', 'gyr_encoder') if has_gyr else ('acc_encoder',)
+
+
+def embed_dim(cfg) -> int:
+  """D, the per-site, per-modality embedding size of an encoder config."""
+  return make_encoder(cfg, jnp.float32).out_dim
+
+
+def _setup_encoders(module: nn.Module, cfg, dtype, has_gyr: bool) -> None:
+  """Creates the encoder submodule(s) of ``module`` (call from its ``setup``)."""
+  for name in encoder_names(cfg, has_gyr):
+    setattr(module, name, make_encoder(cfg, dtype))
+
+
+def _encoders(module: nn.Module, has_gyr: bool):
+  """(acc encoder, gyr encoder or None) of a module set up by ``_setup_encoders``."""
+  if bool(module.encoder_config.get('shared', False)):
+    return module.encoder, (module.encoder if has_gyr else None)
+  return module.acc_encoder, (module.gyr_encoder if has_gyr else None)
+
+
+class ImuEncoder(nn.Module):
+  """(acc, gyr or None) [B, N, T, 3] normalised -> (h_acc, h_gyr or None) [B, N, D].
+
+  The one place the modalities meet the encoder weights: with ``shared`` the same ResNet (and the
+  same BatchNorm) runs on acc and then on gyr, each call normalising by its own batch.
+  """
+
+  encoder_config: ml_collections.ConfigDict
+  has_gyr: bool = True
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    _setup_encoders(self, self.encoder_config, self.dtype, self.has_gyr)
+
+  def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
+    acc_enc, gyr_enc = _encoders(self, self.has_gyr)
+    use_gyr = self.has_gyr and gyr_BxNxTxC is not None
+    return acc_enc(acc_BxNxTxC, train), (gyr_enc(gyr_BxNxTxC, train) if use_gyr else None)
 
 
 class ContrastiveModel(nn.Module):
   """(acc, gyr) [B, N, T, 3] -> projected embeddings (z_acc, z_gyr) [B, N, P] and temperature."""
 
-  encoder: ml_collections.ConfigDict
+  encoder_config: ml_collections.ConfigDict
   projection_dims: Sequence[int]
   temperature: float
   learnable_temperature: bool = False
+  projection_batch_norm: bool = True
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
-    self.acc_encoder = make_encoder(self.encoder, self.dtype, 'acc_encoder')
-    self.gyr_encoder = make_encoder(self.encoder, self.dtype, 'gyr_encoder')
-    self.acc_projection = MLP(tuple(self.projection_dims), dtype=self.dtype)
-    self.gyr_projection = MLP(tuple(self.projection_dims), dtype=self.dtype)
+    _setup_encoders(self, self.encoder_config, self.dtype, True)
+    self.acc_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
+                              dtype=self.dtype)
+    self.gyr_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
+                              dtype=self.dtype)
     if self.learnable_temperature:
       self.log_temperature = self.param(
           'log_temperature', nn.initializers.constant(np.log(self.temperature)), ())
 
   def embed(self, acc, gyr, train: bool):
-    return self.acc_encoder(acc, train), self.gyr_encoder(gyr, train)
+    acc_enc, gyr_enc = _encoders(self, True)
+    return acc_enc(acc, train), gyr_enc(gyr, train)
 
   def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
     h_acc, h_gyr = self.embed(acc_BxNxTxC, gyr_BxNxTxC, train)
@@ -68,32 +125,35 @@ class ContrastiveModel(nn.Module):
 
 
 class RegressionModel(nn.Module):
-  """(acc, gyr) -> targets [B, K]: an MLP on the concatenated per-site embeddings.
+  """(acc, gyr) -> targets [B, K]: a head on the concatenated per-site embeddings.
 
-  With ``use_gyr=False`` only the acc encoder exists (accelerometer-only data sets).
-  ``freeze_encoder`` (linear probe) runs the encoders in inference mode behind stop_gradient.
+  ``head_dims=()`` makes the head a single Dense layer (the reference's linear head).
+  With ``use_gyr=False`` only the acc path exists (accelerometer-only data sets).
+  ``freeze_encoder`` (linear probe) puts the encoder behind stop_gradient; its BatchNorm runs in
+  training mode (statistics adapt to the downstream data, as in the reference) when
+  ``encoder_bn_adapt``, else in inference mode with the pre-trained statistics.
   """
 
-  encoder: ml_collections.ConfigDict
+  encoder_config: ml_collections.ConfigDict
   head_dims: Sequence[int]
   num_targets: int
   use_gyr: bool = True
   freeze_encoder: bool = False
+  encoder_bn_adapt: bool = True
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
-    self.acc_encoder = make_encoder(self.encoder, self.dtype, 'acc_encoder')
-    if self.use_gyr:
-      self.gyr_encoder = make_encoder(self.encoder, self.dtype, 'gyr_encoder')
+    _setup_encoders(self, self.encoder_config, self.dtype, self.use_gyr)
     self.head = MLP(tuple(self.head_dims) + (self.num_targets,), dropout_rate=self.dropout_rate,
                     dtype=self.dtype)
 
   def embed(self, acc, gyr, train: bool):
-    enc_train = train and not self.freeze_encoder
-    parts = [self.acc_encoder(acc, enc_train)]
+    enc_train = train and (self.encoder_bn_adapt or not self.freeze_encoder)
+    acc_enc, gyr_enc = _encoders(self, self.use_gyr)
+    parts = [acc_enc(acc, enc_train)]
     if self.use_gyr:
-      parts.append(self.gyr_encoder(gyr, enc_train))
+      parts.append(gyr_enc(gyr, enc_train))
     h = jnp.concatenate(parts, axis=-1)  # [B, N, D * n_modalities]
     if self.freeze_encoder:
       h = jax.lax.stop_gradient(h)

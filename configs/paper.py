@@ -1,0 +1,65 @@
+r"""The paper's protocol in one resumable command: per-task pre-training, then the sweep.
+
+  python main.py --config=configs/paper.py:tiny --workdir=runs/paper_tiny     # minutes
+  nohup python main.py --config=configs/paper.py:cpu --workdir=/data/runs/paper_cpu &  # 2 cores
+  python main.py --config=configs/paper.py --workdir=runs/paper               # the reference budget
+
+One pre-training on synthetic_movi per distinct (sample rate, window) of the data sets
+(``sweep.task_data``: loading rate 200 Hz / 64, peak vGRF 200 Hz / 128, peak KFM 100 Hz / 128;
+static windows, mean acc std < 0.2 g, dropped), then the sweep: 5-fold subject-wise CV x the
+paper's fractions (10-100 %) x ``sweep.seeds`` x {pre-trained, random} x {linear probe,
+full_from_probe}, each data set against the checkpoint pre-trained at its rate and window.
+Rerunning resumes. Arguments: 'tiny' | 'default' (the reference budget: 10,000 pre-training steps
+x 256 windows; 1,000 fine-tuning steps x 256) | 'cpu' (the default data sized to finish in about
+3 hours on 2 CPU cores; budget in the README) | 'large'; ',variant' as in configs/common.py;
+',ipol' adds the real IPOL strides task (../shared/data/real_gait_ipol; walking speed, stride
+time), fine-tuned from the 100 Hz / 128 pre-training.
+"""
+
+import os
+
+import ml_collections
+
+from configs import common, pretrain, sweep
+
+IPOL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
+                        'shared', 'data', 'real_gait_ipol')
+# The real-data task: IPOL strides (lower back + both feet, 100 Hz), walking speed and stride time.
+IPOL_TASK = {'sample_rate_hz': 100.0, 'window_length': 128, 'options': {'mode': 'strides'},
+             'targets': ('walking_speed', 'stride_time'), 'manual_dir': os.path.normpath(IPOL_DIR)}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  ipol = 'ipol' in parts
+  parts = [p for p in parts if p != 'ipol']
+  cpu = bool(parts) and parts[0] == 'cpu'
+  if cpu:
+    parts[0] = 'default'
+  inner = ','.join(parts)
+  size, _ = common.parse_args(inner)
+  c = ml_collections.ConfigDict()
+  c.stage = 'paper'
+  c.data_dir = ''  # '' = <workdir>/tfds, shared by every stage
+  c.pretrain = pretrain.get_config(inner)
+  c.pretrain.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
+  c.sweep = sweep.get_config(inner)
+  c.sweep.seeds = (0,) if size == 'tiny' else (0, 1)
+  if size != 'tiny' and not cpu:
+    c.pretrain.train.steps = 10_000
+    c.pretrain.train.batch_size = 256
+  if ipol:  # add the real IPOL strides (../shared/data/real_gait_ipol) to the sweep
+    c.sweep.datasets = tuple(c.sweep.datasets) + ('ipol_gait',)
+    c.sweep.task_data['ipol_gait'] = dict(IPOL_TASK)
+  if cpu:
+    c.pretrain.train.steps = 1500
+    c.pretrain.train.batch_size = 16
+    c.pretrain.optimizer.learning_rate = 1e-3
+    c.pretrain.train.checkpoint_every = 250
+    c.pretrain.train.max_to_keep = 7       # the intermediate checkpoints give the budget curve
+    c.pretrain.train.eval_every = 250
+    c.pretrain.train.log_every = 50
+    c.sweep.finetune.train.steps = 60
+    c.sweep.finetune.train.batch_size = 16
+    c.sweep.finetune.train.log_every = 60
+  return c
