@@ -13,7 +13,8 @@ results.csv, headline.csv and <dataset>_data_efficiency.png / <dataset>_scatter.
 copies ``finetune`` (configs/finetune.py) and sets data set, fold, fraction, seed, init and
 protocol; all cells train ``finetune.train.steps`` steps. ``init_from`` is required while
 'pretrained' is in ``inits`` (``--config.inits='("random",)'`` runs the baseline alone); it may
-name several checkpoints (``--config.init_from='("a","b")'``), one per sample rate and window:
+name several checkpoints separated by commas (``--config.init_from=a/checkpoints,b/checkpoints``),
+one per sample rate and window:
 each data set then takes the one that matches it (``task_data`` sets a data set's own rate and
 window; the defaults are the reference's per-task values). configs/paper.py runs the
 pre-trainings and this sweep in one command.
@@ -53,6 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.folds = ()      # which folds to run; () = all num_folds (a subset gives a quick look)
   c.fold_seed = 0
   c.fraction_seed = 0
-  c.init_from = ''  # pre-training checkpoint dir (or a tuple of them); needed for 'pretrained'
+  c.init_from = ''  # pre-training checkpoint dir (several: comma-separated); for 'pretrained'
   c.finetune = finetune.get_config(arg)
   return c

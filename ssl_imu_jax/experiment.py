@@ -57,6 +57,115 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
     ckpts.append(os.path.join(out_dir, 'checkpoints'))
   sweep_cfg = config.sweep.copy_and_resolve_references()
   sweep_cfg.unlock()
-  sweep_cfg.init_from = tuple(ckpts)
+  sweep_cfg.init_from = ','.join(ckpts)
   sweep_cfg.finetune.data_dir = data_dir
   return sweep.run(sweep_cfg, workdir)
+
+
+BUDGET_COLUMNS = ('step', 'windows_seen', 'retrieval_top1', 'retrieval_top5', 'task', 'target',
+                  'protocol', 'fraction', 'within_r_pretrained', 'within_r_random', 'delta_r',
+                  'p')
+
+
+def retrieval_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
+  """Held-out retrieval (eval rows of ``<run>/metrics.jsonl``) per step; the last row wins."""
+  import json
+
+  path = os.path.join(pretrain_run, 'metrics.jsonl')
+  out: dict[int, dict[str, float]] = {}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        row = json.loads(line)
+        if 'eval/top1' in row:
+          out[int(row['step'])] = {'top1': row['eval/top1'], 'top5': row.get('eval/top5')}
+  return out
+
+
+def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Downstream Δr and held-out retrieval against pre-training steps; returns the report dir.
+
+  Uses the intermediate checkpoints of one pre-training run (``config.pretrain_run``): one
+  pre-trained-only sweep per saved step (``<workdir>/budget/step<k>``) and one random-init sweep
+  shared by all steps (``<workdir>/budget/random``). Writes ``<workdir>/report/budget.csv`` and
+  ``budget_curve.png``.
+  """
+  import pandas as pd
+
+  from ssl_imu_jax import checkpointing, report, sweep
+
+  if not config.pretrain_run:
+    raise ValueError('config.pretrain_run is required: the pre-training run whose intermediate '
+                     'checkpoints to evaluate (set --config.pretrain_run=DIR)')
+  run = os.path.abspath(config.pretrain_run)
+  ckpt_dir = checkpointing.find_checkpoint_dir(run)
+  saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+  steps = [int(s) for s in config.steps] or saved
+  missing = [s for s in steps if s not in saved]
+  if missing:
+    raise ValueError(f'config.steps {missing} have no checkpoint in {ckpt_dir} (saved: {saved}; '
+                     f'raise the pre-training max_to_keep to keep intermediate steps)')
+  _, meta = checkpointing.read_meta(ckpt_dir, steps[-1])
+  batch = int(meta['config']['train']['batch_size'])
+  base = config.sweep.copy_and_resolve_references()
+  base.unlock()
+  base.finetune.data_dir = input_pipeline.resolve_data_dir(config, workdir)
+  rnd = base.copy_and_resolve_references()
+  rnd.inits, rnd.init_from = ('random',), ''
+  rnd_dir = os.path.join(workdir, 'budget', 'random')
+  sweep.run(rnd, rnd_dir)
+  random_records = sweep.done_records(rnd, rnd_dir)
+  retrieval = retrieval_by_step(run)
+  rows = []
+  for step in steps:
+    pre = base.copy_and_resolve_references()
+    pre.inits, pre.init_from = ('pretrained',), os.path.join(ckpt_dir, str(step))
+    step_dir = os.path.join(workdir, 'budget', f'step{step}')
+    print(f'== budget: pre-training step {step}', file=sys.stderr, flush=True)
+    sweep.run(pre, step_dir)
+    df = report.results_frame(sweep.done_records(pre, step_dir) + random_records)
+    head = report.headline_frame(df)
+    r = retrieval.get(step, {})
+    for h in head.itertuples():
+      rows.append({'step': step, 'windows_seen': step * batch, 'retrieval_top1': r.get('top1'),
+                   'retrieval_top5': r.get('top5'), 'task': h.task, 'target': h.target,
+                   'protocol': h.protocol, 'fraction': h.fraction,
+                   'within_r_pretrained': h.within_r_pretrained,
+                   'within_r_random': h.within_r_random, 'delta_r': h.delta_r, 'p': h.p})
+  out = pd.DataFrame(rows, columns=list(BUDGET_COLUMNS))
+  report_dir = os.path.join(workdir, 'report')
+  os.makedirs(report_dir, exist_ok=True)
+  checkpointing.write_text_atomic(os.path.join(report_dir, 'budget.csv'), out.to_csv(index=False))
+  _plot_budget(out, os.path.join(report_dir, 'budget_curve.png'))
+  print(out.to_string(index=False, float_format=lambda v: f'{v:.3f}'), flush=True)
+  return report_dir
+
+
+def _plot_budget(df, path: str) -> None:
+  import matplotlib
+
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+  ret = df.drop_duplicates('step').sort_values('step')
+  ax1.plot(ret.step, ret.retrieval_top1, 'o-', label='top-1')
+  ax1.plot(ret.step, ret.retrieval_top5, 's--', label='top-5')
+  ax1.set_xlabel('pre-training steps')
+  ax1.set_ylabel('held-out retrieval accuracy')
+  ax1.set_title('acc -> gyr retrieval, held-out subjects')
+  ax1.grid(True, alpha=0.3)
+  ax1.legend(fontsize=8)
+  for (task, protocol, frac), g in df.groupby(['task', 'protocol', 'fraction']):
+    g = g.sort_values('step')
+    ax2.plot(g.step, g.delta_r, 'o-' if protocol != 'linear_probe' else 's--',
+             label=f'{task} {protocol} {frac:.0%}')
+  ax2.axhline(0.0, color='k', lw=0.8)
+  ax2.set_xlabel('pre-training steps')
+  ax2.set_ylabel('Δ within-subject r (pre-trained - random)')
+  ax2.set_title('downstream gain')
+  ax2.grid(True, alpha=0.3)
+  ax2.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

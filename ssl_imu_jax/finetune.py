@@ -114,8 +114,12 @@ def make_predict_step(model: RegressionModel):
 
 
 def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
-  ckpt_dir = checkpointing.find_checkpoint_dir(init_from)
-  step, meta = checkpointing.read_meta(ckpt_dir)
+  """(checkpoints dir, step, meta) of a pre-training run, its checkpoints dir (latest step) or
+  one step directory ``<checkpoints>/<step>`` (an intermediate budget)."""
+  from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
+
+  ckpt_dir, step = resolve_checkpoint(init_from)
+  step, meta = checkpointing.read_meta(ckpt_dir, step)
   if meta.get('kind') != 'pretrain':
     raise ValueError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
                      f'expected a pre-training checkpoint')
@@ -156,6 +160,17 @@ def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_di
                      f'{ws.path} has {ws.window_length} (config key data.window_length)')
 
 
+def optimizer_config(config) -> ml_collections.ConfigDict:
+  """``config.optimizer``, with ``linear_probe_learning_rate`` (when > 0) as the peak rate of a
+  linear probe (the probe stage of full_from_probe included)."""
+  opt = config.optimizer
+  probe_lr = float(config.get('linear_probe_learning_rate', 0.0) or 0.0)
+  if config.protocol == 'linear_probe' and probe_lr > 0:
+    opt = opt.copy_and_resolve_references()
+    opt.learning_rate = probe_lr
+  return opt
+
+
 @dataclasses.dataclass(frozen=True)
 class Programs:
   """The model, optimiser and compiled functions of a fine-tuning run."""
@@ -176,7 +191,7 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
   key = json.dumps({
       'model': config.model.to_dict(), 'frozen': config.protocol == 'linear_probe',
       'bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
-      'optimizer': config.optimizer.to_dict(), 'augment': config.augment.to_dict(),
+      'optimizer': optimizer_config(config).to_dict(), 'augment': config.augment.to_dict(),
       'steps': config.train.steps, 'dtype': config.train.compute_dtype,
       'encoder': encoder_cfg.to_dict(), 'k': num_targets, 'gyr': use_gyr,
       'shape': list(sample_shape), 'devices': [d.id for d in mesh.devices.flat],
@@ -185,7 +200,8 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
     dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
     model = build_model(config, encoder_cfg, num_targets, use_gyr)
     frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
-    tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps, frozen)
+    tx, schedule = train_state.make_optimizer(optimizer_config(config), config.train.steps,
+                                              frozen)
     _PROGRAMS[key] = Programs(
         model=model, tx=tx, init=make_init(model, tx, sample_shape, mesh),
         step=jax.jit(make_train_step(config, model, tx, schedule), in_shardings=(rep, dsh, rep),

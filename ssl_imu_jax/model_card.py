@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ssl_imu_jax.models.ssl_imu import embed_dim
+
 _TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
                          'model_card.md')
 
@@ -20,9 +22,22 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if aug.get(k)]
   norm = meta['normalization']
   ds = meta['dataset']
+  enc = meta['encoder']
+  shared = bool(enc.get('shared', False))
+  loss = cfg['ssl'].get('loss', 'info_nce')
   fields = {
+      'encoder_description': (
+          'One 1-D ResNet encoder shared by the accelerometer and the gyroscope (one set of '
+          'weights)' if shared else
+          'Two 1-D ResNet encoders, one for accelerometer and one for gyroscope windows'),
+      'encoder_params': '`encoder`' if shared else '`acc_encoder`, `gyr_encoder`',
+      'objective': (
+          'the reference NCE loss of Tan et al.: acc windows scored against gyr windows, the '
+          'positive pair against negatives only (every acc-gyr pair of the same window masked '
+          'out of the denominator)' if loss == 'reference_nce' else
+          'symmetric InfoNCE between the acc and gyr embeddings of the same sensor window'),
       'window_length': ds['window_length'], 'sample_rate_hz': ds['sample_rate_hz'],
-      'embed_dim': meta['encoder']['embed_dim'], 'encoder': meta['encoder'],
+      'embed_dim': embed_dim(enc), 'encoder': enc,
       'temperature': cfg['ssl']['temperature'],
       'learnable_temperature': cfg['ssl']['learnable_temperature'],
       'negatives': cfg['ssl']['negatives'],

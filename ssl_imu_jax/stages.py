@@ -10,7 +10,8 @@ import ml_collections
 
 from ssl_imu_jax import input_pipeline
 
-STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'paper', 'demo')
+STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'paper', 'demo',
+          'budget')
 
 
 def check_required(config: ml_collections.ConfigDict, prefix: str = '') -> None:
@@ -87,6 +88,13 @@ def _run_paper(config, workdir):
   from ssl_imu_jax import experiment
 
   return experiment.run(config, workdir)
+
+
+def _run_budget(config, workdir):
+  """Downstream gain and retrieval against pre-training steps (intermediate checkpoints)."""
+  from ssl_imu_jax import experiment
+
+  return experiment.budget_curve(config, workdir)
 
 
 def _run_demo(config, workdir):

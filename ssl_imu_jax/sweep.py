@@ -25,6 +25,7 @@ trains ``finetune.train.steps`` steps, whatever its fraction.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -94,11 +95,11 @@ def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
 
 
 def init_candidates(config: ml_collections.ConfigDict) -> list[str]:
-  """``config.init_from`` as a list of checkpoint paths (a string, or a tuple of them)."""
+  """``config.init_from`` as a list of checkpoint paths (one path, or several separated by
+  commas: one per sample rate and window)."""
   value = config.init_from
-  if isinstance(value, str):
-    return [value] if value else []
-  return [str(v) for v in value if v]
+  parts = value.split(',') if isinstance(value, str) else list(value)
+  return [str(v).strip() for v in parts if str(v).strip()]
 
 
 def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
@@ -134,6 +135,17 @@ def task_data(config: ml_collections.ConfigDict, dataset: str) -> ml_collections
   return d
 
 
+@functools.cache
+def _checkpoint_encoder(path: str) -> dict[str, Any] | None:
+  """The encoder config a pre-training checkpoint was trained with (None: no checkpoint there)."""
+  from ssl_imu_jax import finetune
+
+  try:
+    return finetune.pretrained_info(path)[2]['encoder']
+  except FileNotFoundError:
+    return None
+
+
 def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, fold: int,
                 fraction: float, init: str, protocol: str, seed: int = 0,
                 workdir: str = '') -> ml_collections.ConfigDict:
@@ -152,8 +164,15 @@ def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, 
   c.split.fraction = float(fraction)
   c.split.fraction_seed = int(config.fraction_seed) + int(seed)
   c.init_from = ''
-  if init == 'pretrained':
-    c.init_from = finetune.select_checkpoint(init_candidates(config), c.data)
+  candidates = init_candidates(config)
+  if candidates and (init == 'pretrained' or 'pretrained' in config.inits):
+    ckpt = finetune.select_checkpoint(candidates, c.data)
+    if init == 'pretrained':
+      c.init_from = ckpt
+    else:  # the random arm gets the pre-trained arm's architecture, whatever finetune.model says
+      enc = _checkpoint_encoder(ckpt)
+      if enc is not None:
+        c.model.encoder = ml_collections.ConfigDict(enc)
   c.protocol = protocol
   c.probe_from = ''
   if protocol == 'full_from_probe' and 'linear_probe' in config.protocols and workdir:
@@ -219,6 +238,17 @@ def write_folds(path: str, folds: Mapping[int, int], meta: Mapping[str, Any]) ->
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
   atomic_write_json(path, content)
+
+
+def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+  """The records of the sweep's finished cells (``sweep_cell.json``), in plan order."""
+  out = []
+  for cell in plan(config):
+    marker = os.path.join(cell_dir(workdir, *cell), CELL_FILE)
+    if os.path.exists(marker):
+      with open(marker, encoding='utf-8') as f:
+        out.append(json.load(f)['record'])
+  return out
 
 
 def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:

@@ -149,3 +149,15 @@ def test_select_checkpoint_picks_the_matching_rate_and_window(tmp_path, toy_dirs
   data.window_length = 64
   with pytest.raises(ValueError, match=r'toy_labelled at 100 Hz / 64 samples.*32 samples.*48'):
     finetune.select_checkpoint(cands, data)
+
+
+def test_linear_probe_learning_rate_applies_to_the_probe_only():
+  cfg = tiny_finetune_config()
+  cfg.optimizer.learning_rate = 1e-3
+  cfg.linear_probe_learning_rate = 1e-2
+  cfg.protocol = 'linear_probe'
+  assert finetune.optimizer_config(cfg).learning_rate == 1e-2
+  cfg.protocol = 'full_from_probe'  # its full stage keeps the base rate
+  assert finetune.optimizer_config(cfg).learning_rate == 1e-3
+  cfg.protocol, cfg.linear_probe_learning_rate = 'linear_probe', 0.0
+  assert finetune.optimizer_config(cfg).learning_rate == 1e-3

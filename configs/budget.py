@@ -1,0 +1,33 @@
+r"""Pre-training budget curve: held-out retrieval and downstream Δr against pre-training steps.
+
+  python main.py --config=configs/budget.py --workdir=/data/runs/budget \
+      --config.pretrain_run=/data/runs/paper_cpu/pretrain_100hz_128 \
+      --config.data_dir=/data/runs/paper_cpu/tfds
+
+Uses the intermediate checkpoints a pre-training run kept (configs/paper.py:cpu keeps every 250
+steps): for each, the sweep below with the pre-trained arm only, against one random-init sweep
+shared by all steps. Writes <workdir>/report/budget.csv and budget_curve.png. The pre-training
+run's sample rate and window must be those of the data sets (here 100 Hz / 128: peak KFM).
+"""
+
+import ml_collections
+
+from configs import common, sweep
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  size, variant = common.parse_args(arg)
+  c = ml_collections.ConfigDict()
+  c.stage = 'budget'
+  c.data_dir = ''           # '' = <workdir>/tfds
+  c.pretrain_run = ''       # a pre-training run directory (or its checkpoints dir)
+  c.steps = ()              # which saved steps; () = all
+  c.sweep = sweep.get_config(f'{size},{variant}')
+  c.sweep.datasets = ('synthetic_walking_kfm',)
+  c.sweep.fractions = (0.1, 1.0)
+  c.sweep.seeds = (0,)
+  if size != 'tiny':
+    c.sweep.finetune.train.steps = 60
+    c.sweep.finetune.train.batch_size = 16
+    c.sweep.finetune.train.log_every = 60
+  return c

@@ -1,0 +1,81 @@
+"""The paper stage's per-task pre-training plan and the budget curve, on the toy data sets."""
+
+import csv
+import json
+import os
+
+import pytest
+from conftest import tiny_finetune_config, tiny_pretrain_config
+
+from configs import budget as budget_config
+from configs import paper as paper_config
+from ssl_imu_jax import experiment
+
+
+def test_one_pretraining_per_distinct_rate_and_window():
+  c = paper_config.get_config('default')
+  plans = experiment.pretrain_configs(c)
+  # loading rate 200 Hz / 64, peak vGRF 200 Hz / 128, peak KFM 100 Hz / 128
+  assert sorted(plans) == [(100.0, 128), (200.0, 64), (200.0, 128)]
+  for (rate, window), p in plans.items():
+    assert p.data.sample_rate_hz == rate and p.data.window_length == window
+    assert p.data.dataset == 'synthetic_movi' and p.data.options.drop_static
+    assert p.ssl.loss == 'reference_nce' and p.model.encoder.shared
+  c.sweep.task_data.synthetic_walking_grf.sample_rate_hz = 100.0  # now shared with KFM
+  assert sorted(experiment.pretrain_configs(c)) == [(100.0, 128), (200.0, 64)]
+  assert c.sweep.seeds == (0, 1) and c.pretrain.train.steps == 10_000
+  assert paper_config.get_config('cpu,ipol').sweep.datasets[-1] == 'ipol_gait'
+
+
+def test_budget_curve_on_intermediate_checkpoints(tmp_path, toy_dirs, pretrained):
+  c = budget_config.get_config('tiny')
+  c.data_dir = toy_dirs['data_dir']
+  with pytest.raises(ValueError, match='config.pretrain_run is required'):
+    experiment.budget_curve(c, str(tmp_path))
+  c.pretrain_run = pretrained['workdir']
+  c.sweep.datasets = ('toy_labelled',)
+  c.sweep.fractions = (1.0,)
+  c.sweep.folds = (0,)
+  c.sweep.finetune = tiny_finetune_config()
+  c.steps = (3, 99)
+  with pytest.raises(ValueError, match=r'config.steps \[99\]'):
+    experiment.budget_curve(c, str(tmp_path))
+  c.steps = (3, 6)
+  report_dir = experiment.budget_curve(c, str(tmp_path))
+  with open(os.path.join(report_dir, 'budget.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert sorted({int(r['step']) for r in rows}) == [3, 6]
+  assert {r['protocol'] for r in rows} == {'linear_probe', 'full_from_probe'}
+  for r in rows:
+    assert float(r['delta_r']) == pytest.approx(
+        float(r['within_r_pretrained']) - float(r['within_r_random']), abs=1e-9)
+    assert int(r['windows_seen']) == int(r['step']) * tiny_pretrain_config().train.batch_size
+  # The random arm is trained once and shared; the two budgets differ in their encoders.
+  by_step = {int(r['step']): float(r['within_r_pretrained']) for r in rows
+             if r['protocol'] == 'linear_probe'}
+  assert by_step[3] != by_step[6]
+  assert os.path.isdir(tmp_path / 'budget' / 'random' / 'sweep')
+  with open(os.path.join(pretrained['workdir'], 'metrics.jsonl')) as f:
+    evals = {json.loads(x)['step']: json.loads(x) for x in f if 'eval/top1' in x}
+  six = [r for r in rows if int(r['step']) == 6][0]
+  assert float(six['retrieval_top1']) == pytest.approx(evals[6]['eval/top1'])
+  assert (tmp_path / 'report' / 'budget_curve.png').stat().st_size > 5000
+
+
+def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
+  from configs import sweep as sweep_config
+  from ssl_imu_jax import sweep
+
+  c = sweep_config.get_config('tiny')
+  c.datasets = ('toy_labelled',)
+  c.finetune = tiny_finetune_config()
+  c.finetune.model.encoder.widths = (4, 4, 4, 4)  # would silently differ from the checkpoint
+  c.init_from = pretrained['workdir']
+  rnd = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'random', 'linear_probe')
+  pre = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'pretrained',
+                          'linear_probe')
+  assert rnd.init_from == '' and pre.init_from == pretrained['workdir']
+  assert list(rnd.model.encoder.widths) == list(pretrained['config'].model.encoder.widths)
+  c.inits = ('random',)  # the baseline alone keeps its own architecture
+  alone = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'random', 'linear_probe')
+  assert tuple(alone.model.encoder.widths) == (4, 4, 4, 4)
