@@ -112,10 +112,15 @@ def jax_parts(dtype_name: str = 'float32'):
 
   from ssl_imu_jax.models import ContrastiveModel
 
+  # The 'two_encoder' design (configs/common.py), which the PyTorch twin mirrors; the reference
+  # encoder's benchmark is open work.
   encoder = ml_collections.ConfigDict({'widths': WIDTHS, 'blocks_per_stage': 1,
-                                       'kernel_size': KERNEL, 'embed_dim': EMBED, 'norm': 'batch'})
-  model = ContrastiveModel(encoder=encoder, projection_dims=PROJ, temperature=TEMPERATURE,
-                           dtype=jnp.dtype(dtype_name))
+                                       'kernel_size': KERNEL, 'stem_kernel': KERNEL,
+                                       'stem_stride': 1, 'stem_pool': False, 'embed_dim': EMBED,
+                                       'conv_bias': False, 'zero_init_residual': True,
+                                       'norm': 'batch', 'shared': False})
+  model = ContrastiveModel(encoder_config=encoder, projection_dims=PROJ, temperature=TEMPERATURE,
+                           projection_batch_norm=False, dtype=jnp.dtype(dtype_name))
   tx = optax.adamw(LR, b1=0.9, b2=0.999, eps=1e-8, weight_decay=WEIGHT_DECAY)
   return model, tx
 
