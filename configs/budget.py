@@ -4,10 +4,11 @@ r"""Pre-training budget curve: held-out retrieval and downstream Δr against pre
       --config.pretrain_run=/data/runs/paper_cpu/pretrain_100hz_128 \
       --config.data_dir=/data/runs/paper_cpu/tfds
 
-Uses the intermediate checkpoints a pre-training run kept (configs/paper.py:cpu keeps every 250
+Uses the intermediate checkpoints a pre-training run kept (configs/paper.py:cpu keeps every 100
 steps): for each, the sweep below with the pre-trained arm only, against one random-init sweep
-shared by all steps. Writes <workdir>/report/budget.csv and budget_curve.png. The pre-training
-run's sample rate and window must be those of the data sets (here 100 Hz / 128: peak KFM).
+(of the checkpoint's architecture) shared by all steps. Writes <workdir>/report/budget.csv and
+budget_curve.png. The pre-training run's sample rate and window must be those of the data sets
+(here 100 Hz / 128: peak KFM).
 """
 
 import ml_collections
@@ -26,8 +27,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sweep.datasets = ('synthetic_walking_kfm',)
   c.sweep.fractions = (0.1, 1.0)
   c.sweep.seeds = (0,)
-  if size != 'tiny':
-    c.sweep.finetune.train.steps = 60
+  if size != 'tiny':  # the fine-tuning of configs/paper.py:cpu
+    c.sweep.finetune.train.steps = 80
     c.sweep.finetune.train.batch_size = 16
-    c.sweep.finetune.train.log_every = 60
+    c.sweep.finetune.train.log_every = 80
+    c.sweep.finetune.linear_probe_learning_rate = 1e-2
   return c

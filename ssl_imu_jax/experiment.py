@@ -112,6 +112,7 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   base.finetune.data_dir = input_pipeline.resolve_data_dir(config, workdir)
   rnd = base.copy_and_resolve_references()
   rnd.inits, rnd.init_from = ('random',), ''
+  rnd.finetune.model.encoder = ml_collections.ConfigDict(meta['encoder'])  # the same network
   rnd_dir = os.path.join(workdir, 'budget', 'random')
   sweep.run(rnd, rnd_dir)
   random_records = sweep.done_records(rnd, rnd_dir)

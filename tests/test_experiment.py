@@ -37,6 +37,7 @@ def test_budget_curve_on_intermediate_checkpoints(tmp_path, toy_dirs, pretrained
   c.sweep.fractions = (1.0,)
   c.sweep.folds = (0,)
   c.sweep.finetune = tiny_finetune_config()
+  c.sweep.finetune.model.encoder.widths = (4, 4, 4, 4)  # the random arm must not use this
   c.steps = (3, 99)
   with pytest.raises(ValueError, match=r'config.steps \[99\]'):
     experiment.budget_curve(c, str(tmp_path))
@@ -55,6 +56,9 @@ def test_budget_curve_on_intermediate_checkpoints(tmp_path, toy_dirs, pretrained
              if r['protocol'] == 'linear_probe'}
   assert by_step[3] != by_step[6]
   assert os.path.isdir(tmp_path / 'budget' / 'random' / 'sweep')
+  with open(tmp_path / 'budget' / 'random' / 'sweep' / 'sweep_config.json') as f:
+    rnd_encoder = json.load(f)['finetune']['model']['encoder']
+  assert rnd_encoder == json.loads(pretrained['config'].model.encoder.to_json())
   with open(os.path.join(pretrained['workdir'], 'metrics.jsonl')) as f:
     evals = {json.loads(x)['step']: json.loads(x) for x in f if 'eval/top1' in x}
   six = [r for r in rows if int(r['step']) == 6][0]
