@@ -50,7 +50,9 @@ def _run_prepare(config, workdir):
     from data_prep import plot_signals
 
     out = os.path.join(workdir, 'report', 'signals.png')
-    plot_signals.plot_example(out, size=config.data.size, sample_rate_hz=config.data.sample_rate_hz)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    plot_signals.plot_synthetic(out, seed=int(config.data.seed),
+                                rate=float(config.data.sample_rate_hz))
     print(f'plot: {out}')
   return paths
 

@@ -90,3 +90,14 @@ def test_unknown_stage_is_named(tmp_path):
   proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.stage=fly',
                   check=False)
   assert proc.returncode != 0 and 'config key stage' in proc.stderr
+
+
+def test_prepare_plot_draws_the_synthetic_signals(tmp_path):
+  from configs import prepare
+  from ssl_imu_jax import stages
+
+  cfg = prepare.get_config('tiny')
+  cfg.datasets = ()  # nothing to build: only the plot
+  cfg.plot = True
+  stages.run(cfg, str(tmp_path))
+  assert (tmp_path / 'report' / 'signals.png').stat().st_size > 10_000
