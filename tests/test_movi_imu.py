@@ -73,6 +73,15 @@ def test_resampling_and_static_threshold(tree, tmp_path):
   still = [e for e in _all(b0, 'train') if np.ptp(e['acc'], axis=1).max() < 1e-3]
   assert len(still) == 8  # 4 static windows per round
   np.testing.assert_allclose(still[0]['acc'][0], np.tile([0, 9.81, 0], (50, 1)), atol=1e-4)
+  # The loading-rate and vGRF pre-trainings' rate: 600 samples at 120 Hz -> 1000 at 200 Hz ->
+  # 15 windows of 64 per round; the 240 static samples (400 at 200 Hz) fill 6 of them.
+  all200 = _build(tmp_path, root, rate=200, t_len=64, sites='Hip', subjects='1',
+                  static_threshold_g=0.0)
+  assert all200.info.splits['train'].num_examples == 2 * 15
+  kept = _all(_build(tmp_path, root, rate=200, t_len=64, sites='Hip', subjects='1'), 'train')
+  assert len(kept) <= 2 * (15 - 6)
+  assert all(np.ptp(e['acc'], axis=1).max() > 1e-3 for e in kept)  # no still window survives
+  assert {e['sample_rate_hz'] for e in kept} == {200.0}
 
 
 def test_errors(tmp_path):
