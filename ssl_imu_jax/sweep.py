@@ -349,9 +349,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       + (f' (pre-trained from {", ".join(init_candidates(config))})'
          if 'pretrained' in config.inits else '')
       + f'; protocols: {", ".join(config.protocols)}.',
-      f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; input '
-      f'normalisation: {config.finetune.get("input_norm", "train_subjects")}; linear-probe '
-      f'BatchNorm adapts: {bool(config.finetune.get("linear_probe_bn_adapt", True))}.',
+      f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; '
+      f'linear-probe BatchNorm adapts: '
+      f'{bool(config.finetune.get("linear_probe_bn_adapt", True))}.',
       f'{len(cells)} cells: {n_trained} trained in this run, {n_skipped} reused from earlier runs.',
   ]
   table = report.write_report(records, report_dir, title='Sweep results', notes=notes)
