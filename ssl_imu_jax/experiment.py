@@ -59,7 +59,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   sweep_cfg.unlock()
   sweep_cfg.init_from = ','.join(ckpts)
   sweep_cfg.finetune.data_dir = data_dir
-  return sweep.run(sweep_cfg, workdir)
+  report_dir = sweep.run(sweep_cfg, workdir)
+  from ssl_imu_jax import checkpointing
+
+  table = paper_comparison(report_dir)
+  checkpointing.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
+  print(table, flush=True)
+  return report_dir
 
 
 BUDGET_COLUMNS = ('step', 'windows_seen', 'retrieval_top1', 'retrieval_top5', 'task', 'target',
@@ -170,3 +176,79 @@ def _plot_budget(df, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+# Tan, Shull, Chaudhari (ASB 2023): within-subject r of random init -> pre-trained at 100 % of
+# the labelled data, and how much less labelled data the pre-trained model needed for the same r.
+PAPER = {
+    'loading rate': {'random': 0.87, 'pretrained': 0.91, 'percent_less': 90},
+    'peak vGRF': {'random': 0.79, 'pretrained': 0.83, 'percent_less': 60},
+    'peak KFM': {'random': 0.87, 'pretrained': 0.90, 'percent_less': 75},
+}
+PAPER_TASK = {'synthetic_running_valr': 'loading rate', 'running_valr': 'loading rate',
+              'synthetic_walking_grf': 'peak vGRF', 'camargo2021': 'peak vGRF',
+              'synthetic_walking_kfm': 'peak KFM', 'knee_moment': 'peak KFM'}
+# The issue's targets for the paper protocol (within-subject r, full_from_probe).
+TARGET_DELTA_R, TARGET_FRACTION, TARGET_P = 0.03, 0.25, 0.05
+
+
+def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
+  """Markdown: this run's within-subject r beside the paper's, per task, with the targets.
+
+  Reads ``headline.csv`` and ``efficiency.csv`` of a sweep report. A task meets the targets when
+  Δr at 100 % >= 0.03 with paired-t p < 0.05 over subjects, and the pre-trained r at some
+  fraction <= 25 % reaches random init's r at 100 %.
+  """
+  import pandas as pd
+
+  head = pd.read_csv(os.path.join(report_dir, 'headline.csv'))
+  eff = pd.read_csv(os.path.join(report_dir, 'efficiency.csv'))
+  head, eff = head[head.protocol == protocol], eff[eff.protocol == protocol]
+  fracs = sorted(head.fraction.unique())
+  lines = [f'Within-subject Pearson r, `{protocol}`, pre-trained / random init at each fraction '
+           'of the training windows:', '',
+           '| task | ' + ' | '.join(f'{f:.0%}' for f in fracs) + ' |',
+           '|---|' + '---|' * len(fracs)]
+  for (task, target), g in head.groupby(['task', 'target'], sort=False):
+    cells = []
+    for f in fracs:
+      row = g[g.fraction == f]
+      cells.append('—' if row.empty else
+                   f'{row.within_r_pretrained.iloc[0]:.3f} / {row.within_r_random.iloc[0]:.3f}')
+    lines.append(f'| {task} ({target}) | ' + ' | '.join(cells) + ' |')
+  lines += ['', '| task | paper: random → pre-trained (Δr) | here: random → pre-trained (Δr) | '
+            'p (paired t, subjects) | paper: less data | here: less data (grid; interpolated, '
+            '95 % CI) | targets |', '|---|---|---|---|---|---|---|']
+  for (task, target), g in head.groupby(['task', 'target'], sort=False):
+    full = g[g.fraction == g.fraction.max()].iloc[0]
+    e = eff[(eff.task == task) & (eff.target == target)]
+    e = e.iloc[0] if len(e) else None
+    paper = PAPER.get(PAPER_TASK.get(task, ''))
+    paper_txt = (f'{paper["random"]:.2f} → {paper["pretrained"]:.2f} '
+                 f'({paper["pretrained"] - paper["random"]:+.2f})' if paper else '—')
+    here = (f'{full.within_r_random:.3f} → {full.within_r_pretrained:.3f} '
+            f'({full.delta_r:+.3f})')
+    grid = None if e is None or pd.isna(e.grid_fraction) else float(e.grid_fraction)
+    if e is None:
+      less = '—'
+    else:
+      ceiling = max(fracs) / min(fracs)  # no extrapolation below the smallest fraction
+
+      def times(v):
+        return f'{"≥ " if v >= ceiling - 1e-9 else ""}{v:.1f}×'
+
+      interp = 'not reached' if pd.isna(e.times_less_interp) else times(e.times_less_interp)
+      lo = 'not reached' if pd.isna(e.ci_low) else times(e.ci_low)
+      hi = 'not reached' if pd.isna(e.ci_high) else times(e.ci_high)
+      grid_txt = 'not reached' if grid is None else f'{e.percent_less:.0f} % less'
+      less = f'{grid_txt}; {interp} ({lo} to {hi})'
+    met = [full.delta_r >= TARGET_DELTA_R and full.p < TARGET_P,
+           grid is not None and grid <= TARGET_FRACTION + 1e-9]
+    targets = ('met' if all(met) else 'missed: ' + ', '.join(
+        name for ok, name in zip(met, (f'Δr ≥ {TARGET_DELTA_R} with p < {TARGET_P}',
+                                      f'pre-trained at ≤ {TARGET_FRACTION:.0%} ≥ random at 100 %'),
+                                 strict=True) if not ok))
+    lines.append(f'| {task} ({target}) | {paper_txt} | {here} | {full.p:.3g} | '
+                 f'{str(paper["percent_less"]) + " % less" if paper else "—"} | {less} | '
+                 f'{targets} |')
+  return '\n'.join(lines) + '\n'

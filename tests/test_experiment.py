@@ -83,3 +83,30 @@ def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
   c.inits = ('random',)  # the baseline alone keeps its own architecture
   alone = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'random', 'linear_probe')
   assert tuple(alone.model.encoder.widths) == (4, 4, 4, 4)
+
+
+def test_paper_comparison_table_and_targets(tmp_path):
+  from ssl_imu_jax import report
+
+  head = [  # task, fraction, pre, rand, delta, p
+      ('synthetic_walking_kfm', 0.1, 0.80, 0.70, 0.10, 0.01),
+      ('synthetic_walking_kfm', 0.25, 0.88, 0.80, 0.08, 0.01),
+      ('synthetic_walking_kfm', 1.0, 0.91, 0.87, 0.04, 0.02),
+      ('synthetic_running_valr', 0.1, 0.50, 0.60, -0.10, 0.3),
+      ('synthetic_running_valr', 1.0, 0.62, 0.60, 0.02, 0.04),
+  ]
+  with open(tmp_path / 'headline.csv', 'w') as f:
+    f.write(','.join(report.HEADLINE_COLUMNS) + '\n')
+    for task, frac, pre, rnd, d, p in head:
+      f.write(f'{task},y,full_from_probe,{frac},{pre},{rnd},0.1,0.1,17,{d},2.0,{p},0.5,0.5\n')
+  with open(tmp_path / 'efficiency.csv', 'w') as f:
+    f.write(','.join(report.EFFICIENCY_COLUMNS) + '\n')
+    f.write('synthetic_walking_kfm,y,full_from_probe,0.25,75.0,4.0,4.4,2.0,10.0,0.99\n')
+    f.write('synthetic_running_valr,y,full_from_probe,,,,,,,0.2\n')
+  md = experiment.paper_comparison(str(tmp_path))
+  kfm = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_walking_kfm (y) | 0.87'))
+  assert '0.870 → 0.910 (+0.040)' in kfm and '75 % less; 4.4× (2.0× to ≥ 10.0×)' in kfm
+  assert kfm.endswith('| met |')
+  valr = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_running_valr (y) | 0.87'))
+  assert 'missed: Δr ≥ 0.03 with p < 0.05, pre-trained at ≤ 25%' in valr
+  assert '| synthetic_walking_kfm (y) | 0.800 / 0.700 | 0.880 / 0.800 | 0.910 / 0.870 |' in md
