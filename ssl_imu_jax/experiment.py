@@ -205,6 +205,11 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
   eff = pd.read_csv(os.path.join(report_dir, 'efficiency.csv'))
   head, eff = head[head.protocol == protocol], eff[eff.protocol == protocol]
   fracs = sorted(head.fraction.unique())
+  ceiling = max(fracs) / min(fracs) if fracs else 1.0  # no extrapolation below the grid
+
+  def times(v: float) -> str:
+    return f'{"≥ " if v >= ceiling - 1e-9 else ""}{v:.1f}×'
+
   lines = [f'Within-subject Pearson r, `{protocol}`, pre-trained / random init at each fraction '
            'of the training windows:', '',
            '| task | ' + ' | '.join(f'{f:.0%}' for f in fracs) + ' |',
@@ -232,11 +237,6 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
     if e is None:
       less = '—'
     else:
-      ceiling = max(fracs) / min(fracs)  # no extrapolation below the smallest fraction
-
-      def times(v):
-        return f'{"≥ " if v >= ceiling - 1e-9 else ""}{v:.1f}×'
-
       interp = 'not reached' if pd.isna(e.times_less_interp) else times(e.times_less_interp)
       lo = 'not reached' if pd.isna(e.ci_low) else times(e.ci_low)
       hi = 'not reached' if pd.isna(e.ci_high) else times(e.ci_high)
