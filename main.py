@@ -3,17 +3,22 @@ r"""Runs one stage of ssl_imu_jax; the config says which.
   python main.py --config=configs/demo.py:tiny --workdir=runs/demo_tiny
   python main.py --config=configs/pretrain.py --workdir=runs/pre --config.train.steps=10000
 
-Stages: prepare | pretrain | finetune | sweep | evaluate | embed | demo.
+Stages: prepare | pretrain | finetune | sweep | paper | budget | evaluate | embed | demo.
+A mistake in the command, config or data is one line on stderr and exit status 2
+(``--verbose`` shows its traceback); any other error is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_imu_jax import stages
+from ssl_imu_jax import errors, stages
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
@@ -21,6 +26,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for data, checkpoints
 _XLA_CACHE = flags.DEFINE_string(
     'xla_cache_dir', '', "Persistent XLA compilation cache ('' = <workdir>/xla_cache, "
     "'none' = off). Cells of a sweep share compiled steps through it.")
+_VERBOSE = flags.DEFINE_bool('verbose', False, 'Tracebacks for mistakes in the command or config.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -29,6 +35,69 @@ def enable_compilation_cache(path: str) -> None:
 
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _config_spec(argv: list[str]) -> str:
+  for a in argv:
+    if a.startswith('--config='):
+      return a.split('=', 1)[1]
+  return ''
+
+
+def _unknown_key(argv: list[str]) -> str | None:
+  """The first ``--config.a.b=...`` override naming a key the config does not have, explained."""
+  import importlib.util
+
+  spec = _config_spec(argv)
+  path, _, arg = spec.partition(':')
+  try:
+    module_spec = importlib.util.spec_from_file_location('_user_config', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg or None)
+  except Exception:  # noqa: BLE001 -- the original error is reported instead
+    return None
+  for a in argv:
+    if not a.startswith('--config.'):
+      continue
+    key = a[len('--config.'):].split('=', 1)[0]
+    node, done = config, []
+    for part in key.split('.'):
+      if not hasattr(node, 'keys') or part not in node.keys():
+        where = 'config' + ''.join(f'.{d}' for d in done)
+        have = sorted(node.keys()) if hasattr(node, 'keys') else []
+        close = difflib.get_close_matches(part, have, n=1)
+        hint = f'; did you mean {where}.{close[0]}?' if close else f'; it has {have}'
+        return f'--config.{key}: {where} has no key {part!r}{hint}'
+      node, done = node[part], done + [part]
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with config mistakes (unknown key, bad argument) as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    if '--verbose' in argv:
+      raise
+    explained = _unknown_key(argv) if isinstance(e, AttributeError | KeyError) else None
+    _fail(explained or f'{_config_spec(argv) or "--config"}: {_last_error_line(e)}')
+    raise  # not reached
+
+
+def _last_error_line(e: BaseException) -> str:
+  """A config file's own error, without the traceback config_flags folds into its message."""
+  lines = [ln for ln in str(e).splitlines() if ln.strip()]
+  if len(lines) > 1 and 'Traceback' in str(e):
+    last = lines[-1]
+    match = re.match(r'^[\w.]+(?:Error|Exception): (.*)$', last)
+    return match.group(1) if match else last
+  return errors.one_line(e)
 
 
 def main(argv):
@@ -44,8 +113,13 @@ def main(argv):
   workdir = os.path.abspath(_WORKDIR.value)
   if _XLA_CACHE.value != 'none':
     enable_compilation_cache(_XLA_CACHE.value or os.path.join(workdir, 'xla_cache'))
-  stages.run(_CONFIG.value, workdir)
+  try:
+    stages.run(_CONFIG.value, workdir)
+  except errors.USER_ERRORS as e:
+    if _VERBOSE.value:
+      raise
+    _fail(errors.one_line(e))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

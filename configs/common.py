@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from ssl_imu_jax.errors import ConfigError
+
 SIZES = ('tiny', 'default', 'large')
 # Named alternatives to the reference recipe, chosen with the config argument 'size,variant'.
 VARIANTS = ('reference', 'reference_small', 'two_encoder')
@@ -18,7 +20,7 @@ def parse_args(arg: str | None) -> tuple[str, str]:
   size = parts[0] if parts else 'default'
   variant = parts[1] if len(parts) > 1 else 'reference'
   if size not in SIZES or variant not in VARIANTS or len(parts) > 2:
-    raise ValueError(f"config argument must be 'size[,variant]' with size in {SIZES} and "
+    raise ConfigError(f"config argument must be 'size[,variant]' with size in {SIZES} and "
                      f'variant in {VARIANTS}, got {arg!r}')
   return size, variant
 

@@ -201,6 +201,11 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
           manual_dir: str | None = None) -> str:
   """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS)."""
   builder = builder_cls(config=config, data_dir=os.fspath(data_dir), file_format='array_record')
+  instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
+  built = os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
+  if instructions and not manual_dir and not built:
+    raise FileNotFoundError(f'{builder.name}: config key data.manual_dir is empty; this data set '
+                            f'is built from files you provide. {instructions}')
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
   builder.download_and_prepare(download_config=dl_config)
   return os.fspath(builder.data_dir)

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from ssl_imu_jax.errors import ConfigError
+
 _FIELDS = ('rotation', 'max_rotation_deg', 'scale', 'scale_range', 'noise', 'acc_noise_std',
            'gyr_noise_std', 'time_shift', 'max_time_shift')
 
@@ -53,7 +55,7 @@ def validate_config(cfg, window_length: int | None = None) -> None:
   """Raise ValueError naming the ``augment.*`` field that is missing or out of range."""
   missing = [f for f in _FIELDS if not hasattr(cfg, f)]
   if missing:
-    raise ValueError(f'config.augment is missing field(s) {missing}; expected all of {_FIELDS}')
+    raise ConfigError(f'config.augment is missing field(s) {missing}; expected all of {_FIELDS}')
   if not 0.0 <= float(cfg.max_rotation_deg) <= 180.0:
     raise ValueError(f'augment.max_rotation_deg must be in [0, 180], got {cfg.max_rotation_deg}')
   scale_range = tuple(cfg.scale_range)

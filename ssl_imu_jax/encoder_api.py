@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssl_imu_jax import checkpointing
+from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ImuEncoder
 from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, embed_dim
 
@@ -66,7 +67,7 @@ def _data_facts(meta: dict[str, Any], where: str) -> dict[str, Any]:
             'sites': list(d['sites'])}
   data = meta.get('config', {}).get('data')
   if not data:
-    raise ValueError(f'{where}: fine-tuning checkpoint without config.data in its meta record')
+    raise ConfigError(f'{where}: fine-tuning checkpoint without config.data in its meta record')
   return {'dataset': data['dataset'], 'split': data.get('split', ''),
           'sample_rate_hz': float(data['sample_rate_hz']),
           'window_length': int(data['window_length']),
@@ -198,7 +199,7 @@ def embed_windows(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
                   batch_size: int) -> np.ndarray:
   """Embeddings of all windows in fixed-size batches (the last one padded: one compilation)."""
   if batch_size <= 0:
-    raise ValueError(f'config key batch_size must be positive, got {batch_size}')
+    raise ConfigError(f'config key batch_size must be positive, got {batch_size}')
   fn = jax.jit(apply_fn)
   n = len(acc)
   out = []
@@ -218,9 +219,10 @@ def _data_config(config, info: dict[str, Any]) -> ml_collections.ConfigDict:
     if not value:
       data[key] = type(value)(have)
     elif abs(float(value) - float(have)) > 1e-6:
-      raise ValueError(f'config key data.{key}={value} but the encoder in '
-                       f'{info["checkpoint_dir"]}/{info["step"]} was trained with {have}; leave it '
-                       f'at 0 to use the checkpoint\'s value')
+      raise ConfigError(f'config key data.{key}={value} but the encoder in '
+                        f'{info["checkpoint_dir"]}/{info["step"]} was trained with {have}; '
+                        f'leave it '
+                        f'at 0 to use the checkpoint\'s value')
   return data
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import ml_collections
 
 from ssl_imu_jax import input_pipeline
+from ssl_imu_jax.errors import ConfigError
 
 
 def pretrain_key(data_cfg: ml_collections.ConfigDict) -> tuple[float, int]:
@@ -101,16 +102,16 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   from ssl_imu_jax import checkpointing, report, sweep
 
   if not config.pretrain_run:
-    raise ValueError('config.pretrain_run is required: the pre-training run whose intermediate '
-                     'checkpoints to evaluate (set --config.pretrain_run=DIR)')
+    raise ConfigError('config.pretrain_run is required: the pre-training run whose intermediate '
+                      'checkpoints to evaluate (set --config.pretrain_run=DIR)')
   run = os.path.abspath(config.pretrain_run)
   ckpt_dir = checkpointing.find_checkpoint_dir(run)
   saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
   steps = [int(s) for s in config.steps] or saved
   missing = [s for s in steps if s not in saved]
   if missing:
-    raise ValueError(f'config.steps {missing} have no checkpoint in {ckpt_dir} (saved: {saved}; '
-                     f'raise the pre-training max_to_keep to keep intermediate steps)')
+    raise ConfigError(f'config.steps {missing} have no checkpoint in {ckpt_dir} (saved: {saved}; '
+                      f'raise the pre-training max_to_keep to keep intermediate steps)')
   _, meta = checkpointing.read_meta(ckpt_dir, steps[-1])
   batch = int(meta['config']['train']['batch_size'])
   base = config.sweep.copy_and_resolve_references()

@@ -18,15 +18,16 @@ import numpy as np
 import optax
 
 from ssl_imu_jax import (
-    checkpointing,
-    input_pipeline,
-    losses,
-    metrics,
-    parallel,
-    splits,
-    train_state,
-    trainer,
+  checkpointing,
+  input_pipeline,
+  losses,
+  metrics,
+  parallel,
+  splits,
+  train_state,
+  trainer,
 )
+from ssl_imu_jax.errors import ConfigError, MissingInputError
 from ssl_imu_jax.metric_writers import MetricWriter
 from ssl_imu_jax.models import ENCODERS, RegressionModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
@@ -43,7 +44,7 @@ PROBE_DIR = 'probe'
 
 def check_protocol(protocol: str) -> None:
   if protocol not in PROTOCOLS:
-    raise ValueError(f'config key protocol must be one of {PROTOCOLS}, got {protocol!r}')
+    raise ConfigError(f'config key protocol must be one of {PROTOCOLS}, got {protocol!r}')
 
 
 def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.ConfigDict,
@@ -118,11 +119,14 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   one step directory ``<checkpoints>/<step>`` (an intermediate budget)."""
   from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
-  ckpt_dir, step = resolve_checkpoint(init_from)
+  try:
+    ckpt_dir, step = resolve_checkpoint(init_from)
+  except FileNotFoundError as e:
+    raise MissingInputError(f'config key init_from: {e}') from None
   step, meta = checkpointing.read_meta(ckpt_dir, step)
   if meta.get('kind') != 'pretrain':
-    raise ValueError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
-                     f'expected a pre-training checkpoint')
+    raise ConfigError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
+                      f'expected a pre-training checkpoint')
   return ckpt_dir, step, meta
 
 
@@ -143,21 +147,22 @@ def select_checkpoint(candidates, data_cfg: ml_collections.ConfigDict) -> str:
     found.append(f'{ckpt_dir} ({rate:g} Hz / {window} samples)')
     if abs(rate - float(data_cfg.sample_rate_hz)) < 1e-6 and window == int(data_cfg.window_length):
       return cand
-  raise ValueError(f'no pre-training checkpoint matches {data_cfg.dataset} at '
-                   f'{float(data_cfg.sample_rate_hz):g} Hz / {int(data_cfg.window_length)} samples '
-                   f'(config keys data.sample_rate_hz / data.window_length); candidates in '
-                   f'config.init_from: {"; ".join(found) or "none"}')
+  raise ConfigError(f'no pre-training checkpoint matches {data_cfg.dataset} at '
+                    f'{float(data_cfg.sample_rate_hz):g} Hz / {int(data_cfg.window_length)} '
+                    f'samples '
+                    f'(config keys data.sample_rate_hz / data.window_length); candidates in '
+                    f'config.init_from: {"; ".join(found) or "none"}')
 
 
 def check_compatible(meta: dict[str, Any], ws: input_pipeline.WindowSet, ckpt_dir: str) -> None:
   """The encoder only makes sense on windows of the rate and length it was trained on."""
   d = meta['dataset']
   if abs(float(d['sample_rate_hz']) - ws.sample_rate_hz) > 1e-6:
-    raise ValueError(f'{ckpt_dir} was pre-trained at {d["sample_rate_hz"]} Hz but {ws.path} is at '
-                     f'{ws.sample_rate_hz} Hz (config key data.sample_rate_hz)')
+    raise ConfigError(f'{ckpt_dir} was pre-trained at {d["sample_rate_hz"]} Hz but {ws.path} is at '
+                      f'{ws.sample_rate_hz} Hz (config key data.sample_rate_hz)')
   if int(d['window_length']) != ws.window_length:
-    raise ValueError(f'{ckpt_dir} was pre-trained on {d["window_length"]}-sample windows but '
-                     f'{ws.path} has {ws.window_length} (config key data.window_length)')
+    raise ConfigError(f'{ckpt_dir} was pre-trained on {d["window_length"]}-sample windows but '
+                      f'{ws.path} has {ws.window_length} (config key data.window_length)')
 
 
 def optimizer_config(config) -> ml_collections.ConfigDict:
@@ -214,7 +219,7 @@ def norm_policy(config, pretrained: bool) -> str:
   """The input-normalisation policy a run applies ('train_subjects' or 'checkpoint')."""
   mode = config.get('input_norm', 'train_subjects')
   if mode not in NORM_POLICIES:
-    raise ValueError(f'config key input_norm must be one of {NORM_POLICIES}, got {mode!r}')
+    raise ConfigError(f'config key input_norm must be one of {NORM_POLICIES}, got {mode!r}')
   if mode == 'auto':
     return 'checkpoint' if pretrained else 'train_subjects'
   return mode
@@ -231,7 +236,7 @@ def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
   the initialisation).
   """
   if config.get('input_norm', 'train_subjects') == 'checkpoint' and pretrain_meta is None:
-    raise ValueError("config key input_norm='checkpoint' needs config.init_from")
+    raise ConfigError("config key input_norm='checkpoint' needs config.init_from")
   if norm_policy(config, pretrain_meta is not None) == 'checkpoint':
     keep = ('acc_mean', 'acc_std') + (('gyr_mean', 'gyr_std') if ws.gyr is not None else ())
     return {k: float(pretrain_meta['normalization'][k]) for k in keep}
@@ -248,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                  config.data.use_gyr, targets=config.data.get('targets', ()))
   input_pipeline.check_matches(ws, config.data)
   if not ws.target_names:
-    raise ValueError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
+    raise ConfigError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
   use_gyr = ws.gyr is not None
 
   folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
@@ -360,7 +365,7 @@ def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[i
     problems.append(f'it started from {got_init or "random init"!r}, this run from '
                     f'{want_init or "random init"!r}')
   if problems:
-    raise ValueError(f'config key probe_from: {ckpt_dir} cannot start this full_from_probe run: '
+    raise ConfigError(f'config key probe_from: {ckpt_dir} cannot start this full_from_probe run: '
                      + '; '.join(problems))
   return ckpt_dir
 

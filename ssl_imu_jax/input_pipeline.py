@@ -19,6 +19,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from ssl_imu_jax.errors import ConfigError
+
 
 @dataclasses.dataclass
 class WindowSet:
@@ -77,15 +79,15 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
 
   builder = tfds.builder_from_directory(path)
   if split not in builder.info.splits:
-    raise ValueError(f'{path}: no split {split!r}; available: {sorted(builder.info.splits)} '
-                     f'(config key data.split / data.eval_split)')
+    raise ConfigError(f'{path}: no split {split!r}; available: {sorted(builder.info.splits)} '
+                      f'(config key data.split / data.eval_split)')
   meta = dict(builder.info.metadata or {})
   all_sites = tuple(meta.get('imu_sites', ()))
   if sites:
     unknown = [s for s in sites if s not in all_sites]
     if unknown:
-      raise ValueError(f'config key data.imu_sites: {unknown} not in the data set sites '
-                       f'{list(all_sites)}')
+      raise ConfigError(f'config key data.imu_sites: {unknown} not in the data set sites '
+                        f'{list(all_sites)}')
     site_idx = [all_sites.index(s) for s in sites]
   else:
     site_idx = list(range(len(all_sites)))
@@ -94,8 +96,8 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
   target_map = dict(meta.get('targets', {}))
   unknown = [t for t in targets if t not in target_map]
   if unknown:
-    raise ValueError(f'config key data.targets: {unknown} not among the labels of {path}: '
-                     f'{list(target_map)}')
+    raise ConfigError(f'config key data.targets: {unknown} not among the labels of {path}: '
+                      f'{list(target_map)}')
   names = tuple(targets) or tuple(target_map)
   src = builder.as_data_source()[split]
   n = len(src)
@@ -128,11 +130,11 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
 def check_matches(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> None:
   """Fails when the records contradict what the config says (rate, window length)."""
   if abs(ws.sample_rate_hz - data_cfg.sample_rate_hz) > 1e-6:
-    raise ValueError(f'{ws.path}: records are at {ws.sample_rate_hz} Hz but config key '
-                     f'data.sample_rate_hz is {data_cfg.sample_rate_hz}')
+    raise ConfigError(f'{ws.path}: records are at {ws.sample_rate_hz} Hz but config key '
+                      f'data.sample_rate_hz is {data_cfg.sample_rate_hz}')
   if ws.window_length != data_cfg.window_length:
-    raise ValueError(f'{ws.path}: windows have {ws.window_length} samples but config key '
-                     f'data.window_length is {data_cfg.window_length}')
+    raise ConfigError(f'{ws.path}: windows have {ws.window_length} samples but config key '
+                      f'data.window_length is {data_cfg.window_length}')
 
 
 def fit_input_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, float]:

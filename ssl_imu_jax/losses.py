@@ -18,6 +18,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ssl_imu_jax.errors import ConfigError
+
 _NEG_INF = -1e9
 
 
@@ -131,7 +133,7 @@ def contrastive_loss(name: str, z_acc, z_gyr, temperature, grouped: bool = False
     return reference_nce(z_acc, z_gyr, temperature, local_blocks, weights_B)
   if name == 'info_nce':
     return info_nce(z_acc, z_gyr, temperature, grouped, local_blocks, weights_B)
-  raise ValueError(f'config key ssl.loss must be one of {LOSSES}, got {name!r}')
+  raise ConfigError(f'config key ssl.loss must be one of {LOSSES}, got {name!r}')
 
 
 def mse(pred_BxK, target_BxK, weights_B=None):

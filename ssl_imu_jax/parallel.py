@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from ssl_imu_jax.errors import ConfigError
+
 
 def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
   """A 1-D mesh named 'data' over all (or the first ``num_devices``) devices, auto sharding."""
@@ -27,7 +29,7 @@ def replicated(mesh) -> NamedSharding:
 def check_batch(batch_size: int, mesh, key: str = 'train.batch_size') -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f'config key {key}={batch_size} must be divisible by the {n} devices')
+    raise ConfigError(f'config key {key}={batch_size} must be divisible by the {n} devices')
 
 
 def maybe_initialize_distributed() -> None:

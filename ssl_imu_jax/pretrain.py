@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from ssl_imu_jax import checkpointing, input_pipeline, losses, parallel, train_state, trainer
+from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 from ssl_imu_jax.models import ContrastiveModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
@@ -149,11 +150,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   """Pre-trains (or resumes) into ``workdir``; returns the last training and eval metrics."""
   os.makedirs(workdir, exist_ok=True)
   if config.ssl.negatives not in ('global', 'local'):
-    raise ValueError(f"config key ssl.negatives must be 'global' or 'local', got "
-                     f'{config.ssl.negatives!r}')
+    raise ConfigError(f"config key ssl.negatives must be 'global' or 'local', got "
+                      f'{config.ssl.negatives!r}')
   if config.ssl.get('loss', 'info_nce') not in losses.LOSSES:
-    raise ValueError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
-                     f'{config.ssl.loss!r}')
+    raise ConfigError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
+                      f'{config.ssl.loss!r}')
   path = input_pipeline.ensure_built(config.data, data_dir)
   train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites)
   input_pipeline.check_matches(train, config.data)
@@ -164,15 +165,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
     held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites)
     shared = set(train.subject_id.tolist()) & set(held_out.subject_id.tolist())
     if shared:
-      raise ValueError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
-                       f'and {config.data.eval_split!r}')
+      raise ConfigError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
+                        f'and {config.data.eval_split!r}')
   stats = input_pipeline.fit_input_stats(train, np.arange(len(train)))
 
   mesh = parallel.make_mesh()
   n_dev = mesh.devices.size
   parallel.check_batch(config.train.batch_size, mesh)
   if config.train.batch_size % config.train.grad_accum_steps:
-    raise ValueError('config key train.batch_size must be divisible by train.grad_accum_steps')
+    raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
   model = build_model(config)
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
   sample_shape = (1,) + train.acc.shape[1:]

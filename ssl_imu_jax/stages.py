@@ -9,6 +9,7 @@ from typing import Any
 import ml_collections
 
 from ssl_imu_jax import input_pipeline
+from ssl_imu_jax.errors import ConfigError
 
 STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'paper', 'demo',
           'budget')
@@ -19,17 +20,17 @@ def check_required(config: ml_collections.ConfigDict, prefix: str = '') -> None:
   for key, value in config.items():
     name = f'{prefix}{key}'
     if value is None:
-      raise ValueError(f'config key {name} is required but has no value '
-                       f'(set --config.{name}=...)')
+      raise ConfigError(f'config key {name} is required but has no value '
+                        f'(set --config.{name}=...)')
     if isinstance(value, ml_collections.ConfigDict):
       check_required(value, name + '.')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
   if 'stage' not in config:
-    raise ValueError(f'config key stage is missing; expected one of {STAGES}')
+    raise ConfigError(f'config key stage is missing; expected one of {STAGES}')
   if config.stage not in STAGES:
-    raise ValueError(f'config key stage={config.stage!r}; expected one of {STAGES}')
+    raise ConfigError(f'config key stage={config.stage!r}; expected one of {STAGES}')
   check_required(config)
   os.makedirs(workdir, exist_ok=True)
   return globals()[f'_run_{config.stage}'](config, workdir)
@@ -105,8 +106,8 @@ def _run_demo(config, workdir):
 
 
 def _run_evaluate(config, workdir):
-  raise NotImplementedError("stage 'evaluate' is not yet available; the sweep and finetune "
-                            'stages evaluate held-out subjects themselves')
+  raise ConfigError("stage 'evaluate' is not yet available; the sweep and finetune stages "
+                    'evaluate held-out subjects themselves')
 
 
 def _run_embed(config, workdir):

@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 
 from ssl_imu_jax import report, splits
+from ssl_imu_jax.errors import ConfigError, MissingInputError
 
 INITS = ('pretrained', 'random')
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
@@ -54,35 +55,35 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
               'fraction_seed', 'init_from', 'finetune'):
     if key not in config:
-      raise ValueError(f'sweep config lacks key config.{key}')
+      raise ConfigError(f'sweep config lacks key config.{key}')
   if not config.datasets:
-    raise ValueError('config.datasets is empty: name at least one labelled data set')
+    raise ConfigError('config.datasets is empty: name at least one labelled data set')
   bad = [i for i in config.inits if i not in INITS]
   if bad or not config.inits:
-    raise ValueError(f'config.inits must be a non-empty subset of {INITS}, got {config.inits}')
+    raise ConfigError(f'config.inits must be a non-empty subset of {INITS}, got {config.inits}')
   bad = [p for p in config.protocols if p not in PROTOCOLS]
   if bad or not config.protocols:
-    raise ValueError(f'config.protocols must be a non-empty subset of {PROTOCOLS}, got '
-                     f'{config.protocols}')
+    raise ConfigError(f'config.protocols must be a non-empty subset of {PROTOCOLS}, got '
+                      f'{config.protocols}')
   fr = [float(f) for f in config.fractions]
   if not fr or any(not 0.0 < f <= 1.0 for f in fr) or len(set(fr)) != len(fr):
-    raise ValueError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
+    raise ConfigError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
   if int(config.num_folds) < 2:
-    raise ValueError(f'config.num_folds must be >= 2, got {config.num_folds}')
+    raise ConfigError(f'config.num_folds must be >= 2, got {config.num_folds}')
   folds_to_run(config)
   seeds = [int(x) for x in config.get('seeds', (0,))]
   if not seeds or len(set(seeds)) != len(seeds):
-    raise ValueError(f'config.seeds must be distinct integers, got {config.get("seeds")}')
+    raise ConfigError(f'config.seeds must be distinct integers, got {config.get("seeds")}')
   if 'pretrained' in config.inits:
     if not init_candidates(config):
-      raise ValueError("config.init_from (the pre-training checkpoint dir, or several) is "
-                       "required when 'pretrained' is in config.inits")
+      raise ConfigError("config.init_from (the pre-training checkpoint dir, or several) is "
+                        "required when 'pretrained' is in config.inits")
     for path in init_candidates(config):
       if not os.path.exists(path):
-        raise FileNotFoundError(f'config.init_from: {path!r} does not exist')
+        raise MissingInputError(f'config.init_from: {path!r} does not exist')
   steps = config.finetune.train.steps
   if int(steps) < 1:
-    raise ValueError(f'config.finetune.train.steps must be >= 1, got {steps}')
+    raise ConfigError(f'config.finetune.train.steps must be >= 1, got {steps}')
 
 
 def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
@@ -90,7 +91,7 @@ def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
   folds = [int(f) for f in config.get('folds', ())] or list(range(int(config.num_folds)))
   bad = [f for f in folds if not 0 <= f < int(config.num_folds)]
   if bad:
-    raise ValueError(f'config.folds has {bad}, outside 0..{int(config.num_folds) - 1}')
+    raise ConfigError(f'config.folds has {bad}, outside 0..{int(config.num_folds) - 1}')
   return folds
 
 
@@ -129,8 +130,8 @@ def task_data(config: ml_collections.ConfigDict, dataset: str) -> ml_collections
   d.dataset = dataset
   for key, value in (config.get('task_data', None) or {}).get(dataset, {}).items():
     if key not in d:
-      raise ValueError(f'config.task_data.{dataset}.{key}: not a data config key; expected one '
-                       f'of {sorted(d)}')
+      raise ConfigError(f'config.task_data.{dataset}.{key}: not a data config key; expected one '
+                        f'of {sorted(d)}')
     d[key] = value
   return d
 
@@ -261,8 +262,8 @@ def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   path = input_pipeline.ensure_built(d, cfg.data_dir)
   sources = tfds.builder_from_directory(path).as_data_source()
   if d.split not in sources:
-    raise ValueError(f'data set {d.dataset!r} at {path} has no split {d.split!r} '
-                     f'(config.finetune.data.split); it has {sorted(sources)}')
+    raise ConfigError(f'data set {d.dataset!r} at {path} has no split {d.split!r} '
+                      f'(config.finetune.data.split); it has {sorted(sources)}')
   src = sources[d.split]
   ids = np.empty(len(src), dtype=np.int64)
   for start in range(0, len(src), 1024):

@@ -75,21 +75,35 @@ def test_rerun_resumes_instead_of_starting_over(e2e_run):
   chex.assert_trees_all_equal(checkpointing.restore_raw(ck)['params'], before['params'])
 
 
-def test_unknown_config_key_is_named(tmp_path):
-  proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.train.stepz=3',
-                  check=False)
-  assert proc.returncode != 0 and 'stepz' in proc.stderr
+def _one_line_error(proc) -> str:
+  """A user's mistake: exit status 2 and one 'error:' line on stderr, no traceback."""
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  errs = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
+  assert len(errs) == 1, proc.stderr[-2000:]
+  return errs[0]
 
 
-def test_missing_required_value_is_named(tmp_path):
-  proc = run_main(str(tmp_path), '--config=configs/sweep.py:tiny', check=False)
-  assert proc.returncode != 0 and 'init_from' in proc.stderr
+@pytest.mark.parametrize('args,expected', [
+    (('--config=configs/finetune.py:tiny', '--config.train.stepz=3'),
+     "--config.train.stepz: config.train has no key 'stepz'; did you mean config.train.steps?"),
+    (('--config=configs/sweep.py:tiny',),
+     "config.init_from (the pre-training checkpoint dir, or several) is required"),
+    (('--config=configs/pretrain.py:small',),
+     "configs/pretrain.py:small: config argument must be 'size[,variant]'"),
+    (('--config=configs/finetune.py:tiny', '--config.stage=fly'), 'config key stage='),
+    (('--config=configs/prepare.py:tiny', "--config.datasets=('movi_imu',)"),
+     'movi_imu: config key data.manual_dir is empty'),
+])
+def test_user_mistakes_are_one_line(tmp_path, args, expected):
+  line = _one_line_error(run_main(str(tmp_path), *args, check=False))
+  assert expected in line
 
 
-def test_unknown_stage_is_named(tmp_path):
+def test_verbose_shows_the_traceback(tmp_path):
   proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.stage=fly',
-                  check=False)
-  assert proc.returncode != 0 and 'config key stage' in proc.stderr
+                  '--verbose', check=False)
+  assert proc.returncode != 0 and 'Traceback' in proc.stderr and 'ConfigError' in proc.stderr
 
 
 def test_prepare_plot_draws_the_synthetic_signals(tmp_path):
