@@ -300,9 +300,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   records: list[dict[str, Any]] = []
   folds_of: dict[str, dict[int, int]] = {}
   n_trained = n_skipped = 0
-  seconds = 0.0
-  for i, (dataset, fold, fraction, init, protocol, seed) in enumerate(cells, start=1):
+  todo = {c for c in cells if not os.path.exists(os.path.join(cell_dir(workdir, *c), CELL_FILE))}
+  if len(todo) < len(cells):
+    print(f'sweep: {len(cells) - len(todo)} of {len(cells)} cells done before (skipped); '
+          f'{len(todo)} to train', flush=True)
+  eta = CellTimer()
+  for i, cell in enumerate(cells, start=1):
+    dataset, fold, fraction, init, protocol, seed = cell
     cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol, seed, workdir)
+    cfg.train.progress = False  # per-step scalars go to the cell's metrics.jsonl only
     if dataset not in folds_of:
       ids = subject_ids_fn(cfg)
       folds = splits.assign_folds(ids, int(config.num_folds), int(config.fold_seed))
@@ -316,7 +322,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     rec = load_done_cell(path, expected)
     if rec is not None:
       n_skipped += 1
-      print(f'[{i}/{len(cells)}] {name}: done before, skipped', flush=True)
     else:
       os.makedirs(path, exist_ok=True)
       t0 = time.time()
@@ -331,13 +336,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       _check_cell_subjects(rec, folds_of[dataset], fold, name)
       atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
       n_trained += 1
-      seconds += time.time() - t0
-      left = sum(1 for c in cells[i:] if not os.path.exists(os.path.join(cell_dir(workdir, *c),
-                                                                          CELL_FILE)))
+      todo.discard(cell)
+      took = time.time() - t0
+      eta.add(cell, took)
       r = report.results_frame([rec])
       r = r[r.subject == report.ALL].pearson_r.to_numpy()
-      print(f'[{i}/{len(cells)}] {name}: r = {_fmt_list(r)} ({time.time() - t0:.1f} s; about '
-            f'{left * seconds / n_trained / 60:.1f} min left)', flush=True)
+      print(f'[{i}/{len(cells)}] {name}: pooled r = {_fmt_list(r)} ({took:.1f} s; about '
+            f'{eta.left(todo) / 60:.1f} min left)', flush=True)
     records.append(rec)
   report_dir = os.path.join(workdir, 'report')
   notes = [
@@ -359,6 +364,28 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   print(table, flush=True)
   print(f'report: {report_dir}', flush=True)
   return report_dir
+
+
+class CellTimer:
+  """Time left, learnt per (data set, protocol): their cells differ in cost by 10x or more."""
+
+  def __init__(self):
+    self._times: dict[tuple[str, str], list[float]] = {}
+
+  def add(self, cell, seconds: float) -> None:
+    self._times.setdefault((cell[0], cell[4]), []).append(seconds)
+
+  def estimate(self, cell) -> float:
+    """Mean time of the cell's (data set, protocol); else of its data set; else of all cells."""
+    own = self._times.get((cell[0], cell[4]))
+    if own:
+      return float(np.mean(own))
+    same_set = [t for (d, _), ts in self._times.items() if d == cell[0] for t in ts]
+    every = [t for ts in self._times.values() for t in ts]
+    return float(np.mean(same_set or every or [0.0]))
+
+  def left(self, cells) -> float:
+    return sum(self.estimate(c) for c in cells)
 
 
 def _fmt_list(x: np.ndarray) -> str:

@@ -83,6 +83,7 @@ def test_sweep_runs_every_cell_once_with_same_steps(tmp_path, capsys):
     assert c.init_from in ('', cfg.init_from)
     assert c.data_dir == str(tmp_path / 'w' / 'tfds')
     assert c.split.fraction_seed == cfg.fraction_seed + c.seed
+    assert not c.train.progress  # no per-step lines from the cells of a sweep
     if c.protocol == 'full_from_probe':  # starts from its own seed's probe, trained before it
       assert c.probe_from == sweep.cell_dir(str(tmp_path / 'w'), c.data.dataset, c.split.fold,
                                             c.split.fraction, init, 'linear_probe', c.seed)
@@ -212,3 +213,16 @@ def test_dataset_subject_ids_reads_tfds(tmp_path, monkeypatch):
   cfg.data.split = 'test'
   with pytest.raises(ValueError, match="no split 'test'"):
     sweep.dataset_subject_ids(cfg)
+
+
+def test_cell_timer_learns_per_dataset_and_protocol():
+  timer = sweep.CellTimer()
+  kfm = ('kfm', 0, 1.0, 'random', 'full_from_probe', 0)
+  valr = ('valr', 0, 1.0, 'random', 'full_from_probe', 0)
+  timer.add(kfm, 20.0)
+  timer.add(kfm, 22.0)
+  timer.add(valr, 2.0)
+  assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'full_from_probe', 1)) == 21.0
+  assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'linear_probe', 1)) == 21.0  # its set
+  assert timer.estimate(('grf', 0, 1.0, 'random', 'linear_probe', 0)) == pytest.approx(44 / 3)
+  assert timer.left([kfm, valr, valr]) == 25.0
