@@ -454,8 +454,12 @@ def _headline_section(df: pd.DataFrame, task: str,
                     'note'], rows), '',
          '#### Data efficiency (within-subject r)', '']
   for protocol, e in eff.items():
-    line = (f'{e.grid.text()}; interpolated on log fraction: {e.interpolated.text()}; '
-            f'{e.bootstrap.text()}')
+    if len(e.fractions) < 2:
+      line = (f'not computed: one fraction ({_frac(e.fractions[0])}) was swept, and data '
+              f'efficiency compares fractions')
+    else:
+      line = (f'{e.grid.text()}; interpolated on log fraction: {e.interpolated.text()}; '
+              f'{e.bootstrap.text()}')
     md.append(f'- {protocol}: {line}.')
     printed.append(f'data efficiency, {protocol}: {line}')
   md.append('')
@@ -535,6 +539,10 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
     if not eff:
       md += ['Not computed: needs cells of both inits (pretrained and random).', '']
     for protocol, de in eff.items():
+      if tdf[tdf.protocol == protocol].fraction.nunique() < 2:
+        md.append(f'- {protocol}: not computed (one fraction swept); Δr at '
+                  f'{de.full_fraction:.0%} = {_fmt(de.delta_r_full)}.')
+        continue
       md.append(f'- {protocol}: {de.text()}; Δr at {de.full_fraction:.0%} = '
                 f'{_fmt(de.delta_r_full)} (pre-trained {_fmt(de.pretrained_full_r)} vs random '
                 f'{_fmt(de.target_r)}).')

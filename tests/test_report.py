@@ -301,3 +301,20 @@ def test_headline_and_efficiency_csv(tmp_path):
   md = (tmp_path / 'summary.md').read_text()
   assert md.index('linear_probe: pretrained') < md.index('full_from_probe: pretrained') < md.index(
       'full: pretrained') < md.index('adapter: pretrained') < md.index('zeta: pretrained')
+
+
+def test_one_fraction_claims_no_data_efficiency(tmp_path):
+  rng = np.random.default_rng(7)
+  recs = []
+  for init in ('pretrained', 'random'):
+    sid = np.repeat([1, 2, 3], 4)
+    y = rng.normal(size=(12, 1))
+    recs.append(report.make_record(
+        {'predictions': {'subject_id': sid, 'y_true': y, 'y_pred': y + rng.normal(size=y.shape)},
+         'targets': ['y'], 'units': ['BW'], 'n_train': 10, 'n_test': 12, 'train_subjects': [9],
+         'test_subjects': [1, 2, 3]}, task='t', init=init, protocol='full_from_probe',
+        fraction=1.0, fold=0))
+  report.write_results(recs, str(tmp_path))
+  md = (tmp_path / 'summary.md').read_text()
+  assert 'x less labelled data' not in md and '≥' not in md.split('Data efficiency')[1]
+  assert 'not computed: one fraction (100' in md and 'not computed (one fraction swept)' in md
