@@ -95,6 +95,15 @@ def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
   return folds
 
 
+def report_dir_for(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """``<workdir>/report``; a run of a subset of the folds reports into ``report_folds<k-..>``, so
+  it never overwrites the full report with one that covers fewer subjects."""
+  folds = folds_to_run(config)
+  if len(folds) == int(config.num_folds):
+    return os.path.join(workdir, 'report')
+  return os.path.join(workdir, 'report_folds' + '-'.join(str(f) for f in folds))
+
+
 def init_candidates(config: ml_collections.ConfigDict) -> list[str]:
   """``config.init_from`` as a list of checkpoint paths (one path, or several separated by
   commas: one per sample rate and window)."""
@@ -344,7 +353,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       print(f'[{i}/{len(cells)}] {name}: pooled r = {_fmt_list(r)} ({took:.1f} s; about '
             f'{eta.left(todo) / 60:.1f} min left)', flush=True)
     records.append(rec)
-  report_dir = os.path.join(workdir, 'report')
+  report_dir = report_dir_for(config, workdir)
   notes = [
       f'Data sets: {", ".join(config.datasets)}; {int(config.num_folds)}-fold subject-wise CV '
       f'(fold_seed {int(config.fold_seed)}; assignment in sweep/<dataset>/folds.json).',
@@ -362,7 +371,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   ]
   table = report.write_report(records, report_dir, title='Sweep results', notes=notes)
   print(table, flush=True)
-  print(f'report: {report_dir}', flush=True)
+  subset = '' if report_dir.endswith(os.sep + 'report') else (
+      f' (folds {", ".join(str(f) for f in folds_to_run(config))} of {int(config.num_folds)} '
+      f'only; the full report, if any, is left as it was)')
+  print(f'report: {report_dir}{subset}', flush=True)
   return report_dir
 
 

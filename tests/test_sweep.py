@@ -226,3 +226,16 @@ def test_cell_timer_learns_per_dataset_and_protocol():
   assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'linear_probe', 1)) == 21.0  # its set
   assert timer.estimate(('grf', 0, 1.0, 'random', 'linear_probe', 0)) == pytest.approx(44 / 3)
   assert timer.left([kfm, valr, valr]) == 25.0
+
+
+def test_a_subset_of_folds_reports_apart_from_the_full_report(tmp_path, capsys):
+  cfg = make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,))
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  full = (tmp_path / 'w' / 'report' / 'summary.md').read_text()
+  cfg.folds = (0,)
+  out_dir = sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(),
+                      subject_ids_fn=subject_ids_fn)
+  assert out_dir == str(tmp_path / 'w' / 'report_folds0')
+  assert (tmp_path / 'w' / 'report' / 'summary.md').read_text() == full
+  assert '1 fold(s)' in (tmp_path / 'w' / 'report_folds0' / 'summary.md').read_text()
+  assert 'folds 0 of 3 only' in capsys.readouterr().out
