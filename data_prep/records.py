@@ -19,9 +19,14 @@ never leaves a data set that reads as complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import io
+import logging
 import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -207,6 +212,34 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
     raise FileNotFoundError(f'{builder.name}: config key data.manual_dir is empty; this data set '
                             f'is built from files you provide. {instructions}')
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-  builder.download_and_prepare(download_config=dl_config)
+  if built:
+    return os.fspath(builder.data_dir)
+  source = f'from {manual_dir}' if manual_dir else 'generated here'
+  print(f'building {builder.name} ({config.name}, {source}) ...', file=sys.stderr, flush=True)
+  t0 = time.time()
+  absl_log = logging.getLogger('absl')
+  level = absl_log.level
+  absl_log.setLevel(logging.ERROR)  # TFDS warns about every custom config, and says "download"
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      builder.download_and_prepare(download_config=dl_config)
+  finally:
+    absl_log.setLevel(level)
+    _remove_empty_dirs(os.path.join(os.fspath(data_dir), 'downloads'))
+  counts = ', '.join(f'{n} {k}' for k, n in
+                     ((k, v.num_examples) for k, v in builder.info.splits.items()))
+  print(f'built {builder.name} in {time.time() - t0:.0f} s: {counts} windows -> '
+        f'{builder.data_dir}', file=sys.stderr, flush=True)
   return os.fspath(builder.data_dir)
+
+
+def _remove_empty_dirs(root: str) -> None:
+  """TFDS leaves an empty downloads/extracted tree behind for data it never downloads."""
+  if not os.path.isdir(root):
+    return
+  for path, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+    try:
+      os.rmdir(path)  # only succeeds on an empty directory
+    except OSError:
+      pass
 

@@ -65,3 +65,17 @@ def test_iterators_shard_and_pad(toy_dirs):
   last = jax.device_get(batches[-1][0])
   np.testing.assert_array_equal(last['weights'], [1, 1, 1, 0, 0, 0, 0, 0])
   np.testing.assert_array_equal(last['targets'][:3], ws.targets[16:19])
+
+
+def test_a_build_says_what_it_does_and_leaves_no_empty_download_tree(tmp_path, capfd):
+  from conftest import tiny_finetune_config
+
+  data = tiny_finetune_config().data
+  path = input_pipeline.ensure_built(data, str(tmp_path))
+  out, err = capfd.readouterr()
+  assert 'building toy_labelled (tiny_100hz_t32, generated here)' in err
+  assert 'built toy_labelled' in err and '160 train windows' in err
+  assert 'Downloading' not in out + err and 'Using custom data configuration' not in out + err
+  assert not (tmp_path / 'downloads').exists()
+  assert input_pipeline.ensure_built(data, str(tmp_path)) == path  # reused, silently
+  assert capfd.readouterr().err == ''
