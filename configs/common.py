@@ -115,9 +115,11 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
       'steps': steps,
       'batch_size': batch_size,   # global batch (split over all devices)
       'eval_batch_size': 256,
-      'log_every': max(1, steps // 20),
-      'checkpoint_every': max(1, steps // 4),
-      'eval_every': max(1, steps // 4),
+      # 0 = from train.steps, whatever it is set to: a line every steps/20, a checkpoint and a
+      # held-out evaluation every steps/4.
+      'log_every': 0,
+      'checkpoint_every': 0,
+      'eval_every': 0,
       'max_to_keep': 2,
       'grad_accum_steps': 1,
       'compute_dtype': 'float32',  # or 'bfloat16' (parameters stay float32)

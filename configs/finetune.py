@@ -50,6 +50,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3)
   c.train = common.train_config(steps=60 if tiny else 1000, batch_size=32 if tiny else 256)
-  c.train.checkpoint_every = c.train.steps
   c.train.max_to_keep = 1
   return c

@@ -33,7 +33,14 @@ class MetricWriter:
         self._tb = None
 
   def start(self, step: int) -> None:
-    self._t0, self._s0 = time.time(), step
+    """Marks the first step of this process; rates are timed from the first logged step on,
+    so compilation does not enter the ETA."""
+    self._t0, self._s0 = None, step
+
+  def note(self, message: str) -> None:
+    """One line about the run (what runs, resuming or not, finished) on the progress stream."""
+    if self.progress:
+      print(f'[{self.tag}] {message}', file=sys.stderr, flush=True)
 
   def write(self, step: int, scalars: Mapping[str, float], prefix: str = 'train') -> None:
     if not self.enabled:
@@ -49,13 +56,16 @@ class MetricWriter:
 
   def _progress(self, step: int, s: Mapping[str, float], prefix: str) -> None:
     rate = eta = float('nan')
-    if self._t0 is not None and step > self._s0:
+    if prefix == 'train' and self._t0 is None:
+      self._t0, self._s0 = time.time(), step  # the first logged step: compiled from here on
+    elif self._t0 is not None and step > self._s0:
       rate = (step - self._s0) / max(time.time() - self._t0, 1e-9)
       eta = (self.total_steps - step) / rate
     shown = ' '.join(f'{k}={v:.4g}' for k, v in s.items()
                      if k in ('loss', 'top1', 'top5', 'mse', 'pearson_r', 'rmse'))
-    print(f'[{self.tag}] {prefix} step {step}/{self.total_steps} {shown} '
-          f'{rate:.2f} steps/s ETA {eta:.0f}s', file=sys.stderr, flush=True)
+    timing = f'{rate:.2f} steps/s ETA {eta:.0f}s' if rate == rate else 'timing from here on'
+    print(f'[{self.tag}] {prefix} step {step}/{self.total_steps} {shown} {timing}',
+          file=sys.stderr, flush=True)
 
   def close(self) -> None:
     if self.enabled:

@@ -62,7 +62,11 @@ def _run_pretrain(config, workdir):
   from ssl_imu_jax import pretrain
 
   out = pretrain.run(config, os.path.join(workdir, 'pretrain'), _data_dir(config, workdir))
-  print(json.dumps({'train': out['train'], 'eval': out['eval']}, indent=1))
+  if out['train']:
+    print(json.dumps({'train': out['train'], 'eval': out['eval']}, indent=1))
+  else:
+    print(f'pre-training had already finished; held-out eval of its last checkpoint: '
+          f'{json.dumps(out["eval"])}')
   return out
 
 

@@ -44,6 +44,7 @@ PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 CELL_FILE = 'sweep_cell.json'
 # Config keys that do not change what a cell computes (where data live, logging).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
+                          'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size'})
 
 TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
@@ -227,7 +228,7 @@ def load_done_cell(path: str, expected: Mapping[str, Any]) -> dict[str, Any] | N
       done = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'{marker} is not valid JSON ({e}); delete it to rerun the cell') from e
-  old = done.get('config', {})
+  old = {k: v for k, v in done.get('config', {}).items() if k not in IGNORED_KEYS}
   diff = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
   if diff:
     shown = ', '.join(f'{k}: {old.get(k)!r} -> {expected.get(k)!r}' for k in diff[:5])

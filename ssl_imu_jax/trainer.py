@@ -41,7 +41,12 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
     start = 0
   last: dict[str, float] = {}
   if start >= total_steps:
+    writer.note(f'already finished at step {start} of {total_steps}; nothing to train '
+                f'(checkpoints in {ckpt.directory})')
     return state, last
+  where = f'resuming from step {start}' if start else 'starting at step 0'
+  writer.note(f'{total_steps} steps on {jax.device_count()} {jax.default_backend()} device(s), '
+              f'{where}; checkpoints every {checkpoint_every} steps in {ckpt.directory}')
   writer.start(start)
   try:
     pending = None  # (step, device metrics) of the previous step, read after the next dispatch
@@ -80,10 +85,20 @@ def fit(config, windows, train_idx, *, state, step_fn, ckpt, meta, writer, shard
     return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
                                          t.steps, sharding, prefetch=t.prefetch)
 
+  log_every, checkpoint_every, eval_every = intervals(t)
   return train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
                     total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta, writer=writer,
-                    log_every=t.log_every, checkpoint_every=t.checkpoint_every, eval_fn=eval_fn,
-                    eval_every=t.eval_every if eval_fn is not None else 0)
+                    log_every=log_every, checkpoint_every=checkpoint_every, eval_fn=eval_fn,
+                    eval_every=eval_every if eval_fn is not None else 0)
+
+
+def intervals(train_cfg) -> tuple[int, int, int]:
+  """(log_every, checkpoint_every, eval_every); a 0 in the config follows ``train.steps``:
+  steps/20, steps/4, steps/4 (at least 1)."""
+  steps = int(train_cfg.steps)
+  auto = (max(1, steps // 20), max(1, steps // 4), max(1, steps // 4))
+  given = (train_cfg.log_every, train_cfg.checkpoint_every, train_cfg.eval_every)
+  return tuple(int(g) if int(g) > 0 else a for g, a in zip(given, auto, strict=True))
 
 
 def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:

@@ -99,3 +99,16 @@ def test_gradient_accumulation_averages_micro_batch_losses():
     bstats = new['batch_stats']
     halves.append(float(pretrain.ssl_loss(cfg, za, zg, t)[0]))
   np.testing.assert_allclose(float(m['loss']), np.mean(halves), rtol=1e-5)
+
+
+def test_intervals_follow_the_step_count():
+  from configs import common
+  from ssl_imu_jax import trainer
+
+  t = common.train_config(steps=100, batch_size=8)
+  t.steps = 10_000  # a --config.train.steps override
+  assert trainer.intervals(t) == (500, 2500, 2500)
+  t.steps = 20
+  assert trainer.intervals(t) == (1, 5, 5)
+  t.log_every, t.checkpoint_every = 7, 3
+  assert trainer.intervals(t) == (7, 3, 5)

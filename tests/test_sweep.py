@@ -239,3 +239,18 @@ def test_a_subset_of_folds_reports_apart_from_the_full_report(tmp_path, capsys):
   assert (tmp_path / 'w' / 'report' / 'summary.md').read_text() == full
   assert '1 fold(s)' in (tmp_path / 'w' / 'report_folds0' / 'summary.md').read_text()
   assert 'folds 0 of 3 only' in capsys.readouterr().out
+
+
+def test_cadence_keys_never_block_a_resume(tmp_path):
+  cfg = make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,))
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  cell = next(iter(sweep.plan(cfg)))
+  marker = os.path.join(sweep.cell_dir(str(tmp_path / 'w'), *cell), sweep.CELL_FILE)
+  with open(marker) as f:
+    done = json.load(f)
+  done['config']['train.checkpoint_every'] = 999  # written by an older version, or other cadence
+  with open(marker, 'w') as f:
+    json.dump(done, f)
+  again = FakeTrain()
+  sweep.run(cfg, str(tmp_path / 'w'), train_fn=again, subject_ids_fn=subject_ids_fn)
+  assert again.calls == []
