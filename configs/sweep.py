@@ -55,5 +55,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.fold_seed = 0
   c.fraction_seed = 0
   c.init_from = ''  # pre-training checkpoint dir (several: comma-separated); for 'pretrained'
+  c.report_only = False  # True: report the finished cells (report_partial/), train nothing
   c.finetune = finetune.get_config(arg)
   return c

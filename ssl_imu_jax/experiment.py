@@ -49,13 +49,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
   ckpts = []
   plans = pretrain_configs(config)
+  report_only = bool(config.sweep.get('report_only', False))
   for i, (key, pcfg) in enumerate(plans.items(), start=1):
     out_dir = pretrain_dir(workdir, key)
+    ckpts.append(os.path.join(out_dir, 'checkpoints'))
+    if report_only:  # report what the sweep has finished; train nothing
+      continue
     print(f'== pre-training {i}/{len(plans)} on {pcfg.data.dataset} at {key[0]:g} Hz / {key[1]} '
           f'samples ({pcfg.train.steps} steps x {pcfg.train.batch_size} windows) -> {out_dir}',
           file=sys.stderr, flush=True)
     pretrain.run(pcfg, out_dir, data_dir)
-    ckpts.append(os.path.join(out_dir, 'checkpoints'))
   sweep_cfg = config.sweep.copy_and_resolve_references()
   sweep_cfg.unlock()
   sweep_cfg.init_from = ','.join(ckpts)
@@ -64,6 +67,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   from ssl_imu_jax import checkpointing
 
   table = paper_comparison(report_dir)
+  if report_only:
+    table = ('PARTIAL (sweep.report_only): the cells finished so far; see summary.md for how many '
+             'are missing.\n\n' + table)
   checkpointing.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
   print(table, flush=True)
   return report_dir

@@ -308,6 +308,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   atomic_write_json(os.path.join(workdir, 'sweep', 'sweep_config.json'),
                     json.loads(config.to_json_best_effort()))
   records: list[dict[str, Any]] = []
+  report_only = bool(config.get('report_only', False))
   folds_of: dict[str, dict[int, int]] = {}
   n_trained = n_skipped = 0
   todo = {c for c in cells if not os.path.exists(os.path.join(cell_dir(workdir, *c), CELL_FILE))}
@@ -332,6 +333,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     rec = load_done_cell(path, expected)
     if rec is not None:
       n_skipped += 1
+    elif report_only:
+      continue
     else:
       os.makedirs(path, exist_ok=True)
       t0 = time.time()
@@ -355,6 +358,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
             f'{eta.left(todo) / 60:.1f} min left)', flush=True)
     records.append(rec)
   report_dir = report_dir_for(config, workdir)
+  if report_only:
+    if not records:
+      raise ConfigError(f'config.report_only: no finished cell under {workdir}/sweep to report')
+    report_dir = os.path.join(workdir, 'report_partial')
   notes = [
       f'Data sets: {", ".join(config.datasets)}; {int(config.num_folds)}-fold subject-wise CV '
       f'(fold_seed {int(config.fold_seed)}; assignment in sweep/<dataset>/folds.json).',
@@ -368,7 +375,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; '
       f'linear-probe BatchNorm adapts: '
       f'{bool(config.finetune.get("linear_probe_bn_adapt", True))}.',
-      f'{len(cells)} cells: {n_trained} trained in this run, {n_skipped} reused from earlier runs.',
+      f'{len(cells)} cells: {n_trained} trained in this run, {n_skipped} reused from earlier runs'
+      + (f'; PARTIAL: {len(cells) - len(records)} cells not trained yet (config.report_only).'
+         if report_only else '.'),
   ]
   table = report.write_report(records, report_dir, title='Sweep results', notes=notes)
   print(table, flush=True)

@@ -254,3 +254,19 @@ def test_cadence_keys_never_block_a_resume(tmp_path):
   again = FakeTrain()
   sweep.run(cfg, str(tmp_path / 'w'), train_fn=again, subject_ids_fn=subject_ids_fn)
   assert again.calls == []
+
+
+def test_report_only_reports_the_finished_cells_and_trains_nothing(tmp_path):
+  cfg = make_config(tmp_path)
+  with pytest.raises(RuntimeError, match='killed'):
+    sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(fail_after=10),
+              subject_ids_fn=subject_ids_fn)
+  cfg.report_only = True
+  idle = FakeTrain()
+  out_dir = sweep.run(cfg, str(tmp_path / 'w'), train_fn=idle, subject_ids_fn=subject_ids_fn)
+  assert idle.calls == [] and out_dir == str(tmp_path / 'w' / 'report_partial')
+  assert f'PARTIAL: {N_CELLS - 10} cells not trained yet' in (
+      tmp_path / 'w' / 'report_partial' / 'summary.md').read_text()
+  assert not (tmp_path / 'w' / 'report').exists()
+  with pytest.raises(ValueError, match='no finished cell'):
+    sweep.run(cfg, str(tmp_path / 'empty'), train_fn=idle, subject_ids_fn=subject_ids_fn)
