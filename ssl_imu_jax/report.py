@@ -623,13 +623,18 @@ def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
                            figsize=(4.2 * len(protocols), 3.6 * len(targets)))
   for row, target in zip(axes, targets, strict=True):
     within = within_subject_results(df, task, target)
+    ends = [v for w in within.values() if math.isfinite(w.mean)
+            for v in (w.mean - (0.0 if math.isnan(w.sd) else w.sd),
+                      w.mean + (0.0 if math.isnan(w.sd) else w.sd))]
     unit = tdf[tdf.target == target].unit.iloc[0]
     for ax, protocol in zip(row, protocols, strict=True):
       fracs = sorted({k[1] for k in within if k[0] == protocol})
-      for init in _order({k[2] for k in within}, INIT_ORDER):
+      inits = _order({k[2] for k in within}, INIT_ORDER)
+      for j, init in enumerate(inits):
         pts = [(f, within[(protocol, f, init)]) for f in fracs if (protocol, f, init) in within]
+        dodge = 1.0 + 0.04 * (j - (len(inits) - 1) / 2)  # the arms' error bars side by side
         if pts:
-          ax.errorbar([f for f, _ in pts], [w.mean for _, w in pts],
+          ax.errorbar([f * dodge for f, _ in pts], [w.mean for _, w in pts],
                       yerr=[0.0 if math.isnan(w.sd) else w.sd for _, w in pts], capsize=3,
                       marker='o', color=_COLORS.get(init), linestyle=_STYLES.get(protocol, '-'),
                       label=init)
@@ -642,10 +647,13 @@ def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
         ax.set_xticks(fracs)
         ax.set_xticklabels([_frac(f) for f in fracs])
         ax.minorticks_off()
+        ax.set_xlim(min(fracs) / 1.25, max(fracs) * 1.25)
       ax.set_title(f'{target}' + (f' ({unit})' if unit else '') + f'\n{protocol}', fontsize=9)
       ax.set_xlabel('fraction of training windows', fontsize=8)
       ax.grid(True, alpha=0.3)
-      ax.legend(fontsize=7)
+      ax.legend(fontsize=7, loc='lower right', framealpha=0.9)
+    # r's own scale (0..1 at least), so a small gap is not blown up to fill the axis.
+    row[0].set_ylim(min([0.0] + ends) - 0.05, max([1.0] + ends) + 0.02)
     row[0].set_ylabel('within-subject r\n(mean ± sd over test subjects)', fontsize=8)
   fig.suptitle(task, fontsize=10)
   fig.tight_layout()
