@@ -56,5 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.fraction_seed = 0
   c.init_from = ''  # pre-training checkpoint dir (several: comma-separated); for 'pretrained'
   c.report_only = False  # True: report the finished cells (report_partial/), train nothing
+  # True: after the cells, one model per data set on all subjects (the pre-trained arm, last
+  # protocol, largest fraction, first seed) in <workdir>/final/<dataset>, to deploy with predict.
+  c.final_model = False
   c.finetune = finetune.get_config(arg)
   return c

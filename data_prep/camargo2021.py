@@ -301,7 +301,7 @@ class Camargo2021(records.ImuWindowBuilder):
       k = inside[np.argmax(np.abs(p_val[inside]))]
       yield f'{name}/{item["subject"]}/{int(st)}', self.example(
           acc[:, st:st + t_len], gyr[:, st:st + t_len], item['subject'], item['trial'],
-          {'peak_vgrf': p_val[k]}, where=f'{where} window at {st}')
+          {'peak_vgrf': p_val[k]}, where=f'{where} window at {st}', start=st)
 
 
 # ----------------------------------------------------------------------------------------------

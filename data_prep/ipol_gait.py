@@ -150,7 +150,7 @@ class IpolGait(records.ImuWindowBuilder):
       for st in starts[good]:
         yield f'{stem}/{int(st)}', self.example(
             acc[:, st:st + t_len], gyr[:, st:st + t_len], subject, trial_id,
-            where=f'{stem} window at {st}')
+            where=f'{stem} window at {st}', start=st)
       return
     labels = stride_labels(meta, str(self._opt('foot', 'right')), self.SOURCE_RATE_HZ,
                            float(self._opt('distance_m', 20.0)), where=stem,
@@ -173,7 +173,7 @@ class IpolGait(records.ImuWindowBuilder):
       targets = {k: row[k] for k in STRIDE_TARGETS}
       yield f'{stem}/{row["contact"]}', self.example(
           acc[:, st:st + t_len], gyr[:, st:st + t_len], subject, trial_id, targets,
-          where=f'{stem} stride at {row["contact"]}')
+          where=f'{stem} stride at {row["contact"]}', start=st)
     if n_skip or n_cut:
       log.info('%s: of %d strides, %d skipped (outside the data, a gap, or not whole in the '
                'window with require_full_stride) and %d kept longer than the window', stem,

@@ -332,7 +332,8 @@ class LabFiles(records.ImuWindowBuilder):
         good = preprocess.dynamic_mask(a_w, thr_g)
       for st in starts[good]:
         yield f'{stem}/{int(st)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
-                                                subject, trial, where=f'{stem} window at {st}')
+                                                subject, trial, where=f'{stem} window at {st}',
+                                                start=st)
       return
     for (a, b), row in zip(stances, labels, strict=True):
       if row is None:
@@ -342,4 +343,5 @@ class LabFiles(records.ImuWindowBuilder):
       if st < 0 or st + t_len > acc.shape[1]:
         continue
       yield f'{stem}/{int(a)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
-                                             subject, trial, row, where=f'{stem} stance at {a}')
+                                             subject, trial, row, where=f'{stem} stance at {a}',
+                                             start=st)

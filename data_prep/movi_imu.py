@@ -145,7 +145,7 @@ class MoviImu(records.ImuWindowBuilder):
       for st in starts[good]:
         yield f'{subject}/{name}/{int(st)}', self.example(
             acc[:, st:st + t_len], gyr[:, st:st + t_len], subject, trial,
-            where=f'{where} window at {st}')
+            where=f'{where} window at {st}', start=st)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ Every example is one window:
                                          (absent when the data set has no gyroscope)
   subject_id     int32                   unique within the data set
   trial          int32                   trial index within the subject
+  start_s        float32                 the window's start in its trial, seconds from the
+                                         trial's first sample (NaN where the source has no
+                                         continuous time, e.g. pre-segmented steps)
   sample_rate_hz float32
   <target>       float32                 one scalar feature per label (labelled sets only)
 
@@ -97,6 +100,7 @@ def window_features(n_imu: int, window_length: int, targets: Sequence[str] = (),
       'acc': tfds.features.Tensor(shape=shape, dtype=np.float32),
       'subject_id': np.int32,
       'trial': np.int32,
+      'start_s': np.float32,
       'sample_rate_hz': np.float32,
   }
   if with_gyr:
@@ -163,14 +167,19 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     )
 
   def example(self, acc: np.ndarray, gyr: np.ndarray | None, subject_id: int, trial: int,
-              targets: Mapping[str, float] | None = None, where: str = '') -> dict[str, Any]:
-    """Validates one window against the contract; ``where`` names the source in errors."""
+              targets: Mapping[str, float] | None = None, where: str = '',
+              start: float | None = None) -> dict[str, Any]:
+    """Validates one window against the contract; ``where`` names the source in errors.
+
+    ``start``: the window's first sample index in its trial at the output rate (None: unknown).
+    """
     cfg = self.builder_config
     shape = (len(self.sites()), cfg.window_length, 3)
     ex: dict[str, Any] = {
         'acc': check_array(acc, shape, 'acc', where),
         'subject_id': int(subject_id),
         'trial': int(trial),
+        'start_s': float('nan') if start is None else float(start) / float(cfg.sample_rate_hz),
         'sample_rate_hz': float(cfg.sample_rate_hz),
     }
     if self.WITH_GYR:

@@ -125,10 +125,10 @@ class _LabelledBase(_SyntheticBase):
     for sid, steps in enumerate(_run(gen.labelled_subject, jobs, self._workers())):
       if not steps:
         raise RuntimeError(f'{self.name}: subject {sid} produced no complete step')
-      for trial, step, acc, gyr, label in steps:
+      for trial, step, acc, gyr, label, start in steps:
         where = f'{self.name} subject {sid} trial {trial} step {step}'
         yield f'{sid:03d}_{trial:03d}_{step:03d}', self.example(
-            acc, gyr, sid, trial, {target: label}, where=where)
+            acc, gyr, sid, trial, {target: label}, where=where, start=start)
 
 
 class SyntheticMovi(_SyntheticBase):

@@ -195,9 +195,10 @@ def _apply(module, norm, window_length, sample_rate_hz, has_gyr, params, acc, gy
   return h_acc if gyr is None else jnp.concatenate([h_acc, h_gyr], axis=-1)
 
 
-def embed_windows(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
-                  batch_size: int) -> np.ndarray:
-  """Embeddings of all windows in fixed-size batches (the last one padded: one compilation)."""
+def apply_in_batches(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
+                     batch_size: int) -> np.ndarray:
+  """``apply_fn(params, acc, gyr)`` over all windows in fixed-size batches (the last one padded:
+  one compilation); embeddings of ``load_encoder``, predictions of ``load_regressor``."""
   if batch_size <= 0:
     raise ConfigError(f'config key batch_size must be positive, got {batch_size}')
   fn = jax.jit(apply_fn)
@@ -247,7 +248,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
   ws = input_pipeline.load_split(path, data.split, data.imu_sites, data.use_gyr)
   input_pipeline.check_matches(ws, data)
   gyr = ws.gyr if info['has_gyr'] else None
-  emb = embed_windows(apply_fn, params, ws.acc, gyr, int(config.batch_size))
+  emb = apply_in_batches(apply_fn, params, ws.acc, gyr, int(config.batch_size))
 
   out_dir = os.path.join(workdir, 'embed')
   os.makedirs(out_dir, exist_ok=True)

@@ -2,7 +2,8 @@
 
 ``train_and_evaluate(config, workdir, data_dir)`` trains, evaluates the held-out subjects in the
 label's units and writes ``<workdir>/result.json`` (atomically: its presence means the cell is
-complete).
+complete) and ``<workdir>/model_card.md``. ``split.fold = -1`` (FINAL_FOLD) trains a model to
+deploy on every subject of the data set, with no test fold.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ssl_imu_jax import (
   input_pipeline,
   losses,
   metrics,
+  model_card,
   parallel,
   splits,
   train_state,
@@ -40,6 +42,8 @@ RESULT_FILE = 'result.json'
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 NORM_POLICIES = ('train_subjects', 'checkpoint', 'auto')
 PROBE_DIR = 'probe'
+FINAL_FOLD = -1  # split.fold of a final model: all subjects train, none are held out
+MODEL_CARD = 'model_card.md'
 
 
 def check_protocol(protocol: str) -> None:
@@ -256,9 +260,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise ConfigError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
   use_gyr = ws.gyr is not None
 
-  folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
-  checkpointing.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
-  train_idx, test_idx = splits.fold_indices(ws.subject_id, folds, config.split.fold)
+  final = int(config.split.fold) == FINAL_FOLD
+  if final:
+    train_idx, test_idx = np.arange(len(ws)), np.zeros(0, np.int64)
+  else:
+    folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
+    checkpointing.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
+    train_idx, test_idx = splits.fold_indices(ws.subject_id, folds, config.split.fold)
   train_idx = splits.fraction_indices(train_idx, config.split.fraction,
                                       config.split.fraction_seed)
   train_subjects = sorted(set(ws.subject_id[train_idx].tolist()))
@@ -297,7 +305,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'target_normalization': target_stats, 'targets': list(ws.target_names),
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
-          'train_subjects': train_subjects, 'test_subjects': test_subjects}
+          'train_subjects': train_subjects, 'test_subjects': test_subjects, 'final': final,
+          **input_pipeline.input_facts(ws)}
   writer = MetricWriter(workdir, config.train.steps, config.train.progress,
                         tag=f'finetune {config.data.dataset} fold{config.split.fold}')
   state, last = trainer.fit(config, ws, train_idx, state=state, step_fn=progs.step, ckpt=ckpt,
@@ -308,6 +317,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   y_pred = predict_windows(progs.predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
   y_true = ws.targets[test_idx]
   result = {
+      'final': final,
       'dataset': config.data.dataset,
       'targets': list(ws.target_names),
       'units': list(ws.target_units),
@@ -324,11 +334,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'train_subjects': train_subjects,
       'test_subjects': test_subjects,
       'train_loss': last.get('loss', float('nan')),
-      'metrics': {t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
-                  for k, t in enumerate(ws.target_names)},
+      'metrics': {} if final else {t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
+                                   for k, t in enumerate(ws.target_names)},
       'predictions': {'subject_id': ws.subject_id[test_idx].tolist(),
                       'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
+  card = model_card.render_finetune(meta, ckpt_step=int(config.train.steps), result=result)
+  checkpointing.write_text_atomic(os.path.join(workdir, MODEL_CARD), card)
   checkpointing.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
   result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
   return result
@@ -400,10 +412,3 @@ def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarra
     out.append(np.asarray(jax.device_get(predict(state, batch)))[:n_real])
   return np.concatenate(out) if out else np.zeros((0, len(ws.target_names)), np.float32)
 
-
-def read_result(workdir: str) -> dict[str, Any] | None:
-  p = os.path.join(workdir, RESULT_FILE)
-  if not os.path.exists(p):
-    return None
-  with open(p) as f:
-    return json.load(f)

@@ -37,6 +37,7 @@ class WindowSet:
   sample_rate_hz: float
   metadata: dict[str, Any]
   path: str = ''
+  start_s: np.ndarray | None = None  # [n] float32 window start in its trial (s); NaN = unknown
 
   def __len__(self) -> int:
     return len(self.subject_id)
@@ -109,6 +110,8 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
   gyr = np.empty_like(acc) if use_gyr else None
   subj = np.empty(n, np.int64)
   trial = np.empty(n, np.int64)
+  start_s = np.full(n, np.nan, np.float32)  # records built before the field existed lack it
+  has_start = 'start_s' in builder.info.features
   targets = np.empty((n, len(names)), np.float32)
   for lo in range(0, n, chunk):
     hi = min(n, lo + chunk)
@@ -118,13 +121,28 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
       gyr[lo:hi] = np.stack([e['gyr'] for e in exs])[:, site_idx]
     subj[lo:hi] = [int(e['subject_id']) for e in exs]
     trial[lo:hi] = [int(e['trial']) for e in exs]
+    if has_start:
+      start_s[lo:hi] = [float(e['start_s']) for e in exs]
     for k, name in enumerate(names):
       targets[lo:hi, k] = [float(e[name]) for e in exs]
   return WindowSet(acc=acc, gyr=gyr, subject_id=subj, trial=trial, targets=targets,
                    target_names=names, target_units=tuple(target_map[k] for k in names),
                    sites=tuple(all_sites[i] for i in site_idx),
                    sample_rate_hz=float(meta.get('sample_rate_hz', 0.0)), metadata=meta,
-                   path=str(path))
+                   path=str(path), start_s=start_s)
+
+
+def concatenate(parts: Sequence[WindowSet]) -> WindowSet:
+  """The windows of several splits of one data set as one set (in the order given)."""
+  first = parts[0]
+  for p in parts[1:]:
+    if (p.sites, p.target_names, p.gyr is None) != (first.sites, first.target_names,
+                                                   first.gyr is None):
+      raise ValueError(f'{p.path}: splits differ in sites, labels or gyroscope')
+  cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+  return dataclasses.replace(first, acc=cat('acc'), gyr=None if first.gyr is None else cat('gyr'),
+                             subject_id=cat('subject_id'), trial=cat('trial'),
+                             targets=cat('targets'), start_s=cat('start_s'))
 
 
 def check_matches(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> None:
@@ -135,6 +153,34 @@ def check_matches(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> None:
   if ws.window_length != data_cfg.window_length:
     raise ConfigError(f'{ws.path}: windows have {ws.window_length} samples but config key '
                       f'data.window_length is {data_cfg.window_length}')
+
+
+def axis_frame(metadata: Mapping[str, Any]) -> str:
+  """The axis frame a data set's windows are expressed in, as its metadata records it."""
+  axes = metadata.get('axes')
+  if isinstance(axes, Mapping) and 'convention' in axes:
+    conv = axes['convention']
+    if isinstance(conv, Mapping):
+      return 'body frame (' + ', '.join(f'{k} {v}' for k, v in sorted(conv.items())) + ')'
+    return str(conv)
+  if 'generator' in metadata:
+    return 'synthetic segment frame (docs/synthetic_data.md)'
+  return 'unknown'
+
+
+def input_facts(ws: WindowSet) -> dict[str, Any]:
+  """What a model trained on ``ws`` expects as input and returns (stored in its checkpoint)."""
+  return {'sites': list(ws.sites), 'sample_rate_hz': float(ws.sample_rate_hz),
+          'window_length': int(ws.window_length), 'use_gyr': ws.gyr is not None,
+          'frame': axis_frame(ws.metadata), 'input_units': {'acc': 'm/s^2', 'gyr': 'rad/s'},
+          'units': list(ws.target_units)}
+
+
+def select_sites(ws: WindowSet, sites: Sequence[str]) -> WindowSet:
+  """``ws`` with only ``sites``, in that order (names must exist; the caller checks)."""
+  idx = [ws.sites.index(s) for s in sites]
+  return dataclasses.replace(ws, acc=ws.acc[:, idx],
+                             gyr=None if ws.gyr is None else ws.gyr[:, idx], sites=tuple(sites))
 
 
 def fit_input_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, float]:

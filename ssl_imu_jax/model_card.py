@@ -57,3 +57,77 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   with open(_TEMPLATE) as f:
     lines = [ln for ln in f.read().splitlines(keepends=True) if not ln.startswith('<!--')]
   return ''.join(lines).format(**fields)
+
+
+def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any] | None = None,
+                    cv: dict[str, dict[str, float]] | None = None) -> str:
+  """Model card of a fine-tuned model: what it was trained on, its inputs, outputs and accuracy.
+
+  ``result``: the run's own result.json (held-out metrics of its fold, if it had one);
+  ``cv``: {target: {'within_subject_r', 'within_subject_r_sd', 'pooled_r', 'rmse', ...}} from
+  the sweep's cross-validation of the same recipe (final models).
+  """
+  cfg = meta['config']
+  targets = list(meta['targets'])
+  units = list(meta.get('units') or [''] * len(targets))
+  norm = meta['normalization']
+  final = bool(meta.get('final'))
+  init = (f"pre-trained encoder from `{meta['init_from']}`" if meta.get('init_from')
+          else 'random initialisation')
+  gyr = meta.get('use_gyr', 'gyr_mean' in norm)
+  lines = [
+      f"# Model card: {', '.join(targets)} from IMUs ({cfg['data']['dataset']})",
+      '',
+      'A fine-tuned ssl_imu_jax regressor (Tan, Shull, Chaudhari, ASB 2023 recipe). Load it with',
+      '`ssl_imu_jax.load_regressor(<this folder>)` or apply it with',
+      '`python main.py --config=configs/predict.py --config.checkpoint=<this folder> ...`.',
+      '',
+      '## Training',
+      f"- Data set: `{cfg['data']['dataset']}` (split `{cfg['data']['split']}`), "
+      + ('**all subjects** (a final model, no held-out fold)' if final else
+         f"fold {cfg['split']['fold']} of {cfg['split']['num_folds']} "
+         f"(fold_seed {cfg['split']['fold_seed']})"),
+      f"- Training subjects ({len(meta['train_subjects'])}): {meta['train_subjects']}",
+      f"- Held-out subjects: {meta.get('test_subjects') or 'none'}",
+      f"- Fraction of the training windows: {float(cfg['split']['fraction']):g}",
+      f"- Start: {init}; protocol `{meta['protocol']}`; {cfg['train']['steps']} steps of "
+      f"{cfg['train']['batch_size']} windows per stage; seed {meta.get('seed', cfg['seed'])}; "
+      f'checkpoint step {ckpt_step}',
+      f"- Encoder: {meta['encoder']}",
+      '',
+      '## Inputs',
+      f"- Sites, in this order: {', '.join(meta.get('sites') or ['(all sites of the data set)'])}",
+      f"- {meta.get('sample_rate_hz', cfg['data']['sample_rate_hz'])} Hz, windows of "
+      f"{meta.get('window_length', cfg['data']['window_length'])} samples",
+      f"- Axis frame: {meta.get('frame', 'unknown')}",
+      '- Accelerometer specific force in m/s^2' + (' and gyroscope in rad/s' if gyr else
+                                                  ' only (no gyroscope)'),
+      '- Normalisation applied inside the model: '
+      + ', '.join(f'{k}={v:.4g}' for k, v in sorted(norm.items())),
+      '',
+      '## Outputs',
+      *[f'- `{t}`' + (f' ({u})' if u else '') for t, u in zip(targets, units, strict=True)],
+      '',
+      '## Accuracy',
+  ]
+  if cv:
+    lines.append('Cross-validated by the sweep (same recipe, subject-wise folds; within-subject '
+                 'r = mean over test subjects of the r on their own windows):')
+    nan = float('nan')
+    for t in targets:
+      m = cv.get(t, {})
+      lines.append(f"- `{t}`: within-subject r {m.get('within_subject_r', nan):.3f} "
+                   f"± {m.get('within_subject_r_sd', nan):.3f} over {m.get('n_subjects', 0)} "
+                   f"subjects, pooled r {m.get('pooled_r', nan):.3f}, "
+                   f"RMSE {m.get('rmse', nan):.4g} ({m.get('cells', '')})")
+  elif result and result.get('metrics'):
+    lines.append(f"On this run's held-out subjects {meta.get('test_subjects')} (pooled):")
+    for t in targets:
+      m = result['metrics'][t]
+      lines.append(f"- `{t}`: r {m['pearson_r']:.3f}, RMSE {m['rmse']:.4g}, relative RMSE "
+                   f"{m['rrmse']:.1f} %")
+  else:
+    lines.append('Not measured: a final model has no held-out subjects. Run the sweep with '
+                 '`sweep.final_model=True` for cross-validated figures, or `evaluate` it on '
+                 'subjects it never saw.')
+  return '\n'.join(lines) + '\n'

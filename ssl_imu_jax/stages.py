@@ -11,9 +11,6 @@ import ml_collections
 from ssl_imu_jax import input_pipeline
 from ssl_imu_jax.errors import ConfigError
 
-STAGES = ('prepare', 'pretrain', 'finetune', 'sweep', 'evaluate', 'embed', 'paper', 'demo',
-          'budget')
-
 
 def check_required(config: ml_collections.ConfigDict, prefix: str = '') -> None:
   """Every field left as None (a placeholder) is a required value the user must set."""
@@ -33,7 +30,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
     raise ConfigError(f'config key stage={config.stage!r}; expected one of {STAGES}')
   check_required(config)
   os.makedirs(workdir, exist_ok=True)
-  return globals()[f'_run_{config.stage}'](config, workdir)
+  return _RUNNERS[config.stage](config, workdir)
 
 
 def _data_dir(config, workdir: str) -> str:
@@ -73,8 +70,12 @@ def _run_pretrain(config, workdir):
 def _run_finetune(config, workdir):
   from ssl_imu_jax import finetune, report
 
-  res = finetune.train_and_evaluate(config, os.path.join(workdir, 'finetune'),
-                                    _data_dir(config, workdir))
+  out = os.path.join(workdir, 'finetune')
+  res = finetune.train_and_evaluate(config, out, _data_dir(config, workdir))
+  if res['final']:
+    print(f'final model on all {len(res["train_subjects"])} subjects (no held-out fold): {out}; '
+          f'model card {os.path.join(out, finetune.MODEL_CARD)}')
+    return res
   record = report.make_record(res, task=config.data.dataset, init=res['init'],
                               protocol=config.protocol, fraction=float(config.split.fraction),
                               fold=int(config.split.fold), steps=int(config.train.steps))
@@ -109,12 +110,29 @@ def _run_demo(config, workdir):
   return _run_paper(config, workdir)
 
 
+def _run_predict(config, workdir):
+  """A fine-tuned model applied to new recordings -> predictions.csv (+ metrics with labels)."""
+  from ssl_imu_jax import predict
+
+  return predict.run(config, workdir)
+
+
 def _run_evaluate(config, workdir):
-  raise ConfigError("stage 'evaluate' is not yet available; the sweep and finetune stages "
-                    'evaluate held-out subjects themselves')
+  """``predict`` on a labelled set the model never saw, with its metrics."""
+  from ssl_imu_jax import predict
+
+  return predict.run(config, workdir, require_labels=True)
 
 
 def _run_embed(config, workdir):
   from ssl_imu_jax import encoder_api
 
   return encoder_api.embed_stage(config, workdir)
+
+
+_RUNNERS = {
+    'prepare': _run_prepare, 'pretrain': _run_pretrain, 'finetune': _run_finetune,
+    'sweep': _run_sweep, 'predict': _run_predict, 'evaluate': _run_evaluate, 'embed': _run_embed,
+    'paper': _run_paper, 'demo': _run_demo, 'budget': _run_budget,
+}
+STAGES = tuple(_RUNNERS)

@@ -36,6 +36,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax import report, splits
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
@@ -357,6 +358,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       print(f'[{i}/{len(cells)}] {name}: pooled r = {_fmt_list(r)} ({took:.1f} s; about '
             f'{eta.left(todo) / 60:.1f} min left)', flush=True)
     records.append(rec)
+  if config.get('final_model', False) and not report_only:
+    for dataset in config.datasets:
+      train_final_model(config, workdir, data_dir, dataset, records, train_fn)
   report_dir = report_dir_for(config, workdir)
   if report_only:
     if not records:
@@ -386,6 +390,72 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       f'only; the full report, if any, is left as it was)')
   print(f'report: {report_dir}{subset}', flush=True)
   return report_dir
+
+
+def final_model_dir(workdir: str, dataset: str) -> str:
+  return os.path.join(workdir, 'final', dataset)
+
+
+def final_recipe(config: ml_collections.ConfigDict) -> tuple[str, str, float, int]:
+  """(init, protocol, fraction, seed) of the final model: the pre-trained arm when there is one,
+  the last protocol (full_from_probe over linear_probe), the largest fraction, the first seed."""
+  init = 'pretrained' if 'pretrained' in config.inits else 'random'
+  protocol = sorted(config.protocols, key=PROTOCOLS.index)[-1]
+  return (init, protocol, max(float(f) for f in config.fractions),
+          int(config.get('seeds', (0,))[0]))
+
+
+def cv_summary(records: Sequence[Mapping[str, Any]], dataset: str, init: str, protocol: str,
+               fraction: float) -> dict[str, dict[str, Any]]:
+  """Cross-validated figures of one recipe: within-subject r (mean, sd), pooled r and RMSE."""
+  recs = [r for r in records if r['task'] == dataset and r['init'] == init and
+          r['protocol'] == protocol and float(r['fraction']) == fraction]
+  if not recs:
+    return {}
+  df = report.results_frame(recs)
+  out = {}
+  for j, target in enumerate(recs[0]['targets']):
+    w = report.within_subject_results(df, dataset, target)[(protocol, fraction, init)]
+    yt = np.concatenate([np.asarray(r['predictions']['y_true'], float)[:, j] for r in recs])
+    yp = np.concatenate([np.asarray(r['predictions']['y_pred'], float)[:, j] for r in recs])
+    pooled = metrics_lib.regression_metrics(yt, yp)
+    out[target] = {'within_subject_r': w.mean, 'within_subject_r_sd': w.sd,
+                   'n_subjects': w.n_subjects, 'pooled_r': pooled['pearson_r'],
+                   'rmse': pooled['rmse'], 'rrmse': pooled['rrmse'],
+                   'cells': f'{len(recs)} cells: {init} / {protocol} / {fraction:g} of the '
+                            f'training windows, {len({r["fold"] for r in recs})} folds'}
+  return out
+
+
+def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
+                      dataset: str, records: Sequence[Mapping[str, Any]],
+                      train_fn: TrainFn) -> str:
+  """Trains (or reuses) the model to deploy on all subjects of ``dataset`` with the sweep's
+  recipe (``final_recipe``); its model card carries the sweep's cross-validated figures."""
+  from ssl_imu_jax import checkpointing, finetune, model_card
+
+  init, protocol, fraction, seed = final_recipe(config)
+  cfg = cell_config(config, data_dir, dataset, finetune.FINAL_FOLD, fraction, init, protocol,
+                    seed)
+  cfg.train.progress = False
+  path = final_model_dir(workdir, dataset)
+  expected = fingerprint(cfg)
+  if load_done_cell(path, expected) is None:
+    os.makedirs(path, exist_ok=True)
+    t0 = time.time()
+    result = train_fn(cfg, path)
+    atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': {
+        'task': dataset, 'init': init, 'protocol': protocol, 'fraction': fraction,
+        'seed': seed, 'train_subjects': result['train_subjects'], 'final': True}})
+    print(f'final model {dataset} ({init} / {protocol}, {fraction:g} of the windows, all '
+          f'{len(result["train_subjects"])} subjects): {time.time() - t0:.1f} s -> {path}',
+          flush=True)
+  ckpt_dir = checkpointing.find_checkpoint_dir(path)
+  step, meta = checkpointing.read_meta(ckpt_dir)
+  card = model_card.render_finetune(meta, step, cv=cv_summary(records, dataset, init, protocol,
+                                                               fraction))
+  checkpointing.write_text_atomic(os.path.join(path, finetune.MODEL_CARD), card)
+  return path
 
 
 class CellTimer:

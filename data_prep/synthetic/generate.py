@@ -189,8 +189,9 @@ def _conditions(name: str, subject, k: int, rng) -> tuple[anthropometry.Subject,
 
 def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_out: float,
                      window: int, n_steps: int
-                     ) -> list[tuple[int, int, np.ndarray, np.ndarray, float]]:
-  """Step windows [(trial, step, acc, gyr, label)] of one subject of a labelled data set.
+                     ) -> list[tuple[int, int, np.ndarray, np.ndarray, float, int]]:
+  """Step windows [(trial, step, acc, gyr, label, start)] of one subject of a labelled data set
+  (``start``: the window's first sample in its trial at ``fs_out``).
 
   Windows are aligned to steps like the real sets (datasets.md section 5): VALR - the window
   starts min(0.05 s, T/4) before the left foot's contact; peak vGRF - the right foot's peak
@@ -227,7 +228,7 @@ def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_
       if start < edge or start + window > n - edge or not np.isfinite(label):
         continue
       out.append((k, j, sim.acc[:, start:start + window], sim.gyr[:, start:start + window],
-                  float(label)))
+                  float(label), int(start)))
       if len(out) >= n_steps:
         break
     k += 1
