@@ -52,6 +52,10 @@ def builder_config(data_cfg: ml_collections.ConfigDict):
   from data_prep import records  # local import: data_prep pulls in TFDS
 
   options = dict(data_cfg.options) if data_cfg.options else {}
+  if data_cfg.dataset == 'lab_files':  # the schema's hash names the build: an edit rebuilds
+    from data_prep import convert  # noqa: PLC0415
+
+    options = convert.lab_schema_options(data_cfg.manual_dir or None, options)
   return records.make_config(size=data_cfg.size, sample_rate_hz=data_cfg.sample_rate_hz,
                              window_length=data_cfg.window_length,
                              window_stride=data_cfg.window_stride, seed=data_cfg.seed,

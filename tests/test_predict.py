@@ -196,6 +196,12 @@ def test_one_recording_with_its_schema(swept, toy_dirs, tmp_path):
   # windows (0.32 s), starting after the still stretch, in time order.
   assert len(df) >= 25 and (df.start_s >= 1.6).all() and df.start_s.is_monotonic_increasing
   assert 'true_y' not in df and 'metrics' not in paths and os.path.exists(paths['trial_plot'])
+  # Another recording through the same work directory is converted anew, never the stale one.
+  fx.write_csv_trial(raw / 'walk2.csv', 7, 70.0, [1.1], seconds=8.0)
+  kw2 = dict(kw, recording=str(raw / 'walk2.csv'))
+  df2 = pd.read_csv(_predict(cell, tmp_path / 'w', data_dir, check_frame=False,
+                             **kw2)['predictions'])
+  assert len(df2) < len(df) and (df2.subject == 'walk2.csv').all()
   # Sites the model does not know are an error naming both lists.
   fx.write_schema(raw / 'schema.yaml', fx.csv_schema())
   with pytest.raises(ConfigError, match=r"sites \['a', 'b'\] of the model are missing"):
