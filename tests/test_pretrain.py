@@ -112,3 +112,22 @@ def test_intervals_follow_the_step_count():
   assert trainer.intervals(t) == (1, 5, 5)
   t.log_every, t.checkpoint_every = 7, 3
   assert trainer.intervals(t) == (7, 3, 5)
+
+
+def test_tensorboard_reads_the_event_files_a_run_writes(pretrained):
+  """`tensorboard --logdir DIR` (README) is installed and sees the scalars of metrics.jsonl."""
+  import json
+
+  from tensorboard.backend.event_processing import event_accumulator
+
+  logdir = os.path.join(pretrained['workdir'], 'tensorboard')
+  acc = event_accumulator.EventAccumulator(logdir)
+  acc.Reload()
+  with open(os.path.join(pretrained['workdir'], 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  losses = {r['step']: r['train/loss'] for r in rows if 'train/loss' in r}
+  events = {e.step: e.value for e in acc.Scalars('train/loss')}
+  assert losses and set(events) == set(losses)
+  for step, value in losses.items():
+    assert abs(events[step] - value) < 1e-5 * max(1.0, abs(value))
+  assert any(t.startswith('eval/') for t in acc.Tags()['scalars'])
