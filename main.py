@@ -106,7 +106,7 @@ def main(argv):
   from ssl_imu_jax import parallel
 
   parallel.maybe_initialize_distributed()
-  logging.set_verbosity(logging.ERROR)  # TFDS warns about every custom builder config
+  logging.set_verbosity(logging.WARNING)  # our warnings show; TFDS noise is silenced at source
   import tensorflow_datasets as tfds
 
   tfds.disable_progress_bar()

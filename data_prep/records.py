@@ -112,6 +112,14 @@ def window_features(n_imu: int, window_length: int, targets: Sequence[str] = (),
   return tfds.features.FeaturesDict(feats)
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+  """DatasetInfo of data built here: never looked up in TFDS's GCS bucket (whose lookup leaves
+  an empty temporary folder behind for every unbuilt data set)."""
+
+  def initialize_from_bucket(self) -> None:
+    return None
+
+
 class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of every builder: subclasses set the class attributes and ``_split_generators``.
 
@@ -158,7 +166,7 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
         'units': {'acc': 'm/s^2', 'gyr': 'rad/s'},
     }
     meta.update(self.extra_metadata())
-    return tfds.core.DatasetInfo(
+    return _LocalDatasetInfo(
         builder=self,
         description=self.DESCRIPTION or (self.__doc__ or '').strip(),
         features=window_features(len(self.sites()), cfg.window_length, tuple(self.TARGETS),
@@ -214,7 +222,9 @@ def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -
 def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilderConfig,
           manual_dir: str | None = None) -> str:
   """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS)."""
-  builder = builder_cls(config=config, data_dir=os.fspath(data_dir), file_format='array_record')
+  with _quiet_absl():  # TFDS warns about every custom config
+    builder = builder_cls(config=config, data_dir=os.fspath(data_dir),
+                          file_format='array_record')
   instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
   built = os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
   if instructions and not manual_dir and not built:
@@ -226,20 +236,28 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   source = f'from {manual_dir}' if manual_dir else 'generated here'
   print(f'building {builder.name} ({config.name}, {source}) ...', file=sys.stderr, flush=True)
   t0 = time.time()
-  absl_log = logging.getLogger('absl')
-  level = absl_log.level
-  absl_log.setLevel(logging.ERROR)  # TFDS warns about every custom config, and says "download"
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
+  try:  # TFDS says "download" for data it generates
+    with _quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
       builder.download_and_prepare(download_config=dl_config)
   finally:
-    absl_log.setLevel(level)
     _remove_empty_dirs(os.path.join(os.fspath(data_dir), 'downloads'))
   counts = ', '.join(f'{n} {k}' for k, n in
                      ((k, v.num_examples) for k, v in builder.info.splits.items()))
   print(f'built {builder.name} in {time.time() - t0:.0f} s: {counts} windows -> '
         f'{builder.data_dir}', file=sys.stderr, flush=True)
   return os.fspath(builder.data_dir)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  """absl (TFDS) logging at ERROR only, for the duration."""
+  absl_log = logging.getLogger('absl')
+  level = absl_log.level
+  absl_log.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_log.setLevel(level)
 
 
 def _remove_empty_dirs(root: str) -> None:

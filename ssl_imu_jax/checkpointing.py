@@ -83,6 +83,16 @@ def read_meta(ckpt_dir: str, step: int | None = None) -> tuple[int, dict[str, An
   return step, dict(meta)
 
 
+def state_metadata(ckpt_dir: str, step: int) -> dict[str, Any]:
+  """The saved state's tree of array metadata (shapes, dtypes), no arrays read."""
+  mngr = ocp.CheckpointManager(ckpt_dir, item_handlers={
+      'state': ocp.PyTreeCheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()})
+  try:
+    return dict(mngr.item_metadata(step)['state'].tree)
+  finally:
+    mngr.close()
+
+
 def restore_raw(ckpt_dir: str, step: int | None = None) -> dict[str, Any]:
   """The saved train state as a plain dict of numpy arrays (no target needed)."""
   mngr = ocp.CheckpointManager(ckpt_dir)

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ssl_imu_jax import checkpointing
 from ssl_imu_jax.errors import ConfigError
@@ -47,9 +46,7 @@ def resolve_checkpoint(path: str) -> tuple[str, int | None]:
 
 def _saved_encoders(ckpt_dir: str, step: int) -> tuple[list[str], bool]:
   """Which encoders the saved state holds and whether it has BatchNorm statistics (no arrays)."""
-  meta = ocp.PyTreeCheckpointer().metadata(os.path.join(ckpt_dir, str(step), 'state'))
-  tree = getattr(meta, 'item_metadata', meta)
-  tree = getattr(tree, 'tree', tree)
+  tree = checkpointing.state_metadata(ckpt_dir, step)
   params = dict(tree.get('params') or {})
   names = [k for k in ENCODERS if k in params]
   if 'acc_encoder' not in names and 'encoder' not in names:

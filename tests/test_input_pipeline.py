@@ -67,11 +67,19 @@ def test_iterators_shard_and_pad(toy_dirs):
   np.testing.assert_array_equal(last['targets'][:3], ws.targets[16:19])
 
 
-def test_a_build_says_what_it_does_and_leaves_no_empty_download_tree(tmp_path, capfd):
+def test_a_build_says_what_it_does_and_leaves_no_empty_download_tree(tmp_path, capfd,
+                                                                     monkeypatch):
+  import tempfile
+
   from conftest import tiny_finetune_config
 
+  temp = tmp_path / 'system_temp'
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(temp))
   data = tiny_finetune_config().data
-  path = input_pipeline.ensure_built(data, str(tmp_path))
+  path = input_pipeline.ensure_built(data, str(tmp_path / 'tfds'))
+  assert list(temp.iterdir()) == []  # no empty TFDS folders left in the system's temp dir
+  tmp_path = tmp_path / 'tfds'
   out, err = capfd.readouterr()
   assert 'building toy_labelled (tiny_100hz_t32, generated here)' in err
   assert 'built toy_labelled' in err and '160 train windows' in err

@@ -30,10 +30,24 @@ def e2e_run(tmp_path_factory):
            "--config.datasets=('synthetic_movi','synthetic_walking_grf')")
   pre = ['--config=configs/pretrain.py:tiny', '--config.train.steps=4',
          '--config.train.checkpoint_every=2', '--config.train.eval_every=4']
-  run_main(wd, *pre)
-  run_main(wd, '--config=configs/finetune.py:tiny', f'--config.init_from={wd}/pretrain',
-           '--config.protocol=linear_probe', '--config.train.steps=4')
+  logs = [run_main(wd, *pre).stderr]
+  logs.append(run_main(wd, '--config=configs/finetune.py:tiny', f'--config.init_from={wd}/pretrain',
+                       '--config.protocol=linear_probe', '--config.train.steps=4').stderr)
+  logs.append(run_main(os.path.join(wd, 'emb'), '--config=configs/embed.py:tiny',
+                       f'--config.checkpoint={wd}/pretrain', f'--config.data_dir={wd}/tfds').stderr)
+  E2E_LOGS[:] = logs
   return wd
+
+
+E2E_LOGS: list[str] = []
+
+
+def test_normal_runs_print_no_library_warnings(e2e_run):
+  """Warnings show (the project's own matter), so TFDS / Orbax noise must not: no custom-config
+  or missing-metadata lines in a pretrain, finetune or embed run."""
+  lines = [ln for log in E2E_LOGS for ln in log.splitlines()
+           if ln.startswith(('W1', 'WARNING', 'E1')) or 'custom data configuration' in ln]
+  assert len(E2E_LOGS) == 3 and lines == []
 
 
 def test_pipeline_writes_checkpoints_and_report(e2e_run):
