@@ -355,8 +355,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       eta.add(cell, took)
       r = report.results_frame([rec])
       r = r[r.subject == report.ALL].pearson_r.to_numpy()
-      print(f'[{i}/{len(cells)}] {name}: pooled r = {_fmt_list(r)} ({took:.1f} s; about '
-            f'{eta.left(todo) / 60:.1f} min left)', flush=True)
+      print(f'{progress_bar(len(cells) - len(todo), len(cells))} {name}: pooled r = '
+            f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
+            flush=True)
     records.append(rec)
   if config.get('final_model', False) and not report_only:
     for dataset in config.datasets:
@@ -456,6 +457,12 @@ def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir:
                                                                fraction))
   checkpointing.write_text_atomic(os.path.join(path, finetune.MODEL_CARD), card)
   return path
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+  """'[#######.............] 120/360' (cells finished, this run's and earlier runs')."""
+  filled = int(width * done / total) if total else width
+  return f'[{"#" * filled}{"." * (width - filled)}] {done}/{total}'
 
 
 class CellTimer:

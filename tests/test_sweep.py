@@ -96,6 +96,17 @@ def test_sweep_runs_every_cell_once_with_same_steps(tmp_path, capsys):
                        'random_full_from_probe')
   out = capsys.readouterr().out
   assert 'full_from_probe' in out and 'data efficiency' in out
+  # One line per cell, each with the sweep's progress bar; the last one full.
+  bars = [ln for ln in out.splitlines() if ln.startswith('[') and '] ' in ln and ' cells' not in ln]
+  assert len(bars) == N_CELLS
+  assert f'] 1/{N_CELLS} ' in bars[0]
+  assert bars[-1].startswith(f'[{"#" * 20}] {N_CELLS}/{N_CELLS} ')
+
+
+def test_progress_bar_by_hand():
+  assert sweep.progress_bar(0, 8, 8) == '[........] 0/8'
+  assert sweep.progress_bar(3, 8, 8) == '[###.....] 3/8'
+  assert sweep.progress_bar(8, 8, 8) == '[########] 8/8'
 
 
 def test_folds_json_puts_each_subject_in_one_fold(tmp_path):
