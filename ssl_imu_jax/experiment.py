@@ -228,7 +228,8 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
       cells.append('—' if row.empty else
                    f'{row.within_r_pretrained.iloc[0]:.3f} / {row.within_r_random.iloc[0]:.3f}')
     lines.append(f'| {task} ({target}) | ' + ' | '.join(cells) + ' |')
-  lines += ['', '| task | paper: random → pre-trained (Δr) | here: random → pre-trained (Δr) | '
+  lines += ['', '| task | paper: random → pre-trained (Δr) | here: random → pre-trained (Δr '
+            '[95 % CI over subjects]) | '
             'p (paired t, subjects) | paper: less data | here: less data (grid; interpolated, '
             '95 % CI) | targets |', '|---|---|---|---|---|---|---|']
   for (task, target), g in head.groupby(['task', 'target'], sort=False):
@@ -238,8 +239,10 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
     paper = PAPER.get(PAPER_TASK.get(task, ''))
     paper_txt = (f'{paper["random"]:.2f} → {paper["pretrained"]:.2f} '
                  f'({paper["pretrained"] - paper["random"]:+.2f})' if paper else '—')
+    ci = ('' if pd.isna(full.get('delta_r_low', float('nan'))) else
+          f' [{full.delta_r_low:+.3f}, {full.delta_r_high:+.3f}]')
     here = (f'{full.within_r_random:.3f} → {full.within_r_pretrained:.3f} '
-            f'({full.delta_r:+.3f})')
+            f'({full.delta_r:+.3f}{ci})')
     grid = None if e is None or pd.isna(e.grid_fraction) else float(e.grid_fraction)
     if e is None:
       less = '—'

@@ -44,8 +44,9 @@ PROTOCOL_ORDER = ('linear_probe', 'full_from_probe', 'full')
 ALL = 'all'
 MIN_SUBJECT_WINDOWS = stats.MIN_SUBJECT_WINDOWS
 HEADLINE_COLUMNS = ('task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
-                    'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r', 't',
-                    'p', 'pooled_r_pretrained', 'pooled_r_random')
+                    'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r',
+                    'delta_r_low', 'delta_r_high', 't', 'p', 'pooled_r_pretrained',
+                    'pooled_r_random')
 EFFICIENCY_COLUMNS = ('task', 'target', 'protocol', 'grid_fraction', 'percent_less',
                       'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach')
 N_BOOT = 1000
@@ -248,7 +249,7 @@ def paired_test_rows(df: pd.DataFrame, task: str, target: str, metric: str = 'pe
                            f'got {kind!r}')
         wil, tt = stats.paired_tests(*pair, kind)
         note = '; '.join(n for n in dict.fromkeys([wil.note, tt.note]) if n)
-        rows.append([f'{frac:g}', protocol, kind, str(wil.n), _fmt(wil.mean_diff),
+        rows.append([f'{frac:g}', protocol, kind, str(wil.n), tt.diff_text(),
                      _fmt(wil.statistic, 1), _fmt_p(wil.p_value), _fmt(tt.statistic, 2),
                      _fmt_p(tt.p_value), note])
   return rows
@@ -340,7 +341,8 @@ def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
   """headline.csv: one row per (task, target, protocol, fraction), columns HEADLINE_COLUMNS.
 
   within_r_*: within-subject r (mean over subjects), sd_*: its sd over subjects; delta_r:
-  within_r_pretrained - within_r_random; t, p: paired t over subjects (the paper's test) and
+  within_r_pretrained - within_r_random, delta_r_low / _high the 95 % t interval of the mean
+  per-subject difference; t, p: paired t over subjects (the paper's test) and
   n_subjects its number of pairs (subjects of the one init present, if only one is);
   pooled_r_*: pooled r, mean over (fold, seed).
   """
@@ -355,19 +357,21 @@ def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
         mean = {i: math.nan if w[i] is None else w[i].mean for i in INIT_ORDER}
         sd = {i: math.nan if w[i] is None else w[i].sd for i in INIT_ORDER}
         pair = _subject_pairs(within, protocol, frac)
-        t = p = math.nan
+        t = p = lo = hi = math.nan
         if pair is not None:
           tt = stats.paired_tests(*pair, 'subjects')[1]
           n = tt.n
           t = math.nan if tt.statistic is None else tt.statistic
           p = math.nan if tt.p_value is None else tt.p_value
+          lo, hi = tt.ci95 or (math.nan, math.nan)
         else:
           n = max((x.n_subjects for x in w.values() if x is not None), default=0)
         rows.append({
             'task': task, 'target': target, 'protocol': protocol, 'fraction': frac,
             'within_r_pretrained': mean['pretrained'], 'within_r_random': mean['random'],
             'sd_pretrained': sd['pretrained'], 'sd_random': sd['random'], 'n_subjects': n,
-            'delta_r': mean['pretrained'] - mean['random'], 't': t, 'p': p,
+            'delta_r': mean['pretrained'] - mean['random'], 'delta_r_low': lo,
+            'delta_r_high': hi, 't': t, 'p': p,
             'pooled_r_pretrained': _pooled_mean(pooled, protocol, frac, 'pretrained'),
             'pooled_r_random': _pooled_mean(pooled, protocol, frac, 'random')})
   return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
@@ -403,7 +407,8 @@ def efficiency_frame(df: pd.DataFrame, n_boot: int = N_BOOT,
 
 
 def headline_table(df: pd.DataFrame, task: str, target: str) -> str:
-  """Markdown table: fraction x protocol of within-subject r (mean ± sd over subjects), Δr."""
+  """Markdown table: fraction x protocol of within-subject r (mean ± sd over subjects), Δr
+  with the 95 % t interval of its mean over subjects."""
   within = within_subject_results(df, task, target)
   sub = df[(df.task == task) & (df.target == target) & (df.subject != ALL)]
   n_sub = sub.subject.nunique()
@@ -417,7 +422,8 @@ def headline_table(df: pd.DataFrame, task: str, target: str) -> str:
     for protocol in protocols:
       w = [within.get((protocol, frac, i)) for i in INIT_ORDER]
       row += ['—' if x is None else _mean_sd_text(x.per_subject.to_numpy(), n_sub) for x in w]
-      row.append('—' if None in w else _fmt(w[0].mean - w[1].mean, sign=True))
+      pair = _subject_pairs(within, protocol, frac)
+      row.append('—' if pair is None else stats.paired_tests(*pair, 'subjects')[1].diff_text())
     rows.append(row)
   return _markdown(header, rows)
 
@@ -436,8 +442,12 @@ def _headline_section(df: pd.DataFrame, task: str,
     return md, printed
   for protocol, e in eff.items():
     de = e.interpolated
-    md.append(f'- Δr at {_frac(de.full_fraction)}, {protocol}: {_fmt(de.delta_r_full, sign=True)} '
-              f'(pre-trained {_fmt(de.pretrained_full_r)} vs random {_fmt(de.target_r)}).')
+    pair = _subject_pairs(within, protocol, de.full_fraction)
+    tt = stats.paired_tests(*pair, 'subjects')[1] if pair is not None else None
+    md.append(f'- Δr at {_frac(de.full_fraction)}, {protocol}: '
+              f'{tt.diff_text() if tt else _fmt(de.delta_r_full, sign=True)} '
+              f'(pre-trained {_fmt(de.pretrained_full_r)} vs random {_fmt(de.target_r)}; '
+              f'95 % t interval over subjects).')
   md.append('')
   rows = []
   for protocol, e in eff.items():
@@ -447,11 +457,11 @@ def _headline_section(df: pd.DataFrame, task: str,
         continue
       wil, tt = stats.paired_tests(*pair, 'subjects')
       note = '; '.join(n for n in dict.fromkeys([tt.note, wil.note]) if n)
-      rows.append([_frac(frac), protocol, str(tt.n), _fmt(tt.mean_diff, sign=True),
+      rows.append([_frac(frac), protocol, str(tt.n), tt.diff_text(),
                    _fmt(tt.statistic, 2), _fmt_p(tt.p_value), _fmt_p(wil.p_value), note])
   md += ['#### Paired t test over test subjects (the paper\'s test)', '',
-         _markdown(['fraction', 'protocol', 'n subjects', 'mean Δr', 't', 'p', 'Wilcoxon p',
-                    'note'], rows), '',
+         _markdown(['fraction', 'protocol', 'n subjects', 'mean Δr [95 % CI]', 't', 'p',
+                    'Wilcoxon p', 'note'], rows), '',
          '#### Data efficiency (within-subject r)', '']
   for protocol, e in eff.items():
     if len(e.fractions) < 2:
@@ -530,7 +540,7 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
     tests = paired_test_rows(df, task, target, over=('folds',))
     md += ['### Paired tests of pooled r over (fold, seed): pre-trained vs random init', '']
     if tests:
-      md += [_markdown(['fraction', 'protocol', 'paired over', 'n', 'mean Δr',
+      md += [_markdown(['fraction', 'protocol', 'paired over', 'n', 'mean Δr [95 % CI]',
                         'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'], tests), '']
     else:
       md += ['Not computed: needs cells of both inits (pretrained and random).', '']

@@ -38,6 +38,7 @@ class PairedTest:
     statistic: scipy's statistic (Wilcoxon: W, the smaller rank sum; t: Student's t), or None.
     p_value: two-sided p, or None when the test could not be run.
     note: why the test was not run, or a caveat on the p value ('' if none).
+    ci95: the t interval (95 %) of the mean difference (paired t only; None if not run).
   """
 
   test: str
@@ -47,6 +48,16 @@ class PairedTest:
   statistic: float | None
   p_value: float | None
   note: str = ''
+  ci95: tuple[float, float] | None = None
+
+  def diff_text(self, digits: int = 3) -> str:
+    """'+0.054 [-0.021, +0.129]' (the interval where there is one)."""
+    if not math.isfinite(self.mean_diff):
+      return 'n/a'
+    text = f'{self.mean_diff:+.{digits}f}'
+    if self.ci95 is not None:
+      text += f' [{self.ci95[0]:+.{digits}f}, {self.ci95[1]:+.{digits}f}]'
+    return text
 
 
 def paired_tests(a: Sequence[float], b: Sequence[float],
@@ -92,8 +103,9 @@ def paired_tests(a: Sequence[float], b: Sequence[float],
     tt = skipped(PAIRED_T, 'the differences have zero variance (t undefined)')
   else:
     res = sps.ttest_rel(a[keep], b[keep])
+    half = float(sps.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
     tt = PairedTest(PAIRED_T, paired_over, n, mean_diff, float(res.statistic), float(res.pvalue),
-                    drop_note.rstrip('; '))
+                    drop_note.rstrip('; '), (mean_diff - half, mean_diff + half))
   return wil, tt
 
 

@@ -317,7 +317,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     print(f'sweep: {len(cells) - len(todo)} of {len(cells)} cells done before (skipped); '
           f'{len(todo)} to train', flush=True)
   eta = CellTimer()
-  for i, cell in enumerate(cells, start=1):
+  for cell in cells:
     dataset, fold, fraction, init, protocol, seed = cell
     cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol, seed, workdir)
     cfg.train.progress = False  # per-step scalars go to the cell's metrics.jsonl only

@@ -98,14 +98,15 @@ def test_paper_comparison_table_and_targets(tmp_path):
   with open(tmp_path / 'headline.csv', 'w') as f:
     f.write(','.join(report.HEADLINE_COLUMNS) + '\n')
     for task, frac, pre, rnd, d, p in head:
-      f.write(f'{task},y,full_from_probe,{frac},{pre},{rnd},0.1,0.1,17,{d},2.0,{p},0.5,0.5\n')
+      f.write(f'{task},y,full_from_probe,{frac},{pre},{rnd},0.1,0.1,17,{d},{d - 0.01},'
+              f'{d + 0.01},2.0,{p},0.5,0.5\n')
   with open(tmp_path / 'efficiency.csv', 'w') as f:
     f.write(','.join(report.EFFICIENCY_COLUMNS) + '\n')
     f.write('synthetic_walking_kfm,y,full_from_probe,0.25,75.0,4.0,4.4,2.0,10.0,0.99\n')
     f.write('synthetic_running_valr,y,full_from_probe,,,,,,,0.2\n')
   md = experiment.paper_comparison(str(tmp_path))
   kfm = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_walking_kfm (y) | 0.87'))
-  assert '0.870 → 0.910 (+0.040)' in kfm and '75 % less; 4.4× (2.0× to ≥ 10.0×)' in kfm
+  assert '0.870 → 0.910 (+0.040 [+0.030, +0.050])' in kfm and '75 % less; 4.4× (2.0× to ≥ 10.0×)' in kfm
   assert kfm.endswith('| met |')
   valr = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_running_valr (y) | 0.87'))
   assert 'missed: Δr ≥ 0.03 with p < 0.05, pre-trained at ≤ 25%' in valr

@@ -237,7 +237,14 @@ def test_paired_t_over_subjects_averages_seeds_and_matches_scipy(tmp_path):
   report.write_results(recs, str(tmp_path))
   md = (tmp_path / 'summary.md').read_text()
   assert '3 fold(s), 2 seed(s), 6 test subject(s).' in md
-  assert f'| 100% | full | 6 | {np.mean(pre) - np.mean(rnd):+.3f} | {ref.statistic:.2f} |' in md
+  # The 95 % t interval of the mean per-subject difference, by hand.
+  d = np.asarray(pre) - np.asarray(rnd)
+  half = sps.t.ppf(0.975, 5) * d.std(ddof=1) / np.sqrt(6)
+  assert row.delta_r_low == pytest.approx(d.mean() - half)
+  assert row.delta_r_high == pytest.approx(d.mean() + half)
+  ci = f'{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]'
+  assert f'| 100% | full | 6 | {ci} | {ref.statistic:.2f} |' in md
+  assert f'- Δr at 100%, full: {ci} (pre-trained' in md
 
 
 def test_records_without_seed_keep_working_and_duplicates_are_refused(tmp_path):
@@ -258,8 +265,8 @@ def test_records_without_seed_keep_working_and_duplicates_are_refused(tmp_path):
 
 
 HEADLINE_CSV = ['task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
-                'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r', 't',
-                'p', 'pooled_r_pretrained', 'pooled_r_random']
+                'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r',
+                'delta_r_low', 'delta_r_high', 't', 'p', 'pooled_r_pretrained', 'pooled_r_random']
 EFFICIENCY_CSV = ['task', 'target', 'protocol', 'grid_fraction', 'percent_less',
                   'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach']
 
