@@ -6,7 +6,10 @@
 
 'synthetic' simulates one subject of the generator walking (right shank IMU, the force plates
 and the lever-arm knee flexion moment); 'xsens' reads an Xsens MT Manager text export (the
-real shank recording) so both can be judged side by side.
+real shank recording). Both are drawn in the body frame (x forward, y up, z right), so they can
+be judged side by side: the synthetic lateral right-shank sensor's nominal frame is that frame
+(docs/synthetic_data.md), and the real file is rotated with its axis map (``--axes``; the one
+derived in docs/bring_your_own_data.md is the default, ``--axes=sensor`` keeps the raw frame).
 """
 
 from __future__ import annotations
@@ -20,33 +23,13 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data_prep import axes  # noqa: E402
 from data_prep import gait_events as ge  # noqa: E402
+from data_prep.readers import xsens  # noqa: E402
 
-
-def read_xsens_txt(path: str | Path) -> tuple[float, np.ndarray, np.ndarray]:
-  """(sample rate Hz, acc [T,3] m/s^2, gyr [T,3] rad/s) of an Xsens MT Manager text export."""
-  import pandas as pd
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f'Xsens export not found: {path}')
-  header = []
-  with path.open() as f:
-    for line in f:
-      if not line.startswith('//'):
-        break
-      header.append(line)
-  rate = None
-  for line in header:
-    if 'Sample rate' in line:
-      rate = float(line.split(':')[1].strip().rstrip('Hz').strip())
-  if rate is None:
-    raise ValueError(f'{path}: no "// Sample rate: ..." header line')
-  df = pd.read_csv(path, sep='\t', skiprows=len(header))
-  cols = [f'{k}_{a}' for k in ('Acc', 'Gyr') for a in 'XYZ']
-  missing = [c for c in cols if c not in df.columns]
-  if missing:
-    raise ValueError(f'{path}: missing columns {missing}; found {list(df.columns)}')
-  return rate, df[cols[:3]].to_numpy(float), df[cols[3:]].to_numpy(float)
+BODY_FRAME = 'body frame: x forward, y up, z right'
+# The real shank file's map, derived in docs/bring_your_own_data.md (gravity on sensor -x).
+XSENS_SHANK_AXES = 'forward=+y,up=-x,right=+z'
 
 
 def _imu_axes(ax_acc, ax_gyr, t, acc, gyr, title):
@@ -79,7 +62,8 @@ def plot_synthetic(out: str, seconds: float = 4.0, speed: float = 1.3, subject: 
   fig, ax = plt.subplots(4, 1, figsize=(9, 9), sharex=True)
   _imu_axes(ax[0], ax[1], t_out, sim.acc[0, k0:k0 + n_out], sim.gyr[0, k0:k0 + n_out],
             f'synthetic subject {subject}: walking {speed} m/s, right shank IMU at {rate:g} Hz '
-            f'({sub.body.height_m:.2f} m, {sub.body.mass_kg:.0f} kg)')
+            f'({sub.body.height_m:.2f} m, {sub.body.mass_kg:.0f} kg)\n'
+            f'lateral mount, nominal {BODY_FRAME}')
   ax[2].plot(t_int, plan.grf['r'][i0:i0 + n_int, 2] / w, label='right')
   ax[2].plot(t_int, plan.grf['l'][i0:i0 + n_int, 2] / w, label='left')
   ax[2].set_ylabel('vGRF (BW)')
@@ -95,17 +79,33 @@ def plot_synthetic(out: str, seconds: float = 4.0, speed: float = 1.3, subject: 
   return out
 
 
-def plot_xsens(path: str, out: str, seconds: float = 4.0, start_s: float = 10.0) -> str:
-  """A stretch of a real Xsens recording (acc and gyr, sensor frame)."""
-  rate, acc, gyr = read_xsens_txt(path)
+def parse_axes(spec: str) -> axes.AxisMap:
+  """'forward=+y,up=-x,right=+z' -> AxisMap; 'sensor' -> the identity (raw sensor frame)."""
+  if spec == 'sensor':
+    return axes.SENSOR
+  try:
+    parts = dict(p.split('=') for p in spec.split(','))
+  except ValueError:
+    raise ValueError(f"--axes={spec!r}: expected 'forward=+y,up=-x,right=+z' or 'sensor'") from None
+  return axes.from_spec(parts, f'--axes={spec}')
+
+
+def plot_xsens(path: str, out: str, seconds: float = 4.0, start_s: float = 10.0,
+               axis_map: str = XSENS_SHANK_AXES) -> str:
+  """A stretch of a real Xsens recording (acc and gyr), rotated into the body frame."""
+  e = xsens.read_xsens_txt(path)
+  rate = e.sample_rate_hz
+  m = parse_axes(axis_map)
+  acc, gyr = m.apply(e.acc()), m.apply(e.gyr())
   k0 = int(start_s * rate)
   n = int(seconds * rate)
   if k0 + n > len(acc):
     raise ValueError(f'{path}: {len(acc) / rate:.1f} s recorded, asked for {start_s}+{seconds} s')
   t = np.arange(n) / rate
+  frame = 'raw sensor frame' if axis_map == 'sensor' else f'{BODY_FRAME} (map {axis_map})'
   fig, ax = plt.subplots(2, 1, figsize=(9, 4.8), sharex=True)
   _imu_axes(ax[0], ax[1], t, acc[k0:k0 + n], gyr[k0:k0 + n],
-            f'real Xsens MTx on the shank, walking ({Path(path).name}, {rate:g} Hz)')
+            f'real Xsens MTx on the shank, walking ({Path(path).name}, {rate:g} Hz)\n{frame}')
   ax[1].set_xlabel('time (s)')
   fig.tight_layout()
   Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +129,13 @@ def main(argv=None) -> None:
   x.add_argument('--out', default='real_xsens_shank.png')
   x.add_argument('--seconds', type=float, default=4.0)
   x.add_argument('--start', type=float, default=10.0)
+  x.add_argument('--axes', default=XSENS_SHANK_AXES,
+                 help="sensor -> body axis map, e.g. 'forward=+y,up=-x,right=+z'; 'sensor' = raw")
   a = p.parse_args(argv)
   if a.what == 'synthetic':
     print(plot_synthetic(a.out, a.seconds, a.speed, a.subject, a.seed, a.rate))
   else:
-    print(plot_xsens(a.path, a.out, a.seconds, a.start))
+    print(plot_xsens(a.path, a.out, a.seconds, a.start, a.axes))
 
 
 if __name__ == '__main__':

@@ -140,3 +140,21 @@ def test_h5_steps_and_tables(tmp_path):
     tables.read_h5_steps(p, 'subject_02')
   with pytest.raises(ValueError, match=r'expected \[n_steps, T, 3\]'):
     tables.read_h5_steps(p, 'flat')
+
+
+def test_signal_plots_put_the_real_shank_in_the_body_frame(tmp_path, monkeypatch):
+  """plot_signals draws the real file rotated by its axis map: standing, gravity reads on +y
+  (the synthetic shank's nominal frame), and the plot goes to the current directory."""
+  if not REAL_IMU.exists():
+    pytest.skip(f'real Xsens file absent: {REAL_IMU} (shared data folder not present)')
+  from data_prep import plot_signals
+
+  m = plot_signals.parse_axes(plot_signals.XSENS_SHANK_AXES)
+  still = m.apply(xsens.read_xsens_txt(REAL_IMU).acc()[81:201]).mean(0)
+  assert still[1] > 9.0 and abs(still[0]) < 2.5 and abs(still[2]) < 2.5
+  assert plot_signals.parse_axes('sensor') is plot_signals.axes.SENSOR
+  with pytest.raises(ValueError, match="--axes='up': expected"):
+    plot_signals.parse_axes('up')
+  monkeypatch.chdir(tmp_path)
+  plot_signals.main(['xsens', str(REAL_IMU), '--seconds', '1'])
+  assert (tmp_path / 'real_xsens_shank.png').stat().st_size > 1000

@@ -267,8 +267,9 @@ def test_real_xsens_shank_reference_figures():
   # The reference numbers quoted above are measured here, not copied.
   if not REAL_XSENS.exists():
     pytest.skip(f'real Xsens shank file absent: {REAL_XSENS}')
-  from data_prep.plot_signals import read_xsens_txt
-  rate, acc, gyr = read_xsens_txt(str(REAL_XSENS))
+  from data_prep.readers import xsens
+  e = xsens.read_xsens_txt(REAL_XSENS)
+  acc, gyr = e.acc(), e.gyr()
   mag = np.linalg.norm(acc, axis=1)
   p90, p99 = np.percentile(mag, [90, 99])
   assert 15.0 < p90 < 18.0 and 18.0 < p99 < 21.0 and mag.max() < 30.0
