@@ -16,44 +16,13 @@ from configs import embed as embed_config
 from ssl_imu_jax import checkpointing, encoder_api, input_pipeline, pretrain, stages, train_state
 from ssl_imu_jax.models import ContrastiveModel
 
-# The README example, verbatim (the test swaps in the toy checkpoint and data set).
-README_SNIPPET = """\
-import jax
-import numpy as np
 
-import ssl_imu_jax
-from configs import common
-from ssl_imu_jax import input_pipeline
-
-CHECKPOINT = 'runs/pretrain_tiny/pretrain/checkpoints'  # a pre-training run (any step dir works)
-DATASET, DATA_DIR = 'synthetic_walking_grf', 'runs/pretrain_tiny/tfds'
-
-apply_fn, params, info = ssl_imu_jax.load_encoder(CHECKPOINT)
-embed = jax.jit(apply_fn)  # a plain function of (params, acc, gyr): no ssl_imu_jax objects inside
-
-# The labelled windows, built at the encoder's sample rate and window length.
-data = common.data_config(DATASET, 'tiny')
-data.sample_rate_hz, data.window_length = info['sample_rate_hz'], info['window_length']
-ws = input_pipeline.load_split(input_pipeline.ensure_built(data, DATA_DIR), 'train')
-X = np.concatenate([embed(params, ws.acc[i:i + 256], ws.gyr[i:i + 256])
-                    for i in range(0, len(ws), 256)])  # [n, n_imu, 2D]
-X = X.reshape(len(X), -1)
-y = ws.targets[:, 0]
-
-# Subject-wise hold-out: no subject in both sets.
-subjects = np.unique(ws.subject_id)
-test = np.isin(ws.subject_id, subjects[::5])
-mu, sd = X[~test].mean(0), X[~test].std(0) + 1e-6
-Z, y_mean = (X - mu) / sd, y[~test].mean()
-lam = 10.0  # ridge penalty
-w = np.linalg.solve(Z[~test].T @ Z[~test] + lam * np.eye(Z.shape[1]),
-                    Z[~test].T @ (y[~test] - y_mean))
-pred = Z[test] @ w + y_mean
-rmse = np.sqrt(np.mean((pred - y[test]) ** 2))
-baseline = np.sqrt(np.mean((y_mean - y[test]) ** 2))  # predicting the training mean
-print(f'{ws.target_names[0]}: held-out RMSE {rmse:.3f} {ws.target_units[0]} '
-      f'(training mean: {baseline:.3f})')
-"""
+def readme_snippet() -> str:
+  """The README's encoder example, read from README.md (the test swaps in the toy checkpoint
+  and data set)."""
+  text = (ROOT / 'README.md').read_text()
+  section = text.split('## Reuse the pre-trained encoder in your own JAX code', 1)[1]
+  return section.split('```python\n', 1)[1].split('```', 1)[0]
 
 
 @pytest.fixture(scope='module')
@@ -262,7 +231,7 @@ def test_embed_stage_config_errors(tmp_path, pretrained, toy_dirs):
 
 
 def test_readme_example_runs(pretrained, toy_dirs, capsys):
-  code = README_SNIPPET.replace("'runs/pretrain_tiny/pretrain/checkpoints'",
+  code = readme_snippet().replace("'runs/pretrain_tiny/pretrain/checkpoints'",
                                 repr(pretrained['ckpt_dir']))
   code = code.replace("'synthetic_walking_grf', 'runs/pretrain_tiny/tfds'",
                       f"'toy_labelled', {toy_dirs['data_dir']!r}")
