@@ -233,6 +233,7 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
   if built:
     return os.fspath(builder.data_dir)
+  tfds.disable_progress_bar()  # one 'building ... / built ...' pair says what happens
   source = f'from {manual_dir}' if manual_dir else 'generated here'
   print(f'building {builder.name} ({config.name}, {source}) ...', file=sys.stderr, flush=True)
   t0 = time.time()

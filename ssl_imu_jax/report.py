@@ -34,7 +34,7 @@ from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax import stats
 
 COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'seed',
-           'norm_policy', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train', 'n_test',
+           'norm_policy', 'inputs', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train', 'n_test',
            'n_train_subjects', 'steps')
 CELL_KEYS = ('task', 'init', 'protocol', 'fraction', 'fold', 'seed')
 RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_subjects',
@@ -88,6 +88,7 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
       'task': str(task), 'init': str(init), 'protocol': str(protocol),
       'fraction': float(fraction), 'fold': int(fold), 'seed': int(seed),
       'norm_policy': str(norm_policy),
+      'inputs': 'acc+gyr' if result.get('use_gyr', True) else 'acc only',
       'steps': None if steps is None else int(steps),
       'targets': targets, 'units': units,
       'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
@@ -124,6 +125,7 @@ def results_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     base = {k: rec[k] for k in ('task', 'init', 'protocol', 'fraction', 'fold', 'n_train')}
     base['seed'] = int(rec.get('seed', 0))
     base['norm_policy'] = str(rec.get('norm_policy') or '')
+    base['inputs'] = str(rec.get('inputs') or 'acc+gyr')
     base['steps'] = rec.get('steps')
     base['n_train_subjects'] = len(rec['train_subjects'])
     subjects = np.unique(sid)
@@ -517,7 +519,10 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
   for task, target in _targets(df):
     tdf = df[df.task == task]
     unit = tdf[tdf.target == target].unit.iloc[0]
-    heading = f'{task}: {target}' + (f' ({unit})' if unit else '')
+    inputs = sorted(set(tdf.inputs))
+    heading = f'{task}: {target}' + (f' ({unit})' if unit else '') + (
+        ', accelerometer only' if inputs == ['acc only'] else
+        f', WARNING: cells differ in their inputs {inputs}' if len(inputs) > 1 else '')
     subj = tdf[(tdf.target == target) & (tdf.subject != ALL)]
     n_sub = subj.subject.nunique()
     per_subject = subj.drop_duplicates(['fold', 'subject']).n_test

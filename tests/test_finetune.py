@@ -1,10 +1,11 @@
 import chex
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import checkpointing, finetune
+from ssl_imu_jax import checkpointing, finetune, report
 
 
 def _restore(workdir):
@@ -101,6 +102,12 @@ def test_random_init_accelerometer_only_with_augmentation(tmp_path, toy_dirs, mo
   assert set(_restore(str(tmp_path))['params']) == {'encoder', 'head'}
   assert res['init'] == 'random'
   assert res['n_train'] == round(0.5 * (160 - res['n_test']))
+  # The report says the model saw the accelerometer only.
+  rec = report.make_record(res, task='toy', init='random', protocol='full', fraction=0.5, fold=0)
+  report.write_results([rec], str(tmp_path / 'report'))
+  summary = (tmp_path / 'report' / 'summary.md').read_text()
+  assert '## toy: y (BW), accelerometer only' in summary
+  assert set(pd.read_csv(tmp_path / 'report' / 'results.csv').inputs) == {'acc only'}
 
 
 def test_checkpoint_window_mismatch_is_named(tmp_path, toy_dirs, pretrained):
