@@ -34,8 +34,8 @@ from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax import stats
 
 COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'seed',
-           'norm_policy', 'inputs', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train', 'n_test',
-           'n_train_subjects', 'steps')
+           'norm_policy', 'inputs', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train',
+           'n_test', 'n_train_subjects', 'steps')
 CELL_KEYS = ('task', 'init', 'protocol', 'fraction', 'fold', 'seed')
 RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_subjects',
                'test_subjects')
