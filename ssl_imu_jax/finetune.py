@@ -16,7 +16,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-import optax
 
 from ssl_imu_jax import (
   checkpointing,
@@ -26,14 +25,13 @@ from ssl_imu_jax import (
   model_card,
   parallel,
   splits,
+  steps,
   train_state,
   trainer,
 )
 from ssl_imu_jax.errors import ConfigError, MissingInputError
-from ssl_imu_jax.metric_writers import MetricWriter
 from ssl_imu_jax.models import ENCODERS, RegressionModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
-from ssl_imu_jax.pretrain import apply_augmentation, init_key, make_init, normalize
 
 RESULT_FILE = 'result.json'
 # 'linear_probe': only the head trains (encoder frozen); 'full_from_probe': the reference's two
@@ -63,8 +61,9 @@ def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.C
 
 
 def _inputs(batch, stats, use_gyr):
-  acc = normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
-  gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std']) if use_gyr else batch['gyr']
+  acc = steps.normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
+  gyr = (steps.normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std']) if use_gyr
+         else batch['gyr'])
   return acc, gyr
 
 
@@ -81,9 +80,9 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
     aug_rng, drop_rng = jax.random.split(rng)
     acc, gyr = batch['acc'], batch['gyr']
     if model.use_gyr:
-      acc, gyr = apply_augmentation(aug_rng, acc, gyr, config.augment)
+      acc, gyr = steps.apply_augmentation(aug_rng, acc, gyr, config.augment)
     else:
-      acc, _ = apply_augmentation(aug_rng, acc, None, config.augment)
+      acc, _ = steps.apply_augmentation(aug_rng, acc, None, config.augment)
     acc, gyr = _inputs({'acc': acc, 'gyr': gyr}, stats, model.use_gyr)
     y = (batch['targets'] - y_mean) / y_std
 
@@ -93,14 +92,8 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
       return losses.mse(pred, y), new_vars.get('batch_stats', state.batch_stats)
 
     (loss, bstats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=bstats,
-                              opt_state=opt_state)
-    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
-                       'param_norm': optax.global_norm(params),
-                       'update_norm': optax.global_norm(updates),
-                       'learning_rate': schedule(state.step)}
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats)
+    return new_state, {'loss': loss, **norms}
 
   return step
 
@@ -212,7 +205,7 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
     tx, schedule = train_state.make_optimizer(optimizer_config(config), config.train.steps,
                                               frozen)
     _PROGRAMS[key] = Programs(
-        model=model, tx=tx, init=make_init(model, tx, sample_shape, mesh),
+        model=model, tx=tx, init=steps.make_init(model, tx, sample_shape, mesh),
         step=jax.jit(make_train_step(config, model, tx, schedule), in_shardings=(rep, dsh, rep),
                      out_shardings=(rep, rep), donate_argnums=(0,)),
         predict=jax.jit(make_predict_step(model), in_shardings=(rep, dsh)))
@@ -294,25 +287,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                    (1,) + ws.acc.shape[1:], mesh)
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
           'y_mean': target_stats['mean'], 'y_std': target_stats['std']}
-  state = progs.init(init_key(config.seed), train_state.norm_arrays(norm))
+  state = progs.init(steps.init_key(config.seed), train_state.norm_arrays(norm))
   if probe_dir:
     state = load_subtrees(state, progs.tx, probe_dir, None, rep, everything=True)
   elif pre is not None:
     state = load_encoders(state, progs.tx, pre[0], pre[1], rep)
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
-  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   meta = {'kind': 'finetune', 'config': config.to_dict(), 'normalization': stats,
           'target_normalization': target_stats, 'targets': list(ws.target_names),
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'test_subjects': test_subjects, 'final': final,
           **input_pipeline.input_facts(ws)}
-  writer = MetricWriter(workdir, config.train.steps, config.train.progress,
-                        tag=f'finetune {config.data.dataset} fold{config.split.fold}')
-  state, last = trainer.fit(config, ws, train_idx, state=state, step_fn=progs.step, ckpt=ckpt,
-                            meta=meta, writer=writer, sharding=dsh)
-  writer.close()
-  ckpt.close()
+  out = trainer.fit(config, workdir, ws, train_idx, state=state, step_fn=progs.step, meta=meta,
+                    tag=f'finetune {config.data.dataset} fold{config.split.fold}', sharding=dsh)
+  state, last = out.state, out.last
 
   y_pred = predict_windows(progs.predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
   y_true = ws.targets[test_idx]
@@ -406,8 +394,7 @@ def load_subtrees(state, tx, ckpt_dir: str, step: int | None, rep,
 
 
 def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarray:
-  n_dev = mesh.devices.size
-  bs = max(n_dev, (batch_size // n_dev) * n_dev)
+  bs = steps.eval_batch_size(batch_size, mesh)
   out = []
   for batch, n_real in input_pipeline.eval_batches(ws, idx, bs, parallel.data_sharding(mesh)):
     out.append(np.asarray(jax.device_get(predict(state, batch)))[:n_real])

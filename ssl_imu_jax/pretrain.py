@@ -13,11 +13,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from ssl_imu_jax import checkpointing, input_pipeline, losses, parallel, train_state, trainer
+from ssl_imu_jax import checkpointing, input_pipeline, losses, parallel, steps, train_state, trainer
 from ssl_imu_jax.errors import ConfigError
-from ssl_imu_jax.metric_writers import MetricWriter
 from ssl_imu_jax.models import ContrastiveModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
 
@@ -36,23 +34,6 @@ def ssl_loss(config, z_acc, z_gyr, temp, local_blocks: int = 1, weights_B=None):
   return losses.contrastive_loss(config.ssl.get('loss', 'info_nce'), z_acc, z_gyr, temp,
                                  grouped=config.ssl.grouped, local_blocks=local_blocks,
                                  weights_B=weights_B)
-
-
-def normalize(x, mean, std):
-  return (x - mean) / std
-
-
-def any_augmentation(aug_cfg: ml_collections.ConfigDict) -> bool:
-  return bool(aug_cfg.rotation or aug_cfg.scale or aug_cfg.noise or aug_cfg.time_shift)
-
-
-def apply_augmentation(rng, acc, gyr, aug_cfg):
-  """Random views of the raw signals (see augment.py); the identity when every switch is off."""
-  if not any_augmentation(aug_cfg):
-    return acc, gyr
-  from ssl_imu_jax import augment  # noqa: PLC0415
-
-  return augment.augment(rng, acc, gyr, aug_cfg)
 
 
 def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
@@ -75,10 +56,10 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
 
   def step(state: train_state.TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
-    acc, gyr = apply_augmentation(rng, batch['acc'], batch['gyr'], config.augment)
+    acc, gyr = steps.apply_augmentation(rng, batch['acc'], batch['gyr'], config.augment)
     stats = state.norm
-    acc = normalize(acc, stats['acc_mean'], stats['acc_std'])
-    gyr = normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
+    acc = steps.normalize(acc, stats['acc_mean'], stats['acc_std'])
+    gyr = steps.normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
     if accum == 1:
       (loss, (bstats, m)), grads = grad_fn(state.params, state.batch_stats, acc, gyr)
     else:
@@ -95,14 +76,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
                                                (micro(acc), micro(gyr)))
       grads = jax.tree.map(lambda g: g / accum, grads)
       loss, m = jnp.mean(ls), jax.tree.map(jnp.mean, ms)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=bstats,
-                              opt_state=opt_state)
-    metrics = {'loss': loss, **m, 'grad_norm': optax.global_norm(grads),
-               'param_norm': optax.global_norm(params),
-               'update_norm': optax.global_norm(updates), 'learning_rate': schedule(state.step)}
-    return new_state, metrics
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats)
+    return new_state, {'loss': loss, **m, **norms}
 
   return step
 
@@ -112,38 +87,14 @@ def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
 
   def step(state, batch):
     stats = state.norm
-    acc = normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
-    gyr = normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std'])
+    acc = steps.normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
+    gyr = steps.normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std'])
     z_acc, z_gyr, temp = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                      acc, gyr, train=False)
     loss, m = ssl_loss(config, z_acc, z_gyr, temp, weights_B=batch['weights'])
     return {'loss': loss, **m}
 
   return step
-
-
-def make_init(model, tx, sample_shape, mesh):
-  """``(rng, norm) -> TrainState``, compiled to produce the state replicated on the mesh."""
-  x = jnp.zeros(sample_shape, jnp.float32)
-
-  def init(rng, norm):
-    variables = model.init(rng, x, x, train=False)
-    state = train_state.create(variables['params'], variables.get('batch_stats', {}), tx)
-    return state.replace(norm=norm)
-
-  return jax.jit(init, out_shardings=parallel.replicated(mesh))
-
-
-def init_key(seed: int) -> jax.Array:
-  # An 'rbg' key for parameter initialisation compiles ~3x faster than threefry on CPU; the
-  # output is replicated, so its values do not depend on the device count.
-  return jax.random.key(seed, impl='rbg')
-
-
-def init_state(config, model, tx, sample_shape, mesh, norm):
-  """The replicated initial state (parameters from ``config.seed``, ``norm`` statistics)."""
-  return make_init(model, tx, sample_shape, mesh)(init_key(config.seed),
-                                                  train_state.norm_arrays(norm))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
@@ -177,13 +128,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   model = build_model(config)
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
   sample_shape = (1,) + train.acc.shape[1:]
-  state = init_state(config, model, tx, sample_shape, mesh, stats)
+  state = steps.init_state(config, model, tx, sample_shape, mesh, stats)
   dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
   step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
                     in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), config.train.max_to_keep)
-  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   meta = {
       'kind': 'pretrain',
       'config': config.to_dict(),
@@ -198,7 +147,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   eval_fn = None
   if held_out is not None and len(held_out):
     eval_step = jax.jit(make_eval_step(config, model), in_shardings=(rep, dsh))
-    eval_bs = _eval_batch_size(config.train.eval_batch_size, n_dev)
+    eval_bs = steps.eval_batch_size(config.train.eval_batch_size, mesh)
 
     def eval_fn(st):
       tot, n = {}, 0
@@ -210,18 +159,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
         n += n_real
       return {k: v / n for k, v in tot.items()}
 
-  writer = MetricWriter(workdir, config.train.steps, config.train.progress, tag='pretrain')
-  state, last = trainer.fit(config, train, np.arange(len(train)), state=state, step_fn=step_fn,
-                            ckpt=ckpt, meta=meta, writer=writer, sharding=dsh, eval_fn=eval_fn)
-  final_eval = eval_fn(state) if eval_fn is not None else {}
-  writer.close()
-  ckpt.close()
-  write_model_card(workdir, meta, last, final_eval)
-  return {'train': last, 'eval': final_eval, 'checkpoint_dir': ckpt.directory, 'state': state}
-
-
-def _eval_batch_size(requested: int, n_dev: int) -> int:
-  return max(n_dev, (requested // n_dev) * n_dev)
+  out = trainer.fit(config, workdir, train, np.arange(len(train)), state=state, step_fn=step_fn,
+                    meta=meta, tag='pretrain', sharding=dsh, eval_fn=eval_fn)
+  write_model_card(workdir, meta, out.last, out.final_eval)
+  return {'train': out.last, 'eval': out.final_eval, 'checkpoint_dir': out.checkpoint_dir,
+          'state': out.state}
 
 
 def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str, float],

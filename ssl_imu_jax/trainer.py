@@ -7,7 +7,9 @@ resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -74,22 +76,42 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   return state, last
 
 
-def fit(config, windows, train_idx, *, state, step_fn, ckpt, meta, writer, sharding,
-        eval_fn=None) -> tuple[Any, dict[str, float]]:
-  """``train_loop`` over ``windows[train_idx]`` with the knobs of ``config.train``."""
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+  state: Any
+  last: dict[str, float]       # the last logged training scalars
+  final_eval: dict[str, float]  # eval_fn on the final state ({} without one)
+  checkpoint_dir: str
+
+
+def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: str, sharding,
+        eval_fn=None) -> FitResult:
+  """A stage's whole run: checkpointer (resume) and config.json in ``<workdir>/checkpoints``,
+  metric writer in ``workdir``, ``train_loop`` over ``windows[train_idx]`` with the knobs of
+  ``config.train``, and the final evaluation."""
   from ssl_imu_jax import input_pipeline  # noqa: PLC0415
 
   t = config.train
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
+  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
+  writer = MetricWriter(workdir, t.steps, t.progress, tag=tag)
 
   def batches(start):
     return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
                                          t.steps, sharding, prefetch=t.prefetch)
 
   log_every, checkpoint_every, eval_every = intervals(t)
-  return train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
-                    total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta, writer=writer,
-                    log_every=log_every, checkpoint_every=checkpoint_every, eval_fn=eval_fn,
-                    eval_every=eval_every if eval_fn is not None else 0)
+  try:
+    state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
+                             total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
+                             writer=writer, log_every=log_every,
+                             checkpoint_every=checkpoint_every, eval_fn=eval_fn,
+                             eval_every=eval_every if eval_fn is not None else 0)
+    final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
+  finally:
+    writer.close()
+    ckpt.close()
+  return FitResult(state, last, final_eval, ckpt.directory)
 
 
 def intervals(train_cfg) -> tuple[int, int, int]:

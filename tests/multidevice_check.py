@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from configs import finetune as finetune_config  # noqa: E402
 from configs import pretrain as pretrain_config  # noqa: E402
-from ssl_imu_jax import finetune, input_pipeline, parallel, pretrain, train_state  # noqa: E402
+from ssl_imu_jax import finetune, input_pipeline, parallel, pretrain, steps, train_state  # noqa: E402
 
 GLOBAL_BATCH = 16
 N_SITES = 2
@@ -126,9 +126,9 @@ def check_pretrain(out, mesh1, mesh8, rng):
   host_batch = _batch(np.random.default_rng(0), with_targets=False)
   norm = _norm(host_batch, with_targets=False)
   shape = (1, N_SITES, T, 3)
-  host_state = jax.device_get(pretrain.init_state(cfg, model, tx, shape, mesh1, norm))
+  host_state = jax.device_get(steps.init_state(cfg, model, tx, shape, mesh1, norm))
   out['init_max_diff'] = _max_abs_diff(
-      host_state, pretrain.init_state(cfg, model, tx, shape, mesh8, norm))
+      host_state, steps.init_state(cfg, model, tx, shape, mesh8, norm))
   out['batch_shards_8dev'] = sorted({
       s.data.shape[0] for s in input_pipeline.to_global(
           host_batch, parallel.data_sharding(mesh8))['acc'].addressable_shards})
@@ -146,8 +146,8 @@ def check_pretrain(out, mesh1, mesh8, rng):
 
   # The reference on 1 device: the same forward pass, InfoNCE masked to 8 contiguous blocks.
   def ref_losses(state, batch):
-    acc = pretrain.normalize(batch['acc'], state.norm['acc_mean'], state.norm['acc_std'])
-    gyr = pretrain.normalize(batch['gyr'], state.norm['gyr_mean'], state.norm['gyr_std'])
+    acc = steps.normalize(batch['acc'], state.norm['acc_mean'], state.norm['acc_std'])
+    gyr = steps.normalize(batch['gyr'], state.norm['gyr_mean'], state.norm['gyr_std'])
     (za, zg, temp), _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                     acc, gyr, train=True, mutable=['batch_stats'])
     return (pretrain.ssl_loss(cfg, za, zg, temp, local_blocks=N_DEV)[0],
@@ -175,7 +175,7 @@ def check_finetune(out, mesh1, mesh8, rng):
   host_batch = _batch(np.random.default_rng(1), with_targets=True)
   norm = _norm(host_batch, with_targets=True)
   host_state = jax.device_get(
-      pretrain.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1, norm))
+      steps.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1, norm))
   step1 = _compiled(finetune.make_train_step(cfg, model, tx, schedule), mesh1)
   step8 = _compiled(finetune.make_train_step(cfg, model, tx, schedule), mesh8)
   res1 = _run(step1, host_state, host_batch, mesh1, rng)

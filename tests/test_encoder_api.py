@@ -13,7 +13,15 @@ from conftest import ROOT
 
 import ssl_imu_jax
 from configs import embed as embed_config
-from ssl_imu_jax import checkpointing, encoder_api, input_pipeline, pretrain, stages, train_state
+from ssl_imu_jax import (
+  checkpointing,
+  encoder_api,
+  input_pipeline,
+  pretrain,
+  stages,
+  steps,
+  train_state,
+)
 from ssl_imu_jax.models import ContrastiveModel
 
 
@@ -56,8 +64,8 @@ def _training_embeddings(ckpt_dir, step, config, acc, gyr):
   """What the training code computes: ContrastiveModel.embed on the restored state."""
   raw = checkpointing.restore_raw(ckpt_dir, step)
   norm = raw['norm']
-  acc_n = pretrain.normalize(acc, norm['acc_mean'], norm['acc_std'])
-  gyr_n = pretrain.normalize(gyr, norm['gyr_mean'], norm['gyr_std'])
+  acc_n = steps.normalize(acc, norm['acc_mean'], norm['acc_std'])
+  gyr_n = steps.normalize(gyr, norm['gyr_mean'], norm['gyr_std'])
   embed = _training_embed(config.to_json())
   h_acc, h_gyr = embed({'params': raw['params'], 'batch_stats': raw['batch_stats']}, acc_n, gyr_n)
   return np.concatenate([h_acc, h_gyr], axis=-1), raw

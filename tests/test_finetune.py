@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import checkpointing, finetune, report
+from ssl_imu_jax import checkpointing, finetune, report, steps
 
 
 def _restore(workdir):
@@ -89,14 +89,14 @@ def test_random_init_accelerometer_only_with_augmentation(tmp_path, toy_dirs, mo
   cfg.split.fraction = 0.5
   cfg.augment.noise = True
   calls = []
-  real = finetune.apply_augmentation
+  real = steps.apply_augmentation
 
   def spy(rng, acc, gyr, aug_cfg):
     out = real(rng, acc, gyr, aug_cfg)
     calls.append((gyr is None, out[0] is not acc))
     return out
 
-  monkeypatch.setattr(finetune, 'apply_augmentation', spy)
+  monkeypatch.setattr(steps, 'apply_augmentation', spy)
   res = finetune.train_and_evaluate(cfg, str(tmp_path), toy_dirs['data_dir'])
   assert calls and all(gyr_none and changed for gyr_none, changed in calls)  # not skipped
   assert set(_restore(str(tmp_path))['params']) == {'encoder', 'head'}

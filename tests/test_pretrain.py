@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import tiny_pretrain_config
 
-from ssl_imu_jax import checkpointing, input_pipeline, pretrain
+from ssl_imu_jax import checkpointing, input_pipeline, pretrain, steps
 
 
 def test_pretrain_writes_checkpoints_config_and_card(pretrained):
@@ -62,7 +62,7 @@ def _one_step(cfg, batch):
   model = pretrain.build_model(cfg)
   tx, schedule = train_state.make_optimizer(cfg.optimizer, cfg.train.steps)
   norm = {'acc_mean': 9.81, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0}
-  state = pretrain.init_state(cfg, model, tx, (1,) + batch['acc'].shape[1:], mesh, norm)
+  state = steps.init_state(cfg, model, tx, (1,) + batch['acc'].shape[1:], mesh, norm)
   step = jax.jit(pretrain.make_train_step(cfg, model, tx, schedule, 1))
   return state, step(state, batch, jax.random.key(0))
 
