@@ -92,11 +92,6 @@ def from_spec(spec: Mapping[str, object] | None, where: str = '') -> AxisMap:
   return m
 
 
-def apply_map(v: np.ndarray, m: AxisMap) -> np.ndarray:
-  """v [..., 3] rotated into the body frame (float64)."""
-  return m.apply(np.asarray(v, dtype=np.float64))
-
-
 def up_angle_deg(acc_still_body: np.ndarray) -> float:
   """Angle between the mean still specific force [T, 3] (body frame) and +y, in degrees."""
   m = np.asarray(acc_still_body, dtype=np.float64).reshape(-1, 3).mean(axis=0)

@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.signal
-from etils import epath
 
 from data_prep import axes, gait_events, preprocess, records
 from data_prep.readers import tables
@@ -164,15 +163,11 @@ def peak_events(fy: np.ndarray, strikes: np.ndarray, labels: np.ndarray, mass_kg
 class Camargo2021(records.ImuWindowBuilder):
   """Camargo 2021: trunk + shank IMUs (option: foot, thigh) -> peak vGRF per step (BW)."""
 
-  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
   SITES = ('trunk', 'shank')
   TARGETS = TARGETS
   WITH_GYR = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the Camargo 2021 subject folders in manual_dir:\n{LAYOUT}'
   DESCRIPTION = __doc__
-
-  def _opt(self, key: str, default: Any) -> Any:
-    return self.builder_config.option(key, default)
 
   def sites(self) -> tuple[str, ...]:
     chosen = preprocess.as_list(self._opt('sites', None)) or list(self.SITES)

@@ -37,7 +37,6 @@ import re
 from typing import Any
 
 import numpy as np
-from etils import epath
 
 from data_prep import axes, preprocess, records
 from data_prep.readers import xsens
@@ -60,8 +59,6 @@ LAYOUT = """  <manual_dir>/<s>-<t>.json            (Subject, Trial, Height, Weig
 class IpolGait(records.ImuWindowBuilder):
   """IPOL healthy gait: lower back + both feet, windows for pre-training or labelled strides."""
 
-  # TFDS's own code_path lookup needs the importlib_resources package (absent here).
-  code_path = epath.Path(__file__)
   SITES = SITES
   WITH_GYR = True
   SOURCE_RATE_HZ = 100.0
@@ -79,9 +76,6 @@ class IpolGait(records.ImuWindowBuilder):
   @property
   def TARGETS(self) -> dict[str, str]:  # noqa: N802 (the base class reads this name)
     return dict(STRIDE_TARGETS) if self.mode == 'strides' else {}
-
-  def _opt(self, key: str, default: Any) -> Any:
-    return self.builder_config.option(key, default)
 
   def extra_metadata(self) -> dict[str, Any]:
     mode = str(self._opt('axes', 'body'))

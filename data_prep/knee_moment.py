@@ -27,7 +27,6 @@ import re
 from typing import Any
 
 import numpy as np
-from etils import epath
 
 from data_prep import axes, gait_events, preprocess, records
 from data_prep.readers import tables
@@ -87,7 +86,6 @@ def step_lengths(x: np.ndarray, imu_cols: list[int]) -> np.ndarray:
 class KneeMoment(records.ImuWindowBuilder):
   """Tan et al. 2022 walking knee moments: 8 IMUs -> peak KFM and KAM per step."""
 
-  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
   SITES = SITES
   TARGETS = TARGETS
   WITH_GYR = True
@@ -100,9 +98,6 @@ class KneeMoment(records.ImuWindowBuilder):
   MAX_STEP = 152
   GYR_UNIT = 'deg/s'
   ACC_UNIT = 'm/s^2'
-
-  def _opt(self, key: str, default: Any) -> Any:
-    return self.builder_config.option(key, default)
 
   @property
   def SOURCE_RATE_HZ(self) -> float:  # noqa: N802

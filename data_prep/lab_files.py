@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from etils import epath
 
 from data_prep import axes, gait_events, preprocess, records
 from data_prep.readers import c3d, tables, xsens
@@ -138,13 +137,9 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
 class LabFiles(records.ImuWindowBuilder):
   """Your own recordings, described by a schema file: windows (unlabelled) or labelled stances."""
 
-  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
   WITH_GYR = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put your files and schema in manual_dir:\n{LAYOUT}'
   DESCRIPTION = __doc__
-
-  def _opt(self, key: str, default: Any) -> Any:
-    return self.builder_config.option(key, default)
 
   @property
   def schema(self) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-from etils import epath
 
 from data_prep import axes, preprocess, records
 
@@ -46,15 +45,11 @@ _FILE = re.compile(r'^imu_Subject_(\d+)\.mat$', re.IGNORECASE)
 class MoviImu(records.ImuWindowBuilder):
   """MoVi: 17 body-worn IMUs, unlabelled windows for acc-vs-gyr pre-training."""
 
-  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
   SITES = records.MOVI_SITES
   TARGETS: dict[str, str] = {}
   WITH_GYR = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the MoVi IMU files in manual_dir:\n{LAYOUT}'
   DESCRIPTION = __doc__
-
-  def _opt(self, key: str, default: Any) -> Any:
-    return self.builder_config.option(key, default)
 
   def sites(self) -> tuple[str, ...]:
     chosen = preprocess.as_list(self._opt('sites', None))

@@ -148,6 +148,10 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
       # subclass's own file instead.
       cls.code_path = epath.Path(inspect.getfile(cls))
 
+  def _opt(self, key: str, default: Any = None) -> Any:
+    """A builder option (``--option key=value`` / config key data.options)."""
+    return self.builder_config.option(key, default)
+
   def sites(self) -> tuple[str, ...]:
     return tuple(self.SITES)
 

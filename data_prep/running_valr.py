@@ -25,7 +25,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from etils import epath
 
 from data_prep import gait_events, preprocess
 from data_prep.knee_moment import KneeMoment, column
@@ -38,7 +37,6 @@ LAYOUT = """  <manual_dir>/<name>.h5: datasets subject_<N> [n_steps, T, F] (zero
 class RunningValr(KneeMoment):
   """Running loading rate: one shank IMU (by default) -> VALR per step."""
 
-  code_path = epath.Path(__file__)  # TFDS's lookup needs importlib_resources (absent here)
   SITES = ('L_SHANK',)
   TARGETS = {'valr': 'BW/s'}
   LAYOUT = LAYOUT

@@ -7,13 +7,14 @@ never leaves a checkpoint that restores half-written.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from ssl_imu_jax import files
 
 CONFIG_FILE = 'config.json'
 
@@ -32,7 +33,8 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, meta: dict[str, Any], wait: bool = False) -> None:
     self._mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(_jsonable(meta))), force=True)
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(files.jsonable(meta))),
+        force=True)
     if wait:
       self._mngr.wait_until_finished()
 
@@ -51,7 +53,7 @@ class Checkpointer:
     return out['state'], dict(out['meta'])
 
   def write_config(self, config_json: str) -> None:
-    write_text_atomic(os.path.join(self.directory, CONFIG_FILE), config_json)
+    files.write_text_atomic(os.path.join(self.directory, CONFIG_FILE), config_json)
 
   def wait(self) -> None:
     self._mngr.wait_until_finished()
@@ -138,31 +140,3 @@ def _paired_leaves(a, b):
     raise ValueError(f'restored tree has {len(lb)} leaves, expected {len(la)}')
   for (pa, va), (_, vb) in zip(la, lb, strict=True):
     yield jax.tree_util.keystr(pa), va, vb
-
-
-def write_text_atomic(path: str, text: str) -> None:
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True))
-
-
-def _jsonable(obj: Any) -> Any:
-  if isinstance(obj, dict):
-    return {str(k): _jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_jsonable(v) for v in obj]
-  if isinstance(obj, (np.integer,)):
-    return int(obj)
-  if isinstance(obj, (np.floating,)):
-    return float(obj)
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  return obj

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax import checkpointing, files
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ImuEncoder
 from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, embed_dim
@@ -256,7 +256,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
   paths = {}
   for name, arr in arrays.items():
     paths[name] = f'{prefix}{name}.npy'
-    _save_npy_atomic(paths[name], arr)
+    files.save_npy_atomic(paths[name], arr)
   d = info['embed_dim']
   description = {
       'files': {k: os.path.basename(v) for k, v in paths.items()},
@@ -272,13 +272,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
       'encoder_sites': info['sites'], 'normalization': info['normalization'],
   }
   paths['info'] = f'{prefix}embeddings.json'
-  checkpointing.write_json_atomic(paths['info'], description)
+  files.write_json_atomic(paths['info'], description)
   for k, v in paths.items():
     print(f'{k}: {v}')
   return paths
-
-
-def _save_npy_atomic(path: str, arr: np.ndarray) -> None:
-  tmp = f'{path}.tmp.{os.getpid()}.npy'
-  np.save(tmp, arr)
-  os.replace(tmp, path)

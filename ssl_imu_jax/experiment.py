@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-from ssl_imu_jax import input_pipeline
+from ssl_imu_jax import files, input_pipeline
 from ssl_imu_jax.errors import ConfigError
 
 
@@ -64,13 +64,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   sweep_cfg.init_from = ','.join(ckpts)
   sweep_cfg.finetune.data_dir = data_dir
   report_dir = sweep.run(sweep_cfg, workdir)
-  from ssl_imu_jax import checkpointing
 
   table = paper_comparison(report_dir)
   if report_only:
     table = ('PARTIAL (sweep.report_only): the cells finished so far; see summary.md for how many '
              'are missing.\n\n' + table)
-  checkpointing.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
+  files.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
   print(table, flush=True)
   return report_dir
 
@@ -149,7 +148,7 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   out = pd.DataFrame(rows, columns=list(BUDGET_COLUMNS))
   report_dir = os.path.join(workdir, 'report')
   os.makedirs(report_dir, exist_ok=True)
-  checkpointing.write_text_atomic(os.path.join(report_dir, 'budget.csv'), out.to_csv(index=False))
+  files.write_text_atomic(os.path.join(report_dir, 'budget.csv'), out.to_csv(index=False))
   _plot_budget(out, os.path.join(report_dir, 'budget_curve.png'))
   print(out.to_string(index=False, float_format=lambda v: f'{v:.3f}'), flush=True)
   return report_dir

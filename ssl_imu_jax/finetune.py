@@ -19,6 +19,7 @@ import numpy as np
 
 from ssl_imu_jax import (
   checkpointing,
+  files,
   input_pipeline,
   losses,
   metrics,
@@ -258,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train_idx, test_idx = np.arange(len(ws)), np.zeros(0, np.int64)
   else:
     folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
-    checkpointing.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
+    files.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
     train_idx, test_idx = splits.fold_indices(ws.subject_id, folds, config.split.fold)
   train_idx = splits.fraction_indices(train_idx, config.split.fraction,
                                       config.split.fraction_seed)
@@ -329,8 +330,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
   card = model_card.render_finetune(meta, ckpt_step=int(config.train.steps), result=result)
-  checkpointing.write_text_atomic(os.path.join(workdir, MODEL_CARD), card)
-  checkpointing.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
+  files.write_text_atomic(os.path.join(workdir, MODEL_CARD), card)
+  files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
   result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
   return result
 

@@ -76,16 +76,32 @@ def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
                        manual_dir=data_cfg.manual_dir or None)
 
 
-def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool = True,
-               chunk: int = 1024, targets: Sequence[str] = ()) -> WindowSet:
-  """Reads a whole split of a built data set into memory, optionally a subset of IMU sites and
-  of labels (``targets``, config key data.targets; () = all)."""
+def _source(path: str, split: str):
+  """(builder, the split's data source); a clear error for a split the data set lacks."""
   import tensorflow_datasets as tfds
 
   builder = tfds.builder_from_directory(path)
   if split not in builder.info.splits:
     raise ConfigError(f'{path}: no split {split!r}; available: {sorted(builder.info.splits)} '
                       f'(config key data.split / data.eval_split)')
+  return builder, builder.as_data_source()[split]
+
+
+def subject_ids(path: str, split: str, chunk: int = 1024) -> np.ndarray:
+  """The subject id of every window of a split, in record order, without reading the signals."""
+  _, src = _source(path, split)
+  ids = np.empty(len(src), np.int64)
+  for lo in range(0, len(src), chunk):
+    part = src.__getitems__(list(range(lo, min(len(src), lo + chunk))))
+    ids[lo:lo + len(part)] = [int(e['subject_id']) for e in part]
+  return ids
+
+
+def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool = True,
+               chunk: int = 1024, targets: Sequence[str] = ()) -> WindowSet:
+  """Reads a whole split of a built data set into memory, optionally a subset of IMU sites and
+  of labels (``targets``, config key data.targets; () = all)."""
+  builder, src = _source(path, split)
   meta = dict(builder.info.metadata or {})
   all_sites = tuple(meta.get('imu_sites', ()))
   if sites:
@@ -104,7 +120,6 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
     raise ConfigError(f'config key data.targets: {unknown} not among the labels of {path}: '
                       f'{list(target_map)}')
   names = tuple(targets) or tuple(target_map)
-  src = builder.as_data_source()[split]
   n = len(src)
   if n == 0:
     raise ValueError(f'{path}: split {split!r} is empty')

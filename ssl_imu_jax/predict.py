@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from ssl_imu_jax import checkpointing, input_pipeline, metrics, stats
+from ssl_imu_jax import checkpointing, files, input_pipeline, metrics, stats
 from ssl_imu_jax.encoder_api import apply_in_batches, check_window_shape, resolve_checkpoint
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 from ssl_imu_jax.models import RegressionModel
@@ -180,7 +180,7 @@ def single_recording_input(config, workdir: str) -> tuple[str, dict[str, str]]:
   schema.pop('targets', None)  # one recording: windows to predict, no labels of its own
   schema.pop('force', None)
   path = os.path.join(workdir, 'input', 'schema.json')
-  checkpointing.write_json_atomic(path, schema)
+  files.write_json_atomic(path, schema)
   return os.path.dirname(rec), {'schema': path}
 
 
@@ -403,17 +403,17 @@ def _write_outputs(config, ws, df, labelled, info, tmp) -> tuple[dict[str, str],
     if t in labelled:
       columns[f'true_{t}'] = f'true {t}' + (f', {u}' if u else '')
   paths['description'] = os.path.join(tmp, 'predictions.json')
-  checkpointing.write_json_atomic(paths['description'], {
+  files.write_json_atomic(paths['description'], {
       'columns': columns, 'checkpoint_dir': info['checkpoint_dir'], 'step': info['step'],
       'data': ws.path, 'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
       'window_length': ws.window_length, 'n_windows': len(ws)})
   if labelled:
     scores = score(df, labelled, info)
     paths['metrics'] = os.path.join(tmp, 'metrics.json')
-    checkpointing.write_json_atomic(paths['metrics'], scores)
+    files.write_json_atomic(paths['metrics'], scores)
     paths['summary'] = os.path.join(tmp, 'summary.md')
     text = summary_markdown(scores, info, os.path.basename(os.path.dirname(ws.path)) or ws.path)
-    checkpointing.write_text_atomic(paths['summary'], text)
+    files.write_text_atomic(paths['summary'], text)
     if config.get('plot', True):
       for p in plot_agreement(df, labelled, info, tmp):
         paths[os.path.splitext(os.path.basename(p))[0]] = p

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, input_pipeline, losses, parallel, steps, train_state, trainer
+from ssl_imu_jax import files, input_pipeline, losses, parallel, steps, train_state, trainer
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ContrastiveModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
@@ -172,4 +172,4 @@ def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str
   from ssl_imu_jax import model_card  # noqa: PLC0415
 
   text = model_card.render(meta, train_metrics, eval_metrics)
-  checkpointing.write_text_atomic(os.path.join(workdir, 'checkpoints', 'MODEL_CARD.md'), text)
+  files.write_text_atomic(os.path.join(workdir, 'checkpoints', 'MODEL_CARD.md'), text)

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ssl_imu_jax import files, stats
 from ssl_imu_jax import metrics as metrics_lib
-from ssl_imu_jax import stats
 
 COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'seed',
            'norm_policy', 'inputs', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train',
@@ -569,13 +569,6 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
   return '\n'.join(md).rstrip() + '\n', '\n'.join(printed).rstrip() + '\n'
 
 
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
                   title: str = 'Fine-tuning results', notes: Sequence[str] = (),
                   figures: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -587,12 +580,11 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
     raise ValueError('write_results: no cell records to report')
   os.makedirs(report_dir, exist_ok=True)
   df = results_frame(records)
-  _atomic_write(os.path.join(report_dir, 'results.csv'), df.to_csv(index=False))
-  _atomic_write(os.path.join(report_dir, 'headline.csv'), headline_frame(df).to_csv(index=False))
-  _atomic_write(os.path.join(report_dir, 'efficiency.csv'),
-                efficiency_frame(df).to_csv(index=False))
+  for name, frame in (('results', df), ('headline', headline_frame(df)),
+                      ('efficiency', efficiency_frame(df))):
+    files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), frame.to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
-  _atomic_write(os.path.join(report_dir, 'summary.md'), md)
+  files.write_text_atomic(os.path.join(report_dir, 'summary.md'), md)
   return table
 
 

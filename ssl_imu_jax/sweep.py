@@ -36,8 +36,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from ssl_imu_jax import files, report, splits
 from ssl_imu_jax import metrics as metrics_lib
-from ssl_imu_jax import report, splits
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
 INITS = ('pretrained', 'random')
@@ -209,16 +209,6 @@ def fingerprint(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
   return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
 
-def atomic_write_json(path: str, obj: Any) -> None:
-  """Writes JSON to a temporary file in the same directory, then renames it over ``path``."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(obj, f, allow_nan=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def load_done_cell(path: str, expected: Mapping[str, Any]) -> dict[str, Any] | None:
   """The record of a completed cell, None if not done; an error if it ran with another config."""
   marker = os.path.join(path, CELL_FILE)
@@ -249,7 +239,7 @@ def write_folds(path: str, folds: Mapping[int, int], meta: Mapping[str, Any]) ->
                        f'config (num_folds/fold_seed or the subjects changed); use a new --workdir')
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  atomic_write_json(path, content)
+  files.write_json_atomic(path, content)
 
 
 def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
@@ -265,22 +255,10 @@ def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[s
 
 def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
-  import tensorflow_datasets as tfds
-
   from ssl_imu_jax import input_pipeline
 
-  d = cfg.data
-  path = input_pipeline.ensure_built(d, cfg.data_dir)
-  sources = tfds.builder_from_directory(path).as_data_source()
-  if d.split not in sources:
-    raise ConfigError(f'data set {d.dataset!r} at {path} has no split {d.split!r} '
-                      f'(config.finetune.data.split); it has {sorted(sources)}')
-  src = sources[d.split]
-  ids = np.empty(len(src), dtype=np.int64)
-  for start in range(0, len(src), 1024):
-    chunk = src.__getitems__(list(range(start, min(start + 1024, len(src)))))
-    ids[start:start + len(chunk)] = [int(ex['subject_id']) for ex in chunk]
-  return ids
+  path = input_pipeline.ensure_built(cfg.data, cfg.data_dir)
+  return input_pipeline.subject_ids(path, cfg.data.split)
 
 
 def _default_train_fn() -> TrainFn:
@@ -306,7 +284,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   subject_ids_fn = subject_ids_fn or dataset_subject_ids
   cells = list(plan(config))
   os.makedirs(os.path.join(workdir, 'sweep'), exist_ok=True)
-  atomic_write_json(os.path.join(workdir, 'sweep', 'sweep_config.json'),
+  files.write_json_atomic(os.path.join(workdir, 'sweep', 'sweep_config.json'),
                     json.loads(config.to_json_best_effort()))
   records: list[dict[str, Any]] = []
   report_only = bool(config.get('report_only', False))
@@ -348,7 +326,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
                                fraction=fraction, fold=fold, steps=int(cfg.train.steps),
                                seed=seed, norm_policy=result.get('norm_policy', ''))
       _check_cell_subjects(rec, folds_of[dataset], fold, name)
-      atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
+      files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
       n_trained += 1
       todo.discard(cell)
       took = time.time() - t0
@@ -445,7 +423,7 @@ def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir:
     os.makedirs(path, exist_ok=True)
     t0 = time.time()
     result = train_fn(cfg, path)
-    atomic_write_json(os.path.join(path, CELL_FILE), {'config': expected, 'record': {
+    files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': {
         'task': dataset, 'init': init, 'protocol': protocol, 'fraction': fraction,
         'seed': seed, 'train_subjects': result['train_subjects'], 'final': True}})
     print(f'final model {dataset} ({init} / {protocol}, {fraction:g} of the windows, all '
@@ -455,7 +433,7 @@ def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir:
   step, meta = checkpointing.read_meta(ckpt_dir)
   card = model_card.render_finetune(meta, step, cv=cv_summary(records, dataset, init, protocol,
                                                                fraction))
-  checkpointing.write_text_atomic(os.path.join(path, finetune.MODEL_CARD), card)
+  files.write_text_atomic(os.path.join(path, finetune.MODEL_CARD), card)
   return path
 
 

@@ -67,7 +67,3 @@ def create(params, batch_stats, tx, norm=None) -> TrainState:
 def norm_arrays(stats) -> dict[str, jax.Array]:
   """Normalisation statistics as float32 arrays (the ``norm`` field of the state)."""
   return {k: jnp.asarray(v, jnp.float32) for k, v in stats.items()}
-
-
-def global_norm(tree) -> jax.Array:
-  return optax.global_norm(tree)

@@ -15,15 +15,6 @@ import toy_data  # noqa: E402
 toy_data.register()
 
 
-def shared_data(name: str) -> Path:
-  """A folder of ../shared/data, or skip the test saying why."""
-  path = SHARED_DATA / name
-  if not path.is_dir():
-    pytest.skip(f'real data folder {path} is absent (it sits beside the project in the '
-                f'workplace, not in a fresh clone)')
-  return path
-
-
 def tiny_pretrain_config(window_length: int = 32):
   from configs import pretrain
 

@@ -232,10 +232,3 @@ def com_from_force(force: np.ndarray, mass_kg: float, dt: float,
     coef = np.polyfit(tt, p[:, ax], 1)
     p[:, ax] += -np.polyval(coef, tt) + mean_velocity[ax] * tt
   return p
-
-
-def stride_impulse_ratio(vgrf_total: np.ndarray, dt: float, t_start: float, t_end: float,
-                         weight_n: float) -> float:
-  """(integral of total vGRF over [t_start, t_end)) / (BW * duration)."""
-  i0, i1 = int(round(t_start / dt)), int(round(t_end / dt))
-  return float(vgrf_total[i0:i1].sum() * dt / (weight_n * (i1 - i0) * dt))
