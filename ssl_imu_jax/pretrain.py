@@ -36,12 +36,10 @@ def ssl_loss(config, z_acc, z_gyr, temp, local_blocks: int = 1, weights_B=None):
                                  weights_B=weights_B)
 
 
-def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
-                    schedule, num_devices: int):
-  """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units.
-
-  The input normalisation comes from ``state.norm``. The state is donated by the caller's jit.
-  """
+def make_gradient_fn(config: ml_collections.ConfigDict, model: ContrastiveModel, num_devices: int):
+  """``(params, batch_stats, acc, gyr) -> (loss, batch_stats, metrics, grads)`` on normalised
+  inputs; with ``train.grad_accum_steps`` = k, the mean of the k micro-batches' gradients
+  (negatives then come from each micro-batch)."""
   local_blocks = num_devices if config.ssl.negatives == 'local' else 1
   accum = int(config.train.grad_accum_steps)
 
@@ -54,28 +52,40 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
+  def gradients(params, batch_stats, acc, gyr):
+    if accum == 1:
+      (loss, (bstats, m)), grads = grad_fn(params, batch_stats, acc, gyr)
+      return loss, bstats, m, grads
+    micro = lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
+
+    def body(carry, xs):
+      bstats, gsum = carry
+      (l_, (bstats, m_)), g = grad_fn(params, bstats, *xs)
+      return (bstats, jax.tree.map(jnp.add, gsum, g)), (l_, m_)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    (bstats, grads), (ls, ms) = jax.lax.scan(body, (batch_stats, zeros), (micro(acc), micro(gyr)))
+    grads = jax.tree.map(lambda g: g / accum, grads)
+    return jnp.mean(ls), bstats, jax.tree.map(jnp.mean, ms), grads
+
+  return gradients
+
+
+def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
+                    schedule, num_devices: int):
+  """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units.
+
+  The input normalisation comes from ``state.norm``. The state is donated by the caller's jit.
+  """
+  gradients = make_gradient_fn(config, model, num_devices)
+
   def step(state: train_state.TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
     acc, gyr = steps.apply_augmentation(rng, batch['acc'], batch['gyr'], config.augment)
     stats = state.norm
     acc = steps.normalize(acc, stats['acc_mean'], stats['acc_std'])
     gyr = steps.normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
-    if accum == 1:
-      (loss, (bstats, m)), grads = grad_fn(state.params, state.batch_stats, acc, gyr)
-    else:
-      # Micro-batches: negatives come from the micro-batch; gradients are averaged.
-      micro = lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
-
-      def body(carry, xs):
-        bstats, gsum = carry
-        (l_, (bstats, m_)), g = grad_fn(state.params, bstats, *xs)
-        return (bstats, jax.tree.map(jnp.add, gsum, g)), (l_, m_)
-
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (bstats, grads), (ls, ms) = jax.lax.scan(body, (state.batch_stats, zeros),
-                                               (micro(acc), micro(gyr)))
-      grads = jax.tree.map(lambda g: g / accum, grads)
-      loss, m = jnp.mean(ls), jax.tree.map(jnp.mean, ms)
+    loss, bstats, m, grads = gradients(state.params, state.batch_stats, acc, gyr)
     new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats)
     return new_state, {'loss': loss, **m, **norms}
 

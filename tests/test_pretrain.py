@@ -101,6 +101,27 @@ def test_gradient_accumulation_averages_micro_batch_losses():
   np.testing.assert_allclose(float(m['loss']), np.mean(halves), rtol=1e-5)
 
 
+def test_gradient_accumulation_gives_the_mean_of_the_micro_batch_gradients():
+  """The gradients themselves, not only the loss (which BatchNorm makes insensitive)."""
+  cfg = tiny_pretrain_config()
+  batch = _toy_batch()
+  state0, _ = _one_step(cfg, batch)
+  model = pretrain.build_model(cfg)
+  acc, gyr = batch['acc'] - 9.81, batch['gyr']
+  single = pretrain.make_gradient_fn(cfg, model, 1)
+  parts = [single(state0.params, state0.batch_stats, acc[sl], gyr[sl])[3]
+           for sl in (slice(0, 4), slice(4, 8))]
+  cfg.train.grad_accum_steps = 2
+  accumulated = pretrain.make_gradient_fn(cfg, model, 1)(state0.params, state0.batch_stats,
+                                                         acc, gyr)[3]
+  mean = jax.tree.map(lambda a, b: (a + b) / 2, *parts)
+  chex.assert_trees_all_close(accumulated, mean, rtol=1e-4, atol=5e-6)  # float32 sums
+  # ... and not the gradient of the whole batch at once (the test can fail).
+  whole = single(state0.params, state0.batch_stats, acc, gyr)[3]
+  diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(a - b).max()), whole, mean))
+  assert max(diffs) > 1e-4
+
+
 def test_intervals_follow_the_step_count():
   from configs import common
   from ssl_imu_jax import trainer
@@ -131,3 +152,27 @@ def test_tensorboard_reads_the_event_files_a_run_writes(pretrained):
   for step, value in losses.items():
     assert abs(events[step] - value) < 1e-5 * max(1.0, abs(value))
   assert any(t.startswith('eval/') for t in acc.Tags()['scalars'])
+
+
+def test_pretraining_learns_the_acc_gyr_pairing(tmp_path):
+  """On the tiny synthetic MoVi corpus (6 training subjects, 17 sites): the training loss falls
+  and held-out retrieval top-1 rises far above chance (measured 7x chance after 100 steps)."""
+  import json
+
+  from configs import pretrain as pretrain_config
+
+  cfg = pretrain_config.get_config('tiny')
+  cfg.train.steps = 100
+  cfg.train.batch_size = 16
+  cfg.train.eval_every = 100
+  cfg.train.eval_batch_size = 256  # every held-out window in one batch: chance = 1 / (n x 17)
+  cfg.train.log_every = 10
+  cfg.train.progress = False
+  out = pretrain.run(cfg, str(tmp_path / 'run'), str(tmp_path / 'tfds'))
+  with open(tmp_path / 'run' / 'metrics.jsonl') as f:
+    train = [json.loads(line)['train/loss'] for line in f if '"train/loss"' in line]
+  path = input_pipeline.ensure_built(cfg.data, str(tmp_path / 'tfds'))
+  held_out = input_pipeline.subject_ids(path, cfg.data.eval_split)
+  chance = 1.0 / (len(held_out) * 17)
+  assert np.mean(train[-2:]) < 0.9 * np.mean(train[:2]), train
+  assert out['eval']['top1'] > 4 * chance, (out['eval'], chance)
