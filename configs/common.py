@@ -107,6 +107,9 @@ def optimizer_config(learning_rate: float, weight_decay: float = 1e-5) -> ml_col
       'warmup_fraction': 0.2,
       'final_lr_fraction': 0.0,
       'grad_clip_norm': 0.0,      # 0 = no clipping
+      # Weight decay on kernels only (not BatchNorm scales / biases, biases, the temperature);
+      # False decays every parameter, as the reference's torch AdamW does (at 1e-5, a tiny gap).
+      'decay_kernels_only': True,
   })
 
 

@@ -45,7 +45,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int,
   parts = []
   if opt.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
-  parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay))
+  mask = decay_mask if opt.get('decay_kernels_only', False) else None
+  parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
+                           mask=mask))
   tx = optax.chain(*parts)
   if frozen is not None:
     def labels(params):
@@ -53,6 +55,11 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int,
           lambda path, _: 'frozen' if frozen(tuple(_key(p) for p in path)) else 'train', params)
     tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
   return tx, schedule
+
+
+def decay_mask(params):
+  """True for the parameters weight decay applies to: Dense / Conv kernels only."""
+  return jax.tree_util.tree_map_with_path(lambda path, _: _key(path[-1]) == 'kernel', params)
 
 
 def _key(p) -> str:

@@ -52,6 +52,23 @@ def test_config_mismatch_is_named(toy_dirs):
     input_pipeline.check_matches(ws, cfg.data)
 
 
+def test_training_batches_hold_the_windows_they_claim(toy_dirs):
+  """Contents, not only shapes: batch s = the windows train_idx[batch_indices(s)], labels too,
+  for a training subset that does not start at 0."""
+  ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  sh = parallel.data_sharding(parallel.make_mesh())
+  train_idx = np.arange(37, 160, 3)
+  seen = set()
+  for step, batch in input_pipeline.train_iterator(ws, train_idx, 8, 5, 0, 7, sh, prefetch=2):
+    want = train_idx[input_pipeline.batch_indices(step, 8, len(train_idx), 5)]
+    host = jax.device_get(batch)
+    np.testing.assert_array_equal(host['acc'], ws.acc[want])
+    np.testing.assert_array_equal(host['gyr'], ws.gyr[want])
+    np.testing.assert_array_equal(host['targets'], ws.targets[want])
+    seen.update(want.tolist())
+  assert seen <= set(train_idx.tolist()) and len(seen) == len(train_idx)  # 7 x 8 > 41: all seen
+
+
 def test_iterators_shard_and_pad(toy_dirs):
   ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
   mesh = parallel.make_mesh()

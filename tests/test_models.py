@@ -4,6 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from configs import common
 from ssl_imu_jax.models import ContrastiveModel, ImuEncoder, RegressionModel, ResNet1D
@@ -87,3 +88,23 @@ def test_linear_head_is_one_dense_layer_on_concatenated_site_embeddings():
   d = h_acc.shape[-1]
   assert h_gyr.shape == h_acc.shape == (2, 3, cfg.encoder.widths[-1])
   assert params['head']['dense0']['kernel'].shape == (3 * 2 * d, 1)  # sites x {acc, gyr} x D
+
+
+@pytest.mark.parametrize('kernels_only', [True, False])
+def test_weight_decay_reaches_kernels_only_by_default(kernels_only):
+  """With a zero gradient AdamW's step is the decay alone: kernels shrink; BatchNorm scales and
+  biases, biases and the temperature stay unless every parameter is decayed (the reference)."""
+  from ssl_imu_jax import train_state
+
+  opt = common.optimizer_config(learning_rate=0.1, weight_decay=0.5)
+  opt.warmup_fraction = 0.0
+  opt.decay_kernels_only = kernels_only
+  params = {'conv': {'kernel': jnp.ones((3, 2)), 'bias': jnp.ones(2)},
+            'norm': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}, 'log_temperature': jnp.ones(())}
+  tx, _ = train_state.make_optimizer(opt, total_steps=10)
+  updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+  changed = jax.tree.map(lambda u: bool(jnp.any(u != 0)), updates)
+  assert changed['conv']['kernel']
+  others = [changed['conv']['bias'], changed['norm']['scale'], changed['norm']['bias'],
+            changed['log_temperature']]
+  assert others == ([False] * 4 if kernels_only else [True] * 4)

@@ -47,9 +47,11 @@ def test_windows_units_axes_and_splits(tree, tmp_path):
   e = exs[0]
   d = written[2]['S1']
   joints = list(written[2]['joints'])
+  checked = 0
   for x in exs:
     if x['subject_id'] != 2 or x['trial'] != 2:
       continue
+    checked += 1
     for k, site in enumerate(['Hip', 'LeftFoot', 'Spine1']):
       j = joints.index(site)
       a = d[:, 16 * j + 10:16 * j + 13] * 9.81
@@ -59,6 +61,7 @@ def test_windows_units_axes_and_splits(tree, tmp_path):
       assert len(starts) == 1 and starts[0] >= 240
       np.testing.assert_allclose(x['gyr'][k], axes.MOVI[site].apply(w[starts[0]:starts[0] + 60]),
                                  atol=1e-5)
+  assert checked >= 1  # the loop above compared at least one window by hand
   assert e['acc'].shape == (3, 60, 3) and e['sample_rate_hz'] == 120.0
 
 
