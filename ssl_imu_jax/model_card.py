@@ -1,14 +1,14 @@
-"""Fills the model-card template (docs/model_card.md) from a pre-training checkpoint's record."""
+"""Model cards: a pre-training run's (the packaged template templates/pretrain_model_card.md
+filled from its checkpoint record) and a fine-tuned model's (``render_finetune``)."""
 
 from __future__ import annotations
 
-import os
+import importlib.resources
 from typing import Any
 
 from ssl_imu_jax.models.ssl_imu import embed_dim
 
-_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
-                         'model_card.md')
+TEMPLATE = 'templates/pretrain_model_card.md'  # package data: works from any install
 
 
 def _fmt(d: dict[str, float]) -> str:
@@ -54,8 +54,8 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
       'train_metrics': _fmt(train_metrics), 'eval_metrics': _fmt(eval_metrics),
       'checkpoint_dir': meta.get('checkpoint_dir', '<this folder>'),
   }
-  with open(_TEMPLATE) as f:
-    lines = [ln for ln in f.read().splitlines(keepends=True) if not ln.startswith('<!--')]
+  text = importlib.resources.files('ssl_imu_jax').joinpath(TEMPLATE).read_text(encoding='utf-8')
+  lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith('<!--')]
   return ''.join(lines).format(**fields)
 
 

@@ -178,7 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
 
 def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str, float],
                      eval_metrics: dict[str, float]) -> None:
-  """Fills docs/model_card.md's fields into <workdir>/checkpoints/MODEL_CARD.md."""
+  """Fills the packaged model-card template's fields into <workdir>/checkpoints/MODEL_CARD.md."""
   from ssl_imu_jax import model_card  # noqa: PLC0415
 
   text = model_card.render(meta, train_metrics, eval_metrics)

@@ -34,12 +34,19 @@ def e2e_run(tmp_path_factory):
   logs.append(run_main(wd, '--config=configs/finetune.py:tiny', f'--config.init_from={wd}/pretrain',
                        '--config.protocol=linear_probe', '--config.train.steps=4').stderr)
   logs.append(run_main(os.path.join(wd, 'emb'), '--config=configs/embed.py:tiny',
-                       f'--config.checkpoint={wd}/pretrain', f'--config.data_dir={wd}/tfds').stderr)
+                       f'--config.checkpoint={wd}/pretrain', f'--config.data_dir={wd}/tfds',
+                       '--xla_cache_dir=none').stderr)
   E2E_LOGS[:] = logs
   return wd
 
 
 E2E_LOGS: list[str] = []
+
+
+def test_xla_cache_dir_none_keeps_no_cache(e2e_run):
+  assert os.path.isdir(os.path.join(e2e_run, 'xla_cache'))  # the default: one per workdir
+  assert os.path.isdir(os.path.join(e2e_run, 'emb', 'embed'))
+  assert not os.path.exists(os.path.join(e2e_run, 'emb', 'xla_cache'))
 
 
 def test_normal_runs_print_no_library_warnings(e2e_run):
