@@ -198,13 +198,13 @@ def apply_in_batches(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
   one compilation); embeddings of ``load_encoder``, predictions of ``load_regressor``."""
   if batch_size <= 0:
     raise ConfigError(f'config key batch_size must be positive, got {batch_size}')
+  from ssl_imu_jax.input_pipeline import padded_batches  # noqa: PLC0415
+
   fn = jax.jit(apply_fn)
-  n = len(acc)
   out = []
-  for lo in range(0, n, batch_size):
-    idx = np.arange(lo, lo + batch_size).clip(max=n - 1)  # pads repeat the last window
+  for idx, n_real in padded_batches(np.arange(len(acc)), batch_size):
     e = fn(params, acc[idx], None if gyr is None else gyr[idx])
-    out.append(np.asarray(jax.device_get(e))[:min(batch_size, n - lo)])
+    out.append(np.asarray(jax.device_get(e))[:n_real])
   return np.concatenate(out)
 
 

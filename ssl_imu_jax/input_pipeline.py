@@ -268,18 +268,23 @@ def train_iterator(ws: WindowSet, train_idx: np.ndarray, batch_size: int, seed: 
   yield from _prefetch(map(make, range(start_step, num_steps)), prefetch)
 
 
+def padded_batches(idx: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+  """``idx`` in order as fixed-size index batches, the last padded by repeating an index:
+  (indices [batch_size], number of real ones). One batch shape -> one compilation."""
+  idx = np.asarray(idx)
+  for lo in range(0, len(idx), batch_size):
+    part = idx[lo:lo + batch_size]
+    yield np.concatenate([part, np.repeat(part[-1:], batch_size - len(part))]), len(part)
+
+
 def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int,
                  sharding) -> Iterator[tuple[dict[str, jax.Array], int]]:
   """Fixed-size batches over ``idx`` in order; the last is padded, with ``weights`` 0 on pads.
 
   Yields (device batch, number of real windows in it). One batch shape -> one compilation.
   """
-  idx = np.asarray(idx)
   local = process_slice(batch_size)
-  for lo in range(0, len(idx), batch_size):
-    part = idx[lo:lo + batch_size]
-    n_real = len(part)
-    padded = np.concatenate([part, np.repeat(part[:1], batch_size - n_real)])
+  for padded, n_real in padded_batches(idx, batch_size):
     batch = gather(ws, padded, with_targets=ws.targets.shape[1] > 0)
     batch['weights'] = (np.arange(batch_size) < n_real).astype(np.float32)
     yield to_global({k: v[local] for k, v in batch.items()}, sharding), n_real
