@@ -4,16 +4,16 @@ import importlib
 
 # name -> "module:Class"; imported lazily so that `import data_prep` stays cheap.
 BUILDERS = {
-    'synthetic_movi': 'data_prep.synthetic_builders:SyntheticMovi',
-    'synthetic_running_valr': 'data_prep.synthetic_builders:SyntheticRunningValr',
-    'synthetic_walking_grf': 'data_prep.synthetic_builders:SyntheticWalkingGrf',
-    'synthetic_walking_kfm': 'data_prep.synthetic_builders:SyntheticWalkingKfm',
-    'movi_imu': 'data_prep.movi_imu:MoviImu',
-    'camargo2021': 'data_prep.camargo2021:Camargo2021',
-    'knee_moment': 'data_prep.knee_moment:KneeMoment',
-    'running_valr': 'data_prep.running_valr:RunningValr',
-    'ipol_gait': 'data_prep.ipol_gait:IpolGait',
-    'lab_files': 'data_prep.lab_files:LabFiles',
+    'synthetic_movi': 'data_prep.builders.synthetic:SyntheticMovi',
+    'synthetic_running_valr': 'data_prep.builders.synthetic:SyntheticRunningValr',
+    'synthetic_walking_grf': 'data_prep.builders.synthetic:SyntheticWalkingGrf',
+    'synthetic_walking_kfm': 'data_prep.builders.synthetic:SyntheticWalkingKfm',
+    'movi_imu': 'data_prep.builders.movi_imu:MoviImu',
+    'camargo2021': 'data_prep.builders.camargo2021:Camargo2021',
+    'knee_moment': 'data_prep.builders.knee_moment:KneeMoment',
+    'running_valr': 'data_prep.builders.running_valr:RunningValr',
+    'ipol_gait': 'data_prep.builders.ipol_gait:IpolGait',
+    'lab_files': 'data_prep.builders.lab_files:LabFiles',
 }
 
 

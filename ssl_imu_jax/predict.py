@@ -166,7 +166,7 @@ def data_config(config: ml_collections.ConfigDict, info: dict[str, Any],
 
 def single_recording_input(config, workdir: str) -> tuple[str, dict[str, str]]:
   """(manual_dir, builder options) that make lab_files read one recording with its schema."""
-  from data_prep import lab_files  # noqa: PLC0415
+  from data_prep.builders import lab_files  # noqa: PLC0415
 
   rec = os.path.abspath(config.recording)
   if not os.path.isfile(rec):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_prep import camargo2021, convert, records
-from data_prep.camargo2021 import Camargo2021
+from data_prep import convert, records
+from data_prep.builders import camargo2021
+from data_prep.builders.camargo2021 import Camargo2021
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import camargo  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import axes, convert, records
-from data_prep.ipol_gait import SITES, IpolGait, find_trials, load_trial, stride_labels
+from data_prep.builders.ipol_gait import SITES, IpolGait, find_trials, load_trial, stride_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import SHARED_DATA, ipol  # noqa: E402

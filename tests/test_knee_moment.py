@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import axes, convert, records
-from data_prep.knee_moment import SITES, KneeMoment
+from data_prep.builders.knee_moment import SITES, KneeMoment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import knee_moment as fx  # noqa: E402

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_prep import convert, lab_files, records
-from data_prep.lab_files import LabFiles
+from data_prep import convert, records
+from data_prep.builders import lab_files
+from data_prep.builders.lab_files import LabFiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import SHARED_DATA  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import axes, convert, records
-from data_prep.movi_imu import MoviImu
+from data_prep.builders.movi_imu import MoviImu
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import movi  # noqa: E402

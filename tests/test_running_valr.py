@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import convert, records
-from data_prep.running_valr import RunningValr
+from data_prep.builders.running_valr import RunningValr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import running  # noqa: E402

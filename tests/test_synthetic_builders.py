@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import records
-from data_prep import synthetic_builders as sb
+from data_prep.builders import synthetic as sb
 
 logging.getLogger('absl').setLevel(logging.ERROR)
 

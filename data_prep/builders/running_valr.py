@@ -1,7 +1,7 @@
 """Running vertical average loading rate (Tan, Strout & Shull 2021): loader interface.
 
 The data are not public [U]; this builder reads the step-wise HDF5 layout the reference SSL code
-used, with the knee-moment conventions (``data_prep.knee_moment``)::
+used, with the knee-moment conventions (``data_prep.builders.knee_moment``)::
 
   <manual_dir>/<name>.h5       one file (option ``file`` when several)
       subject_<N>              float [n_steps, T, F], zero-padded after each step, N = 0..14
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from data_prep import gait_events, preprocess
-from data_prep.knee_moment import KneeMoment, column
+from data_prep.builders.knee_moment import KneeMoment, column
 
 LAYOUT = """  <manual_dir>/<name>.h5: datasets subject_<N> [n_steps, T, F] (zero-padded, 200 Hz),
       file attribute 'columns' = JSON list of F names incl. L_SHANK_Accel_X..Z (m/s^2),
