@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs import pretrain as pretrain_config
 from ssl_imu_jax import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,14 +26,18 @@ def run_main(workdir, *args, check=True):
 
 @pytest.fixture(scope='module')
 def e2e_run(tmp_path_factory):
+  """The README's tiny command block as written (prepare -> pretrain -> finetune -> embed ->
+  evaluate) in a temporary runs/tiny, then an embed with --xla_cache_dir=none."""
+  from test_readme import readme_commands
+
   wd = str(tmp_path_factory.mktemp('e2e'))
-  run_main(wd, '--config=configs/prepare.py:tiny',
-           "--config.datasets=('synthetic_movi','synthetic_walking_grf')")
-  pre = ['--config=configs/pretrain.py:tiny', '--config.train.steps=4',
-         '--config.train.checkpoint_every=2', '--config.train.eval_every=4']
-  logs = [run_main(wd, *pre).stderr]
-  logs.append(run_main(wd, '--config=configs/finetune.py:tiny', f'--config.init_from={wd}/pretrain',
-                       '--config.protocol=linear_probe', '--config.train.steps=4').stderr)
+  commands = readme_commands()
+  assert len(commands) == 5 and all(c.startswith('python main.py ') for c in commands)
+  logs = []
+  for cmd in commands:
+    args = cmd.replace('runs/tiny', wd).split()[2:]
+    proc = run_main(wd, *[a for a in args if not a.startswith('--workdir=')])
+    logs.append(proc.stdout + proc.stderr)
   logs.append(run_main(os.path.join(wd, 'emb'), '--config=configs/embed.py:tiny',
                        f'--config.checkpoint={wd}/pretrain', f'--config.data_dir={wd}/tfds',
                        '--xla_cache_dir=none').stderr)
@@ -41,6 +46,15 @@ def e2e_run(tmp_path_factory):
 
 
 E2E_LOGS: list[str] = []
+
+
+def test_the_readme_block_writes_what_it_says(e2e_run):
+  wd = e2e_run
+  assert os.path.isdir(os.path.join(wd, 'pretrain', 'checkpoints'))
+  assert os.path.isfile(os.path.join(wd, 'report', 'summary.md'))
+  assert [p for p in os.listdir(os.path.join(wd, 'embed')) if p.endswith('_embeddings.npy')]
+  assert os.path.isfile(os.path.join(wd, 'evaluate', 'metrics.json'))
+  assert 'within-subject r' in E2E_LOGS[4]
 
 
 def test_xla_cache_dir_none_keeps_no_cache(e2e_run):
@@ -54,15 +68,16 @@ def test_normal_runs_print_no_library_warnings(e2e_run):
   or missing-metadata lines in a pretrain, finetune or embed run."""
   lines = [ln for log in E2E_LOGS for ln in log.splitlines()
            if ln.startswith(('W1', 'WARNING', 'E1')) or 'custom data configuration' in ln]
-  assert len(E2E_LOGS) == 3 and lines == []
+  assert len(E2E_LOGS) == 6 and lines == []
 
 
 def test_pipeline_writes_checkpoints_and_report(e2e_run):
   wd = e2e_run
   ck = os.path.join(wd, 'pretrain', 'checkpoints')
-  assert checkpointing.Checkpointer(ck).latest_step() == 4
+  steps = pretrain_config.get_config('tiny').train.steps
+  assert checkpointing.Checkpointer(ck).latest_step() == steps
   with open(os.path.join(ck, 'config.json')) as f:
-    assert json.load(f)['train']['steps'] == 4
+    assert json.load(f)['train']['steps'] == steps
   df = pd.read_csv(os.path.join(wd, 'report', 'results.csv'))
   for col in ('task', 'init', 'protocol', 'fraction', 'fold', 'pearson_r', 'r2', 'rmse',
               'n_train', 'n_test'):
@@ -79,7 +94,7 @@ def test_pipeline_writes_checkpoints_and_report(e2e_run):
 
 def test_restored_encoder_equals_the_saved_one(e2e_run):
   saved = checkpointing.restore_raw(os.path.join(e2e_run, 'pretrain', 'checkpoints'))
-  probe = checkpointing.restore_raw(os.path.join(e2e_run, 'finetune', 'checkpoints'))
+  probe = checkpointing.restore_raw(os.path.join(e2e_run, 'finetune', 'probe', 'checkpoints'))
   # One encoder shared by acc and gyr; the linear probe leaves its weights as pre-trained (its
   # BatchNorm statistics adapt to the downstream data, as in the reference).
   chex.assert_trees_all_equal(probe['params']['encoder'], saved['params']['encoder'])
@@ -90,8 +105,7 @@ def test_restored_encoder_equals_the_saved_one(e2e_run):
 def test_rerun_resumes_instead_of_starting_over(e2e_run):
   ck = os.path.join(e2e_run, 'pretrain', 'checkpoints')
   before = checkpointing.restore_raw(ck)
-  proc = run_main(e2e_run, '--config=configs/pretrain.py:tiny', '--config.train.steps=4',
-                  '--config.train.checkpoint_every=2', '--config.train.eval_every=4')
+  proc = run_main(e2e_run, '--config=configs/pretrain.py:tiny')
   assert 'train step' not in proc.stderr  # nothing left to train
   chex.assert_trees_all_equal(checkpointing.restore_raw(ck)['params'], before['params'])
 
