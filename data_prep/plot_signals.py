@@ -45,11 +45,11 @@ def _imu_axes(ax_acc, ax_gyr, t, acc, gyr, title):
 def plot_synthetic(out: str, seconds: float = 4.0, speed: float = 1.3, subject: int = 0,
                    seed: int = 0, rate: float = 100.0) -> str:
   """One synthetic subject walking: right-shank IMU, both feet's vGRF, right KFM."""
-  from data_prep.synthetic import generate, motions, sensors
+  from data_prep.synthetic import gait, generate, sensors
   sub = generate.subjects('plot', seed, subject + 1)[subject]
   q = generate.internal_factor(rate, generate.LABELLED_INTERNAL_HZ)
   rng = np.random.default_rng(seed)
-  plan = motions.gait_plan(sub, 'walk', speed, seconds + 1.0, rate * q, rng)
+  plan = gait.gait_plan(sub, 'walk', speed, seconds + 1.0, rate * q, rng)
   mounts = sensors.sample_mounts(('RightLeg',), sub.body, rng)
   sim = generate.simulate(sub, plan, mounts, rate, q, rng)
   w = sub.body.weight_n

@@ -7,7 +7,15 @@ import pytest
 
 from data_prep import gait_events as ge
 from data_prep import records
-from data_prep.synthetic import anthropometry, dynamics, generate, kinematics, motions, sensors
+from data_prep.synthetic import (
+  activities,
+  anthropometry,
+  dynamics,
+  gait,
+  generate,
+  kinematics,
+  sensors,
+)
 
 FS_OUT = 100.0
 Q = 4          # 400 Hz internal
@@ -28,7 +36,7 @@ def _sim(subject, plan, sites, spec=IDEAL, seed=0):
 @pytest.fixture(scope='module')
 def walk():
   sub = _subject(0)
-  plan = motions.gait_plan(sub, 'walk', 1.3, 6.0, FS_INT, np.random.default_rng(1))
+  plan = gait.gait_plan(sub, 'walk', 1.3, 6.0, FS_INT, np.random.default_rng(1))
   sim, mounts = _sim(sub, plan, ('Spine1', 'RightLeg', 'RightFoot'))
   return sub, sim, mounts
 
@@ -36,7 +44,7 @@ def walk():
 @pytest.fixture(scope='module')
 def run():
   sub = _subject(1)
-  plan = motions.gait_plan(sub, 'run', 3.2, 5.0, FS_INT, np.random.default_rng(2), strike='rear')
+  plan = gait.gait_plan(sub, 'run', 3.2, 5.0, FS_INT, np.random.default_rng(2), strike='rear')
   sim, mounts = _sim(sub, plan, ('LeftLeg',))
   return sub, sim, mounts
 
@@ -53,7 +61,7 @@ def test_anthropometry_masses_sum_and_lengths_scale():
 
 def test_still_subject_accelerometer_reads_gravity():
   sub = _subject(2)
-  plan = motions.standing_plan(sub, 4.0, FS_INT, np.random.default_rng(3))
+  plan = activities.standing_plan(sub, 4.0, FS_INT, np.random.default_rng(3))
   sim, _ = _sim(sub, plan, records.MOVI_SITES, spec=IDEAL)
   mag = np.linalg.norm(sim.acc[:, 50:-50], axis=-1)
   assert np.all(np.abs(np.median(mag, axis=1) - 9.81) < 0.1)   # sway and small arm fidgets only
@@ -138,7 +146,7 @@ def test_foot_contact_timing_matches_foot_kinematics(walk):
 
 
 def _labels(sub, mode, speed, strike, seed, side='r', dur=5.0):
-  plan = motions.gait_plan(sub, mode, speed, dur, FS_INT, np.random.default_rng(seed),
+  plan = gait.gait_plan(sub, mode, speed, dur, FS_INT, np.random.default_rng(seed),
                            strike=strike)
   sim, _ = _sim(sub, plan, ('RightLeg',))
   return generate.step_labels(sim, sub.body, side)
@@ -249,7 +257,7 @@ def test_walking_shank_signals_and_kfm_within_published_ranges():
     sub = _subject(i, 'shank_ranges')
     for speed in (1.0, 1.3, 1.5):
       rng = np.random.default_rng(50 + 10 * i + int(10 * speed))
-      plan = motions.gait_plan(sub, 'walk', speed, 5.0, FS_INT, rng)
+      plan = gait.gait_plan(sub, 'walk', speed, 5.0, FS_INT, rng)
       sim, _ = _sim(sub, plan, ('RightLeg',), spec=sensors.SensorSpec(), seed=i)
       inner = slice(int(0.5 * FS_OUT), -int(0.5 * FS_OUT))
       gyr_peaks.append(np.abs(sim.gyr[0, inner, 2]).max())   # z = skin normal = medio-lateral

@@ -4,7 +4,7 @@ The vertical GRF is built contact by contact: an *active* part (a smooth stance-
 the double hump of walking, the single hump of running / hopping) plus an *impact* part, the
 force that stops the foot's effective mass (foot + shank + part of the thigh) within the heel-pad
 time constant tau after touchdown (impulse = m_eff * v_touchdown; the foot trajectory in
-``motions`` decelerates with exactly this time course). Each contact carries the body-weight
+``gait`` decelerates with exactly this time course). Each contact carries the body-weight
 impulse of the time until the next contact starts, so the stride-averaged vertical force is body
 weight and the CoM does not drift. The CoM then follows Newton's law exactly (in discrete form,
 its central second difference equals F/m - g), which makes it ballistic in flight.

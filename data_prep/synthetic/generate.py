@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 from data_prep import gait_events as ge
-from data_prep.synthetic import anthropometry, kinematics, motions, sensors
+from data_prep.synthetic import activities, anthropometry, gait, kinematics, sensors
 
 GENERATOR_VERSION = '1.2'
 LABELLED_INTERNAL_HZ = 400.0   # force plate / kinematics rate of running (impact ramps ~20 ms)
@@ -99,10 +99,10 @@ def step_labels(sim: SimResult, body: anthropometry.Body, side: str) -> list[dic
 
 def movi_activity(subject, activity: str, duration_s: float, fs_out: float, q: int, rng,
                   mounts, spec: sensors.SensorSpec = sensors.DEFAULT_SPEC) -> SimResult:
-  """One MoVi-style activity trial (see ``motions.ACTIVITIES``)."""
-  if activity not in motions.ACTIVITIES:
-    raise ValueError(f'unknown activity {activity!r}; known: {sorted(motions.ACTIVITIES)}')
-  plan = motions.ACTIVITIES[activity](subject, duration_s, fs_out * q, rng)
+  """One MoVi-style activity trial (see ``activities.ACTIVITIES``)."""
+  if activity not in activities.ACTIVITIES:
+    raise ValueError(f'unknown activity {activity!r}; known: {sorted(activities.ACTIVITIES)}')
+  plan = activities.ACTIVITIES[activity](subject, duration_s, fs_out * q, rng)
   return simulate(subject, plan, mounts, fs_out, q, rng, spec)
 
 
@@ -214,7 +214,7 @@ def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_
     want = min(per_trial, n_steps - len(out))
     stride_s = 2 * (0.37 if mode == 'run' else 0.55)
     dur = 2 * EDGE_S + (want + 2) * stride_s + window / fs_out
-    plan = motions.gait_plan(sub, mode, speed, dur, fs_out * q, rng, strike=strike)
+    plan = gait.gait_plan(sub, mode, speed, dur, fs_out * q, rng, strike=strike)
     sim = simulate(sub, plan, mounts, fs_out, q, rng)
     n = sim.acc.shape[1]
     for j, st in enumerate(step_labels(sim, subject.body, side)):
