@@ -120,7 +120,8 @@ def sample_subject(rng: np.random.Generator, subject_id: int) -> Subject:
   """Draws an adult: stature / BMI by sex (roughly adult population spreads), and gait traits.
 
   Traits are multipliers / offsets applied on top of the speed-dependent normative relations in
-  ``gait`` and ``activities`` (step length, cadence, duty factor, joint amplitudes, posture, strike style ...).
+  ``gait`` and ``activities`` (step length, cadence, duty factor, joint amplitudes, posture,
+  strike style ...).
   """
   sex = 'm' if rng.random() < 0.5 else 'f'
   height = float(np.clip(rng.normal(1.77 if sex == 'm' else 1.64, 0.07), 1.50, 2.00))
