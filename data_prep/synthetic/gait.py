@@ -44,7 +44,9 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   """Walking (``mode='walk'``) or running (``'run'``) at ``speed`` m/s on a straight line.
 
   ``strike`` ('rear' | 'mid' | 'fore') sets the running foot strike (walking is always rear).
-  The plan's ``info`` holds the contacts and the trial parameters.
+  The plan's ``info`` holds the contacts and the trial parameters. Steps, in the order they draw
+  from ``rng``: timing, heel strikes, contact forces (-> GRF and CoM), stances (foot placement),
+  upper-body templates; then walking.py (walking) or the force-first fit (running).
   """
   if mode not in ('walk', 'run'):
     raise ValueError(f"mode must be 'walk' or 'run', got {mode!r}")
@@ -54,6 +56,40 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
   n = int(round(duration_s * fs))
   t = np.arange(n) * dt
   trial = lambda sd: float(rng.normal(1.0, sd))
+  g = _timing(mode, speed, strike, body, tr, trial)
+  hs, sides = _heel_strikes(g, duration_s, tr, rng)
+  contacts = _contacts(mode, speed, g, hs, sides, tr, M, W, trial, rng)
+  dyn.balance_impulses(t, contacts, W, M)
+  grf, _, mask = dyn.contact_forces(t, contacts, W)
+  com = dyn.com_from_force(grf['r'] + grf['l'], M, dt, np.array([0.0, speed, 0.0]))
+  com[:, 2] += 0.55 * H
+  stances, pitch_p, toe_out = _stances(mode, speed, g, contacts, com, t, body, tr, rng)
+  clear = tr['swing_clearance_m'] * (1.0 if mode == 'walk' else 2.2 * (speed / 3.0))
+  ab = (2.0, 4.5) if mode == 'walk' else (3.0, 4.5)
+  clear_fn = lambda s, a, b: clear * bump(s, *ab)
+  foot_yaw = {'r': np.full(n, -toe_out), 'l': np.full(n, toe_out)}
+  ph = _extrapolated_phase(t, hs[np.array(sides) == 'r'])
+  pelvis_ang, trunk_ang, head_ang, arm_ang = _upper_body(mode, speed, ph, n, tr, trial)
+  min_knee = (tr['min_knee_flex_deg_walk'] if mode == 'walk' else tr['min_knee_flex_deg_run'])
+  # Walking: the flat-foot phase sets the CoM height (knee nearly straight in midstance);
+  # running: touchdown does (knee ~10-20 deg), midstance flexion then follows from the force.
+  reach_range = (pitch_p[1], WALK_REACH_END) if mode == 'walk' else (0.0, 0.5)
+  plan = MotionPlan(
+      name=mode, dt=dt, heading=np.zeros(n), pelvis_ang=pelvis_ang, trunk_ang=trunk_ang,
+      head_ang=head_ang, arm_ang=arm_ang, ankle={}, foot_pitch={}, foot_yaw=foot_yaw,
+      com_target=com, contact=mask, min_knee_flex=min_knee * D2R, grf=grf, reach_percentile=5.0,
+      info={'mode': mode, 'speed': float(speed), 'strike': g['strike'],
+            'step_time_s': float(g['step_t']), 'contact_time_s': float(g['t_c']),
+            'step_length_m': float(g['step_len']), 'contacts': contacts,
+            'right_hs_times': hs[np.array(sides) == 'r']})
+  if mode == 'walk':
+    return _walking_plan(plan, stances, clear_fn, subject, t, reach_range)
+  return _adapted_plan(plan, stances, clear_fn, subject, t, reach_range)
+
+
+def _timing(mode, speed, strike, body, tr, trial) -> dict:
+  """Step length and time, contact time, strike and step-to-step variability of the trial."""
+  H = body.height_m
   if mode == 'walk':
     strike = 'rear'
     step_len = 0.40 * H * (speed / 1.3) ** 0.55 * tr['step_length_factor'] * trial(0.02)
@@ -73,7 +109,13 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
                         * trial(0.03), 0.17, 0.36))
     t_c = min(t_c, 0.85 * step_t)
     cv = 0.02
-  # Heel-strike sequence (alternating, asymmetric, with step-to-step jitter) covering the grid.
+  return {'strike': strike, 'step_len': step_len, 'step_t': step_t, 't_c': t_c, 'cv': cv}
+
+
+def _heel_strikes(g, duration_s, tr, rng) -> tuple[np.ndarray, list[str]]:
+  """Heel-strike times and sides (alternating, asymmetric, with step-to-step jitter) covering
+  the trial and a margin on both ends."""
+  step_t, cv = g['step_t'], g['cv']
   hs, sides = [], []
   tcur, side = -2.5 * step_t * (0.5 + rng.random()), 'r'
   while tcur < duration_s + 3 * step_t:
@@ -82,8 +124,12 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
     asym = 1 + (tr['asymmetry'] if side == 'r' else -tr['asymmetry'])
     tcur += step_t * asym * rng.normal(1.0, cv)
     side = 'l' if side == 'r' else 'r'
-  hs = np.array(hs)
-  # Per-contact force parameters.
+  return np.array(hs), sides
+
+
+def _contacts(mode, speed, g, hs, sides, tr, M, W, trial, rng) -> list:
+  """One dyn.Contact per heel strike: duration, force shape, impact and shear parameters."""
+  step_t, t_c, cv, strike = g['step_t'], g['t_c'], g['cv'], g['strike']
   contacts = []
   v_fac = tr['touchdown_v_factor'] * trial(0.05)
   tau0 = tr['heel_pad_tau_s'] * trial(0.05)
@@ -117,11 +163,12 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
         side=sd, t0=t0, t1=t0 + tc, impulse=W * (hs[i + 1] - t0), kind=mode, shape=c_shape,
         m_eff=m_eff, v_td=v_td0 * rng.normal(1.0, 0.08), tau=tau0 * tau_mult * rng.normal(1, 0.05),
         ap_bw=ap * rng.normal(1, 0.05), ml_bw=ml))
-  dyn.balance_impulses(t, contacts, W, M)
-  grf, _, mask = dyn.contact_forces(t, contacts, W)
-  com = dyn.com_from_force(grf['r'] + grf['l'], M, dt, np.array([0.0, speed, 0.0]))
-  com[:, 2] += 0.55 * H
-  # Foot placement and stance geometry.
+  return contacts
+
+
+def _stances(mode, speed, g, contacts, com, t, body, tr, rng):
+  """Foot placement and stance geometry: ({side: [_Stance]}, pitch template, toe-out)."""
+  step_len, t_c, strike = g['step_len'], g['t_c'], g['strike']
   toe_out = tr['toe_out_deg'] * D2R
   width = tr['step_width_m'] * (1.0 if mode == 'walk' else 0.5)
   if mode == 'walk':  # the ankle lands a fraction of the step ahead of the hip (see below)
@@ -160,12 +207,11 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
     if mode == 'walk':
       st.toe_to = 50.0 * D2R
     stances[c.side].append(st)
-  clear = tr['swing_clearance_m'] * (1.0 if mode == 'walk' else 2.2 * (speed / 3.0))
-  ab = (2.0, 4.5) if mode == 'walk' else (3.0, 4.5)
-  clear_fn = lambda s, a, b: clear * bump(s, *ab)
-  foot_yaw = {'r': np.full(n, -toe_out), 'l': np.full(n, toe_out)}
-  # Upper body templates in the gait phase.
-  ph = _extrapolated_phase(t, hs[np.array(sides) == 'r'])
+  return stances, pitch_p, toe_out
+
+
+def _upper_body(mode, speed, ph, n, tr, trial):
+  """Pelvis, trunk, head and arm angle templates in the gait phase ``ph``."""
   vig = tr['movement_vigour'] * trial(0.08)
   rot_amp = tr['pelvis_rot_amp_deg'] * D2R * vig * (1.0 if mode == 'walk' else 1.4)
   obl_amp = tr['pelvis_obl_amp_deg'] * D2R * vig
@@ -191,17 +237,4 @@ def gait_plan(subject: Subject, mode: str, speed: float, duration_s: float, fs: 
     arm_ang[side] = np.stack([swing, np.full(n, abd), np.full(n, 10 * D2R),
                               elbow + 0.5 * elbow_amp * (swing / max(arm_amp, 1e-6) + 1),
                               np.full(n, 5 * D2R)], -1)
-  min_knee = (tr['min_knee_flex_deg_walk'] if mode == 'walk' else tr['min_knee_flex_deg_run'])
-  # Walking: the flat-foot phase sets the CoM height (knee nearly straight in midstance);
-  # running: touchdown does (knee ~10-20 deg), midstance flexion then follows from the force.
-  reach_range = (pitch_p[1], WALK_REACH_END) if mode == 'walk' else (0.0, 0.5)
-  plan = MotionPlan(
-      name=mode, dt=dt, heading=np.zeros(n), pelvis_ang=pelvis_ang, trunk_ang=trunk_ang,
-      head_ang=head_ang, arm_ang=arm_ang, ankle={}, foot_pitch={}, foot_yaw=foot_yaw,
-      com_target=com, contact=mask, min_knee_flex=min_knee * D2R, grf=grf, reach_percentile=5.0,
-      info={'mode': mode, 'speed': float(speed), 'strike': strike, 'step_time_s': float(step_t),
-            'contact_time_s': float(t_c), 'step_length_m': float(step_len),
-            'contacts': contacts, 'right_hs_times': hs[np.array(sides) == 'r']})
-  if mode == 'walk':
-    return _walking_plan(plan, stances, clear_fn, subject, t, reach_range)
-  return _adapted_plan(plan, stances, clear_fn, subject, t, reach_range)
+  return pelvis_ang, trunk_ang, head_ang, arm_ang
