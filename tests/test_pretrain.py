@@ -103,17 +103,21 @@ def test_gradient_accumulation_averages_micro_batch_losses():
 
 def test_gradient_accumulation_gives_the_mean_of_the_micro_batch_gradients():
   """The gradients themselves, not only the loss (which BatchNorm makes insensitive)."""
+  from ssl_imu_jax import parallel, train_state
+
   cfg = tiny_pretrain_config()
   batch = _toy_batch()
-  state0, _ = _one_step(cfg, batch)
   model = pretrain.build_model(cfg)
+  tx, _ = train_state.make_optimizer(cfg.optimizer, cfg.train.steps)
+  state0 = steps.init_state(cfg, model, tx, (1,) + batch['acc'].shape[1:],
+                            parallel.make_mesh(1), {})
   acc, gyr = batch['acc'] - 9.81, batch['gyr']
-  single = pretrain.make_gradient_fn(cfg, model, 1)
+  single = jax.jit(pretrain.make_gradient_fn(cfg, model, 1))
   parts = [single(state0.params, state0.batch_stats, acc[sl], gyr[sl])[3]
            for sl in (slice(0, 4), slice(4, 8))]
   cfg.train.grad_accum_steps = 2
-  accumulated = pretrain.make_gradient_fn(cfg, model, 1)(state0.params, state0.batch_stats,
-                                                         acc, gyr)[3]
+  accumulated = jax.jit(pretrain.make_gradient_fn(cfg, model, 1))(
+      state0.params, state0.batch_stats, acc, gyr)[3]
   mean = jax.tree.map(lambda a, b: (a + b) / 2, *parts)
   chex.assert_trees_all_close(accumulated, mean, rtol=1e-4, atol=5e-6)  # float32 sums
   # ... and not the gradient of the whole batch at once (the test can fail).
