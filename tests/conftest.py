@@ -45,6 +45,22 @@ def tiny_finetune_config(window_length: int = 32):
   return c
 
 
+def killed_at_step(monkeypatch, step: int) -> None:
+  """Makes the training iterator raise KeyboardInterrupt (a kill) when it reaches ``step``,
+  until the test restores it with ``monkeypatch.undo()``."""
+  from ssl_imu_jax import input_pipeline
+
+  real = input_pipeline.train_iterator
+
+  def dies(*args, **kwargs):
+    for s, batch in real(*args, **kwargs):
+      if s == step:
+        raise KeyboardInterrupt('simulated kill')
+      yield s, batch
+
+  monkeypatch.setattr(input_pipeline, 'train_iterator', dies)
+
+
 @pytest.fixture(scope='session')
 def toy_dirs(tmp_path_factory):
   """Built toy data sets (once per session): {'data_dir', 'unlabelled', 'labelled'}."""

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_finetune_config
+from conftest import killed_at_step, tiny_finetune_config
 
 from ssl_imu_jax import checkpointing, finetune, input_pipeline, report, steps
 
@@ -198,18 +198,10 @@ def test_kill_and_resume_with_augmentation_and_dropout_match_an_uninterrupted_ru
   cfg.augment.rotation = cfg.augment.noise = cfg.augment.scale = True
   cfg.train.checkpoint_every = 3
   whole = finetune.train_and_evaluate(cfg, str(tmp_path / 'whole'), toy_dirs['data_dir'])
-  real = input_pipeline.train_iterator
-
-  def dies_at_step_4(*args, **kwargs):
-    for step, batch in real(*args, **kwargs):
-      if step == 4:
-        raise KeyboardInterrupt('simulated kill')
-      yield step, batch
-
-  monkeypatch.setattr(input_pipeline, 'train_iterator', dies_at_step_4)
+  killed_at_step(monkeypatch, 4)
   with pytest.raises(KeyboardInterrupt):
     finetune.train_and_evaluate(cfg, str(tmp_path / 'killed'), toy_dirs['data_dir'])
-  monkeypatch.setattr(input_pipeline, 'train_iterator', real)
+  monkeypatch.undo()
   assert checkpointing.Checkpointer(str(tmp_path / 'killed' / 'checkpoints')).latest_step() == 3
   resumed = finetune.train_and_evaluate(cfg, str(tmp_path / 'killed'), toy_dirs['data_dir'])
   chex.assert_trees_all_close(_restore(str(tmp_path / 'killed'))['params'],

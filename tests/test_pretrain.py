@@ -5,7 +5,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_pretrain_config
+from conftest import killed_at_step, tiny_pretrain_config
 
 from ssl_imu_jax import checkpointing, input_pipeline, pretrain, steps
 
@@ -30,18 +30,10 @@ def test_pretrain_writes_checkpoints_config_and_card(pretrained):
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, toy_dirs, pretrained,
                                                         monkeypatch):
   cfg = tiny_pretrain_config()
-  real = input_pipeline.train_iterator
-
-  def dies_after_step_4(*args, **kwargs):
-    for step, batch in real(*args, **kwargs):
-      if step == 4:
-        raise KeyboardInterrupt('simulated kill')
-      yield step, batch
-
-  monkeypatch.setattr(input_pipeline, 'train_iterator', dies_after_step_4)
+  killed_at_step(monkeypatch, 4)
   with pytest.raises(KeyboardInterrupt):
     pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
-  monkeypatch.setattr(input_pipeline, 'train_iterator', real)
+  monkeypatch.undo()
   assert checkpointing.Checkpointer(str(tmp_path / 'checkpoints')).latest_step() == 3
   out = pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
   chex.assert_trees_all_close(jax.device_get(out['state'].params),
