@@ -158,3 +158,25 @@ def test_signal_plots_put_the_real_shank_in_the_body_frame(tmp_path, monkeypatch
   monkeypatch.chdir(tmp_path)
   plot_signals.main(['xsens', str(REAL_IMU), '--seconds', '1'])
   assert (tmp_path / 'real_xsens_shank.png').stat().st_size > 1000
+
+
+def test_broken_tables_name_their_file(tmp_path):
+  """A CSV row with an extra field and a truncated HDF5 file: one error naming the file (and
+  the line), not a library traceback without a path."""
+  import h5py
+
+  bad = tmp_path / 'trial.csv'
+  bad.write_text('a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n11,12,13\n')
+  with pytest.raises(ValueError, match=rf'{bad}: not a regular table \(Expected 3 fields in line '
+                                       r'4, saw 4; line numbers count the header row as line 1\)'):
+    tables.read_csv_table(bad)
+  good = tmp_path / 'steps.h5'
+  with h5py.File(good, 'w') as f:
+    f.create_dataset('subject_01', data=np.zeros((4, 50, 2)))
+    f.attrs['columns'] = json.dumps(['x', 'y'])
+  cut = tmp_path / 'cut.h5'
+  cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+  assert tables.read_h5_steps(good, 'subject_01')[0].shape == (4, 50, 2)
+  for read in (lambda p: tables.read_h5_steps(p, 'subject_01'), tables.read_h5_table):
+    with pytest.raises(ValueError, match=rf'{cut}: not a readable HDF5 file \(.*truncated'):
+      read(cut)

@@ -60,10 +60,8 @@ def column(columns: list[str], names: tuple[str, ...], where: str) -> int:
 
 def subject_info(path: str, keys: list[str]) -> dict[str, dict[str, float]]:
   """{subject id: {mass_kg, height_m}} from the 'body weight' / 'body height' columns."""
-  import h5py  # noqa: PLC0415
-
   out = {}
-  with h5py.File(path, 'r') as f:
+  with tables.open_h5(path) as f:
     for k in keys:
       cols = tables.h5_columns(f[k].attrs.get('columns', f.attrs.get('columns')), path)
       info = {}
@@ -125,11 +123,9 @@ class KneeMoment(records.ImuWindowBuilder):
     return str(files[0])
 
   def _split_generators(self, dl_manager):
-    import h5py  # noqa: PLC0415
-
     root = preprocess.manual_dir(dl_manager, self.LAYOUT)
     path = self._find_file(root)
-    with h5py.File(path, 'r') as f:
+    with tables.open_h5(path) as f:
       keys = sorted(k for k in f.keys() if _KEY.match(k))
     if not keys:
       raise KeyError(f'{path}: no subject_<NN> datasets. Expected layout:\n{self.LAYOUT}')

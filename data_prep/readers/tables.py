@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Sequence
@@ -69,11 +70,26 @@ def find_column(df: pd.DataFrame, name: str) -> str | None:
 def read_csv_table(path: str | os.PathLike) -> pd.DataFrame:
   """A CSV / TSV file with a header row (delimiter sniffed)."""
   path = require_file(path, 'a CSV/TSV table with a header row')
-  df = pd.read_csv(path, sep=None, engine='python')
+  try:
+    df = pd.read_csv(path, sep=None, engine='python')
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as e:
+    raise ValueError(f'{path}: not a regular table ({e}; line numbers count the header row as '
+                     f'line 1)') from e
   df.columns = [str(c).strip() for c in df.columns]
   if len(df) == 0:
     raise ValueError(f'{path}: the table has no rows')
   return df
+
+
+def open_h5(path: str):
+  """h5py.File(path, 'r'), or a ValueError naming the file when it is not readable HDF5
+  (truncated, another format)."""
+  import h5py  # noqa: PLC0415
+
+  try:
+    return h5py.File(path, 'r')
+  except OSError as e:
+    raise ValueError(f'{path}: not a readable HDF5 file ({e})') from e
 
 
 def read_h5_table(path: str | os.PathLike, key: str | None = None) -> pd.DataFrame:
@@ -84,7 +100,7 @@ def read_h5_table(path: str | os.PathLike, key: str | None = None) -> pd.DataFra
   import h5py  # noqa: PLC0415
 
   path = require_file(path, 'an HDF5 file')
-  with h5py.File(path, 'r') as f:
+  with open_h5(path) as f:
     if key is None:
       keys = list(f.keys())
       if len(keys) != 1:
@@ -122,10 +138,9 @@ def h5_columns(attr, where: str) -> list[str]:
 
 def read_h5_steps(path: str | os.PathLike, key: str) -> tuple[np.ndarray, list[str]]:
   """A step-wise dataset [n_steps, T, F] and its column names (file attribute ``columns``)."""
-  import h5py  # noqa: PLC0415
 
   path = require_file(path, 'a step-wise HDF5 file')
-  with h5py.File(path, 'r') as f:
+  with open_h5(path) as f:
     if key not in f:
       raise KeyError(f'{path}: no dataset {key!r}; found {sorted(f.keys())}')
     cols = h5_columns(f[key].attrs.get('columns', f.attrs.get('columns')), f'{path}')
