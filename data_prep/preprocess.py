@@ -36,6 +36,11 @@ _ALIASES = {
 log = logging.getLogger(__name__)
 
 
+class TrialError(ValueError):
+  """One recording fails a data check (NaN run, time base, units, packet counter): builders
+  leave its trial out with a warning instead of failing the whole build (see ``fan_out``)."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Units
 
@@ -70,7 +75,7 @@ def check_finite(x: np.ndarray, field: str, where: str) -> np.ndarray:
   bad = ~np.isfinite(x)
   if bad.any():
     idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ValueError(f'{where}: {field} has {int(bad.sum())} NaN/Inf samples (first at index '
+    raise TrialError(f'{where}: {field} has {int(bad.sum())} NaN/Inf samples (first at index '
                      f'{idx}); clean or crop the recording first')
   return x
 
@@ -79,10 +84,10 @@ def rate_from_time(time_s: np.ndarray, where: str = '') -> float:
   """Sampling rate implied by a time column (median step), in Hz."""
   t = np.asarray(time_s, dtype=np.float64)
   if t.ndim != 1 or t.size < 3:
-    raise ValueError(f'{where}: need a 1-D time column of 3+ samples, got shape {t.shape}')
+    raise TrialError(f'{where}: need a 1-D time column of 3+ samples, got shape {t.shape}')
   dt = np.median(np.diff(t))
   if not dt > 0:
-    raise ValueError(f'{where}: time column is not increasing (median step {dt})')
+    raise TrialError(f'{where}: time column is not increasing (median step {dt})')
   return float(1.0 / dt)
 
 
@@ -91,7 +96,7 @@ def check_sample_rate(time_s: np.ndarray, expected_hz: float, where: str,
   """The rate implied by ``time_s``; a ValueError if it is not ``expected_hz`` within rel_tol."""
   fs = rate_from_time(time_s, where)
   if abs(fs - expected_hz) > rel_tol * expected_hz:
-    raise ValueError(f'{where}: time column implies {fs:.3f} Hz, expected {expected_hz:g} Hz '
+    raise TrialError(f'{where}: time column implies {fs:.3f} Hz, expected {expected_hz:g} Hz '
                      f'(tolerance {rel_tol:.0%})')
   return fs
 
@@ -143,7 +148,7 @@ def check_imu_units(acc_si: np.ndarray, gyr_si: np.ndarray | None, sample_rate_h
       for name, f in ACC_UNITS.items():
         if abs(still_mag / unit_factor(acc_unit, 'acc') * f / G - 1.0) < g_tol:
           hint = f'; the data look like {name}'
-      raise ValueError(
+      raise TrialError(
           f'{where}: accelerometer declared in {acc_unit!r} reads |acc| = {still_mag:.3f} m/s^2 '
           f'while still (samples {s0}-{s1}), expected about {G} m/s^2{hint}')
   if gyr_si is not None:
@@ -152,11 +157,11 @@ def check_imu_units(acc_si: np.ndarray, gyr_si: np.ndarray | None, sample_rate_h
     acc_range = float(np.percentile(np.abs(np.linalg.norm(acc, axis=-1) - G), 99))
     out.update({'gyr_p999': g999, 'acc_dev_p99': acc_range})
     if g999 > 40.0:
-      raise ValueError(f'{where}: gyro declared in {gyr_unit!r} reaches {g999:.1f} rad/s '
+      raise TrialError(f'{where}: gyro declared in {gyr_unit!r} reaches {g999:.1f} rad/s '
                        f'(99.9th percentile), beyond any body-worn sensor range; the data look '
                        f'like deg/s')
     if acc_range > 3.0 and g999 < 0.35:
-      raise ValueError(f'{where}: gyro declared in {gyr_unit!r} never exceeds {g999:.3f} rad/s '
+      raise TrialError(f'{where}: gyro declared in {gyr_unit!r} never exceeds {g999:.3f} rad/s '
                        f'while the accelerometer shows movement (|acc|-g up to {acc_range:.1f} '
                        f'm/s^2); the data look like rad/s')
   return out
@@ -219,7 +224,8 @@ def rescale_index(idx: np.ndarray | int, from_hz: float, to_hz: float) -> np.nda
 
 
 def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
-                      period: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      period: int = 65536, where: str = '') -> tuple[np.ndarray, np.ndarray,
+                                                                  np.ndarray]:
   """Puts rows on the sample grid of a packet counter and interpolates dropped packets.
 
   Args:
@@ -235,7 +241,8 @@ def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
   c = np.rint(c).astype(np.int64)
   if np.any(np.diff(c) <= 0):
     i = int(np.argmax(np.diff(c) <= 0))
-    raise ValueError(f'packet counter is not increasing at row {i + 1} ({c[i]} -> {c[i + 1]})')
+    raise TrialError(f'{where}: packet counter is not increasing at data row {i + 2} (counter '
+                     f'{c[i]} -> {c[i + 1]}; data rows count from 1 after the header)')
   grid = np.arange(c[0], c[-1] + 1)
   x = np.asarray(x, dtype=np.float64)
   x2 = x.reshape(x.shape[0], -1)
@@ -339,33 +346,48 @@ def split_subjects(subjects: Sequence[int], validation: Any = None,
 
 
 def fan_out(items: Sequence[Any], fn: Callable[[Any], Iterable[tuple[str, dict]]],
-            use_beam: bool = False, where: str = ''):
+            use_beam: bool = False, where: str = '', skipped: list[str] | None = None):
   """Examples from ``fn(item)`` for every item: a generator, or a Beam PTransform.
 
   The default path is a plain generator. With ``use_beam`` (builder option ``beam=1``) it
   returns ``beam.Create(items) | beam.FlatMap(fn)``, which TFDS runs on the runner given by
   ``tfds build --beam_pipeline_options=...``; apache-beam is then imported lazily.
-  On the generator path, a split that yields nothing raises a ValueError naming ``where``.
+  An item whose data fail a check (``TrialError``) is left out whole, with one warning line, and
+  its reason appended to ``skipped`` (generator path; Beam workers log it). A split that yields
+  nothing raises a ValueError naming ``where`` and the first reasons.
   """
   if use_beam:
     try:
       import apache_beam as beam  # noqa: PLC0415 (optional extra)
     except ImportError as e:
       raise ImportError("option beam=1 needs apache-beam: pip install -e '.[beam]'") from e
-    return beam.Create(list(items)) | beam.FlatMap(fn)
-  return _counted(items, fn, where)
+    return beam.Create(list(items)) | beam.FlatMap(_or_skip, fn, None)
+  return _counted(items, fn, where, skipped)
 
 
-def _counted(items, fn, where):
+def _or_skip(item, fn, skipped):
+  """fn(item) as a list, or [] (with a warning) when its data fail a check."""
+  try:
+    return list(fn(item))
+  except TrialError as e:
+    log.warning('skipped: %s', e)
+    if skipped is not None:
+      skipped.append(str(e))
+    return []
+
+
+def _counted(items, fn, where, skipped):
   n = 0
+  reasons = [] if skipped is None else skipped
   for item in items:
-    for kv in fn(item):
+    for kv in _or_skip(item, fn, reasons):
       n += 1
       yield kv
   if n == 0:
+    why = f' Skipped: {"; ".join(reasons[:3])}' if reasons else ''
     raise ValueError(f'{where}: no examples from {len(items)} source item(s); check the data, '
                      f'the window length against the recording length, and the static-window '
-                     f'threshold')
+                     f'threshold.{why}')
 
 
 # ----------------------------------------------------------------------------------------------

@@ -155,6 +155,15 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
   def sites(self) -> tuple[str, ...]:
     return tuple(self.SITES)
 
+  def fan_out(self, items, fn, where: str):
+    """``preprocess.fan_out`` with the builder's ``beam`` option; trials skipped for bad data
+    are listed in the metadata under ``skipped`` (and counted by ``build``)."""
+    from data_prep import preprocess  # noqa: PLC0415
+
+    skipped = self.info.metadata.setdefault('skipped', [])
+    return preprocess.fan_out(items, fn, preprocess.as_bool(self._opt('beam', False)), where,
+                              skipped)
+
   def extra_metadata(self) -> dict[str, Any]:
     """Builder-specific metadata merged into metadata.json (e.g. subject names, axis mapping)."""
     return {}
@@ -248,7 +257,10 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
     _remove_empty_dirs(os.path.join(os.fspath(data_dir), 'downloads'))
   counts = ', '.join(f'{n} {k}' for k, n in
                      ((k, v.num_examples) for k, v in builder.info.splits.items()))
-  print(f'built {builder.name} in {time.time() - t0:.0f} s: {counts} windows -> '
+  skipped = list(builder.info.metadata.get('skipped') or [])
+  note = (f'; {len(skipped)} trial(s) skipped for bad data (metadata.json "skipped")'
+          if skipped else '')
+  print(f'built {builder.name} in {time.time() - t0:.0f} s: {counts} windows{note} -> '
         f'{builder.data_dir}', file=sys.stderr, flush=True)
   return os.fspath(builder.data_dir)
 

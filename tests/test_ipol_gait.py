@@ -147,3 +147,25 @@ def test_real_subjects_strides_and_body_axes(tmp_path):
     for a, b in meta[key]:
       swing[a - first:b - first] = True
     assert g_body[swing, 2].mean() > 1.0 > g_body[~swing, 2].mean(), key
+
+
+def test_one_bad_trial_is_skipped_not_fatal(tmp_path, capfd):
+  """A repeated packet counter in one sensor file (as in a real export) leaves that trial out
+  with one warning naming the file and the row; the other subjects build, and the metadata and
+  the build line say what was skipped."""
+  raw = tmp_path / 'raw'
+  ipol.write_tree(raw)
+  bad = raw / '2-1_rf.txt'
+  lines = bad.read_text().splitlines(keepends=True)
+  first_data = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+  row = first_data + 300
+  lines.insert(row + 1, lines[row])  # the packet written twice
+  bad.write_text(''.join(lines))
+  b = _build(tmp_path, raw)
+  subjects = {int(e['subject_id']) for split in b.info.splits for e in _all(b, split)}
+  assert subjects == {1, 3}
+  skipped = b.info.metadata['skipped']
+  assert len(skipped) == 1 and str(bad) in skipped[0]
+  assert 'packet counter is not increasing at data row 302' in skipped[0]
+  err = capfd.readouterr().err
+  assert '1 trial(s) skipped for bad data' in err

@@ -1,6 +1,7 @@
 """lab_files (bring your own data): CSV / C3D / HDF5 / Xsens trials described by a schema, unit and
 axis conversion with plausibility checks, labels from a force channel, and the real Xsens file."""
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -144,10 +145,18 @@ def test_schema_and_data_errors(tmp_path):
       ({'nan_at': 40}, r"S01_walk\.csv: columns \['shank_gyr_x', 'shank_gyr_y', 'shank_gyr_z'\] "
        r'has 1 NaN/Inf'),
   ]
-  for kw, match in bad_data:
+  # Bad data in one trial leave that trial out (with the reason in the metadata); the other
+  # subject builds. A build whose every trial fails is the error, naming the reasons.
+  for k, (kw, match) in enumerate(bad_data):
     fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2], **kw)
-    with pytest.raises(ValueError, match=match):
-      _build(tmp_path, raw, schema)
+    b = _build(tmp_path / f'case{k}', raw, schema)
+    assert {int(e['subject_id']) for e in _all(b)} == {2}
+    (reason,) = b.info.metadata['skipped']
+    assert re.search(match, reason), reason
+  only_bad = fx.write_schema(raw / 'schema_s01.yaml', fx.csv_schema(
+      subjects=[{'id': 1, 'files': ['S01_*.csv'], 'mass_kg': 70.0}]))
+  with pytest.raises(ValueError, match=r"no examples from 1 source item\(s\).*Skipped: .*S01_walk"):
+    _build(tmp_path / 'all_bad', raw, only_bad)
   fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2], drop='Fz')
   with pytest.raises(KeyError, match=r"S01_walk\.csv: missing column\(s\) \['Fz'\]"):
     _build(tmp_path, raw, schema)

@@ -64,11 +64,12 @@ def test_deterministic_and_atomic(tmp_path):
   for i in range(len(srcs[0])):
     x, y = srcs[0][i], srcs[1][i]
     assert x['stride_time'] == y['stride_time'] and np.array_equal(x['acc'], y['acc'])
-  # A build that fails half-way (subject 3's file holds a NaN) leaves nothing that reads as
-  # complete; after fixing the file the same command succeeds.
-  ipol.write_trial(raw, 3, 1, nan_at=500)
+  # A build that fails half-way (subject 3's files declare another rate: not a bad trial to
+  # skip but a contradiction of the data set's layout) leaves nothing that reads as complete;
+  # after fixing the files the same command succeeds.
+  ipol.write_trial(raw, 3, 1, rate_header=50.0)
   out = tmp_path / 'c'
-  with pytest.raises(ValueError, match=r'3-1_lf\.txt.*NaN'):
+  with pytest.raises(ValueError, match=r'3-1_.*50'):
     convert.convert('ipol_gait', str(out), str(raw), window_length=64, options={'mode': 'strides'})
   finals = list(out.glob('ipol_gait/*/1.0.0'))
   assert not any((f / 'dataset_info.json').exists() for f in finals)

@@ -228,8 +228,7 @@ class Camargo2021(records.ImuWindowBuilder):
 
   def _generate_examples(self, items):
     """A generator of (key, example), or a Beam PTransform with option beam=1."""
-    return preprocess.fan_out(items, self._trial_examples,
-                              preprocess.as_bool(self._opt('beam', False)), 'camargo2021')
+    return self.fan_out(items, self._trial_examples, 'camargo2021')
 
   def _trial_examples(self, item: dict[str, Any]):
     cfg = self.builder_config

@@ -106,8 +106,7 @@ class IpolGait(records.ImuWindowBuilder):
 
   def _generate_examples(self, trials, split='train'):
     """A generator of (key, example), or a Beam PTransform with option beam=1."""
-    use_beam = preprocess.as_bool(self._opt('beam', False))
-    return preprocess.fan_out(trials, self._trial_examples, use_beam, f'ipol_gait {split!r}')
+    return self.fan_out(trials, self._trial_examples, f'ipol_gait {split!r}')
 
   # -- per trial -------------------------------------------------------------------------------
   def _trial_examples(self, trial: dict[str, Any]):
@@ -223,11 +222,13 @@ def load_trial(paths: dict[str, str], stem: str, rate_hz: float = 100.0, max_gap
     if e.counter is None:
       raise KeyError(f'{paths[s]}: no PacketCounter column; needed to align events')
     x = np.concatenate([e.acc(), e.gyr()], axis=1)
-    grids[s] = preprocess.fill_counter_gaps(e.counter, x, max_gap=max_gap, period=0)
+    grids[s] = preprocess.fill_counter_gaps(e.counter, x, max_gap=max_gap, period=0,
+                                            where=str(paths[s]))
   first = max(int(g[0][0]) for g in grids.values())
   last = min(int(g[0][-1]) for g in grids.values())
   if last - first < 10:
-    raise ValueError(f'{stem}: the three sensors share no common packet-counter range')
+    raise preprocess.TrialError(f'{stem}: the three sensors share no common packet-counter '
+                                f'range')
   vals, oks = [], []
   for s in SITES:
     grid, y, ok = grids[s]

@@ -144,8 +144,7 @@ class KneeMoment(records.ImuWindowBuilder):
 
   def _generate_examples(self, items):
     """A generator of (key, example), or a Beam PTransform with option beam=1."""
-    return preprocess.fan_out(items, self._subject_examples,
-                              preprocess.as_bool(self._opt('beam', False)), self.DATASET)
+    return self.fan_out(items, self._subject_examples, self.DATASET)
 
   # Subclasses (running_valr) override the label and the columns they need.
   def _labels(self, x: np.ndarray, cols: list[str], starts: np.ndarray, ends: np.ndarray,

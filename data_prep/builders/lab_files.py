@@ -223,9 +223,7 @@ class LabFiles(records.ImuWindowBuilder):
 
   def _generate_examples(self, items, split='train'):
     """A generator of (key, example), or a Beam PTransform with option beam=1."""
-    return preprocess.fan_out(items, self._trial_examples,
-                              preprocess.as_bool(self._opt('beam', False)),
-                              f'lab_files {split!r}')
+    return self.fan_out(items, self._trial_examples, f'lab_files {split!r}')
 
   # -- reading ---------------------------------------------------------------------------------
   def read_trial(self, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

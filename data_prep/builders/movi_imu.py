@@ -91,8 +91,7 @@ class MoviImu(records.ImuWindowBuilder):
 
   def _generate_examples(self, items, split='train'):
     """A generator of (key, example), or a Beam PTransform with option beam=1."""
-    return preprocess.fan_out(items, self._subject_examples,
-                              preprocess.as_bool(self._opt('beam', False)), f'movi_imu {split!r}')
+    return self.fan_out(items, self._subject_examples, f'movi_imu {split!r}')
 
   def _subject_examples(self, item):
     subject, path = item
