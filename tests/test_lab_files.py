@@ -173,3 +173,14 @@ def test_schema_and_data_errors(tmp_path):
     _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', fx.csv_schema(
         subjects=[{'id': 2, 'files': ['S02_*.csv'], 'mass_kg': 80.0}])))
   assert lab_files.load_schema(schema)['sample_rate_hz'] == 100.0
+
+
+def test_a_csv_without_time_column_says_its_rate_is_unchecked(tmp_path, caplog):
+  raw = tmp_path / 'raw'
+  fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2])
+  schema = fx.csv_schema(subjects=[{'id': 1, 'files': ['S01_*.csv'], 'mass_kg': 70.0}])
+  del schema['time_column']
+  with caplog.at_level('WARNING', logger='data_prep.builders.lab_files'):
+    _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
+  assert any('S01_walk.csv: no time_column in the schema; the declared 100 Hz is taken as is'
+             in r.getMessage() for r in caplog.records)

@@ -258,6 +258,9 @@ class LabFiles(records.ImuWindowBuilder):
       if s.get('time_column'):
         t = tables.require_columns(df, [s['time_column']], stem)[:, 0]
         preprocess.check_sample_rate(t, fs, stem)
+      else:
+        log.warning('%s: no time_column in the schema; the declared %g Hz is taken as is and '
+                    'cannot be checked (a wrong rate scales every time base)', stem, fs)
       for site in sites.values():
         acc.append(tables.require_columns(df, site['acc'], stem))
         gyr.append(tables.require_columns(df, site['gyr'], stem))
