@@ -281,15 +281,12 @@ def summary_markdown(scores: dict[str, Any], info: dict[str, Any], data_name: st
   return '\n'.join(lines)
 
 
-def _pyplot():
-  from ssl_imu_jax.report import _pyplot as pyplot  # noqa: PLC0415
-  return pyplot()
-
-
 def plot_agreement(df: pd.DataFrame, labelled: list[str], info: dict[str, Any], out_dir: str
                    ) -> list[str]:
   """scatter.png (predicted vs true) and bland_altman.png (difference vs mean, bias ± 1.96 sd)."""
-  plt = _pyplot()
+  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+
+  plt = pyplot()
   paths = []
   for kind in ('scatter', 'bland_altman'):
     fig, axes = plt.subplots(1, len(labelled), squeeze=False, figsize=(4 * len(labelled), 3.6))
@@ -323,7 +320,9 @@ def plot_agreement(df: pd.DataFrame, labelled: list[str], info: dict[str, Any], 
 def plot_trial(ws: input_pipeline.WindowSet, df: pd.DataFrame, info: dict[str, Any],
                subject_id: int, trial: int, path: str) -> None:
   """One trial: |acc| of each window's first site over time, the predictions below it."""
-  plt = _pyplot()
+  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+
+  plt = pyplot()
   df = df.sort_values('window')  # row i = window i of ws
   sel = np.flatnonzero((ws.subject_id == subject_id) & (ws.trial == trial))
   fs, t_len = ws.sample_rate_hz, ws.window_length

@@ -605,7 +605,7 @@ def write_report(records: Sequence[Mapping[str, Any]], report_dir: str,
   return write_results(records, report_dir, title, notes, figures)
 
 
-def _pyplot():
+def pyplot():
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -622,7 +622,7 @@ def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
   One panel per target (row) and protocol (column) with both inits; the dashed line is random
   init's r at the largest fraction, the level the pre-trained curve has to reach.
   """
-  plt = _pyplot()
+  plt = pyplot()
   tdf = df[df.task == task]
   targets = list(dict.fromkeys(tdf.target))
   protocols = _order(tdf.protocol, PROTOCOL_ORDER)
@@ -670,7 +670,7 @@ def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
 
 def plot_scatter(records: Sequence[Mapping[str, Any]], path: str) -> None:
   """Predicted vs true of the full-data cells (largest fraction), pooled over folds."""
-  plt = _pyplot()
+  plt = pyplot()
   if not records:
     raise ValueError(f'plot_scatter: no records for {path}')
   full = max(r['fraction'] for r in records)
