@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 DEMO_CONFIG ?= configs/demo.py
+DEMO_ARGS ?=
 
 .PHONY: demo test venv lint bench clean
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: $(VENV)/bin/activate requirements.txt setup.cfg pyproject.to
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR)
+	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR) $(DEMO_ARGS)
 
 test: venv
 	$(PY) -m pytest tests

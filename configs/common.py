@@ -128,6 +128,9 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
       'compute_dtype': 'float32',  # or 'bfloat16' (parameters stay float32)
       'prefetch': 2,
       'progress': True,
+      # 'auto': a rerun resumes from the latest checkpoint if it ran with the same config and
+      # data, and stops naming the changes otherwise; 'force': resume whatever changed.
+      'resume': 'auto',
   })
 
 

@@ -41,6 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.stage = 'paper'
   c.data_dir = ''  # '' = <workdir>/tfds, shared by every stage
+  c.pretrain_only = False  # True: the per-task pre-trainings only, no sweep
+  # False: fine-tune from the released weights/<dataset>_<rate>hz_<T> instead of pre-training
+  c.pretrain_from_scratch = True
   c.pretrain = pretrain.get_config(inner)
   c.pretrain.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
   c.sweep = sweep.get_config(inner)

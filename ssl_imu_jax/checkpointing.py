@@ -63,15 +63,45 @@ class Checkpointer:
     self._mngr.close()
 
 
+def weights_root() -> str:
+  """The released weights folder: the repository's ``weights/`` (package ``ssl_imu_jax.weights``
+  when installed)."""
+  import importlib.resources  # noqa: PLC0415
+
+  return str(importlib.resources.files('ssl_imu_jax.weights'))
+
+
+def release_name(dataset: str, sample_rate_hz: float, window_length: int) -> str:
+  """The name of a released encoder: ``<pre-training data set>_<rate>hz_<window>``."""
+  return f'{dataset}_{float(sample_rate_hz):g}hz_{int(window_length)}'
+
+
+def released_names() -> list[str]:
+  root = weights_root()
+  return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d, 'checkpoints')))
+
+
+def locate(path: str) -> str:
+  """A path as given, or, when no such directory exists and it names a release (``weights/<name>``
+  or ``<name>``), that release's folder."""
+  path = os.path.expanduser(str(path))
+  if os.path.isdir(path) or not path:
+    return path
+  name = path[len('weights/'):] if path.startswith('weights/') else path
+  cand = os.path.join(weights_root(), name.rstrip('/'))
+  return cand if os.path.isdir(os.path.join(cand, 'checkpoints')) else path
+
+
 def find_checkpoint_dir(path: str) -> str:
-  """Accepts a run dir (with ``checkpoints/``) or the checkpoints dir itself."""
-  path = os.path.abspath(os.path.expanduser(path))
+  """Accepts a run dir (with ``checkpoints/``), the checkpoints dir itself, or a release name."""
+  path = os.path.abspath(locate(path))
   for cand in (path, os.path.join(path, 'checkpoints'), os.path.join(path, 'pretrain',
                                                                      'checkpoints')):
     if os.path.isdir(cand) and any(d.isdigit() for d in os.listdir(cand)):
       return cand
   raise FileNotFoundError(f'config key init_from: no Orbax checkpoint under {path} (expected '
-                          f'<dir>/<step>/ or <dir>/checkpoints/<step>/ from a pretrain run)')
+                          f'<dir>/<step>/ or <dir>/checkpoints/<step>/ from a pretrain run, or '
+                          f'a released weights name: {", ".join(released_names()) or "none"})')
 
 
 def read_meta(ckpt_dir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:

@@ -29,9 +29,10 @@ _LAYOUTS = ('<run>, <run>/checkpoints or <run>/checkpoints/<step> of a pretrain 
 
 def resolve_checkpoint(path: str) -> tuple[str, int | None]:
   """(checkpoints dir, step or None = latest) from a run, checkpoints or step directory."""
-  path = os.path.abspath(os.path.expanduser(str(path)))
+  path = os.path.abspath(checkpointing.locate(path))
   if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path}: no such directory; expected {_LAYOUTS}')
+    raise FileNotFoundError(f'{path}: no such directory; expected {_LAYOUTS} or a released '
+                            f'weights name ({", ".join(checkpointing.released_names()) or "none"})')
   base = os.path.basename(path)
   if base.isdigit() and os.path.exists(os.path.join(path, '_CHECKPOINT_METADATA')):
     if not os.path.isdir(os.path.join(path, 'state')):

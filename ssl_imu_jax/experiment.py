@@ -15,7 +15,7 @@ from typing import Any
 
 import ml_collections
 
-from ssl_imu_jax import files, input_pipeline
+from ssl_imu_jax import checkpointing, files, input_pipeline
 from ssl_imu_jax.errors import ConfigError
 
 
@@ -47,18 +47,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   from ssl_imu_jax import pretrain, sweep
 
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
-  ckpts = []
   plans = pretrain_configs(config)
   report_only = bool(config.sweep.get('report_only', False))
+  from_scratch = bool(config.get('pretrain_from_scratch', True))
+  if from_scratch:
+    ckpts = [os.path.join(pretrain_dir(workdir, key), 'checkpoints') for key in plans]
+  else:
+    ckpts = released_checkpoints(plans)
+    print('== fine-tuning from the released weights ' + ', '.join(
+        os.path.basename(c) for c in ckpts) + ' (--config.pretrain_from_scratch=True pre-trains '
+          'here instead)', file=sys.stderr, flush=True)
   for i, (key, pcfg) in enumerate(plans.items(), start=1):
+    if report_only or not from_scratch:  # report what the sweep has finished / released weights
+      break
     out_dir = pretrain_dir(workdir, key)
-    ckpts.append(os.path.join(out_dir, 'checkpoints'))
-    if report_only:  # report what the sweep has finished; train nothing
-      continue
     print(f'== pre-training {i}/{len(plans)} on {pcfg.data.dataset} at {key[0]:g} Hz / {key[1]} '
           f'samples ({pcfg.train.steps} steps x {pcfg.train.batch_size} windows) -> {out_dir}',
           file=sys.stderr, flush=True)
     pretrain.run(pcfg, out_dir, data_dir)
+  if config.get('pretrain_only', False):
+    print('pre-training only (config key pretrain_only): ' + ', '.join(ckpts), flush=True)
+    return os.path.dirname(ckpts[0]) if len(ckpts) == 1 else workdir
   sweep_cfg = config.sweep.copy_and_resolve_references()
   sweep_cfg.unlock()
   sweep_cfg.init_from = ','.join(ckpts)
@@ -72,6 +81,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   files.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
   print(table, flush=True)
   return report_dir
+
+
+def released_checkpoints(plans: dict[tuple[float, int], Any]) -> list[str]:
+  """The released weights (``weights/<dataset>_<rate>hz_<T>``) for each planned pre-training."""
+  out = []
+  for key, pcfg in plans.items():
+    name = checkpointing.release_name(pcfg.data.dataset, *key)
+    path = os.path.join(checkpointing.weights_root(), name)
+    if not os.path.isdir(os.path.join(path, 'checkpoints')):
+      raise ConfigError(f'no released weights weights/{name} for {pcfg.data.dataset} at '
+                        f'{key[0]:g} Hz / {key[1]} samples (released: '
+                        f'{", ".join(checkpointing.released_names()) or "none"}); set '
+                        f'--config.pretrain_from_scratch=True to pre-train here')
+    out.append(path)
+  return out
 
 
 BUDGET_COLUMNS = ('step', 'windows_seen', 'retrieval_top1', 'retrieval_top5', 'task', 'target',

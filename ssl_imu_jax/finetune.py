@@ -354,8 +354,10 @@ def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[i
   ckpt_dir = checkpointing.find_checkpoint_dir(src)
   _, meta = checkpointing.read_meta(ckpt_dir)
   pcfg = meta.get('config', {})
-  want_init = os.path.abspath(config.init_from) if config.init_from else ''
-  got_init = os.path.abspath(pcfg.get('init_from', '')) if pcfg.get('init_from') else ''
+  def where(p):
+    return os.path.abspath(checkpointing.locate(p)) if p else ''
+
+  want_init, got_init = where(config.init_from), where(pcfg.get('init_from', ''))
   problems = []
   if meta.get('kind') != 'finetune' or pcfg.get('protocol') != 'linear_probe':
     problems.append(f'it is a {meta.get("kind")!r} / {pcfg.get("protocol")!r} checkpoint, '

@@ -11,6 +11,16 @@ from collections.abc import Mapping
 
 import jax
 
+from ssl_imu_jax import files
+
+
+def _step_of(line: str) -> int | None:
+  """The step of a metrics.jsonl row; None for a blank or half-written (killed) line."""
+  try:
+    return int(json.loads(line)['step'])
+  except (ValueError, KeyError, TypeError):
+    return None
+
 
 class MetricWriter:
   """Writes on process 0 only; safe to call from every host."""
@@ -34,8 +44,21 @@ class MetricWriter:
 
   def start(self, step: int) -> None:
     """Marks the first step of this process; rates are timed from the first logged step on,
-    so compilation does not enter the ETA."""
+    so compilation does not enter the ETA. A run resumed at ``step`` drops the rows an
+    interrupted run logged after it (they are logged again), so every step appears once."""
     self._t0, self._s0 = None, step
+    if self.enabled:
+      self._truncate_after(step)
+
+  def _truncate_after(self, step: int) -> None:
+    path = self._jsonl.name
+    self._jsonl.close()
+    with open(path, encoding='utf-8') as f:
+      lines = f.readlines()
+    keep = [ln for ln in lines if _step_of(ln) is not None and _step_of(ln) <= step]
+    if len(keep) != len(lines):
+      files.write_text_atomic(path, ''.join(keep))
+    self._jsonl = open(path, 'a')  # noqa: SIM115
 
   def note(self, message: str) -> None:
     """One line about the run (what runs, resuming or not, finished) on the progress stream."""

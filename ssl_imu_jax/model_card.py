@@ -16,7 +16,8 @@ def _fmt(d: dict[str, float]) -> str:
 
 
 def render(meta: dict[str, Any], train_metrics: dict[str, float],
-           eval_metrics: dict[str, float]) -> str:
+           eval_metrics: dict[str, float], released: bool = False) -> str:
+  """The pre-training card; ``released``: of a release (weights/), which omits the heads."""
   cfg = meta['config']
   aug = cfg.get('augment', {})
   on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if aug.get(k)]
@@ -50,6 +51,9 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
       'warmup_fraction': cfg['optimizer']['warmup_fraction'],
       'acc_mean': norm['acc_mean'], 'acc_std': norm['acc_std'], 'gyr_mean': norm['gyr_mean'],
       'gyr_std': norm['gyr_std'],
+      'projection_state': ('pre-trained but not released: used only by the SSL loss' if released
+                           else 'pre-trained, used only by the SSL loss; fine-tuning discards '
+                                'them'),
       'temperature_param': ', `log_temperature`' if cfg['ssl']['learnable_temperature'] else '',
       'train_metrics': _fmt(train_metrics), 'eval_metrics': _fmt(eval_metrics),
       'checkpoint_dir': meta.get('checkpoint_dir', '<this folder>'),

@@ -130,9 +130,16 @@ def _run_embed(config, workdir):
   return encoder_api.embed_stage(config, workdir)
 
 
+def _run_release(config, workdir):
+  """A pre-training checkpoint's encoder -> weights/<name>/ with its card and checksums."""
+  from ssl_imu_jax import release
+
+  return release.export(config)
+
+
 _RUNNERS = {
     'prepare': _run_prepare, 'pretrain': _run_pretrain, 'finetune': _run_finetune,
     'sweep': _run_sweep, 'predict': _run_predict, 'evaluate': _run_evaluate, 'embed': _run_embed,
-    'paper': _run_paper, 'demo': _run_demo, 'budget': _run_budget,
+    'paper': _run_paper, 'demo': _run_demo, 'budget': _run_budget, 'release': _run_release,
 }
 STAGES = tuple(_RUNNERS)

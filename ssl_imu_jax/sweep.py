@@ -36,18 +36,13 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import files, report, splits
+from ssl_imu_jax import checkpointing, files, report, splits, trainer
 from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
 INITS = ('pretrained', 'random')
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 CELL_FILE = 'sweep_cell.json'
-# Config keys that do not change what a cell computes (where data live, logging).
-IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
-                          'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
-                          'train.prefetch', 'train.eval_batch_size'})
-
 TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
 SubjectIdsFn = Callable[[ml_collections.ConfigDict], Sequence[int]]
 
@@ -81,8 +76,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise ConfigError("config.init_from (the pre-training checkpoint dir, or several) is "
                         "required when 'pretrained' is in config.inits")
     for path in init_candidates(config):
-      if not os.path.exists(path):
-        raise MissingInputError(f'config.init_from: {path!r} does not exist')
+      if not os.path.exists(checkpointing.locate(path)):
+        raise MissingInputError(f'config.init_from: {path!r} does not exist (nor is it a released '
+                                f'weights name: {", ".join(checkpointing.released_names())})')
   steps = config.finetune.train.steps
   if int(steps) < 1:
     raise ConfigError(f'config.finetune.train.steps must be >= 1, got {steps}')
@@ -193,22 +189,6 @@ def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, 
   return c
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
-def fingerprint(cfg: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The cell's config as flat JSON-able {key: value}, without keys that do not affect results."""
-  flat = _flatten(json.loads(cfg.to_json_best_effort()))
-  return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
-
-
 def load_done_cell(path: str, expected: Mapping[str, Any]) -> dict[str, Any] | None:
   """The record of a completed cell, None if not done; an error if it ran with another config."""
   marker = os.path.join(path, CELL_FILE)
@@ -219,10 +199,9 @@ def load_done_cell(path: str, expected: Mapping[str, Any]) -> dict[str, Any] | N
       done = json.load(f)
     except json.JSONDecodeError as e:
       raise ValueError(f'{marker} is not valid JSON ({e}); delete it to rerun the cell') from e
-  old = {k: v for k, v in done.get('config', {}).items() if k not in IGNORED_KEYS}
-  diff = sorted(k for k in set(old) | set(expected) if old.get(k) != expected.get(k))
+  diff = trainer.config_changes(done.get('config', {}), expected)
   if diff:
-    shown = ', '.join(f'{k}: {old.get(k)!r} -> {expected.get(k)!r}' for k in diff[:5])
+    shown = ', '.join(diff[:5])
     raise ValueError(f'{marker} was trained with a different config ({shown}); use a new '
                      f'--workdir, or delete {path} to retrain this cell')
   return done['record']
@@ -308,7 +287,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       folds_of[dataset] = folds
     path = cell_dir(workdir, dataset, fold, fraction, init, protocol, seed)
     name = f'{dataset} fold{fold} frac{fraction:g} seed{seed} {init}_{protocol}'
-    expected = fingerprint(cfg)
+    expected = trainer.fingerprint(cfg)
     rec = load_done_cell(path, expected)
     if rec is not None:
       n_skipped += 1
@@ -418,7 +397,7 @@ def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir:
                     seed)
   cfg.train.progress = False
   path = final_model_dir(workdir, dataset)
-  expected = fingerprint(cfg)
+  expected = trainer.fingerprint(cfg)
   if load_done_cell(path, expected) is None:
     os.makedirs(path, exist_ok=True)
     t0 = time.time()

@@ -17,7 +17,69 @@ import jax
 import numpy as np
 
 from ssl_imu_jax import checkpointing
+from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
+
+# Config keys that do not change what a run computes (where data live, logging, resume policy).
+IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
+                          'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
+                          'train.prefetch', 'train.eval_batch_size', 'train.resume'})
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def fingerprint(cfg) -> dict[str, Any]:
+  """A config as flat JSON-able {key: value}, without the keys that do not affect results."""
+  import json  # noqa: PLC0415
+
+  flat = _flatten(json.loads(cfg.to_json_best_effort()))
+  return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """'key: old -> new' for every key whose value differs (ignored keys left out)."""
+  old = {k: v for k, v in old.items() if k not in IGNORED_KEYS}
+  new = {k: v for k, v in new.items() if k not in IGNORED_KEYS}
+  return [f'{k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
+          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def data_fingerprint(windows, train_idx) -> dict[str, Any]:
+  """What a run trains on: the records (data set / builder config / version) and their sizes."""
+  path = os.path.normpath(str(getattr(windows, 'path', '') or ''))
+  return {'records': '/'.join(path.split(os.sep)[-3:]), 'num_windows': int(len(windows)),
+          'num_train_windows': int(len(train_idx))}
+
+
+def check_resume(ckpt: checkpointing.Checkpointer, config, data_fp: Mapping[str, Any]) -> None:
+  """A run resumes only with the config and data it started with (``train.resume='force'``
+  overrides); a ConfigError names every change. Checkpoints from before fingerprints pass."""
+  step = ckpt.latest_step()
+  if step is None:
+    return
+  _, meta = checkpointing.read_meta(ckpt.directory, step)
+  saved = meta.get('fingerprint')
+  if not saved:
+    return
+  changes = config_changes(saved['config'], fingerprint(config))
+  changes += [f'data {k}: {saved["data"].get(k)!r} -> {v!r}' for k, v in data_fp.items()
+              if saved['data'].get(k) != v]
+  mode = str(config.train.get('resume', 'auto'))
+  if mode not in ('auto', 'force'):
+    raise ConfigError(f"config key train.resume={mode!r}; expected 'auto' or 'force'")
+  if changes and mode != 'force':
+    shown = '; '.join(changes[:6]) + (f'; and {len(changes) - 6} more' if len(changes) > 6 else '')
+    raise ConfigError(f'{ckpt.directory} (step {step}) was trained with another config or data: '
+                      f'{shown}. Use a new --workdir, or --config.train.resume=force to continue '
+                      f'from it with the new one')
 
 
 def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: int,
@@ -93,6 +155,9 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
 
   t = config.train
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
+  data_fp = data_fingerprint(windows, train_idx)
+  check_resume(ckpt, config, data_fp)
+  meta = {**meta, 'fingerprint': {'config': fingerprint(config), 'data': data_fp}}
   ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   writer = MetricWriter(workdir, t.steps, t.progress, tag=tag)
 

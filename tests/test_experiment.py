@@ -9,7 +9,9 @@ from conftest import tiny_finetune_config, tiny_pretrain_config
 
 from configs import budget as budget_config
 from configs import paper as paper_config
+from configs import release as release_config
 from ssl_imu_jax import experiment
+from ssl_imu_jax.errors import ConfigError
 
 
 def test_one_pretraining_per_distinct_rate_and_window():
@@ -112,3 +114,47 @@ def test_paper_comparison_table_and_targets(tmp_path):
   valr = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_running_valr (y) | 0.87'))
   assert 'missed: Δr ≥ 0.03 with p < 0.05, pre-trained at ≤ 25%' in valr
   assert '| synthetic_walking_kfm (y) | 0.800 / 0.700 | 0.880 / 0.800 | 0.910 / 0.870 |' in md
+
+
+def test_the_demo_fine_tunes_from_the_released_weights_of_each_task():
+  from configs import demo as demo_config
+  from ssl_imu_jax import checkpointing
+
+  c = demo_config.get_config()
+  assert not c.pretrain_from_scratch and demo_config.get_config('tiny').pretrain_from_scratch
+  ckpts = experiment.released_checkpoints(experiment.pretrain_configs(c))
+  assert [os.path.basename(p) for p in ckpts] == [
+      'synthetic_movi_200hz_64', 'synthetic_movi_200hz_128', 'synthetic_movi_100hz_128']
+  assert all(p.startswith(checkpointing.weights_root()) for p in ckpts)
+  c.sweep.task_data.synthetic_walking_kfm.window_length = 256  # no release at 100 Hz / 256
+  with pytest.raises(ConfigError, match=r'weights/synthetic_movi_100hz_256 .*'
+                                        r'--config.pretrain_from_scratch=True'):
+    experiment.released_checkpoints(experiment.pretrain_configs(c))
+
+
+def test_paper_stage_from_released_weights_pretrains_nothing(tmp_path, toy_dirs, pretrained,
+                                                             monkeypatch):
+  from ssl_imu_jax import checkpointing, release
+
+  rcfg = release_config.get_config()
+  rcfg.update({'checkpoint': pretrained['workdir'], 'out_dir': str(tmp_path / 'weights'),
+               'reproduce': 'x', 'licence': 'toy'})
+  released = release.export(rcfg)  # named <dataset>_<rate>hz_<T>, as the paper stage looks up
+  monkeypatch.setattr(checkpointing, 'weights_root', lambda: str(tmp_path / 'weights'))
+  c = paper_config.get_config('tiny')
+  c.pretrain = tiny_pretrain_config()
+  c.pretrain_from_scratch = False
+  c.data_dir = toy_dirs['data_dir']
+  c.sweep.datasets = ('toy_labelled',)
+  c.sweep.task_data = {}
+  c.sweep.fractions = (1.0,)
+  c.sweep.folds = (0,)
+  c.sweep.protocols = ('linear_probe',)
+  c.sweep.finetune = tiny_finetune_config()
+  c.sweep.finetune.train.steps = 2
+  work = tmp_path / 'work'
+  experiment.run(c, str(work))
+  assert not [d for d in os.listdir(work) if d.startswith('pretrain')]
+  with open(work / 'sweep' / 'toy_labelled' / 'fold0' / 'frac1' / 'seed0' /
+            'pretrained_linear_probe' / 'sweep_cell.json') as f:
+    assert json.load(f)['config']['init_from'] == released

@@ -1,5 +1,5 @@
-"""A non-editable install works on its own: package data (the model-card template) travels with
-the code, and nothing reads the source tree."""
+"""A non-editable install works on its own: package data (the model-card template, the released
+weights) travels with the code, and nothing reads the source tree."""
 
 import os
 import shutil
@@ -19,10 +19,16 @@ meta = {'config': cfg.to_dict(), 'encoder': cfg.model.encoder.to_dict(),
                     'sites': ['Hip'], 'sample_rate_hz': 100.0, 'window_length': 128}}
 print(ssl_imu_jax.__file__)
 print(mc.render(meta, {'loss': 1.0}, {'top1': 0.5}).splitlines()[0])
+from ssl_imu_jax import checkpointing, release
+name = 'weights/synthetic_movi_100hz_128'
+print(checkpointing.locate(name))
+print(release.verify(checkpointing.locate(name)))
+_, _, stored, now = release.reference_embeddings(name)
+print(float(abs(stored - now).max()))
 '''
 
 
-def test_non_editable_install_renders_the_model_card(tmp_path):
+def test_non_editable_install_renders_the_card_and_loads_the_released_weights(tmp_path):
   target = tmp_path / 'site'
   # A clean copy of the sources (no stale build/ from earlier builds can mask a missing file).
   src = tmp_path / 'src'
@@ -38,3 +44,6 @@ def test_non_editable_install_renders_the_model_card(tmp_path):
                        text=True, timeout=300, cwd=tmp_path, env=env).stdout.splitlines()
   assert out[0].startswith(str(target))  # the installed copy, not the source tree
   assert out[1] == '# Model card: ssl_imu_jax pre-trained IMU encoder'
+  assert out[2] == str(target / 'ssl_imu_jax' / 'weights' / 'synthetic_movi_100hz_128')
+  assert int(out[3]) >= 5  # files checked against SHA256SUMS
+  assert float(out[4]) < 1e-5  # the installed encoder embeds the reference input as recorded

@@ -74,12 +74,14 @@ def _steps(ckpt_dir: Path) -> list[int]:
 
 
 def _losses(workdir: Path) -> dict[int, float]:
-  """Logged training loss per step (the last row wins: a resumed run re-logs steps)."""
+  """Logged training loss per step; a step logged twice is an error (a resumed run drops the
+  rows logged after the checkpoint it resumes from)."""
   out = {}
   with open(workdir / 'pretrain' / 'metrics.jsonl') as f:
     for line in f:
       row = json.loads(line)
       if 'train/loss' in row:
+        assert row['step'] not in out, f'step {row["step"]} logged twice'
         out[row['step']] = row['train/loss']
   return out
 

@@ -30,14 +30,47 @@ def test_pretrain_writes_checkpoints_config_and_card(pretrained):
 def test_interrupted_run_resumes_to_the_same_parameters(tmp_path, toy_dirs, pretrained,
                                                         monkeypatch):
   cfg = tiny_pretrain_config()
-  killed_at_step(monkeypatch, 4)
+  cfg.train.log_every = 1
+  killed_at_step(monkeypatch, 5)
   with pytest.raises(KeyboardInterrupt):
     pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
   monkeypatch.undo()
   assert checkpointing.Checkpointer(str(tmp_path / 'checkpoints')).latest_step() == 3
+  with open(tmp_path / 'metrics.jsonl') as f:
+    before = [json.loads(ln)['step'] for ln in f if 'train/loss' in ln]
+  assert max(before) > 3  # logged after the last checkpoint (3), before the interruption
   out = pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
   chex.assert_trees_all_close(jax.device_get(out['state'].params),
                               jax.device_get(pretrained['out']['state'].params), atol=1e-6)
+  with open(tmp_path / 'metrics.jsonl') as f:
+    after = [json.loads(ln)['step'] for ln in f if 'train/loss' in ln]
+  assert after == list(range(1, cfg.train.steps + 1))  # every step once, none twice
+
+
+def test_a_rerun_with_another_config_or_data_stops_naming_the_change(tmp_path, toy_dirs,
+                                                                     pretrained):
+  import shutil
+
+  from ssl_imu_jax.errors import ConfigError
+
+  work = tmp_path / 'run'
+  shutil.copytree(pretrained['workdir'], work)
+  cfg = tiny_pretrain_config()
+  cfg.train.steps += 2
+  cfg.optimizer.learning_rate *= 3
+  cfg.train.log_every = 1  # logging cadence is not a change
+  with pytest.raises(ConfigError, match=r'optimizer.learning_rate: 0.001 -> 0.003.*'
+                                        r'--config.train.resume=force'):
+    pretrain.run(cfg, str(work), toy_dirs['data_dir'])
+  other = tiny_pretrain_config()
+  other.data.window_length = 16
+  with pytest.raises(ConfigError, match=r'data.window_length: 32 -> 16.*data records'):
+    pretrain.run(other, str(work), toy_dirs['data_dir'])
+  with open(work / 'checkpoints' / 'config.json') as f:
+    assert json.load(f)['optimizer']['learning_rate'] == 1e-3  # not rewritten by the refusals
+  cfg.train.resume = 'force'
+  out = pretrain.run(cfg, str(work), toy_dirs['data_dir'])
+  assert int(out['state'].step) == cfg.train.steps
 
 
 def test_bad_ssl_option_is_named(tmp_path, toy_dirs):
