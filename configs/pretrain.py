@@ -34,6 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'learnable_temperature': False,
       'negatives': 'global',   # 'global' (whole batch across devices) | 'local' (per device)
       'grouped': False,        # info_nce: exclude the other sites of the same window
+      # >0: the loss in column blocks of this many site-windows, memory ~ M x chunk instead of
+      # M x M (M = global batch x sites); equal to the dense loss. 0: dense (faster when it fits).
+      'chunk_size': 0,
   })
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3 if tiny else 1e-4)

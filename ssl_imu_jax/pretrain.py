@@ -33,7 +33,8 @@ def ssl_loss(config, z_acc, z_gyr, temp, local_blocks: int = 1, weights_B=None):
   """``config.ssl.loss`` ('reference_nce' | 'info_nce') on projected embeddings."""
   return losses.contrastive_loss(config.ssl.get('loss', 'info_nce'), z_acc, z_gyr, temp,
                                  grouped=config.ssl.grouped, local_blocks=local_blocks,
-                                 weights_B=weights_B)
+                                 weights_B=weights_B,
+                                 chunk_size=int(config.ssl.get('chunk_size', 0)))
 
 
 def make_gradient_fn(config: ml_collections.ConfigDict, model: ContrastiveModel, num_devices: int):

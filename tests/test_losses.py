@@ -129,3 +129,31 @@ def test_reference_nce_needs_two_windows_and_a_known_name():
     losses.reference_nce(za, za, 0.1)
   with pytest.raises(ValueError, match='ssl.loss'):
     losses.contrastive_loss('nce', za, za, 0.1)
+
+
+@pytest.mark.parametrize('name', losses.LOSSES)
+@pytest.mark.parametrize('b,n,blocks,chunk,padded,grouped', [
+    (8, 3, 1, 5, False, False),   # chunk does not divide M = 24: a padded last block
+    (8, 3, 2, 7, True, True),     # per-device negatives, padding windows, grouped
+    (6, 1, 1, 4, False, True),
+    (8, 4, 4, 64, True, False),   # one block larger than M
+])
+def test_blockwise_loss_equals_dense_with_its_gradient(name, b, n, blocks, chunk, padded,
+                                                       grouped):
+  import jax
+
+  rng = np.random.default_rng(b * 10 + chunk)
+  za, zg = (jnp.asarray(rng.normal(size=(b, n, 16)), jnp.float32) for _ in range(2))
+  w = jnp.asarray((np.arange(b) < b - 2).astype(np.float32)) if padded else None
+
+  def run(c):
+    return jax.value_and_grad(
+        lambda a, g: losses.contrastive_loss(name, a, g, 0.1, grouped, blocks, w, c),
+        argnums=(0, 1), has_aux=True)(za, zg)
+
+  (dense, m_dense), g_dense = run(0)
+  (blockwise, m_block), g_block = run(chunk)
+  np.testing.assert_allclose(float(blockwise), float(dense), rtol=0, atol=1e-5)
+  chex.assert_trees_all_close(g_block, g_dense, atol=1e-5, rtol=0)
+  assert max(float(jnp.max(jnp.abs(g))) for g in g_dense) > 1e-3  # a gradient to compare
+  chex.assert_trees_all_close(m_block, m_dense, atol=1e-6, rtol=0)  # retrieval too
