@@ -139,6 +139,13 @@ def check_pretrain(out, mesh1, mesh8, rng):
   res8 = _run(step8, host_state, host_batch, mesh8, rng)
   _compare('pretrain_global', out, host_state, res1, res8)
 
+  # The blockwise loss (ssl.chunk_size) on 8 devices == the dense loss on 1 device.
+  cfg_chunk = cfg.copy_and_resolve_references()
+  cfg_chunk.ssl.chunk_size = 12  # M = 32 site-windows: 3 blocks, the last one padded
+  step8_chunk = _compiled(pretrain.make_train_step(cfg_chunk, model, tx, schedule, N_DEV), mesh8)
+  _compare('pretrain_chunked', out, host_state, res1,
+           _run(step8_chunk, host_state, host_batch, mesh8, rng))
+
   cfg_local = cfg.copy_and_resolve_references()
   cfg_local.ssl.negatives = 'local'
   step8_local = _compiled(pretrain.make_train_step(cfg_local, model, tx, schedule, N_DEV), mesh8)

@@ -3,7 +3,8 @@
 The checks run in a subprocess (tests/multidevice_check.py) because the 8-device flag must be in
 XLA_FLAGS before jax starts and slows every other test. Same global batch, same initial state:
 loss, parameters, BatchNorm statistics and optimiser state agree within 1e-5, for the SSL step
-(the reference NCE loss with 'global' negatives, shared encoder) and a full fine-tuning step;
+(the reference NCE loss with 'global' negatives, shared encoder; also computed blockwise,
+``ssl.chunk_size``) and a full fine-tuning step;
 'local' negatives on 8 devices equal the loss with ``local_blocks=8`` on 1 device and differ
 from 'global'.
 """
@@ -46,7 +47,7 @@ def test_eight_devices_are_really_used(measured):
   assert measured['device_count'] == 8
   assert measured['ssl_loss'] == 'reference_nce'  # the default recipe is what is checked
   assert measured['batch_shards_8dev'] == [2]  # global batch 16 -> 2 windows per device
-  for key in ('pretrain_global', 'finetune_full'):
+  for key in ('pretrain_global', 'pretrain_chunked', 'finetune_full'):
     assert measured[key]['state_devices_1'] == 1
     assert measured[key]['state_devices_8'] == 8
     assert measured[key]['steps'] == [1, 1]
@@ -56,7 +57,7 @@ def test_initial_state_does_not_depend_on_device_count(measured):
   assert measured['init_max_diff'] <= 1e-6
 
 
-@pytest.mark.parametrize('key', ['pretrain_global', 'finetune_full'])
+@pytest.mark.parametrize('key', ['pretrain_global', 'pretrain_chunked', 'finetune_full'])
 def test_one_step_on_8_devices_equals_1_device(measured, key):
   m = measured[key]
   assert abs(m['loss_8dev'] - m['loss_1dev']) <= TOL, m
