@@ -126,13 +126,16 @@ def state_metadata(ckpt_dir: str, step: int) -> dict[str, Any]:
 
 
 def restore_raw(ckpt_dir: str, step: int | None = None) -> dict[str, Any]:
-  """The saved train state as a plain dict of numpy arrays (no target needed)."""
-  mngr = ocp.CheckpointManager(ckpt_dir)
-  step = mngr.latest_step() if step is None else step
+  """The saved train state as a plain dict of numpy arrays (no target needed), whatever devices
+  it was saved from (a pod's checkpoint restores on a laptop)."""
   if step is None:
-    raise FileNotFoundError(f'no checkpoint in {ckpt_dir}')
+    step, _ = read_meta(ckpt_dir)
+  tree = state_metadata(ckpt_dir, step)
+  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+  mngr = ocp.CheckpointManager(ckpt_dir)
   try:
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
+    out = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(restore_args=as_numpy)))
   finally:
     mngr.close()
   return jax.tree.map(np.asarray, dict(out['state']))

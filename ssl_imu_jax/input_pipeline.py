@@ -67,13 +67,26 @@ def resolve_data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
-  """Builds the data set if it is not complete yet (atomic, TFDS); returns its directory."""
+  """Builds the data set if it is not complete yet (atomic, TFDS); returns its directory.
+
+  With several processes, process 0 builds and the others wait for it, then find it complete.
+  """
   import data_prep
   from data_prep import records
+  from ssl_imu_jax import parallel  # noqa: PLC0415
 
   cls = data_prep.get_builder_class(data_cfg.dataset)
-  return records.build(cls, data_dir, builder_config(data_cfg),
-                       manual_dir=data_cfg.manual_dir or None)
+
+  def build():
+    return records.build(cls, data_dir, builder_config(data_cfg),
+                         manual_dir=data_cfg.manual_dir or None)
+
+  if jax.process_count() == 1:
+    return build()
+  if parallel.is_writer():
+    build()
+  parallel.barrier(f'built {data_cfg.dataset}')
+  return build()
 
 
 def _source(path: str, split: str):

@@ -42,6 +42,8 @@ def maybe_initialize_distributed() -> None:
   import os
 
   env = os.environ
+  # CPU processes exchange collectives over gloo (accelerators use their own; no effect there).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   if env.get('JAX_COORDINATOR_ADDRESS'):
     missing = [k for k in ('JAX_NUM_PROCESSES', 'JAX_PROCESS_ID') if k not in env]
     if missing:
@@ -50,3 +52,16 @@ def maybe_initialize_distributed() -> None:
                                int(env['JAX_PROCESS_ID']))
   elif int(env.get('SLURM_NTASKS', '1')) > 1 or env.get('TPU_WORKER_HOSTNAMES', '').count(','):
     jax.distributed.initialize()
+
+
+def is_writer() -> bool:
+  """Only process 0 writes the files every process would write alike (config, cards, reports)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all arrive (a no-op in a single-process run)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    multihost_utils.sync_global_devices(name)

@@ -183,4 +183,6 @@ def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str
   from ssl_imu_jax import model_card  # noqa: PLC0415
 
   text = model_card.render(meta, train_metrics, eval_metrics)
-  files.write_text_atomic(os.path.join(workdir, 'checkpoints', 'MODEL_CARD.md'), text)
+  if parallel.is_writer():
+    files.write_text_atomic(os.path.join(workdir, 'checkpoints', 'MODEL_CARD.md'), text)
+  parallel.barrier('model card')

@@ -29,6 +29,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
   if config.stage not in STAGES:
     raise ConfigError(f'config key stage={config.stage!r}; expected one of {STAGES}')
   check_required(config)
+  import jax  # noqa: PLC0415
+
+  if jax.process_count() > 1 and config.stage not in MULTI_HOST_STAGES:
+    raise ConfigError(f'stage {config.stage!r} runs on one host (its data fit one machine); '
+                      f'{jax.process_count()} processes joined this run. Run it without the '
+                      f'multi-host launcher; multi-host stages: {MULTI_HOST_STAGES}')
   os.makedirs(workdir, exist_ok=True)
   return _RUNNERS[config.stage](config, workdir)
 
@@ -143,3 +149,4 @@ _RUNNERS = {
     'paper': _run_paper, 'demo': _run_demo, 'budget': _run_budget, 'release': _run_release,
 }
 STAGES = tuple(_RUNNERS)
+MULTI_HOST_STAGES = ('prepare', 'pretrain')

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax import checkpointing, parallel
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 
@@ -158,7 +158,8 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
   data_fp = data_fingerprint(windows, train_idx)
   check_resume(ckpt, config, data_fp)
   meta = {**meta, 'fingerprint': {'config': fingerprint(config), 'data': data_fp}}
-  ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
+  if parallel.is_writer():
+    ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
   writer = MetricWriter(workdir, t.steps, t.progress, tag=tag)
 
   def batches(start):
