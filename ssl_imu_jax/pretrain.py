@@ -121,7 +121,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites)
   input_pipeline.check_matches(train, config.data)
   if train.gyr is None:
-    raise ValueError(f'{path}: pre-training needs gyroscope data; this data set has none')
+    raise ConfigError(
+        f'{path}: {config.data.dataset!r} is accelerometer-only, and this pre-training contrasts '
+        f'the accelerometer window of a sensor with its gyroscope window, so it has nothing to '
+        f'pair; pre-train on a corpus with gyroscopes (or use released weights) and fine-tune '
+        f'on this one with --config.data.use_gyr=False (the acc encoder alone)')
   held_out = None
   if config.data.eval_split:
     held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites)

@@ -232,3 +232,16 @@ def test_training_options_run_and_act(option):
     assert 'encoder' not in (state1.batch_stats or {})  # GroupNorm keeps no batch statistics
   else:
     assert float(m['grad_norm']) > 1e-3  # the clip had something to clip
+
+
+def test_an_accelerometer_only_corpus_is_refused_with_what_to_do(tmp_path, toy_dirs, monkeypatch):
+  import dataclasses
+
+  from ssl_imu_jax.errors import ConfigError
+
+  real = input_pipeline.load_split
+  monkeypatch.setattr(input_pipeline, 'load_split',
+                      lambda *a, **k: dataclasses.replace(real(*a, **k), gyr=None))
+  with pytest.raises(ConfigError, match=r"'toy_unlabelled' is accelerometer-only.*"
+                                        r'--config.data.use_gyr=False'):
+    pretrain.run(tiny_pretrain_config(), str(tmp_path), toy_dirs['data_dir'])
