@@ -46,6 +46,9 @@ def data_config(dataset: str, size: str, split: str = 'train') -> ml_collections
       'imu_sites': (),            # subset of sites to use, () = all
       'use_gyr': True,            # False: accelerometer-only (only the acc embedding is used)
       'targets': (),              # labels to fine-tune on, () = all labels of the data set
+      # pre-training: read windows from the records as batches need them instead of loading the
+      # split into memory (corpora larger than memory); the same batches either way
+      'stream': False,
   })
 
 

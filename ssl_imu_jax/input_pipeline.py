@@ -1,16 +1,22 @@
-"""TFDS records -> numpy windows in memory -> deterministic, resumable, sharded device batches.
+"""TFDS records -> numpy windows -> deterministic, resumable, sharded device batches.
 
 The order of training windows is a pure function of (seed, step): step s takes the global sample
 positions s*B ... s*B+B-1 of an endless stream made of one fresh permutation per epoch. So the
 pipeline's position is the step number, which the checkpoint already holds, and a resumed run sees
-exactly the batches an uninterrupted run would have seen.
+exactly the batches an uninterrupted run would have seen. Batches are prepared ahead by grain
+(a ``MapDataset`` over step numbers, read in threads, in order).
+
+A split is held in memory (``WindowSet`` of numpy arrays: small labelled sets, fastest) or, with
+``stream=True`` (config key ``data.stream``), read record by record from its ArrayRecord files:
+``acc`` / ``gyr`` are then ``RecordArray``s that read the windows an index asks for, so each host
+reads only the windows of its own slice of each batch, and only the per-window scalars (subject,
+trial, labels) are in memory. One contract for both: the same batches, the same statistics.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -45,6 +51,44 @@ class WindowSet:
   @property
   def window_length(self) -> int:
     return int(self.acc.shape[2])
+
+
+class _RecordReader:
+  """Reads examples by index from a split's data source; the last read is kept per thread, so
+  ``acc[idx]`` then ``gyr[idx]`` of the same batch decode the records once."""
+
+  def __init__(self, src):
+    self.src = src
+    self._local = threading.local()
+
+  def examples(self, idx: np.ndarray) -> list[dict[str, Any]]:
+    key = idx.tobytes()
+    cached = getattr(self._local, 'last', None)
+    if cached is None or cached[0] != key:
+      cached = (key, self.src.__getitems__([int(i) for i in idx]))
+      self._local.last = cached
+    return cached[1]
+
+
+class RecordArray:
+  """One signal of a streamed split, [n, N, T, 3] float32, read when indexed (a 1-D index)."""
+
+  def __init__(self, reader: _RecordReader, field: str, site_idx: Sequence[int],
+               shape: tuple[int, ...]):
+    self.reader, self.field, self.site_idx, self.shape = reader, field, list(site_idx), shape
+    self.dtype = np.dtype(np.float32)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, idx) -> np.ndarray:
+    idx = np.arange(self.shape[0])[idx] if isinstance(idx, slice) else np.asarray(idx)
+    if idx.ndim != 1:
+      raise TypeError(f'RecordArray ({self.field}) takes a 1-D index, got shape {idx.shape}')
+    if not len(idx):
+      return np.zeros((0,) + self.shape[1:], np.float32)
+    exs = self.reader.examples(idx.astype(np.int64))
+    return np.stack([np.asarray(e[self.field], np.float32)[self.site_idx] for e in exs])
 
 
 def builder_config(data_cfg: ml_collections.ConfigDict):
@@ -111,9 +155,10 @@ def subject_ids(path: str, split: str, chunk: int = 1024) -> np.ndarray:
 
 
 def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool = True,
-               chunk: int = 1024, targets: Sequence[str] = ()) -> WindowSet:
+               chunk: int = 1024, targets: Sequence[str] = (), stream: bool = False) -> WindowSet:
   """Reads a whole split of a built data set into memory, optionally a subset of IMU sites and
-  of labels (``targets``, config key data.targets; () = all)."""
+  of labels (``targets``, config key data.targets; () = all). ``stream``: the signals stay in
+  the records (``RecordArray``), only the per-window scalars are read."""
   builder, src = _source(path, split)
   meta = dict(builder.info.metadata or {})
   all_sites = tuple(meta.get('imu_sites', ()))
@@ -138,8 +183,14 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
     raise ValueError(f'{path}: split {split!r} is empty')
   feats = builder.info.features
   t = feats['acc'].shape[1]
-  acc = np.empty((n, len(site_idx), t, 3), np.float32)
-  gyr = np.empty_like(acc) if use_gyr else None
+  shape = (n, len(site_idx), t, 3)
+  if stream:
+    reader = _RecordReader(src)
+    acc = RecordArray(reader, 'acc', site_idx, shape)
+    gyr = RecordArray(reader, 'gyr', site_idx, shape) if use_gyr else None
+  else:
+    acc = np.empty(shape, np.float32)
+    gyr = np.empty_like(acc) if use_gyr else None
   subj = np.empty(n, np.int64)
   trial = np.empty(n, np.int64)
   start_s = np.full(n, np.nan, np.float32)  # records built before the field existed lack it
@@ -148,9 +199,10 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
   for lo in range(0, n, chunk):
     hi = min(n, lo + chunk)
     exs = src.__getitems__(list(range(lo, hi)))
-    acc[lo:hi] = np.stack([e['acc'] for e in exs])[:, site_idx]
-    if use_gyr:
-      gyr[lo:hi] = np.stack([e['gyr'] for e in exs])[:, site_idx]
+    if not stream:
+      acc[lo:hi] = np.stack([e['acc'] for e in exs])[:, site_idx]
+      if use_gyr:
+        gyr[lo:hi] = np.stack([e['gyr'] for e in exs])[:, site_idx]
     subj[lo:hi] = [int(e['subject_id']) for e in exs]
     trial[lo:hi] = [int(e['trial']) for e in exs]
     if has_start:
@@ -215,15 +267,33 @@ def select_sites(ws: WindowSet, sites: Sequence[str]) -> WindowSet:
                              gyr=None if ws.gyr is None else ws.gyr[:, idx], sites=tuple(sites))
 
 
-def fit_input_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, float]:
-  """One mean / std per modality over the given (training) windows, as the reference does."""
+def fit_input_stats(ws: WindowSet, idx: np.ndarray, chunk: int = 4096) -> dict[str, float]:
+  """One mean / std per modality over the given (training) windows, as the reference does.
+
+  In memory, over all of them at once; streamed (``RecordArray``), in chunks of windows merged
+  with float64 accumulators (count, mean, sum of squared deviations), so memory stays bounded.
+  """
   stats = {}
   for name, x in (('acc', ws.acc), ('gyr', ws.gyr)):
     if x is None:
       continue
-    sel = x[idx].astype(np.float64)
-    stats[f'{name}_mean'] = float(sel.mean())
-    stats[f'{name}_std'] = float(max(sel.std(), 1e-6))
+    parts = [idx] if isinstance(x, np.ndarray) else [
+        idx[lo:lo + chunk] for lo in range(0, len(idx), chunk)]
+    count, mean, m2 = 0, 0.0, 0.0
+    for part in parts:
+      sel = x[part].astype(np.float64)
+      k, mu = sel.size, float(sel.mean())
+      if count == 0 and len(parts) == 1:  # one chunk: exactly numpy's mean and std
+        mean, std = mu, float(sel.std())
+        break
+      d = mu - mean
+      m2 += float(((sel - mu) ** 2).sum()) + d * d * count * k / (count + k)
+      mean += d * k / (count + k)
+      count += k
+    else:
+      std = float(np.sqrt(m2 / max(count, 1)))
+    stats[f'{name}_mean'] = float(mean)
+    stats[f'{name}_std'] = float(max(std, 1e-6))
   return stats
 
 
@@ -270,7 +340,8 @@ def to_global(batch: Mapping[str, np.ndarray], sharding) -> dict[str, jax.Array]
 def train_iterator(ws: WindowSet, train_idx: np.ndarray, batch_size: int, seed: int,
                    start_step: int, num_steps: int, sharding,
                    prefetch: int = 2) -> Iterator[tuple[int, dict[str, jax.Array]]]:
-  """Yields (step, device batch) for steps start_step .. num_steps-1, prepared in a thread."""
+  """Yields (step, device batch) for steps start_step .. num_steps-1, ``prefetch`` batches
+  prepared ahead by grain threads (0: in the calling thread)."""
   train_idx = np.asarray(train_idx)
   local = process_slice(batch_size)
 
@@ -278,7 +349,14 @@ def train_iterator(ws: WindowSet, train_idx: np.ndarray, batch_size: int, seed: 
     idx = train_idx[batch_indices(step, batch_size, len(train_idx), seed)[local]]
     return step, to_global(gather(ws, idx, with_targets=ws.targets.shape[1] > 0), sharding)
 
-  yield from _prefetch(map(make, range(start_step, num_steps)), prefetch)
+  if prefetch <= 0 or start_step >= num_steps:
+    yield from map(make, range(start_step, num_steps))
+    return
+  import grain  # noqa: PLC0415
+
+  steps = grain.MapDataset.range(start_step, num_steps).map(make)
+  yield from steps.to_iter_dataset(grain.ReadOptions(num_threads=min(prefetch, 4),
+                                                     prefetch_buffer_size=prefetch))
 
 
 def padded_batches(idx: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -303,34 +381,3 @@ def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int,
     yield to_global({k: v[local] for k, v in batch.items()}, sharding), n_real
 
 
-def _prefetch(it: Iterator, size: int) -> Iterator:
-  """Runs ``it`` in a background thread, ``size`` items ahead (host work off the hot loop)."""
-  if size <= 0:
-    yield from it
-    return
-  q: queue.Queue = queue.Queue(maxsize=size)
-  done = object()
-  stop = threading.Event()
-
-  def worker():
-    try:
-      for item in it:
-        if stop.is_set():
-          return
-        q.put(item)
-      q.put(done)
-    except BaseException as e:  # noqa: BLE001 -- re-raised in the consumer
-      q.put(e)
-
-  th = threading.Thread(target=worker, daemon=True)
-  th.start()
-  try:
-    while True:
-      item = q.get()
-      if item is done:
-        return
-      if isinstance(item, BaseException):
-        raise item
-      yield item
-  finally:
-    stop.set()

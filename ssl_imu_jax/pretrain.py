@@ -118,7 +118,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
     raise ConfigError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
                       f'{config.ssl.loss!r}')
   path = input_pipeline.ensure_built(config.data, data_dir)
-  train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites)
+  stream = bool(config.data.get('stream', False))
+  train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites, stream=stream)
   input_pipeline.check_matches(train, config.data)
   if train.gyr is None:
     raise ConfigError(
@@ -128,7 +129,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
         f'on this one with --config.data.use_gyr=False (the acc encoder alone)')
   held_out = None
   if config.data.eval_split:
-    held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites)
+    held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites,
+                                         stream=stream)
     shared = set(train.subject_id.tolist()) & set(held_out.subject_id.tolist())
     if shared:
       raise ConfigError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
@@ -142,7 +144,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
     raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
   model = build_model(config)
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
-  sample_shape = (1,) + train.acc.shape[1:]
+  sample_shape = (1,) + tuple(train.acc.shape[1:])
   state = steps.init_state(config, model, tx, sample_shape, mesh, stats)
   dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
   step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),

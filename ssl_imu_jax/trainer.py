@@ -23,7 +23,8 @@ from ssl_imu_jax.metric_writers import MetricWriter
 # Config keys that do not change what a run computes (where data live, logging, resume policy).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
-                          'train.prefetch', 'train.eval_batch_size', 'train.resume'})
+                          'train.prefetch', 'train.eval_batch_size', 'train.resume',
+                          'data.stream'})
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

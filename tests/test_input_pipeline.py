@@ -104,3 +104,31 @@ def test_a_build_says_what_it_does_and_leaves_no_empty_download_tree(tmp_path, c
   assert not (tmp_path / 'downloads').exists()
   assert input_pipeline.ensure_built(data, str(tmp_path)) == path  # reused, silently
   assert capfd.readouterr().err == ''
+
+
+def test_a_streamed_split_reads_the_same_windows_batches_and_statistics(toy_dirs):
+  path = toy_dirs['unlabelled']
+  mem = input_pipeline.load_split(path, 'train', ('b', 'a'))
+  st = input_pipeline.load_split(path, 'train', ('b', 'a'), stream=True)
+  assert isinstance(st.acc, input_pipeline.RecordArray) and st.acc.shape == mem.acc.shape
+  np.testing.assert_array_equal(st.subject_id, mem.subject_id)
+  idx = np.array([5, 0, 5, len(mem) - 1])
+  np.testing.assert_array_equal(st.acc[idx], mem.acc[idx])
+  np.testing.assert_array_equal(st.gyr[idx], mem.gyr[idx])
+  np.testing.assert_array_equal(st.acc[2:4], mem.acc[2:4])
+  # Chunked float64 accumulation (7 windows a chunk) against numpy over all windows at once.
+  train = np.arange(0, len(mem), 2)
+  want = input_pipeline.fit_input_stats(mem, train)
+  got = input_pipeline.fit_input_stats(st, train, chunk=7)
+  assert got.keys() == want.keys()
+  for k in want:
+    assert got[k] == pytest.approx(want[k], rel=1e-9), k
+  assert input_pipeline.fit_input_stats(st, train) == want  # one chunk: numpy's exact figures
+  # The same batches, prepared ahead by grain threads, in step order.
+  sh = parallel.data_sharding(parallel.make_mesh())
+  a = list(input_pipeline.train_iterator(mem, train, 4, 3, 2, 7, sh, prefetch=0))
+  b = list(input_pipeline.train_iterator(st, train, 4, 3, 2, 7, sh, prefetch=3))
+  assert [s for s, _ in b] == [2, 3, 4, 5, 6]
+  for (_, x), (_, y) in zip(a, b, strict=True):
+    np.testing.assert_array_equal(np.asarray(x['acc']), np.asarray(y['acc']))
+    np.testing.assert_array_equal(np.asarray(x['gyr']), np.asarray(y['gyr']))

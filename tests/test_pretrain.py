@@ -245,3 +245,13 @@ def test_an_accelerometer_only_corpus_is_refused_with_what_to_do(tmp_path, toy_d
   with pytest.raises(ConfigError, match=r"'toy_unlabelled' is accelerometer-only.*"
                                         r'--config.data.use_gyr=False'):
     pretrain.run(tiny_pretrain_config(), str(tmp_path), toy_dirs['data_dir'])
+
+
+def test_streamed_pretraining_equals_in_memory_pretraining(tmp_path, toy_dirs, pretrained):
+  cfg = tiny_pretrain_config()
+  cfg.data.stream = True   # windows read from the records as batches need them
+  cfg.train.prefetch = 2   # batches prepared ahead by grain threads
+  out = pretrain.run(cfg, str(tmp_path), toy_dirs['data_dir'])
+  chex.assert_trees_all_close(jax.device_get(out['state'].params),
+                              jax.device_get(pretrained['out']['state'].params), atol=1e-6)
+  assert out['eval'] == pytest.approx(pretrained['out']['eval'], abs=1e-6)
