@@ -181,15 +181,18 @@ def resampled_length(n: int, from_hz: float, to_hz: float) -> int:
   return int(round(n * float(to_hz) / float(from_hz)))
 
 
-def resample(x: np.ndarray, from_hz: float, to_hz: float, method: str = 'linear',
+def resample(x: np.ndarray, from_hz: float, to_hz: float, method: str = 'auto',
              axis: int = 0) -> np.ndarray:
   """x resampled from ``from_hz`` to ``to_hz`` along ``axis``.
 
   Methods:
+    'auto' (the default): 'polyphase' where the rate goes down (anti-aliased), 'linear' where
+      it goes up.
     'linear': linear interpolation over a normalised time axis, as the reference code did for
       MoVi (``interp1d``); output length round(n * to / from). No anti-alias filter.
-    'polyphase': scipy.signal.resample_poly with the rate ratio as a fraction (anti-aliased);
-      use it when down-sampling signals with content above the new Nyquist rate.
+    'polyphase': scipy.signal.resample_poly with the rate ratio up/down as a fraction: upsample
+      by `up`, low-pass with scipy's default Kaiser-window FIR (beta 5, cut-off at the lower of
+      the two Nyquist rates), keep every `down`-th sample; edges padded by a fitted line.
     'decimate': every k-th sample for an integer ratio (the Camargo reference for 1000 -> 200 Hz).
   """
   x = np.asarray(x, dtype=np.float64)
@@ -198,6 +201,8 @@ def resample(x: np.ndarray, from_hz: float, to_hz: float, method: str = 'linear'
   if float(from_hz) == float(to_hz):
     return x.copy()
   n = x.shape[axis]
+  if method == 'auto':
+    method = 'polyphase' if float(to_hz) < float(from_hz) else 'linear'
   if method == 'linear':
     n_out = resampled_length(n, from_hz, to_hz)
     if n < 2 or n_out < 1:
@@ -214,8 +219,8 @@ def resample(x: np.ndarray, from_hz: float, to_hz: float, method: str = 'linear'
     if abs(ratio - k) > 1e-9 or k < 1:
       raise ValueError(f"'decimate' needs an integer rate ratio, got {from_hz}/{to_hz}")
     return np.take(x, np.arange(0, n, k), axis=axis)
-  raise ValueError(f"unknown resampling method {method!r}; expected 'linear', 'polyphase' or "
-                   "'decimate'")
+  raise ValueError(f"unknown resampling method {method!r}; expected 'auto', 'linear', "
+                   "'polyphase' or 'decimate'")
 
 
 def rescale_index(idx: np.ndarray | int, from_hz: float, to_hz: float) -> np.ndarray:

@@ -131,7 +131,11 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
   and yield examples through ``self.example(...)`` which validates them.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.1.0': 'Anti-aliased (polyphase) resampling by default wherever the rate goes down.',
+      '1.0.0': 'Initial release.',
+  }
   BUILDER_CONFIG_CLS = ImuBuilderConfig
   # No predefined configs: every build passes a make_config(...) object whose name encodes all
   # knobs (a predefined config of the same name would make TFDS refuse the custom one).

@@ -73,9 +73,13 @@ def test_resampling_and_static_threshold(tree, tmp_path):
   b0 = _build(tmp_path, root, rate=100, t_len=50, sites='Hip', subjects='1',
               static_threshold_g=0.0)
   assert b0.info.splits['train'].num_examples == 20
-  still = [e for e in _all(b0, 'train') if np.ptp(e['acc'], axis=1).max() < 1e-3]
-  assert len(still) == 8  # 4 static windows per round
-  np.testing.assert_allclose(still[0]['acc'][0], np.tile([0, 9.81, 0], (50, 1)), atol=1e-4)
+  # The polyphase (anti-aliasing) filter's gain differs slightly between its phases: a constant
+  # 9.81 m/s^2 comes out with a ripple of 0.0066 m/s^2 peak to peak (scipy's Kaiser window, beta 5).
+  still = [e for e in _all(b0, 'train') if np.ptp(e['acc'], axis=1).max() < 0.01]
+  # 4 static windows per round; the one bordering the movement in each round carries the filter's
+  # transient (its impulse response spans about 10 source samples), so 3 stay flat.
+  assert len(still) == 6
+  np.testing.assert_allclose(still[0]['acc'][0], np.tile([0, 9.81, 0], (50, 1)), atol=0.005)
   # The loading-rate and vGRF pre-trainings' rate: 600 samples at 120 Hz -> 1000 at 200 Hz ->
   # 15 windows of 64 per round; the 240 static samples (400 at 200 Hz) fill 6 of them.
   all200 = _build(tmp_path, root, rate=200, t_len=64, sites='Hip', subjects='1',

@@ -20,7 +20,7 @@ def test_resample_linear_matches_reference_interp():
   # Reference (datasets.md 5.1): interp1d over a normalised time axis, n_out = round(n*to/from).
   t = np.arange(120) / 120.0
   x = np.stack([np.sin(2 * np.pi * t), t], axis=1)
-  y = preprocess.resample(x, 120, 100)
+  y = preprocess.resample(x, 120, 100, 'linear')
   assert y.shape == (100, 2)
   u = np.linspace(0, 1, 100)
   np.testing.assert_allclose(y[:, 1], np.interp(u, np.linspace(0, 1, 120), x[:, 1]))
@@ -37,6 +37,24 @@ def test_resample_polyphase_keeps_a_slow_sine_and_decimate_takes_every_kth():
   np.testing.assert_array_equal(preprocess.resample(x, fs, 200.0, method='decimate'), x[::5])
   with pytest.raises(ValueError, match='integer rate ratio'):
     preprocess.resample(x, 1000, 300, method='decimate')
+
+
+def test_downsampling_is_anti_aliased_by_default():
+  # MoVi's 120 -> 100 Hz: 58 Hz is above the new 50 Hz Nyquist rate (linear interpolation folds
+  # it to 42 Hz); scipy's Kaiser FIR has its transition band just above 50 Hz.
+  fs, t = 120.0, np.arange(1200) / 120.0
+  alias = np.sin(2 * np.pi * 58 * t)      # above 100 Hz's Nyquist: must be filtered, not folded
+  slow = np.sin(2 * np.pi * 2 * t)        # gait band: must be kept
+  auto = preprocess.resample(alias + slow, fs, 100.0)
+  lin = preprocess.resample(alias + slow, fs, 100.0, 'linear')
+  t100 = np.arange(1000) / 100.0
+  inner = slice(50, -50)
+  err_auto = np.abs(auto - np.sin(2 * np.pi * 2 * t100))[inner].max()
+  err_lin = np.abs(lin - np.sin(2 * np.pi * 2 * t100))[inner].max()
+  assert err_auto < 0.01 and err_lin > 0.5
+  up = np.arange(10.0)
+  np.testing.assert_allclose(preprocess.resample(up, 100, 200), preprocess.resample(
+      up, 100, 200, 'linear'))  # upsampling stays linear
 
 
 def test_windows_and_starts():

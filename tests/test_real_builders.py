@@ -32,7 +32,7 @@ def test_cli_builds_and_reports(tmp_path, capsys):
   assert convert.main(argv) == 0
   out = capsys.readouterr().out
   path = next(ln for ln in out.splitlines() if ln.startswith('output: '))[len('output: '):]
-  assert path.endswith('ipol_gait/default_50hz_t64_foot-left_mode-strides/1.0.0')
+  assert path.endswith('ipol_gait/default_50hz_t64_foot-left_mode-strides/1.1.0')
   b = tfds.builder_from_directory(path)
   e = b.as_data_source()['train'][0]
   assert e['acc'].shape == (3, 64, 3) and e['sample_rate_hz'] == 50.0
@@ -71,7 +71,7 @@ def test_deterministic_and_atomic(tmp_path):
   out = tmp_path / 'c'
   with pytest.raises(ValueError, match=r'3-1_.*50'):
     convert.convert('ipol_gait', str(out), str(raw), window_length=64, options={'mode': 'strides'})
-  finals = list(out.glob('ipol_gait/*/1.0.0'))
+  finals = list(out.glob('ipol_gait/*/1.1.0'))
   assert not any((f / 'dataset_info.json').exists() for f in finals)
   ipol.write_trial(raw, 3, 1)
   p = convert.convert('ipol_gait', str(out), str(raw), window_length=64,

@@ -277,7 +277,7 @@ class Camargo2021(records.ImuWindowBuilder):
     if fs != IMU_HZ:
       acc = preprocess.resample(acc, IMU_HZ, fs, axis=1)
       gyr = preprocess.resample(gyr, IMU_HZ, fs, axis=1)
-      ok = preprocess.resample(ok.astype(float), IMU_HZ, fs) > 0.999
+      ok = preprocess.resample(ok.astype(float), IMU_HZ, fs, 'linear') > 0.999
       peaks = [(int(preprocess.rescale_index(p, IMU_HZ, fs)), v) for p, v in peaks]
     t_len = cfg.window_length
     stride = cfg.window_stride or max(1, t_len // 4)

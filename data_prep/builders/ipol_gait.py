@@ -126,7 +126,7 @@ class IpolGait(records.ImuWindowBuilder):
       for i, s in enumerate(SITES):
         axes.check_up_axis(acc[i, s0:s1], s, stem)
     fs = float(cfg.sample_rate_hz)
-    method = str(self._opt('resample', 'linear'))
+    method = str(self._opt('resample', 'auto'))
     if fs != self.SOURCE_RATE_HZ:
       acc = preprocess.resample(acc, self.SOURCE_RATE_HZ, fs, method, axis=1)
       gyr = preprocess.resample(gyr, self.SOURCE_RATE_HZ, fs, method, axis=1)

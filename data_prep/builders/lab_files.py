@@ -29,7 +29,8 @@ site. Without targets the records are unlabelled windows (config length/stride, 
 dropped below ``static_threshold_g``, default 0.2 g) split 'train'/'validation' by subject;
 with targets there is one example per complete stance (window centred on the stance) in a single
 'train' split. Options: schema, static_threshold_g, validation_subjects, check_units,
-check_axes, resample (linear | polyphase), beam.
+check_axes, resample (auto | linear | polyphase; auto = polyphase, anti-aliased, where the rate
+goes down, linear where it goes up), beam.
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ class LabFiles(records.ImuWindowBuilder):
           axes.check_up_axis(acc[i, s0:s1], n, stem)
     fs = float(cfg.sample_rate_hz)
     t_len = cfg.window_length
-    method = str(self._opt('resample', 'linear'))
+    method = str(self._opt('resample', 'auto'))
     stances = None
     if self.TARGETS:
       thr = float((s.get('force') or {}).get('threshold_n', 20.0))

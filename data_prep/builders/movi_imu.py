@@ -9,8 +9,9 @@ default, as the reference code did; ``S1_Synched``/``S2_Synched`` exist too). A 
 (T x 16*J: per joint X(3) V(3) Q(4) A(3, g) W(3, rad/s)) and ``jointNames`` (J names). Joints are
 found by name, never by position; acc is converted g -> m/s^2, both triads are rotated into the
 body frame (``data_prep.axes``, option ``axes=sensor`` keeps the raw frames as the 2022 reference
-did), resampled from 120 Hz (option ``source_rate_hz``) to the config rate by linear
-interpolation, cut into windows (config length and stride; stride 0 = non-overlapping as in the
+did), resampled from 120 Hz (option ``source_rate_hz``) to the config rate (polyphase, anti-aliased,
+where the rate goes down; option ``resample=linear`` as the reference), cut into windows (config
+length and stride; stride 0 = non-overlapping as in the
 reference), and windows whose mean accelerometer-channel std is below ``static_threshold_g``
 (0.2 g) are dropped. Splits: 'train' / 'validation' by subject (subjects 81-90 validate when
 present, as in the reference; else the last 10 %).
@@ -125,9 +126,11 @@ class MoviImu(records.ImuWindowBuilder):
                                      str(self._opt('acc_unit', 'g')),
                                      str(self._opt('gyr_unit', 'rad/s')))
       if cfg.sample_rate_hz != src_hz:
-        acc = preprocess.resample(np.nan_to_num(acc), src_hz, cfg.sample_rate_hz, axis=1)
-        gyr = preprocess.resample(np.nan_to_num(gyr), src_hz, cfg.sample_rate_hz, axis=1)
-        finite = preprocess.resample(finite.astype(float), src_hz, cfg.sample_rate_hz) > 0.999
+        method = str(self._opt('resample', 'auto'))  # 'linear': as the reference
+        acc = preprocess.resample(np.nan_to_num(acc), src_hz, cfg.sample_rate_hz, method, axis=1)
+        gyr = preprocess.resample(np.nan_to_num(gyr), src_hz, cfg.sample_rate_hz, method, axis=1)
+        finite = preprocess.resample(finite.astype(float), src_hz, cfg.sample_rate_hz,
+                                     'linear') > 0.999
       starts = preprocess.window_starts(acc.shape[1], t_len, cfg.window_stride)
       if starts.size == 0:
         log.info('%s: %d samples, shorter than one window', where, acc.shape[1])
