@@ -99,6 +99,64 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
   return step
 
 
+def cache_refusal(config) -> str:
+  """Why this run cannot train on cached embeddings ('' = it can): the encoder must be frozen
+  (a linear probe), its BatchNorm in inference mode and the inputs unaugmented, so that every
+  window's embedding is one fixed array."""
+  if not config.get('cache_embeddings', True):
+    return 'cache_embeddings=False'
+  if config.protocol != 'linear_probe':
+    return f'protocol {config.protocol!r} trains the encoder'
+  if config.get('linear_probe_bn_adapt', True):
+    return ("the frozen encoder's BatchNorm adapts to each batch (linear_probe_bn_adapt=True, "
+            'the reference default)')
+  on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if config.augment.get(k)]
+  if on:
+    return f'augmentation ({", ".join(on)}) changes the inputs every step'
+  return ''
+
+
+def make_cached_train_step(config, model: RegressionModel, tx, schedule):
+  """The linear-probe step on cached embeddings (``batch['acc']`` holds [B, N, E]): the same
+  loss, random numbers and update as ``make_train_step`` with a frozen, inference-mode encoder."""
+  del config
+
+  def step(state, batch, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    _, drop_rng = jax.random.split(rng)
+    y = (batch['targets'] - state.norm['y_mean']) / state.norm['y_std']
+
+    def loss_fn(params):
+      pred = model.apply({'params': params, 'batch_stats': state.batch_stats}, batch['acc'],
+                         train=True, method=RegressionModel.from_embedding,
+                         rngs={'dropout': drop_rng})
+      return losses.mse(pred, y)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, state.batch_stats)
+    return new_state, {'loss': loss, **norms}
+
+  return step
+
+
+def make_cached_predict_step(model: RegressionModel):
+  def predict(state, batch):
+    pred = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, batch['acc'],
+                       train=False, method=RegressionModel.from_embedding)
+    return pred * state.norm['y_std'] + state.norm['y_mean']
+
+  return predict
+
+
+def make_embed_step(model: RegressionModel):
+  def embed(state, batch):
+    acc, gyr = _inputs(batch, state.norm, model.use_gyr)
+    return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, acc, gyr,
+                       train=False, method=RegressionModel.embed)
+
+  return embed
+
+
 def make_predict_step(model: RegressionModel):
   """Predictions in the label's units (de-standardised with ``state.norm``)."""
 
@@ -183,6 +241,9 @@ class Programs:
   init: Any      # (rng, norm) -> TrainState, replicated
   step: Any      # (state, batch, rng) -> (state, metrics), state donated
   predict: Any   # (state, batch) -> predictions in label units
+  embed: Any           # (state, batch) -> per-site embeddings [B, N, E] (inference mode)
+  cached_step: Any     # the linear-probe step on cached embeddings
+  cached_predict: Any  # predictions from cached embeddings
 
 
 _PROGRAMS: dict[str, Programs] = {}
@@ -209,7 +270,12 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
         model=model, tx=tx, init=steps.make_init(model, tx, sample_shape, mesh),
         step=jax.jit(make_train_step(config, model, tx, schedule), in_shardings=(rep, dsh, rep),
                      out_shardings=(rep, rep), donate_argnums=(0,)),
-        predict=jax.jit(make_predict_step(model), in_shardings=(rep, dsh)))
+        predict=jax.jit(make_predict_step(model), in_shardings=(rep, dsh)),
+        embed=jax.jit(make_embed_step(model), in_shardings=(rep, dsh)),
+        cached_step=jax.jit(make_cached_train_step(config, model, tx, schedule),
+                            in_shardings=(rep, dsh, rep), out_shardings=(rep, rep),
+                            donate_argnums=(0,)),
+        cached_predict=jax.jit(make_cached_predict_step(model), in_shardings=(rep, dsh)))
   return _PROGRAMS[key]
 
 
@@ -299,11 +365,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'test_subjects': test_subjects, 'final': final,
           **input_pipeline.input_facts(ws)}
-  out = trainer.fit(config, workdir, ws, train_idx, state=state, step_fn=progs.step, meta=meta,
+  refusal = cache_refusal(config)
+  windows, step_fn, predict = ws, progs.step, progs.predict
+  if not refusal:  # a frozen encoder in inference mode: embed once, train the head on that
+    windows = embedded_windows(progs, state, ws, np.union1d(train_idx, test_idx),
+                               config.train.eval_batch_size, mesh, cache_key=(
+                                   meta['init_from'], meta.get('probe_from'), use_gyr,
+                                   config.train.compute_dtype, json.dumps(norm, sort_keys=True)))
+    step_fn, predict = progs.cached_step, progs.cached_predict
+  out = trainer.fit(config, workdir, windows, train_idx, state=state, step_fn=step_fn, meta=meta,
                     tag=f'finetune {config.data.dataset} fold{config.split.fold}', sharding=dsh)
   state, last = out.state, out.last
 
-  y_pred = predict_windows(progs.predict, state, ws, test_idx, config.train.eval_batch_size, mesh)
+  y_pred = predict_windows(predict, state, windows, test_idx, config.train.eval_batch_size, mesh)
   y_true = ws.targets[test_idx]
   result = {
       'final': final,
@@ -315,6 +389,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'use_gyr': use_gyr,
       'norm_policy': norm_policy(config, pre is not None),
       'linear_probe_bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
+      'embedding_cache': 'used' if not refusal else f'not used: {refusal}',
       'probe_from': probe_dir,
       'seed': int(config.seed),
       'fold': int(config.split.fold),
@@ -394,6 +469,36 @@ def load_subtrees(state, tx, ckpt_dir: str, step: int | None, rep,
   bstats = {**state.batch_stats, **restored.get('batch_stats', {})}
   # Replicated like the state it replaces, so the compiled step sees one input sharding only.
   return jax.device_put(train_state.create(params, bstats, tx, state.norm), rep)
+
+
+_EMBEDDINGS: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+_EMBEDDINGS_KEPT = 2  # entries kept per process (cells of one fold and fraction share one)
+
+
+def embedded_windows(progs: Programs, state, ws: input_pipeline.WindowSet, idx: np.ndarray,
+                     batch_size: int, mesh, cache_key) -> input_pipeline.WindowSet:
+  """``ws`` with ``acc`` replaced by the frozen encoder's embeddings [n, N, E] of the windows
+  ``idx`` (others left zero), computed once per (data, encoder weights, normalisation) and
+  reused by later cells in this process; ``gyr`` dropped."""
+  from ssl_imu_jax.release import params_digest  # noqa: PLC0415
+
+  key = (ws.path, ws.sites, len(ws), cache_key, params_digest(jax.device_get(
+      {'params': {k: v for k, v in state.params.items() if k in ENCODERS},
+       'batch_stats': state.batch_stats})))
+  emb, done = _EMBEDDINGS.get(key, (None, np.zeros(len(ws), bool)))
+  todo = np.setdiff1d(np.asarray(idx), np.flatnonzero(done))
+  if len(todo):
+    out = predict_windows(progs.embed, state, ws, todo, batch_size, mesh)
+    if emb is None:
+      emb = np.zeros((len(ws),) + out.shape[1:], np.float32)
+    emb[todo] = out
+    done = done.copy()
+    done[todo] = True
+  _EMBEDDINGS.pop(key, None)
+  _EMBEDDINGS[key] = (emb, done)
+  while len(_EMBEDDINGS) > _EMBEDDINGS_KEPT:
+    _EMBEDDINGS.pop(next(iter(_EMBEDDINGS)))
+  return dataclasses.replace(ws, acc=emb, gyr=None)
 
 
 def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarray:

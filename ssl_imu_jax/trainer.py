@@ -24,7 +24,7 @@ from ssl_imu_jax.metric_writers import MetricWriter
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size', 'train.resume',
-                          'data.stream'})
+                          'data.stream', 'cache_embeddings'})
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -34,9 +34,37 @@ def test_linear_probe_trains_one_dense_layer_and_leaves_the_encoder(tmp_path, to
   assert (moved > 1e-4) if bn_adapt else (moved == 0.0)
   assert res['init'] == 'pretrained' and res['protocol'] == 'linear_probe'
   assert res['linear_probe_bn_adapt'] == bn_adapt
+  # An inference-mode encoder's embeddings are cached; adapting statistics cannot be.
+  assert res['embedding_cache'] == ('not used: the frozen encoder\'s BatchNorm adapts to each '
+                                    'batch (linear_probe_bn_adapt=True, the reference default)'
+                                    if bn_adapt else 'used')
   assert not set(res['train_subjects']) & set(res['test_subjects'])
   assert set(res['predictions']['subject_id']) == set(res['test_subjects'])
   assert np.isfinite(res['metrics']['y']['rmse'])
+
+
+@pytest.mark.parametrize('init', ['pretrained', 'random'])
+def test_a_probe_on_cached_embeddings_equals_the_probe_on_windows(tmp_path, toy_dirs, pretrained,
+                                                                  init):
+  cfg = tiny_finetune_config()
+  cfg.init_from = pretrained['workdir'] if init == 'pretrained' else ''
+  cfg.protocol = 'linear_probe'
+  cfg.linear_probe_bn_adapt = False
+  cfg.model.head_dims = (8,)    # a hidden layer with dropout: the same random numbers either way
+  cfg.model.dropout_rate = 0.3
+  runs = {}
+  for cached in (True, False):
+    cfg.cache_embeddings = cached
+    runs[cached] = finetune.train_and_evaluate(cfg, str(tmp_path / str(cached)),
+                                               toy_dirs['data_dir'])
+  assert runs[True]['embedding_cache'] == 'used'
+  assert runs[False]['embedding_cache'] == 'not used: cache_embeddings=False'
+  a, b = _restore(str(tmp_path / 'True')), _restore(str(tmp_path / 'False'))
+  assert _max_diff(a['params'], b['params']) <= 1e-5
+  np.testing.assert_allclose(runs[True]['predictions']['y_pred'],
+                             runs[False]['predictions']['y_pred'], atol=1e-5)
+  assert runs[True]['metrics']['y']['pearson_r'] == pytest.approx(
+      runs[False]['metrics']['y']['pearson_r'], abs=1e-5)
 
 
 def test_full_from_probe_starts_from_the_probe(tmp_path, toy_dirs, pretrained, monkeypatch):

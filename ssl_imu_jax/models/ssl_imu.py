@@ -161,4 +161,8 @@ class RegressionModel(nn.Module):
 
   def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
     h = self.embed(acc_BxNxTxC, gyr_BxNxTxC, train)
-    return self.head(h.reshape(h.shape[0], -1), train)
+    return self.from_embedding(h, train)
+
+  def from_embedding(self, h_BxNxE, train: bool):
+    """The head on per-site embeddings [B, N, E] (what ``embed`` returns; cached probes)."""
+    return self.head(h_BxNxE.reshape(h_BxNxE.shape[0], -1), train)
