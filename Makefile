@@ -6,7 +6,7 @@ WORKDIR ?= runs/demo
 DEMO_CONFIG ?= configs/demo.py
 DEMO_ARGS ?=
 
-.PHONY: demo test venv lint bench clean
+.PHONY: demo test test-beam venv lint bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -23,6 +23,14 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest tests
+
+# The Apache Beam conversion path, in its own venv: apache-beam would move the main venv's
+# protobuf, pillow, pyarrow and python-dateutil.
+test-beam:
+	test -x .venv-beam/bin/python || { $(PYTHON) -m venv .venv-beam || python3 -m venv .venv-beam; \
+	  .venv-beam/bin/python -m pip install --quiet --upgrade pip; }
+	.venv-beam/bin/python -m pip install --quiet -e '.[test,beam]'
+	.venv-beam/bin/python -m pytest tests/test_beam.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

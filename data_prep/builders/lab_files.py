@@ -6,7 +6,9 @@ and optionally a vertical force channel from which per-stance labels are compute
 real Xsens shank file of docs/bring_your_own_data.md)::
 
   sample_rate_hz: 120            # declared; checked against the Xsens header / time column
+                                 # (device formats: optional, their files give the rate)
   format: xsens                  # csv | hdf5 | xsens | c3d (default: from the file extension)
+                                 # or a device: ximu3 | ngimu | apdm | xsens_dot (see below)
   sites:
     shank:
       acc: [Acc_X, Acc_Y, Acc_Z] # column (or C3D analog channel) names, sensor x, y, z
@@ -14,14 +16,28 @@ real Xsens shank file of docs/bring_your_own_data.md)::
       acc_unit: m/s^2            # m/s^2 | g | mg
       gyr_unit: rad/s            # rad/s | deg/s
       axes: {forward: +y, up: -x, right: +z}   # optional sensor -> body map (data_prep.axes)
+      # or rotation: 3x3 | {quaternion: [w, x, y, z]} | {euler_deg: [a, b, c], order: xyz};
+      # calibrate: static measures tilt + heading per trial (docs/bring_your_own_data.md)
       suffix: ''                 # xsens only: one file per site, <trial><suffix>.txt
   subjects:
     - {id: 1, files: [walking_xsens_lowerLeg.txt], mass_kg: 70, height_m: 1.75}
   # optional:
-  time_column: time              # csv / hdf5: seconds, checks the declared rate
+  time_column: time              # csv / hdf5: checks the declared rate (jitter: resampled)
+  time_unit: s                   # of time_column: s | ms | us
   hdf5_key: data                 # hdf5: dataset (2-D + 'columns' attribute) or group of columns
   force: {vertical: Fz, unit: N, threshold_n: 20}   # same file and rate as the IMU columns
   targets: [peak_vgrf, valr]     # per-stance labels from the force (BW, BW/s); needs mass_kg
+
+Device formats read the device's own export, so a site needs no columns or units (only axes)::
+
+  format: ngimu                  # ximu3 | ngimu: x-io folders; apdm: Opal .h5; xsens_dot: .csv
+  sites: {shank: {axes: {forward: +y, up: -x, right: +z}}, trunk: {}}
+  subjects:
+    - {id: 1, files: ['P01/*']}  # a session folder: one device folder per site, by name
+
+Which device is which site, and the rates, are described in ``data_prep.readers.devices``.
+Timestamps (time_column, device clocks) that jitter by more than 1 % of the sample interval, or
+drop samples, are interpolated onto a uniform grid at their real times (one log line says so).
 
 Units are converted to SI and checked against the data (a still stretch reads |acc| = 9.81 m/s^2;
 gyro magnitudes must fit a body-worn sensor): a contradiction is an error naming the file and
@@ -45,20 +61,25 @@ import numpy as np
 import yaml
 
 from data_prep import axes, gait_events, preprocess, records
-from data_prep.readers import c3d, tables, xsens
+from data_prep.readers import c3d, devices, tables, timestamps, xsens
 
 log = logging.getLogger(__name__)
 
-FORMATS = ('csv', 'hdf5', 'xsens', 'c3d')
+FORMATS = ('csv', 'hdf5', 'xsens', 'c3d') + devices.FORMATS
 TARGET_UNITS = {'peak_vgrf': 'BW', 'valr': 'BW/s'}
-_TOP_KEYS = {'sample_rate_hz', 'format', 'sites', 'subjects', 'time_column', 'hdf5_key',
-             'force', 'targets', 'description'}
-_SITE_KEYS = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'axes', 'suffix'}
+_TOP_KEYS = {'sample_rate_hz', 'format', 'sites', 'subjects', 'time_column', 'time_unit',
+             'hdf5_key', 'force', 'targets', 'description'}
+_SITE_KEYS = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'axes', 'rotation', 'calibrate', 'suffix'}
 _SUBJECT_KEYS = {'id', 'name', 'files', 'mass_kg', 'height_m'}
 _EXT = {'.csv': 'csv', '.tsv': 'csv', '.h5': 'hdf5', '.hdf5': 'hdf5', '.txt': 'xsens',
         '.c3d': 'c3d'}
+# Keys that describe the columns, units or time of a table: device formats read those from the
+# device's own files instead.
+_NOT_FOR_DEVICES = {'time_column', 'time_unit', 'hdf5_key', 'force', 'targets'}
+_SITE_NOT_FOR_DEVICES = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'suffix'}
 LAYOUT = """  <manual_dir>/schema.yaml (or pass --option schema=PATH) and the trial files it lists
-      (CSV / HDF5 / Xsens text / C3D), see docs/bring_your_own_data.md"""
+      (CSV / HDF5 / Xsens text / C3D, or x-IMU3 / NGIMU folders, APDM .h5, Xsens DOT .csv),
+      see docs/bring_your_own_data.md"""
 
 
 def load_schema(path: str | os.PathLike) -> dict[str, Any]:
@@ -77,14 +98,23 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
   unknown = set(s) - _TOP_KEYS
   if unknown:
     raise ValueError(f'{path}: unknown key(s) {sorted(unknown)}; allowed {sorted(_TOP_KEYS)}')
-  for k in ('sample_rate_hz', 'sites', 'subjects'):
-    if k not in s:
-      raise KeyError(f'{path}: missing key {k!r}')
-  fs = s['sample_rate_hz']
-  if not isinstance(fs, (int, float)) or fs <= 0:
-    raise ValueError(f'{path}: sample_rate_hz must be a positive number, got {fs!r}')
   if s.get('format') is not None and s['format'] not in FORMATS:
     raise ValueError(f'{path}: format {s["format"]!r}; expected one of {FORMATS}')
+  device = s.get('format') in devices.FORMATS  # rate optional: the device files give it
+  for k in ('sample_rate_hz', 'sites', 'subjects'):
+    if k not in s and not (device and k == 'sample_rate_hz'):
+      raise KeyError(f'{path}: missing key {k!r}')
+  fs = s.get('sample_rate_hz')
+  if (fs is not None or not device) and (not isinstance(fs, (int, float)) or fs <= 0):
+    raise ValueError(f'{path}: sample_rate_hz must be a positive number, got {fs!r}')
+  if device and _NOT_FOR_DEVICES & set(s):
+    raise ValueError(f'{path}: {sorted(_NOT_FOR_DEVICES & set(s))} not used with format '
+                     f'{s["format"]!r}: the device files give time, columns and units (force '
+                     f'and targets need csv, hdf5 or c3d)')
+  if 'time_unit' in s:
+    if not s.get('time_column'):
+      raise ValueError(f'{path}: time_unit {s["time_unit"]!r} given without time_column')
+    timestamps.time_factor(s['time_unit'], f'{path}: time_unit')
   if not isinstance(s['sites'], dict) or not s['sites']:
     raise ValueError(f'{path}: sites must map site names to their columns')
   for name, site in s['sites'].items():
@@ -94,14 +124,17 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
     bad = set(site) - _SITE_KEYS
     if bad:
       raise ValueError(f'{where}: unknown key(s) {sorted(bad)}; allowed {sorted(_SITE_KEYS)}')
-    for k in ('acc', 'gyr'):
+    if device and _SITE_NOT_FOR_DEVICES & set(site):
+      raise ValueError(f'{where}: {sorted(_SITE_NOT_FOR_DEVICES & set(site))} not used with '
+                       f'format {s["format"]!r}: the device files name columns and units')
+    for k in () if device else ('acc', 'gyr'):
       if k not in site:
         raise KeyError(f'{where}: missing key {k!r} (three column names, sensor x, y, z)')
       if not (isinstance(site[k], list) and len(site[k]) == 3):
         raise ValueError(f'{where}.{k}: expected a list of three column names')
     preprocess.unit_factor(site.get('acc_unit', 'm/s^2'), 'acc', f'{where}.acc_unit')
     preprocess.unit_factor(site.get('gyr_unit', 'rad/s'), 'gyr', f'{where}.gyr_unit')
-    axes.from_spec(site.get('axes'), f'{where}.axes')
+    axes.site_frame(site, where)  # axes / rotation / calibrate
   if not isinstance(s['subjects'], list) or not s['subjects']:
     raise ValueError(f'{path}: subjects must be a non-empty list of {{id, files, ...}}')
   ids = []
@@ -162,11 +195,12 @@ class LabFiles(records.ImuWindowBuilder):
 
   def extra_metadata(self) -> dict[str, Any]:
     s = self.schema
-    maps = {n: axes.from_spec(site.get('axes')) for n, site in s['sites'].items()}
+    maps = {n: axes.site_frame(site) for n, site in s['sites'].items()}
     return {'dataset': 'lab_files', 'schema_path': self._schema_path, 'schema': s,
-            'axes': axes.mapping_json(maps, 'body' if any(site.get('axes') for site in
-                                                          s['sites'].values()) else 'sensor'),
-            'source_rate_hz': float(s['sample_rate_hz']),
+            'axes': axes.mapping_json(maps, 'body' if any(m.declared for m in maps.values())
+                                      else 'sensor'),
+            'source_rate_hz': (float(s['sample_rate_hz']) if s.get('sample_rate_hz')
+                               else None),  # None: per trial, from the device files
             'subjects': {str(int(sub['id'])): {k: sub.get(k) for k in ('name', 'mass_kg',
                                                                        'height_m')}
                          for sub in s['subjects']},
@@ -194,8 +228,9 @@ class LabFiles(records.ImuWindowBuilder):
     """Trial paths of one subject (Xsens multi-site: the stem before the site suffix)."""
     pats = sub['files'] if isinstance(sub['files'], list) else [sub['files']]
     found: list[str] = []
+    folders = self.schema.get('format') in devices.FOLDER_FORMATS  # a trial may be a folder
     for pat in pats:
-      hits = sorted(str(p) for p in root.glob(str(pat)) if p.is_file())
+      hits = sorted(str(p) for p in root.glob(str(pat)) if p.is_file() or folders and p.is_dir())
       if not hits:
         raise FileNotFoundError(f'{root}: no file matches {pat!r} (subject {sub["id"]} in '
                                 f'{self._schema_path})')
@@ -229,11 +264,18 @@ class LabFiles(records.ImuWindowBuilder):
   # -- reading ---------------------------------------------------------------------------------
   def read_trial(self, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """acc, gyr [site, T, 3] in SI (sensor frames) and the vertical force [T] in N (or None)."""
+    return self.read_timed_trial(stem)[:3]
+
+  def read_timed_trial(self, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """``read_trial`` plus the trial's rate in Hz: the schema's, or the device files'."""
     s = self.schema
-    fs = float(s['sample_rate_hz'])
     sites = s['sites']
-    force = s.get('force') or {}
     fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
+    if fmt in devices.FORMATS:
+      acc_si, gyr_si, fs = devices.read_trial(fmt, stem, list(sites), s.get('sample_rate_hz'))
+      return acc_si, gyr_si, None, fs
+    fs = float(s['sample_rate_hz'])
+    force = s.get('force') or {}
     acc, gyr, vf = [], [], None
     if fmt == 'xsens':
       for site in sites.values():
@@ -256,8 +298,10 @@ class LabFiles(records.ImuWindowBuilder):
     else:
       df = (tables.read_csv_table(stem) if fmt == 'csv'
             else tables.read_h5_table(stem, s.get('hdf5_key')))
+      t = None
       if s.get('time_column'):
         t = tables.require_columns(df, [s['time_column']], stem)[:, 0]
+        t = timestamps.to_seconds(t, s.get('time_unit', 's'), stem)
         preprocess.check_sample_rate(t, fs, stem)
       else:
         log.warning('%s: no time_column in the schema; the declared %g Hz is taken as is and '
@@ -267,33 +311,45 @@ class LabFiles(records.ImuWindowBuilder):
         gyr.append(tables.require_columns(df, site['gyr'], stem))
       if force.get('vertical'):
         vf = tables.require_columns(df, [force['vertical']], stem)[:, 0]
+      if t is not None:  # jitter or dropped rows: onto the uniform grid at the real times
+        cols = np.concatenate(acc + gyr + ([vf[:, None]] if vf is not None else []), axis=1)
+        parts = np.split(timestamps.on_grid([t], [cols], fs, [stem])[0],
+                         np.arange(3, 6 * len(acc) + 1, 3), axis=1)
+        acc, gyr = parts[:len(acc)], parts[len(acc):2 * len(acc)]
+        vf = parts[-1][:, 0] if vf is not None else None
     acc_si = np.stack([preprocess.to_si(x, site.get('acc_unit', 'm/s^2'), 'acc', stem)
                        for x, site in zip(acc, sites.values(), strict=True)])
     gyr_si = np.stack([preprocess.to_si(x, site.get('gyr_unit', 'rad/s'), 'gyr', stem)
                        for x, site in zip(gyr, sites.values(), strict=True)])
     if vf is not None:
       vf = preprocess.to_si(vf, force.get('unit', 'N'), 'force', stem)
-    return acc_si, gyr_si, vf
+    return acc_si, gyr_si, vf, fs
 
   def _trial_examples(self, item: dict[str, Any]):
     cfg = self.builder_config
     s = self.schema
     stem = item['stem']
-    src_hz = float(s['sample_rate_hz'])
-    acc, gyr, vf = self.read_trial(stem)
+    acc, gyr, vf, src_hz = self.read_timed_trial(stem)
     names = list(s['sites'])
-    maps = {n: axes.from_spec(s['sites'][n].get('axes'), stem) for n in names}
-    acc = np.stack([maps[n].apply(acc[i]) for i, n in enumerate(names)])
-    gyr = np.stack([maps[n].apply(gyr[i]) for i, n in enumerate(names)])
-    for i, n in enumerate(names):
+    for i, n in enumerate(names):  # magnitudes only: the same before and after the rotation
       if preprocess.as_bool(self._opt('check_units', True)):
         preprocess.check_imu_units(acc[i], gyr[i], src_hz, f'{stem} site {n}',
                                    s['sites'][n].get('acc_unit', 'm/s^2'),
                                    s['sites'][n].get('gyr_unit', 'rad/s'))
-      if s['sites'][n].get('axes') and preprocess.as_bool(self._opt('check_axes', True)):
+    frames = {n: axes.site_frame(s['sites'][n], stem) for n in names}
+    maps = {n: frames[n].resolve(acc[i], gyr[i], src_hz, n, stem) for i, n in enumerate(names)}
+    for n in names:
+      if frames[n].calibrate:  # the measured angles: log and metadata.json (generator path)
+        log.warning('%s site %s: %s', stem, n, maps[n].summary())
+        self.info.metadata['axes']['sites'][n]['trials'][stem] = maps[n].to_json()
+    acc = np.stack([maps[n].apply(acc[i]) for i, n in enumerate(names)])
+    gyr = np.stack([maps[n].apply(gyr[i]) for i, n in enumerate(names)])
+    for i, n in enumerate(names):
+      if frames[n].declared and preprocess.as_bool(self._opt('check_axes', True)):
         s0, s1, sd = preprocess.still_segment(acc[i], src_hz, 1.0)
         if sd < 0.05 * 9.81:
           axes.check_up_axis(acc[i, s0:s1], n, stem)
+        axes.check_forward_right(gyr[i], src_hz, n, stem)
     fs = float(cfg.sample_rate_hz)
     t_len = cfg.window_length
     method = str(self._opt('resample', 'auto'))
