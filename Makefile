@@ -40,4 +40,4 @@ bench: venv
 	$(PY) benchmarks/pretrain_throughput.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .venv-beam runs

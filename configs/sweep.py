@@ -59,5 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # True: after the cells, one model per data set on all subjects (the pre-trained arm, last
   # protocol, largest fraction, first seed) in <workdir>/final/<dataset>, to deploy with predict.
   c.final_model = False
+  # >1: up to this many cells of one data set and protocol train as one vmapped program
+  # (ssl_imu_jax/multicell.py; equal results); 1: one after the other.
+  c.max_cells_per_program = 1
   c.finetune = finetune.get_config(arg)
   return c

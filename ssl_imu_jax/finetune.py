@@ -241,6 +241,7 @@ class Programs:
   init: Any      # (rng, norm) -> TrainState, replicated
   step: Any      # (state, batch, rng) -> (state, metrics), state donated
   predict: Any   # (state, batch) -> predictions in label units
+  train_step: Any      # the step before jit (multicell vmaps it over cells)
   embed: Any           # (state, batch) -> per-site embeddings [B, N, E] (inference mode)
   cached_step: Any     # the linear-probe step on cached embeddings
   cached_predict: Any  # predictions from cached embeddings
@@ -266,10 +267,12 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
     frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
     tx, schedule = train_state.make_optimizer(optimizer_config(config), config.train.steps,
                                               frozen)
+    train_step = make_train_step(config, model, tx, schedule)
     _PROGRAMS[key] = Programs(
         model=model, tx=tx, init=steps.make_init(model, tx, sample_shape, mesh),
-        step=jax.jit(make_train_step(config, model, tx, schedule), in_shardings=(rep, dsh, rep),
-                     out_shardings=(rep, rep), donate_argnums=(0,)),
+        step=jax.jit(train_step, in_shardings=(rep, dsh, rep), out_shardings=(rep, rep),
+                     donate_argnums=(0,)),
+        train_step=train_step,
         predict=jax.jit(make_predict_step(model), in_shardings=(rep, dsh)),
         embed=jax.jit(make_embed_step(model), in_shardings=(rep, dsh)),
         cached_step=jax.jit(make_cached_train_step(config, model, tx, schedule),
@@ -307,19 +310,41 @@ def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
   return input_pipeline.fit_input_stats(ws, train_idx)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       data_dir: str | None = None) -> dict[str, Any]:
-  """Fine-tunes on the training subjects of ``config.split.fold``; evaluates its test subjects."""
-  os.makedirs(workdir, exist_ok=True)
-  data_dir = data_dir or input_pipeline.resolve_data_dir(config, workdir)
+@dataclasses.dataclass
+class Cell:
+  """One fine-tuning run set up and ready to train (``prepare``), then reported (``finish``)."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  ws: input_pipeline.WindowSet
+  train_idx: np.ndarray
+  test_idx: np.ndarray
+  state: Any
+  meta: dict[str, Any]
+  progs: Programs
+  mesh: Any
+  windows: input_pipeline.WindowSet  # what the step reads: ``ws`` or its cached embeddings
+  step_fn: Any
+  predict: Any
+  refusal: str                       # why embeddings are not cached ('' = they are)
+
+
+def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
   path = input_pipeline.ensure_built(config.data, data_dir)
   ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
                                  config.data.use_gyr, targets=config.data.get('targets', ()))
   input_pipeline.check_matches(ws, config.data)
   if not ws.target_names:
     raise ConfigError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
-  use_gyr = ws.gyr is not None
+  return ws
 
+
+def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
+            ws: input_pipeline.WindowSet | None = None) -> Cell:
+  """Split, statistics, initial state (random, pre-trained encoder or probe) and programs."""
+  os.makedirs(workdir, exist_ok=True)
+  ws = ws if ws is not None else load_windows(config, data_dir)
+  use_gyr = ws.gyr is not None
   final = int(config.split.fold) == FINAL_FOLD
   if final:
     train_idx, test_idx = np.arange(len(ws)), np.zeros(0, np.int64)
@@ -349,7 +374,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   mesh = parallel.make_mesh()
   parallel.check_batch(config.train.batch_size, mesh)
-  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+  rep = parallel.replicated(mesh)
   progs = programs(config, encoder_cfg, len(ws.target_names), use_gyr,
                    (1,) + ws.acc.shape[1:], mesh)
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
@@ -364,51 +389,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'test_subjects': test_subjects, 'final': final,
-          **input_pipeline.input_facts(ws)}
+          'norm_policy': norm_policy(config, pre is not None), **input_pipeline.input_facts(ws)}
   refusal = cache_refusal(config)
   windows, step_fn, predict = ws, progs.step, progs.predict
   if not refusal:  # a frozen encoder in inference mode: embed once, train the head on that
     windows = embedded_windows(progs, state, ws, np.union1d(train_idx, test_idx),
                                config.train.eval_batch_size, mesh, cache_key=(
-                                   meta['init_from'], meta.get('probe_from'), use_gyr,
+                                   meta['init_from'], probe_dir, use_gyr,
                                    config.train.compute_dtype, json.dumps(norm, sort_keys=True)))
     step_fn, predict = progs.cached_step, progs.cached_predict
-  out = trainer.fit(config, workdir, windows, train_idx, state=state, step_fn=step_fn, meta=meta,
-                    tag=f'finetune {config.data.dataset} fold{config.split.fold}', sharding=dsh)
-  state, last = out.state, out.last
+  return Cell(config, workdir, ws, train_idx, test_idx, state, meta, progs, mesh, windows,
+              step_fn, predict, refusal)
 
-  y_pred = predict_windows(predict, state, windows, test_idx, config.train.eval_batch_size, mesh)
+
+def finish(cell: Cell, state, last: dict[str, float]) -> dict[str, Any]:
+  """Predicts the held-out subjects and writes result.json and the model card."""
+  config, ws, meta, test_idx = cell.config, cell.ws, cell.meta, cell.test_idx
+  y_pred = predict_windows(cell.predict, state, cell.windows, test_idx,
+                           config.train.eval_batch_size, cell.mesh)
   y_true = ws.targets[test_idx]
   result = {
-      'final': final,
+      'final': meta['final'],
       'dataset': config.data.dataset,
       'targets': list(ws.target_names),
       'units': list(ws.target_units),
-      'init': 'pretrained' if pre else 'random',
+      'init': 'pretrained' if meta['init_from'] else 'random',
       'protocol': config.protocol,
-      'use_gyr': use_gyr,
-      'norm_policy': norm_policy(config, pre is not None),
+      'use_gyr': ws.gyr is not None,
+      'norm_policy': meta['norm_policy'],
       'linear_probe_bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
-      'embedding_cache': 'used' if not refusal else f'not used: {refusal}',
-      'probe_from': probe_dir,
+      'embedding_cache': 'used' if not cell.refusal else f'not used: {cell.refusal}',
+      'probe_from': meta['probe_from'],
       'seed': int(config.seed),
       'fold': int(config.split.fold),
       'fraction': float(config.split.fraction),
-      'n_train': int(len(train_idx)),
+      'n_train': int(len(cell.train_idx)),
       'n_test': int(len(test_idx)),
-      'train_subjects': train_subjects,
-      'test_subjects': test_subjects,
+      'train_subjects': meta['train_subjects'],
+      'test_subjects': meta['test_subjects'],
       'train_loss': last.get('loss', float('nan')),
-      'metrics': {} if final else {t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
-                                   for k, t in enumerate(ws.target_names)},
+      'metrics': {} if meta['final'] else {
+          t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
+          for k, t in enumerate(ws.target_names)},
       'predictions': {'subject_id': ws.subject_id[test_idx].tolist(),
                       'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
   card = model_card.render_finetune(meta, ckpt_step=int(config.train.steps), result=result)
-  files.write_text_atomic(os.path.join(workdir, MODEL_CARD), card)
-  files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
+  files.write_text_atomic(os.path.join(cell.workdir, MODEL_CARD), card)
+  files.write_json_atomic(os.path.join(cell.workdir, RESULT_FILE), result)
   result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
   return result
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       data_dir: str | None = None) -> dict[str, Any]:
+  """Fine-tunes on the training subjects of ``config.split.fold``; evaluates its test subjects."""
+  data_dir = data_dir or input_pipeline.resolve_data_dir(config, workdir)
+  return fit_and_finish(prepare(config, workdir, data_dir))
+
+
+def fit_and_finish(cell: Cell) -> dict[str, Any]:
+  """Trains a prepared cell alone (resumable, ``trainer.fit``) and reports it."""
+  config = cell.config
+  out = trainer.fit(config, cell.workdir, cell.windows, cell.train_idx, state=cell.state,
+                    step_fn=cell.step_fn, meta=cell.meta,
+                    tag=f'finetune {config.data.dataset} fold{config.split.fold}',
+                    sharding=parallel.data_sharding(cell.mesh))
+  return finish(cell, out.state, out.last)
 
 
 def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[int]) -> str:

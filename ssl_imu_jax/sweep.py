@@ -240,9 +240,25 @@ def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   return input_pipeline.subject_ids(path, cfg.data.split)
 
 
-def _default_train_fn() -> TrainFn:
+def finetune_train_fn() -> TrainFn:
   from ssl_imu_jax import finetune
   return finetune.train_and_evaluate
+
+
+def cell_groups(pending: Sequence[tuple], max_cells: int) -> Iterator[list[tuple]]:
+  """The cells to train, in groups of at most ``max_cells`` of one data set and protocol, every
+  linear probe before the full_from_probe cells that start from it (1: one by one, in order)."""
+  if max_cells <= 1:
+    yield from ([p] for p in pending)
+    return
+  datasets = list(dict.fromkeys(p[0][0] for p in pending))
+  by_key: dict[tuple[int, int], list[tuple]] = {}
+  for p in pending:  # cell = (dataset, fold, fraction, init, protocol, seed)
+    by_key.setdefault((datasets.index(p[0][0]), PROTOCOLS.index(p[0][4])), []).append(p)
+  for key in sorted(by_key):
+    items = by_key[key]
+    for lo in range(0, len(items), max_cells):
+      yield items[lo:lo + max_cells]
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | None = None,
@@ -252,20 +268,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   Args:
     config: the sweep config (configs/sweep.py).
     workdir: run directory; cells go to <workdir>/sweep, the report to <workdir>/report.
-    train_fn: ``(finetune_config, cell_workdir) -> result`` (default finetune.train_and_evaluate).
+    train_fn: ``(finetune_config, cell_workdir) -> result`` (default finetune.train_and_evaluate,
+      or groups of ``config.max_cells_per_program`` cells in one program: multicell.py).
     subject_ids_fn: ``finetune_config -> subject id per window`` used for folds.json
       (default: read from the TFDS data set).
   """
   validate_config(config)
   workdir = os.fspath(workdir)
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
-  train_fn = train_fn or _default_train_fn()
+  grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
+  train_fn = train_fn or finetune_train_fn()
   subject_ids_fn = subject_ids_fn or dataset_subject_ids
   cells = list(plan(config))
   os.makedirs(os.path.join(workdir, 'sweep'), exist_ok=True)
   files.write_json_atomic(os.path.join(workdir, 'sweep', 'sweep_config.json'),
                     json.loads(config.to_json_best_effort()))
-  records: list[dict[str, Any]] = []
   report_only = bool(config.get('report_only', False))
   folds_of: dict[str, dict[int, int]] = {}
   n_trained = n_skipped = 0
@@ -274,6 +291,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     print(f'sweep: {len(cells) - len(todo)} of {len(cells)} cells done before (skipped); '
           f'{len(todo)} to train', flush=True)
   eta = CellTimer()
+  done_recs: dict[tuple, dict[str, Any]] = {}
+  pending = []  # (cell, cfg, path, name, expected) to train, in plan order
   for cell in cells:
     dataset, fold, fraction, init, protocol, seed = cell
     cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol, seed, workdir)
@@ -291,31 +310,49 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     rec = load_done_cell(path, expected)
     if rec is not None:
       n_skipped += 1
-    elif report_only:
-      continue
-    else:
-      os.makedirs(path, exist_ok=True)
-      t0 = time.time()
-      try:
-        result = train_fn(cfg, path)
-      except Exception as e:
-        e.add_note(f'in sweep cell {name} ({path}); rerun to resume from this cell')
-        raise
-      rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
-                               fraction=fraction, fold=fold, steps=int(cfg.train.steps),
-                               seed=seed, norm_policy=result.get('norm_policy', ''))
-      _check_cell_subjects(rec, folds_of[dataset], fold, name)
-      files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
-      n_trained += 1
-      todo.discard(cell)
-      took = time.time() - t0
-      eta.add(cell, took)
-      r = report.results_frame([rec])
-      r = r[r.subject == report.ALL].pearson_r.to_numpy()
-      print(f'{progress_bar(len(cells) - len(todo), len(cells))} {name}: pooled r = '
-            f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
-            flush=True)
-    records.append(rec)
+      done_recs[cell] = rec
+    elif not report_only:
+      pending.append((cell, cfg, path, name, expected))
+
+  def record(item, result, took):
+    nonlocal n_trained
+    cell, cfg, path, name, expected = item
+    dataset, fold, fraction, init, protocol, seed = cell
+    rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
+                             fraction=fraction, fold=fold, steps=int(cfg.train.steps),
+                             seed=seed, norm_policy=result.get('norm_policy', ''))
+    _check_cell_subjects(rec, folds_of[dataset], fold, name)
+    files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
+    n_trained += 1
+    todo.discard(cell)
+    eta.add(cell, took)
+    done_recs[cell] = rec
+    r = report.results_frame([rec])
+    r = r[r.subject == report.ALL].pearson_r.to_numpy()
+    print(f'{progress_bar(len(cells) - len(todo), len(cells))} {name}: pooled r = '
+          f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
+          flush=True)
+
+  for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
+                           else 1):
+    for item in group:
+      os.makedirs(item[2], exist_ok=True)
+    t0 = time.time()
+    try:
+      if len(group) == 1:
+        results = [train_fn(group[0][1], group[0][2])]
+      else:
+        from ssl_imu_jax import multicell
+
+        results = multicell.train_cells([g[1] for g in group], [g[2] for g in group], data_dir)
+    except Exception as e:
+      e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
+                 f'the cells without results')
+      raise
+    took = (time.time() - t0) / len(group)
+    for item, result in zip(group, results, strict=True):
+      record(item, result, took)
+  records = [done_recs[c] for c in cells if c in done_recs]
   if config.get('final_model', False) and not report_only:
     for dataset in config.datasets:
       train_final_model(config, workdir, data_dir, dataset, records, train_fn)
