@@ -101,6 +101,39 @@ def check_sample_rate(time_s: np.ndarray, expected_hz: float, where: str,
   return fs
 
 
+GAIT_BAND_HZ = (0.6, 3.5)  # stride or step frequencies of walking and running
+
+
+def gait_rate_check(gyr_si: np.ndarray, sample_rate_hz: float,
+                    min_periodicity: float = 0.5) -> tuple[bool, str]:
+  """(verified, what the signal says) of a declared rate, from the gait in the signal.
+
+  ``gyr_si`` [sites, n, 3] rad/s. The summed gyro magnitude's autocorrelation, at lags of
+  0.1-3 s, finds the dominant period. A clear one (correlation >= ``min_periodicity``) inside
+  GAIT_BAND_HZ at the declared rate confirms it. A clear one outside (a wrong rate, or not gait:
+  a 2x error moves a 1 Hz stride to 0.5 Hz) or none (not gait, too short) leaves it unverified.
+  """
+  g = np.linalg.norm(np.asarray(gyr_si, np.float64), axis=-1).sum(axis=0)
+  g = g - g.mean()
+  n = len(g)
+  lo, hi = int(0.1 * sample_rate_hz), int(3 * sample_rate_hz)
+  if n < 3 * hi or not np.any(g):
+    return False, 'too short to read a gait period'
+  spec = np.fft.rfft(g, 2 * n)
+  ac = np.fft.irfft(spec * np.conj(spec))[:n]
+  ac = ac / ac[0] * n / (n - np.arange(n))  # unbiased, normalised
+  lag = lo + int(np.argmax(ac[lo:hi]))
+  if ac[lag] < min_periodicity:
+    return False, 'no clear gait period'
+  f = sample_rate_hz / lag
+  says = (f'at the declared {sample_rate_hz:g} Hz the signal repeats every '
+          f'{lag / sample_rate_hz:.2f} s ({f:.2f} Hz)')
+  if not GAIT_BAND_HZ[0] <= f <= GAIT_BAND_HZ[1]:
+    return False, (f'{says}, outside the {GAIT_BAND_HZ[0]}-{GAIT_BAND_HZ[1]} Hz of walking and '
+                   f'running strides or steps: not gait, or sample_rate_hz is wrong')
+  return True, says
+
+
 def still_segment(acc: np.ndarray, sample_rate_hz: float, duration_s: float = 1.0,
                   gyr: np.ndarray | None = None) -> tuple[int, int, float]:
   """The stillest ``duration_s`` stretch: (start, end, std of |acc| there in input units).
@@ -240,16 +273,28 @@ def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
   Returns:
     (grid, y, ok): grid = counter values first..last, y = [len(grid), C] values linearly
     interpolated on the grid, ok = bool per grid sample, False inside gaps longer than max_gap.
+
+  A packet written twice (a repeated counter whose rows hold identical values) is unambiguous:
+  the copy is dropped with a warning. Any other repeat or step back is a ``TrialError``.
   """
   c = np.asarray(counter, dtype=np.float64)
   c = np.unwrap(c, period=period) if period else c
   c = np.rint(c).astype(np.int64)
+  x = np.asarray(x, dtype=np.float64)
+  rep = np.flatnonzero(np.diff(c) == 0)
+  copies = [i for i in rep if np.array_equal(x[i], x[i + 1])]
+  if copies:
+    for i in copies:
+      log.warning('%s: packet %d written twice (data rows %d and %d, identical values): the copy '
+                  'is dropped', where, c[i], i + 1, i + 2)
+    keep = np.ones(len(c), bool)
+    keep[np.asarray(copies) + 1] = False
+    c, x = c[keep], x[keep]
   if np.any(np.diff(c) <= 0):
     i = int(np.argmax(np.diff(c) <= 0))
     raise TrialError(f'{where}: packet counter is not increasing at data row {i + 2} (counter '
                      f'{c[i]} -> {c[i + 1]}; data rows count from 1 after the header)')
   grid = np.arange(c[0], c[-1] + 1)
-  x = np.asarray(x, dtype=np.float64)
   x2 = x.reshape(x.shape[0], -1)
   y = scipy.interpolate.interp1d(c, x2, axis=0, assume_sorted=True)(grid).reshape(
       (len(grid),) + x.shape[1:])
@@ -351,41 +396,45 @@ def split_subjects(subjects: Sequence[int], validation: Any = None,
 
 
 def fan_out(items: Sequence[Any], fn: Callable[[Any], Iterable[tuple[str, dict]]],
-            use_beam: bool = False, where: str = '', skipped: list[str] | None = None):
+            use_beam: bool = False, where: str = '', skipped: list[str] | None = None,
+            strict: bool = False):
   """Examples from ``fn(item)`` for every item: a generator, or a Beam PTransform.
 
   The default path is a plain generator. With ``use_beam`` (builder option ``beam=1``) it
   returns ``beam.Create(items) | beam.FlatMap(fn)``, which TFDS runs on the runner given by
   ``tfds build --beam_pipeline_options=...``; apache-beam is then imported lazily.
   An item whose data fail a check (``TrialError``) is left out whole, with one warning line, and
-  its reason appended to ``skipped`` (generator path; Beam workers log it). A split that yields
-  nothing raises a ValueError naming ``where`` and the first reasons.
+  its reason appended to ``skipped`` (generator path; Beam workers log it); ``strict`` (builder
+  option ``strict=True``) makes it an error instead. A split that yields nothing raises a
+  ValueError naming ``where`` and the first reasons.
   """
   if use_beam:
     try:
       import apache_beam as beam  # noqa: PLC0415 (optional extra)
     except ImportError as e:
       raise ImportError("option beam=1 needs apache-beam: pip install -e '.[beam]'") from e
-    return beam.Create(list(items)) | beam.FlatMap(_or_skip, fn, None)
-  return _counted(items, fn, where, skipped)
+    return beam.Create(list(items)) | beam.FlatMap(_or_skip, fn, None, strict)
+  return _counted(items, fn, where, skipped, strict)
 
 
-def _or_skip(item, fn, skipped):
+def _or_skip(item, fn, skipped, strict=False):
   """fn(item) as a list, or [] (with a warning) when its data fail a check."""
   try:
     return list(fn(item))
   except TrialError as e:
+    if strict:
+      raise ValueError(f'{e} (option strict=True: a bad trial stops the build)') from None
     log.warning('skipped: %s', e)
     if skipped is not None:
       skipped.append(str(e))
     return []
 
 
-def _counted(items, fn, where, skipped):
+def _counted(items, fn, where, skipped, strict=False):
   n = 0
   reasons = [] if skipped is None else skipped
   for item in items:
-    for kv in _or_skip(item, fn, reasons):
+    for kv in _or_skip(item, fn, reasons, strict):
       n += 1
       yield kv
   if n == 0:

@@ -160,13 +160,14 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     return tuple(self.SITES)
 
   def fan_out(self, items, fn, where: str):
-    """``preprocess.fan_out`` with the builder's ``beam`` option; trials skipped for bad data
-    are listed in the metadata under ``skipped`` (and counted by ``build``)."""
+    """``preprocess.fan_out`` with the builder's ``beam`` and ``strict`` options; trials skipped
+    for bad data are listed in the metadata under ``skipped`` (and counted by ``build``);
+    ``strict=True`` stops the build at the first instead."""
     from data_prep import preprocess  # noqa: PLC0415
 
     skipped = self.info.metadata.setdefault('skipped', [])
     return preprocess.fan_out(items, fn, preprocess.as_bool(self._opt('beam', False)), where,
-                              skipped)
+                              skipped, preprocess.as_bool(self._opt('strict', False)))
 
   def extra_metadata(self) -> dict[str, Any]:
     """Builder-specific metadata merged into metadata.json (e.g. subject names, axis mapping)."""

@@ -149,18 +149,38 @@ def test_real_subjects_strides_and_body_axes(tmp_path):
     assert g_body[swing, 2].mean() > 1.0 > g_body[~swing, 2].mean(), key
 
 
+def _repeat_packet(path, changed: bool) -> None:
+  """Data row 301 written again as row 302 (as in a real export), its values changed or not."""
+  lines = path.read_text().splitlines(keepends=True)
+  first_data = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+  row = first_data + 300
+  copy = lines[row]
+  if changed:
+    fields = copy.rstrip('\n').split('\t')
+    fields[1] = f'{float(fields[1]) + 0.5:.6f}'  # Acc_X
+    copy = '\t'.join(fields) + '\n'
+  lines.insert(row + 1, copy)
+  path.write_text(''.join(lines))
+
+
+def test_a_packet_written_twice_is_repaired_and_said(tmp_path, caplog):
+  raw = tmp_path / 'raw'
+  ipol.write_tree(raw)
+  _repeat_packet(raw / '2-1_rf.txt', changed=False)
+  b = _build(tmp_path, raw)
+  assert {int(e['subject_id']) for split in b.info.splits for e in _all(b, split)} == {1, 2, 3}
+  assert not b.info.metadata['skipped']
+  assert 'written twice (data rows 301 and 302, identical values)' in caplog.text
+
+
 def test_one_bad_trial_is_skipped_not_fatal(tmp_path, capfd):
-  """A repeated packet counter in one sensor file (as in a real export) leaves that trial out
-  with one warning naming the file and the row; the other subjects build, and the metadata and
-  the build line say what was skipped."""
+  """A repeated packet counter with other values (which row is right is unknown) leaves that
+  trial out with one warning naming the file and the row; the other subjects build, and the
+  metadata and the build line say what was skipped; option strict=True stops instead."""
   raw = tmp_path / 'raw'
   ipol.write_tree(raw)
   bad = raw / '2-1_rf.txt'
-  lines = bad.read_text().splitlines(keepends=True)
-  first_data = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
-  row = first_data + 300
-  lines.insert(row + 1, lines[row])  # the packet written twice
-  bad.write_text(''.join(lines))
+  _repeat_packet(bad, changed=True)
   b = _build(tmp_path, raw)
   subjects = {int(e['subject_id']) for split in b.info.splits for e in _all(b, split)}
   assert subjects == {1, 3}
@@ -169,3 +189,5 @@ def test_one_bad_trial_is_skipped_not_fatal(tmp_path, capfd):
   assert 'packet counter is not increasing at data row 302' in skipped[0]
   err = capfd.readouterr().err
   assert '1 trial(s) skipped for bad data' in err
+  with pytest.raises(ValueError, match=r'not increasing at data row 302.*option strict=True'):
+    _build(tmp_path / 'strict', raw, strict=True)

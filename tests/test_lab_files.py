@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
 
@@ -175,12 +176,33 @@ def test_schema_and_data_errors(tmp_path):
   assert lab_files.load_schema(schema)['sample_rate_hz'] == 100.0
 
 
-def test_a_csv_without_time_column_says_its_rate_is_unchecked(tmp_path, caplog):
+def test_a_rate_without_time_column_is_checked_against_the_gait(tmp_path, caplog):
   raw = tmp_path / 'raw'
   fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2])
   schema = fx.csv_schema(subjects=[{'id': 1, 'files': ['S01_*.csv'], 'mass_kg': 70.0}])
   del schema['time_column']
   with caplog.at_level('WARNING', logger='data_prep.builders.lab_files'):
-    _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
-  assert any('S01_walk.csv: no time_column in the schema; the declared 100 Hz is taken as is'
-             in r.getMessage() for r in caplog.records)
+    b = _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
+  # The fixture's gyroscopes repeat at 10 Hz, not a gait: the declared rate stays unverified.
+  assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): False}
+  assert any('the gait cannot confirm the declared 100 Hz (at the declared 100 Hz the signal '
+             'repeats every 0.10 s (10.00 Hz), outside' in r.getMessage() for r in caplog.records)
+  # A gait rhythm (1.8 steps a second on the shank) confirms the declared rate.
+  df = pd.read_csv(raw / 'S01_walk.csv')
+  t = np.arange(len(df)) / 100.0
+  for c in [c for c in df.columns if '_gyr_' in c]:
+    df[c] = 200.0 * np.sin(2 * np.pi * 0.9 * t) ** 2 + np.random.default_rng(1).normal(
+        0.0, 5.0, len(df))
+  df.to_csv(raw / 'S01_walk.csv', index=False)
+  b = _build(tmp_path / 'gait', raw, fx.write_schema(raw / 'schema.yaml', schema))
+  assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): True}
+  # Gyroscopes without a rhythm (noise): built, flagged unverified, with a warning.
+  df = pd.read_csv(raw / 'S01_walk.csv')
+  for c in [c for c in df.columns if '_gyr_' in c]:
+    df[c] = np.random.default_rng(0).normal(0.0, 60.0, len(df))
+  df.to_csv(raw / 'S01_walk.csv', index=False)
+  with caplog.at_level('WARNING', logger='data_prep.builders.lab_files'):
+    b = _build(tmp_path / 'still', raw, fx.write_schema(raw / 'schema.yaml', schema))
+  assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): False}
+  assert any('cannot confirm the declared 100 Hz (no clear gait period)' in r.getMessage()
+             for r in caplog.records)

@@ -137,8 +137,15 @@ def test_fill_counter_gaps_interpolates_and_flags_long_gaps():
   # Wrap-around of the 16-bit counter.
   grid, _, _ = preprocess.fill_counter_gaps(np.array([65534, 65535, 0, 1]), np.zeros((4, 1)))
   assert len(grid) == 4
-  with pytest.raises(ValueError, match='not increasing'):
-    preprocess.fill_counter_gaps(np.array([1, 2, 2]), np.zeros((3, 1)), period=0)
+  with pytest.raises(ValueError, match='not increasing'):  # a repeat with other values
+    preprocess.fill_counter_gaps(np.array([1, 2, 2]), np.array([[0.0], [1.0], [2.0]]), period=0)
+  # The same packet written twice (identical values): the copy is dropped.
+  grid, y, _ = preprocess.fill_counter_gaps(np.array([1, 2, 2, 3]),
+                                            np.array([[0.0], [1.0], [1.0], [2.0]]), period=0)
+  np.testing.assert_array_equal(grid, [1, 2, 3])
+  np.testing.assert_array_equal(y[:, 0], [0.0, 1.0, 2.0])
+  with pytest.raises(ValueError, match='not increasing'):  # a step back
+    preprocess.fill_counter_gaps(np.array([1, 3, 2]), np.zeros((3, 1)), period=0)
 
 
 def test_split_subjects_disjoint():

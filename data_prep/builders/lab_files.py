@@ -303,9 +303,6 @@ class LabFiles(records.ImuWindowBuilder):
         t = tables.require_columns(df, [s['time_column']], stem)[:, 0]
         t = timestamps.to_seconds(t, s.get('time_unit', 's'), stem)
         preprocess.check_sample_rate(t, fs, stem)
-      else:
-        log.warning('%s: no time_column in the schema; the declared %g Hz is taken as is and '
-                    'cannot be checked (a wrong rate scales every time base)', stem, fs)
       for site in sites.values():
         acc.append(tables.require_columns(df, site['acc'], stem))
         gyr.append(tables.require_columns(df, site['gyr'], stem))
@@ -323,6 +320,12 @@ class LabFiles(records.ImuWindowBuilder):
                        for x, site in zip(gyr, sites.values(), strict=True)])
     if vf is not None:
       vf = preprocess.to_si(vf, force.get('unit', 'N'), 'force', stem)
+    if fmt in ('csv', 'hdf5') and not s.get('time_column'):  # the rate is the schema's word only
+      ok, says = preprocess.gait_rate_check(gyr_si, fs)
+      self.info.metadata.setdefault('rate_verified', {})[stem] = ok
+      if not ok:
+        log.warning('%s: no time_column, and the gait cannot confirm the declared %g Hz (%s); '
+                    'taken as is, rate_verified: false in metadata.json', stem, fs, says)
     return acc_si, gyr_si, vf, fs
 
   def _trial_examples(self, item: dict[str, Any]):
