@@ -15,7 +15,7 @@ from data_prep.builders import lab_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import lab as fx  # noqa: E402
-from test_lab_files import REAL_IMU, _all, _build  # noqa: E402
+from test_lab_files import REAL_IMU, _all, _build, real_xsens_schema  # noqa: E402
 
 FS = 100.0
 TILT, HEADING = 48.0, 130.0  # the known mount: tilted 48 deg, then turned 130 deg about up
@@ -207,14 +207,7 @@ def test_calibration_says_what_it_cannot_resolve():
 # -- (c) the real Xsens shank --------------------------------------------------------------------
 
 def test_real_xsens_shank_static_calibration(tmp_path):
-  src = REAL_IMU / 'walking_xsens_lowerLeg.txt'
-  if not src.exists():
-    pytest.skip(f'real Xsens file absent: {src} (shared data folder not present)')
-  schema = fx.write_schema(tmp_path / 'schema.yaml', {
-      'sample_rate_hz': 120, 'format': 'xsens',
-      'sites': {'shank': {'acc': ['Acc_X', 'Acc_Y', 'Acc_Z'], 'gyr': ['Gyr_X', 'Gyr_Y', 'Gyr_Z'],
-                          'calibrate': 'static'}},
-      'subjects': [{'id': 1, 'files': ['walking_xsens_lowerLeg.txt']}]})
+  schema = real_xsens_schema(tmp_path, calibrate='static')
   b = _build(tmp_path, REAL_IMU, schema, t_len=128, static_threshold_g=0.0)
   exs = _all(b)
   first = min(exs, key=lambda e: float(e['start_s']))  # standing, 0-1.3 s

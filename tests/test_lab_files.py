@@ -96,16 +96,21 @@ def test_xsens_multisite_and_hdf5_unlabelled(tmp_path):
   assert b.info.splits['train'].num_examples == 6  # the 2 still windows dropped
 
 
-def test_real_xsens_worked_example(tmp_path):
+def real_xsens_schema(tmp_path, **site) -> str:
+  """A schema for the real Xsens shank file (skips the test where the shared data are absent)."""
   src = REAL_IMU / 'walking_xsens_lowerLeg.txt'
   if not src.exists():
     pytest.skip(f'real Xsens file absent: {src} (shared data folder not present)')
-  schema = fx.write_schema(tmp_path / 'schema.yaml', {
+  return fx.write_schema(tmp_path / 'schema.yaml', {
       'sample_rate_hz': 120, 'format': 'xsens',
       'sites': {'shank': {'acc': ['Acc_X', 'Acc_Y', 'Acc_Z'], 'gyr': ['Gyr_X', 'Gyr_Y', 'Gyr_Z'],
-                          'acc_unit': 'm/s^2', 'gyr_unit': 'rad/s',
-                          'axes': {'forward': '+y', 'up': '-x', 'right': '+z'}}},
-      'subjects': [{'id': 1, 'files': ['walking_xsens_lowerLeg.txt']}]})
+                          **site}},
+      'subjects': [{'id': 1, 'files': [src.name]}]})
+
+
+def test_real_xsens_worked_example(tmp_path):
+  schema = real_xsens_schema(tmp_path, acc_unit='m/s^2', gyr_unit='rad/s',
+                             axes={'forward': '+y', 'up': '-x', 'right': '+z'})
   b = _build(tmp_path, REAL_IMU, schema, t_len=128, static_threshold_g=0.0)
   # 3511 samples at 120 Hz -> 2926 at 100 Hz -> 22 windows of 128.
   assert b.info.splits['train'].num_examples == 22
