@@ -91,13 +91,15 @@ def train_cells(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
   rngs = jnp.stack([jax.random.key(int(c.config.seed)) for c in cells])
   step_fn = _group_step(cells[0].progs, n)
   log_every, _, _ = trainer.intervals(t)
+  # Every cell's batch indices for every step, drawn before the loop: [steps, cells, batch].
+  idx_all = np.stack([np.stack([c.train_idx[input_pipeline.batch_indices(
+      s, t.batch_size, len(c.train_idx), int(c.config.seed))] for c in cells])
+      for s in range(int(t.steps))]).astype(np.int32)
   writers = [MetricWriter(c.workdir, t.steps, progress=False) for c in cells]
   last: list[dict[str, float]] = [{} for _ in cells]
   try:
     for s in range(int(t.steps)):
-      idx = np.stack([c.train_idx[input_pipeline.batch_indices(
-          s, t.batch_size, len(c.train_idx), int(c.config.seed))] for c in cells])
-      states, metrics = step_fn(states, data, jnp.asarray(idx, jnp.int32), rngs)
+      states, metrics = step_fn(states, data, idx_all[s], rngs)
       done = s + 1
       if done % log_every == 0 or done == t.steps:
         host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
