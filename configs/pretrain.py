@@ -25,6 +25,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data_dir = ''  # '' = <workdir>/tfds
   c.data = common.data_config('synthetic_movi', size, split='train')
   c.data.eval_split = 'validation'
+  # A second unlabelled corpus pooled with this one ('' = none; configs/paper.py's 'ipol_windows'
+  # variant adds the real IPOL walks): its imu_sites take data.imu_sites' names in order, its
+  # subjects are renumbered after these, rate and window are data's.
+  c.data.mix = ml_collections.ConfigDict({
+      'dataset': '', 'size': size, 'options': {}, 'manual_dir': '', 'imu_sites': (),
+      'split': 'train', 'eval_split': 'validation'})
   c.model = common.model_config(size, variant)
   c.ssl = ml_collections.ConfigDict({
       # 'reference_nce': acc -> gyr, negatives-only denominator (all pairs of the same window

@@ -71,9 +71,10 @@ def weights_root() -> str:
   return str(importlib.resources.files('ssl_imu_jax.weights'))
 
 
-def release_name(dataset: str, sample_rate_hz: float, window_length: int) -> str:
-  """The name of a released encoder: ``<pre-training data set>_<rate>hz_<window>``."""
-  return f'{dataset}_{float(sample_rate_hz):g}hz_{int(window_length)}'
+def release_name(dataset: str, sample_rate_hz: float, window_length: int, mix: str = '') -> str:
+  """The name of a released encoder: ``<pre-training data set>[+<pooled one>]_<rate>hz_<T>``."""
+  corpus = f'{dataset}+{mix}' if mix else dataset
+  return f'{corpus}_{float(sample_rate_hz):g}hz_{int(window_length)}'
 
 
 def released_names() -> list[str]:

@@ -87,7 +87,8 @@ def released_checkpoints(plans: dict[tuple[float, int], Any]) -> list[str]:
   """The released weights (``weights/<dataset>_<rate>hz_<T>``) for each planned pre-training."""
   out = []
   for key, pcfg in plans.items():
-    name = checkpointing.release_name(pcfg.data.dataset, *key)
+    mix = input_pipeline.mix_config(pcfg.data)
+    name = checkpointing.release_name(pcfg.data.dataset, *key, mix.dataset if mix else '')
     path = os.path.join(checkpointing.weights_root(), name)
     if not os.path.isdir(os.path.join(path, 'checkpoints')):
       raise ConfigError(f'no released weights weights/{name} for {pcfg.data.dataset} at '

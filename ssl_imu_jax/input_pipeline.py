@@ -229,6 +229,80 @@ def concatenate(parts: Sequence[WindowSet]) -> WindowSet:
                              targets=cat('targets'), start_s=cat('start_s'))
 
 
+# Subject ids of a pooled second corpus (config key data.mix) start here, so no id is shared.
+MIX_SUBJECT_OFFSET = 1_000_000
+MIX_KEYS = ('dataset', 'size', 'options', 'manual_dir', 'imu_sites', 'split', 'eval_split')
+
+
+def mix_config(data_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+  """The full data config of ``data_cfg.mix`` (None when it names no corpus): its own data set,
+  builder knobs, sites and splits; rate, window, stride and seed are ``data_cfg``'s."""
+  mix = data_cfg.get('mix')
+  if mix is None or not mix.get('dataset'):
+    return None
+  c = data_cfg.copy_and_resolve_references()
+  c.unlock()
+  del c['mix']
+  for k in MIX_KEYS:
+    c[k] = mix[k]
+  return c
+
+
+def load_corpus(data_cfg: ml_collections.ConfigDict, data_dir: str, stream: bool = False
+                ) -> tuple[WindowSet, WindowSet | None]:
+  """A pre-training corpus: (train split, held-out split or None) of ``data_cfg``, pooled with
+  those of ``data_cfg.mix`` when it names a second corpus (both built if needed).
+
+  The second corpus's ``imu_sites`` take the first's site names in order (same count), its
+  subject ids are shifted by MIX_SUBJECT_OFFSET, and its windows follow the first's.
+  """
+  path = ensure_built(data_cfg, data_dir)
+  train = load_split(path, data_cfg.split, data_cfg.imu_sites, stream=stream)
+  check_matches(train, data_cfg)
+  held = (load_split(path, data_cfg.eval_split, data_cfg.imu_sites, stream=stream)
+          if data_cfg.eval_split else None)
+  mix_cfg = mix_config(data_cfg)
+  if mix_cfg is None:
+    return train, held
+  if stream:
+    raise ConfigError('config key data.mix pools a second corpus in memory; it cannot be used '
+                      'with data.stream=True')
+  if not mix_cfg.imu_sites or len(mix_cfg.imu_sites) != len(train.sites):
+    raise ConfigError(f'config key data.mix.imu_sites must list {len(train.sites)} sites of '
+                      f'{mix_cfg.dataset!r}, one for each of {list(train.sites)} (data.imu_sites) '
+                      f'in order, got {list(mix_cfg.imu_sites)}')
+  if max(train.subject_id.max(), -1 if held is None else held.subject_id.max()) \
+      >= MIX_SUBJECT_OFFSET:
+    raise ValueError(f'{path}: subject ids reach {MIX_SUBJECT_OFFSET}; data.mix cannot renumber '
+                     f'the second corpus after them')
+  mix_path = ensure_built(mix_cfg, data_dir)
+
+  def pooled(first: WindowSet, split: str) -> WindowSet:
+    extra = load_split(mix_path, split, mix_cfg.imu_sites)
+    check_matches(extra, mix_cfg)
+    if extra.gyr is None or first.gyr is None:
+      raise ConfigError(f'{mix_path}: config key data.mix pools corpora with gyroscopes only')
+    extra = dataclasses.replace(extra, sites=first.sites,
+                                subject_id=extra.subject_id + MIX_SUBJECT_OFFSET)
+    both = concatenate([dataclasses.replace(first, targets=first.targets[:, :0], target_names=(),
+                                            target_units=()),
+                        dataclasses.replace(extra, targets=extra.targets[:, :0], target_names=(),
+                                            target_units=())])
+    return dataclasses.replace(both, path=f'{first.path} + {mix_path}',
+                               metadata={**first.metadata, 'mix': {
+                                   'dataset': mix_cfg.dataset, 'path': mix_path,
+                                   'sites': list(mix_cfg.imu_sites), 'as_sites': list(first.sites),
+                                   'frame': axis_frame(extra.metadata),
+                                   'num_windows': len(extra),
+                                   'num_subjects': len(set(extra.subject_id.tolist())),
+                                   'subject_offset': MIX_SUBJECT_OFFSET}})
+
+  train = pooled(train, mix_cfg.split)
+  if held is not None and mix_cfg.eval_split:
+    held = pooled(held, mix_cfg.eval_split)
+  return train, held
+
+
 def check_matches(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> None:
   """Fails when the records contradict what the config says (rate, window length)."""
   if abs(ws.sample_rate_hz - data_cfg.sample_rate_hz) > 1e-6:

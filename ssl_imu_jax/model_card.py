@@ -15,6 +15,16 @@ def _fmt(d: dict[str, float]) -> str:
   return ', '.join(f'{k}={v:.4g}' for k, v in sorted(d.items())) or 'n/a'
 
 
+def _mix_note(mix: dict[str, Any] | None) -> str:
+  """The card's line on a pooled second corpus (config key data.mix), '' without one."""
+  if not mix:
+    return ''
+  pairs = ', '.join(f'{a} as {b}' for a, b in zip(mix['sites'], mix['as_sites'], strict=True))
+  return (f"\n- Pooled with `{mix['dataset']}`: {mix.get('num_windows', '?')} of these windows "
+          f"from {mix.get('num_subjects', '?')} of these subjects (ids shifted by "
+          f"{mix['subject_offset']}), its sites {pairs}; frame: {mix.get('frame', 'unknown')}.")
+
+
 def render(meta: dict[str, Any], train_metrics: dict[str, float],
            eval_metrics: dict[str, float], released: bool = False) -> str:
   """The pre-training card; ``released``: of a release (weights/), which omits the heads."""
@@ -57,6 +67,7 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
       'temperature_param': ', `log_temperature`' if cfg['ssl']['learnable_temperature'] else '',
       'train_metrics': _fmt(train_metrics), 'eval_metrics': _fmt(eval_metrics),
       'checkpoint_dir': meta.get('checkpoint_dir', '<this folder>'),
+      'mix_note': _mix_note(ds.get('mix')),
   }
   text = importlib.resources.files('ssl_imu_jax').joinpath(TEMPLATE).read_text(encoding='utf-8')
   lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith('<!--')]

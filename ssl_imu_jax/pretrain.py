@@ -117,20 +117,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   if config.ssl.get('loss', 'info_nce') not in losses.LOSSES:
     raise ConfigError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
                       f'{config.ssl.loss!r}')
-  path = input_pipeline.ensure_built(config.data, data_dir)
   stream = bool(config.data.get('stream', False))
-  train = input_pipeline.load_split(path, config.data.split, config.data.imu_sites, stream=stream)
-  input_pipeline.check_matches(train, config.data)
+  train, held_out = input_pipeline.load_corpus(config.data, data_dir, stream=stream)
+  path = train.path
   if train.gyr is None:
     raise ConfigError(
         f'{path}: {config.data.dataset!r} is accelerometer-only, and this pre-training contrasts '
         f'the accelerometer window of a sensor with its gyroscope window, so it has nothing to '
         f'pair; pre-train on a corpus with gyroscopes (or use released weights) and fine-tune '
         f'on this one with --config.data.use_gyr=False (the acc encoder alone)')
-  held_out = None
-  if config.data.eval_split:
-    held_out = input_pipeline.load_split(path, config.data.eval_split, config.data.imu_sites,
-                                         stream=stream)
+  if held_out is not None:
     shared = set(train.subject_id.tolist()) & set(held_out.subject_id.tolist())
     if shared:
       raise ConfigError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
@@ -156,7 +152,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
       'dataset': {'name': config.data.dataset, 'path': path, 'split': config.data.split,
                   'sites': list(train.sites), 'sample_rate_hz': train.sample_rate_hz,
                   'window_length': train.window_length, 'num_windows': len(train),
-                  'subjects': sorted(set(train.subject_id.tolist()))},
+                  'subjects': sorted(set(train.subject_id.tolist())),
+                  **({'mix': train.metadata['mix']} if 'mix' in train.metadata else {})},
       'normalization': stats,
       'encoder': config.model.encoder.to_dict(),
       'data_position': 'step',  # batches are a pure function of (data seed, step)

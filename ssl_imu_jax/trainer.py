@@ -24,7 +24,7 @@ from ssl_imu_jax.metric_writers import MetricWriter
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size', 'train.resume',
-                          'data.stream', 'cache_embeddings'})
+                          'data.stream', 'cache_embeddings', 'data.mix.manual_dir'})
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -42,6 +42,8 @@ def fingerprint(cfg) -> dict[str, Any]:
   import json  # noqa: PLC0415
 
   flat = _flatten(json.loads(cfg.to_json_best_effort()))
+  if not flat.get('data.mix.dataset'):  # no second corpus: its knobs change nothing
+    flat = {k: v for k, v in flat.items() if not k.startswith('data.mix.')}
   return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
 
@@ -55,8 +57,9 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 
 def data_fingerprint(windows, train_idx) -> dict[str, Any]:
   """What a run trains on: the records (data set / builder config / version) and their sizes."""
-  path = os.path.normpath(str(getattr(windows, 'path', '') or ''))
-  return {'records': '/'.join(path.split(os.sep)[-3:]), 'num_windows': int(len(windows)),
+  paths = str(getattr(windows, 'path', '') or '').split(' + ')  # ' + ': a pooled corpus
+  records = ' + '.join('/'.join(os.path.normpath(p).split(os.sep)[-3:]) for p in paths)
+  return {'records': records, 'num_windows': int(len(windows)),
           'num_train_windows': int(len(train_idx))}
 
 

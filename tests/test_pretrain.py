@@ -255,3 +255,59 @@ def test_streamed_pretraining_equals_in_memory_pretraining(tmp_path, toy_dirs, p
   chex.assert_trees_all_close(jax.device_get(out['state'].params),
                               jax.device_get(pretrained['out']['state'].params), atol=1e-6)
   assert out['eval'] == pytest.approx(pretrained['out']['eval'], abs=1e-6)
+
+
+def _pooled_config():
+  cfg = tiny_pretrain_config()
+  cfg.data.imu_sites = ('a', 'b')
+  cfg.data.mix.update({'dataset': 'toy_labelled', 'imu_sites': ('b', 'a'), 'split': 'train',
+                       'eval_split': ''})
+  return cfg
+
+
+def test_a_pooled_corpus_renames_sites_and_renumbers_subjects(toy_dirs):
+  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.errors import ConfigError
+
+  cfg = _pooled_config()
+  train, held = input_pipeline.load_corpus(cfg.data, toy_dirs['data_dir'])
+  first = input_pipeline.load_split(toy_dirs['unlabelled'], 'train', ('a', 'b'))
+  extra = input_pipeline.load_split(toy_dirs['labelled'], 'train', ('b', 'a'))
+  n = len(first)
+  assert len(train) == n + len(extra) and train.sites == ('a', 'b')
+  np.testing.assert_array_equal(train.acc[n:], extra.acc)  # the extra's b sits in slot a
+  np.testing.assert_array_equal(train.gyr[:n], first.gyr)
+  offset = input_pipeline.MIX_SUBJECT_OFFSET
+  np.testing.assert_array_equal(train.subject_id[n:], extra.subject_id + offset)
+  assert not set(train.subject_id[:n]) & set(train.subject_id[n:])
+  assert train.targets.shape == (len(train), 0)
+  held_first = input_pipeline.load_split(toy_dirs['unlabelled'], 'validation', ('a', 'b'))
+  assert len(held) == len(held_first)  # mix.eval_split '' adds nothing to the held-out split
+  mix = train.metadata['mix']
+  assert (mix['dataset'], mix['num_windows'], mix['as_sites']) == ('toy_labelled', len(extra),
+                                                                   ['a', 'b'])
+  cfg.data.mix.imu_sites = ('a',)
+  with pytest.raises(ConfigError, match=r"data.mix.imu_sites must list 2 sites of 'toy_labelled'"):
+    input_pipeline.load_corpus(cfg.data, toy_dirs['data_dir'])
+
+
+def test_pretraining_on_a_pooled_corpus_says_so_and_is_not_mixed_with_a_plain_run(
+    tmp_path, toy_dirs, pretrained):
+  import shutil
+
+  from ssl_imu_jax import trainer
+  from ssl_imu_jax.errors import ConfigError
+
+  assert not [k for k in trainer.fingerprint(tiny_pretrain_config()) if k.startswith('data.mix')]
+  cfg = _pooled_config()
+  out = pretrain.run(cfg, str(tmp_path / 'pooled'), toy_dirs['data_dir'])
+  card = (tmp_path / 'pooled' / 'checkpoints' / 'MODEL_CARD.md').read_text()
+  assert 'Pooled with `toy_labelled`' in card and 'b as a, a as b' in card
+  assert int(out['state'].step) == cfg.train.steps
+  work = tmp_path / 'plain'
+  shutil.copytree(pretrained['workdir'], work)
+  cfg.data.imu_sites = ()
+  cfg.data.mix.imu_sites = ('a', 'b', 'b')
+  with pytest.raises(ConfigError,
+                     match=r"data.mix.dataset: '<absent>' -> 'toy_labelled'.*data records"):
+    pretrain.run(cfg, str(work), toy_dirs['data_dir'])
