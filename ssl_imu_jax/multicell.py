@@ -6,7 +6,9 @@ windows (fold, fraction, seed), their starting point (random, pre-trained, probe
 normalisation, all of which live in the train state or the batch indices. ``train_cells``
 stacks their states, keeps the data set on the device (one copy; each step gathers every cell's
 batch there from a [cells, batch] index array, so no window crosses from the host during
-training), and advances all cells with one compiled step. Each cell's batches are the ones
+training), and advances all cells with one compiled step; with several devices the cell axis is
+sharded over the mesh (each device advances whole cells; a group is padded to a multiple of the
+devices with copies of its first cell, whose results are dropped). Each cell's batches are the ones
 ``trainer.fit`` would draw (``input_pipeline.batch_indices`` of its seed) and its random numbers
 come from its own seed, so each step equals the cell's step alone up to float rounding (the
 vmapped convolutions sum in another order: 1e-7). Over many steps Adam can amplify that rounding
@@ -47,14 +49,17 @@ def groupable(cells: Sequence[finetune.Cell]) -> str:
     return 'the cells differ in model, optimiser, schedule or shapes'
   if len({id(c.ws) for c in cells}) > 1:
     return 'the cells read different data'
-  if parallel.make_mesh().devices.size > 1 or jax.process_count() > 1:
-    return 'cell groups run on one device'
+  if jax.process_count() > 1:
+    return 'cell groups run on one host'
   return ''
 
 
-def _group_step(progs: finetune.Programs, n_cells: int):
-  key = (id(progs), n_cells)
+def _group_step(progs: finetune.Programs, n_cells: int, mesh):
+  """The jitted group step; the cell axis is sharded over the mesh (each device advances whole
+  cells, no cross-device traffic), the data set replicated."""
+  key = (id(progs), n_cells, tuple(d.id for d in mesh.devices.flat))
   if key not in _GROUP_STEPS:
+    cells, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
     step = progs.train_step
 
     def group(states, data, idx_CxB, rngs):
@@ -64,7 +69,8 @@ def _group_step(progs: finetune.Programs, n_cells: int):
 
       return jax.vmap(one)(states, idx_CxB, rngs)
 
-    _GROUP_STEPS[key] = jax.jit(group, donate_argnums=(0,))
+    _GROUP_STEPS[key] = jax.jit(group, in_shardings=(cells, rep, cells, cells),
+                                out_shardings=(cells, cells), donate_argnums=(0,))
   return _GROUP_STEPS[key]
 
 
@@ -82,24 +88,28 @@ def train_cells(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     return [finetune.fit_and_finish(c) for c in cells]
   config = cells[0].config
   t = config.train
-  n = len(cells)
+  mesh = cells[0].mesh
+  # Pad the group to a multiple of the devices with copies of its first cell (results dropped).
+  run = cells + [cells[0]] * (-len(cells) % mesh.devices.size)
+  rep, by_cell = parallel.replicated(mesh), parallel.data_sharding(mesh)
   data = {'acc': ws.acc, 'targets': ws.targets,
           'gyr': ws.gyr if ws.gyr is not None else np.zeros(ws.acc.shape[:-1] + (0,),
                                                             np.float32)}
-  data = jax.device_put(data)  # device-resident: one copy for the whole group
-  states = jax.tree.map(lambda *x: jnp.stack(x), *[c.state for c in cells])
-  rngs = jnp.stack([jax.random.key(int(c.config.seed)) for c in cells])
-  step_fn = _group_step(cells[0].progs, n)
+  data = jax.device_put(data, rep)  # device-resident: one copy per device for the whole group
+  states = jax.device_put(jax.tree.map(lambda *x: np.stack(x), *jax.device_get(
+      [c.state for c in run])), by_cell)
+  rngs = jax.device_put(jnp.stack([jax.random.key(int(c.config.seed)) for c in run]), by_cell)
+  step_fn = _group_step(cells[0].progs, len(run), mesh)
   log_every, _, _ = trainer.intervals(t)
   # Every cell's batch indices for every step, drawn before the loop: [steps, cells, batch].
   idx_all = np.stack([np.stack([c.train_idx[input_pipeline.batch_indices(
-      s, t.batch_size, len(c.train_idx), int(c.config.seed))] for c in cells])
+      s, t.batch_size, len(c.train_idx), int(c.config.seed))] for c in run])
       for s in range(int(t.steps))]).astype(np.int32)
   writers = [MetricWriter(c.workdir, t.steps, progress=False) for c in cells]
   last: list[dict[str, float]] = [{} for _ in cells]
   try:
     for s in range(int(t.steps)):
-      states, metrics = step_fn(states, data, idx_all[s], rngs)
+      states, metrics = step_fn(states, data, jax.device_put(idx_all[s], by_cell), rngs)
       done = s + 1
       if done % log_every == 0 or done == t.steps:
         host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
@@ -110,8 +120,9 @@ def train_cells(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     for w in writers:
       w.close()
   results = []
+  states = jax.device_get(states)
   for i, cell in enumerate(cells):
-    state = jax.tree.map(lambda x, i=i: x[i], states)
+    state = jax.device_put(jax.tree.map(lambda x, i=i: x[i], states), rep)
     ckpt = checkpointing.Checkpointer(os.path.join(cell.workdir, 'checkpoints'), t.max_to_keep)
     fp = {'config': trainer.fingerprint(cell.config),
           'data': trainer.data_fingerprint(cell.windows, cell.train_idx)}

@@ -190,6 +190,49 @@ def check_finetune(out, mesh1, mesh8, rng):
   _compare('finetune_full', out, host_state, res1, res8)
 
 
+def check_multicell(out, mesh1, mesh8, rng):
+  """A group of 8 fine-tuning cells (multicell.py), cells sharded over 8 devices == 1 device."""
+  import types
+
+  from ssl_imu_jax import multicell
+
+  cfg = finetune_config.get_config('tiny')
+  cfg.data.window_length = T
+  _tiny_model(cfg)
+  cfg.protocol = 'full_from_probe'
+  cfg.optimizer.warmup_fraction = 0.0
+  model = finetune.build_model(cfg, cfg.model.encoder, num_targets=1, use_gyr=True)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  data = _batch(np.random.default_rng(2), with_targets=True)  # 16 windows, the cells' data set
+  host = jax.device_get(steps.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1,
+                                         _norm(data, with_targets=True)))
+  n = N_DEV
+  states = jax.tree.map(lambda x: np.stack([x] * n), host)
+  idx = np.random.default_rng(3).integers(0, GLOBAL_BATCH, (2, n, 4)).astype(np.int32)
+  rngs = jax.random.split(rng, n)
+  progs = types.SimpleNamespace(train_step=finetune.make_train_step(cfg, model, tx, schedule))
+  res = {}
+  for name, mesh in (('1', mesh1), ('8', mesh8)):
+    by_cell = parallel.data_sharding(mesh)
+    step = multicell._group_step(progs, n, mesh)
+    st = jax.device_put(states, by_cell)
+    dat = jax.device_put(data, parallel.replicated(mesh))
+    for s in range(2):
+      st, m = step(st, dat, jax.device_put(idx[s], by_cell), jax.device_put(rngs, by_cell))
+    res[name] = (jax.device_get(st), jax.device_get(m), _n_devices(st))
+  (s1, m1, d1), (s8, m8, d8) = res['1'], res['8']
+  out['multicell'] = {
+      'params_max_diff': _max_abs_diff(s1.params, s8.params),
+      'batch_stats_max_diff': _max_abs_diff(s1.batch_stats, s8.batch_stats),
+      'loss_max_rel_diff': float(np.max(np.abs(m1['loss'] - m8['loss']) /
+                                        np.maximum(1.0, np.abs(m1['loss'])))),
+      'params_change': _max_abs_diff(s1.params, states.params),
+      'cells_differ': _max_abs_diff(jax.tree.map(lambda x: x[0], s1.params),
+                                    jax.tree.map(lambda x: x[1], s1.params)),
+      'state_devices_1': d1, 'state_devices_8': d8,
+  }
+
+
 def main() -> None:
   out = {'device_count': jax.device_count(), 'backend': jax.default_backend()}
   if jax.device_count() < N_DEV:
@@ -199,6 +242,7 @@ def main() -> None:
   rng = jax.random.key(0)
   check_pretrain(out, mesh1, mesh8, rng)
   check_finetune(out, mesh1, mesh8, rng)
+  check_multicell(out, mesh1, mesh8, rng)
   print(json.dumps(out))
 
 
