@@ -1,24 +1,30 @@
-r"""Pre-training throughput: one JAX step vs the same step in PyTorch (CPU), side by side.
+r"""Pre-training throughput: the project's compiled step vs the same step in PyTorch (CPU).
 
-One step = forward of both encoders and projection heads, symmetric InfoNCE over the whole batch,
-backward, AdamW update, at the paper's shapes (B windows x 17 IMUs x 128 samples x 3 axes per
-modality). Each framework runs in its own fresh subprocess pinned to the same CPUs (same thread
-count, clean peak-RSS reading); the two run their steps alternately (lock-step), so load from
-other processes on a shared machine slows both alike.
+One step is ``ssl_imu_jax.pretrain``'s train step for the reference pre-training
+(``configs/paper.py`` -> ``pretrain``, the default argument): input normalisation, the shared
+[3, 4, 6, 3] ResNet1D on acc and then on gyr, the projection heads (Dense-BatchNorm-ReLU-Dense),
+the reference NCE loss (tau 0.1), backward, AdamW with the warm-up + cosine schedule and weight
+decay on kernels only, and the logged norms, at the corpus's shapes (B windows x 17 MoVi IMUs x
+128 samples x 3 axes per modality). The JAX side is not re-implemented here: it is
+``pretrain.build_training`` (the model, optimiser, state and jitted, state-donating step that
+``pretrain.run`` trains with). The PyTorch twin is ``torch_reference.py``. Each framework runs in
+its own fresh subprocess pinned to the same CPUs; the two run their steps alternately (lock-step),
+so load from other processes slows both alike.
 
   .venv/bin/pip install torch==2.13.0      # optional benchmark extra, never a core dependency
   .venv/bin/python benchmarks/pretrain_throughput.py                       # B = 16, 64, 256
   .venv/bin/python benchmarks/pretrain_throughput.py --quick               # smoke run
-  .venv/bin/python benchmarks/pretrain_throughput.py --batch_sizes=64 --xla_flags='...'
-  .venv/bin/python benchmarks/pretrain_throughput.py --breakdown=64        # JAX parts only
+  .venv/bin/python benchmarks/pretrain_throughput.py --baseline            # + the step before
+  .venv/bin/python benchmarks/pretrain_throughput.py --breakdown=64        # per part, both sides
 
-Printed per batch size: s/step of each framework (median of the timed steps), windows/s, the
-ratio (PyTorch s/step / JAX s/step, > 1 means JAX is faster), the JAX step's FLOPs from XLA's cost
-analysis, its achieved FLOP/s as a fraction of the float32 matmul peak (best 2048^3 JAX matmul,
-timed between the steps of the same row), peak resident memory of each subprocess, and the CPU
-load other processes put on the machine meanwhile. Before timing, a check copies the JAX
-initialisation into the PyTorch model and compares parameter counts, the loss and the gradients,
-so both sides compute the same function.
+Printed per batch size: s/step of each framework (median of the timed steps), windows/s, the ratio
+(PyTorch s/step / JAX s/step, > 1 means JAX is faster), the step's FLOPs (XLA's cost analysis of
+the model written with convolutions, i.e. what PyTorch computes; the compiled step's own count,
+which includes the zeros of the banded matrix products, is printed too), the achieved FLOP/s as a
+fraction of the float32 matmul peak (best 2048^3 JAX matmul, timed between the steps of the same
+row), peak resident memory of each subprocess, and the CPU load other processes put on the
+machine meanwhile. Before timing, a check copies the JAX initialisation into the PyTorch model and
+compares parameter counts, the loss, every gradient and one optimiser update.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-N_IMU, WINDOW, AXES = 17, 128, 3
-WIDTHS, KERNEL, EMBED, PROJ = (16, 32, 64, 128), 9, 128, (128, 128)
-TEMPERATURE, LR, WEIGHT_DECAY = 0.1, 1e-4, 1e-5
+ROOT = os.path.dirname(HERE)
+# configs/paper.py's pre-training corpus, synthetic_movi, has the 17 MoVi IMU sites
+# (data_prep.records.MOVI_SITES; imu_sites=() keeps all of them); checked in pretrain_config().
+N_SITES, AXES = 17, 3
 TORCH_MISSING = ('PyTorch is not installed; it is an optional benchmark extra. Install it with\n'
                  "  .venv/bin/pip install torch==2.13.0   (or: pip install -e '.[bench]')")
 
@@ -49,6 +56,25 @@ def pin_cpus(threads: int) -> list[int]:
   os.sched_setaffinity(0, cpus)
   os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
   return cpus
+
+
+def cpu_model() -> str:
+  """The CPU's model name and its widest vector ISA (from /proc/cpuinfo)."""
+  name, flags = 'unknown CPU', set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and name == 'unknown CPU':
+          name = value.strip()
+        elif key.strip() == 'flags' and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  isa = ('AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'SSE')
+  extra = [x for x, f in (('FMA', 'fma'), ('AMX', 'amx_tile'), ('AVX512-BF16', 'avx512_bf16'))
+           if f in flags]
+  return f"{name} ({', '.join([isa, *extra])}; {os.cpu_count()} CPUs)"
 
 
 def rss_mb() -> tuple[float, float]:
@@ -69,26 +95,30 @@ def cpu_busy_seconds() -> float:
   return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
 
 
-def analytic_forward_macs_per_site_window() -> int:
-  """Multiply-adds of one encoder + projection head for one site-window (conv + dense only)."""
-  macs, length, c = WINDOW * KERNEL * AXES * WIDTHS[0], WINDOW, WIDTHS[0]
-  for i, w in enumerate(WIDTHS):
-    stride = 2 if i > 0 else 1
-    length = -(-length // stride)
-    macs += length * KERNEL * c * w + length * KERNEL * w * w
-    if stride != 1 or c != w:
-      macs += length * c * w
-    c = w
-  dims = [c, EMBED, *PROJ]
-  return macs + sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+def pretrain_config(batch_size: int):
+  """configs/paper.py's ``pretrain`` sub-config (default argument) at batch ``batch_size``."""
+  sys.path.insert(0, ROOT)
+  from configs import paper
+
+  cfg = paper.get_config('').pretrain
+  if cfg.data.dataset != 'synthetic_movi' or tuple(cfg.data.imu_sites):
+    raise SystemExit(f'expected the 17-site synthetic_movi corpus, got {cfg.data.dataset} '
+                     f'sites {cfg.data.imu_sites}; update N_SITES')
+  cfg.train.batch_size = batch_size
+  return cfg
 
 
-def fake_batch(batch_size: int, seed: int = 0):
+def fake_batch(batch_size: int, window: int, seed: int = 0):
+  """Raw-unit-like acc (m/s^2) and gyr (rad/s) windows [B, N, T, 3] and their statistics."""
   import numpy as np
 
   rng = np.random.default_rng(seed)
-  shape = (batch_size, N_IMU, WINDOW, AXES)
-  return (rng.normal(size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32))
+  shape = (batch_size, N_SITES, window, AXES)
+  acc = (9.81 + 3.0 * rng.normal(size=shape)).astype(np.float32)
+  gyr = (0.1 + 1.5 * rng.normal(size=shape)).astype(np.float32)
+  stats = {'acc_mean': float(acc.mean()), 'acc_std': float(acc.std()),
+           'gyr_mean': float(gyr.mean()), 'gyr_std': float(gyr.std())}
+  return acc, gyr, stats
 
 
 def time_steps(run_step, warmup: int, steps: int) -> list[float]:
@@ -102,96 +132,71 @@ def time_steps(run_step, warmup: int, steps: int) -> list[float]:
   return times
 
 
+def flops_of(lowered_or_compiled) -> float:
+  cost = lowered_or_compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost.get('flops', float('nan')))
+
+
 # ----------------------------------------------------------------------------- JAX side
 
 
-def jax_parts(dtype_name: str = 'float32'):
-  import jax.numpy as jnp
-  import ml_collections
-  import optax
+def use_plain_convolutions() -> None:
+  """The step as it was before the banded-matmul convolutions: every conv through XLA's."""
+  from ssl_imu_jax.models import resnet1d
 
-  from ssl_imu_jax.models import ContrastiveModel
-
-  # The 'two_encoder' design (configs/common.py), which the PyTorch twin mirrors; the reference
-  # encoder's benchmark is open work.
-  encoder = ml_collections.ConfigDict({'widths': WIDTHS, 'blocks_per_stage': 1,
-                                       'kernel_size': KERNEL, 'stem_kernel': KERNEL,
-                                       'stem_stride': 1, 'stem_pool': False, 'embed_dim': EMBED,
-                                       'conv_bias': False, 'zero_init_residual': True,
-                                       'norm': 'batch', 'shared': False})
-  model = ContrastiveModel(encoder_config=encoder, projection_dims=PROJ, temperature=TEMPERATURE,
-                           projection_batch_norm=False, dtype=jnp.dtype(dtype_name))
-  tx = optax.adamw(LR, b1=0.9, b2=0.999, eps=1e-8, weight_decay=WEIGHT_DECAY)
-  return model, tx
+  resnet1d._as_matmul = lambda *a, **k: False
 
 
-def jax_init(model, tx, seed: int = 0):
-  import jax
-  import jax.numpy as jnp
-
-  x = jnp.zeros((1, N_IMU, WINDOW, AXES), jnp.float32)
-  variables = model.init(jax.random.key(seed), x, x, train=False)
-  params = variables['params']
-  return params, variables.get('batch_stats', {}), tx.init(params)
-
-
-def jax_loss_fn(model):
-  from ssl_imu_jax import losses
-
-  def loss_fn(params, batch_stats, acc, gyr):
-    (z_acc, z_gyr, temp), new_vars = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, acc, gyr, train=True,
-        mutable=['batch_stats'])
-    loss, metrics = losses.info_nce(z_acc, z_gyr, temp)
-    return loss, (new_vars['batch_stats'], metrics)
-
-  return loss_fn
-
-
-def jax_train_step(model, tx):
-  """(params, batch_stats, opt_state), acc, gyr -> (new state, loss, metrics)."""
-  import jax
-  import optax
-
-  grad_fn = jax.value_and_grad(jax_loss_fn(model), has_aux=True)
-
-  def step(state, acc, gyr):
-    params, batch_stats, opt_state = state
-    (loss, (batch_stats, metrics)), grads = grad_fn(params, batch_stats, acc, gyr)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, batch_stats, opt_state), loss, metrics
-
-  return step
-
-
-def count_jax_params(tree) -> int:
+def jax_training(args, batch_size: int):
+  """(config, pretrain.build_training(...), batch on the data sharding, rng, stats)."""
   import jax
 
-  return int(sum(x.size for x in jax.tree.leaves(tree)))
+  from ssl_imu_jax import pretrain
+
+  cfg = pretrain_config(batch_size)
+  acc, gyr, stats = fake_batch(batch_size, cfg.data.window_length)
+  setup = pretrain.build_training(cfg, (1,) + acc.shape[1:], stats)
+  batch = jax.device_put({'acc': acc, 'gyr': gyr}, setup.data_sharding)
+  return cfg, setup, batch, jax.random.key(cfg.seed), stats
+
+
+def model_flops(cfg, setup, state, batch, rng) -> float:
+  """XLA's FLOP count of the same step with every convolution as a convolution (the model's
+  nominal FLOPs, what PyTorch computes), from the lowered (not compiled) program."""
+  import jax
+
+  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.models import resnet1d
+
+  saved = resnet1d._as_matmul
+  resnet1d._as_matmul = lambda *a, **k: False
+  try:
+    step = jax.jit(pretrain.make_train_step(cfg, setup.model, setup.tx, setup.schedule, 1))
+    return flops_of(step.lower(state, batch, rng))
+  finally:
+    resnet1d._as_matmul = saved
 
 
 def setup_jax(args):
-  """Builds and compiles the JAX step; returns (run_step, info)."""
+  """Builds and compiles the project's step; returns (run_step, info, extras)."""
   import jax
   import jax.numpy as jnp
 
   base_rss, _ = rss_mb()
-  model, tx = jax_parts(args.dtype)
-  state = jax_init(model, tx)
-  acc, gyr = (jnp.asarray(x) for x in fake_batch(args.batch_size))
-  step = jax.jit(jax_train_step(model, tx), donate_argnums=(0,))
+  if args.plain_convs:
+    use_plain_convolutions()
+  cfg, setup, batch, rng, _ = jax_training(args, args.batch_size)
   t0 = time.perf_counter()
-  compiled = step.lower(state, acc, gyr).compile()
+  compiled = setup.step_fn.lower(setup.state, batch, rng).compile()
   compile_s = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
   mem = compiled.memory_analysis()
-  holder = {'state': state}
+  nominal = model_flops(cfg, setup, setup.state, batch, rng)
+  holder = {'state': setup.state}
 
   def run_step():
-    holder['state'], loss, _ = compiled(holder['state'], acc, gyr)
-    loss.block_until_ready()
+    holder['state'], metrics = compiled(holder['state'], batch, rng)
+    metrics['loss'].block_until_ready()
 
   # The matmul peak, timed between the steps so that it sees the same load from other processes.
   n = args.matmul_size
@@ -200,14 +205,14 @@ def setup_jax(args):
   matmul(a, a).block_until_ready()
 
   info = {
-      'framework': 'jax', 'batch_size': args.batch_size, 'compile_s': compile_s,
-      'flops': float(cost.get('flops', float('nan'))),
-      'bytes_accessed': float(cost.get('bytes accessed', float('nan'))),
+      'framework': 'jax_plain_convs' if args.plain_convs else 'jax',
+      'batch_size': args.batch_size, 'compile_s': compile_s,
+      'flops': nominal, 'flops_compiled': flops_of(compiled),
       'xla_temp_mb': getattr(mem, 'temp_size_in_bytes', 0) / 2**20,
-      'xla_args_mb': getattr(mem, 'argument_size_in_bytes', 0) / 2**20,
-      'rss_after_import_mb': base_rss, 'params': count_jax_params(state[0]),
+      'rss_after_import_mb': base_rss,
+      'params': int(sum(x.size for x in jax.tree.leaves(setup.state.params))),
       'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'dtype': args.dtype, 'matmul_size': n,
+      'matmul_size': n,
   }
   return run_step, info, {'matmul': lambda: matmul(a, a).block_until_ready()}
 
@@ -250,22 +255,32 @@ def import_torch_reference():
   return torch_reference
 
 
+def torch_model(tr, cfg):
+  enc = cfg.model.encoder
+  return tr.ContrastiveModel(tuple(enc.widths), tuple(enc.blocks_per_stage), enc.kernel_size,
+                             enc.stem_kernel, enc.stem_stride, tuple(cfg.model.projection_dims))
+
+
 def setup_torch(args):
-  """Builds the PyTorch model, optimiser and batch; returns (run_step, info)."""
+  """Builds the PyTorch twin, optimiser and batch; returns (run_step, info, extras)."""
   tr = import_torch_reference()
   import torch
 
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   base_rss, _ = rss_mb()
-  model = tr.ContrastiveModel(WIDTHS, 1, KERNEL, EMBED, PROJ)
+  cfg = pretrain_config(args.batch_size)
+  model = torch_model(tr, cfg)
   model.train()
-  opt = tr.make_optimizer(model, LR, WEIGHT_DECAY, args.torch_optimizer)
-  acc, gyr = (torch.from_numpy(x) for x in fake_batch(args.batch_size))
+  opt, lr_at = tr.make_optimizer(model, cfg.optimizer, cfg.train.steps, args.torch_optimizer)
+  acc, gyr, stats = fake_batch(args.batch_size, cfg.data.window_length)
+  acc, gyr = torch.from_numpy(acc), torch.from_numpy(gyr)
   step = torch.compile(tr.train_step) if args.torch_compile else tr.train_step
+  counter = {'step': 0}
 
   def run_step():
-    step(model, opt, acc, gyr, TEMPERATURE)
+    step(model, opt, lr_at, counter['step'], acc, gyr, stats, cfg.ssl.temperature)
+    counter['step'] += 1
 
   info = {
       'framework': 'torch', 'batch_size': args.batch_size, 'rss_after_import_mb': base_rss,
@@ -299,122 +314,253 @@ def serve(setup, args) -> None:
   print('RESULT ' + json.dumps(info), flush=True)
 
 
-def conv_layers():
-  """(length, c_in, c_out, stride, kernel) of every convolution in one encoder."""
-  layers, length, c = [(WINDOW, AXES, WIDTHS[0], 1, KERNEL)], WINDOW, WIDTHS[0]
-  for i, w in enumerate(WIDTHS):
-    stride = 2 if i > 0 else 1
-    layers.append((length, c, w, stride, KERNEL))
-    length = -(-length // stride)
-    layers.append((length, w, w, 1, KERNEL))
-    if stride != 1 or c != w:
-      layers.append((length * stride, c, w, stride, 1))
-    c = w
-  return layers
+def best_of(fn, steps: int) -> float:
+  fn()
+  return min(time_steps(fn, 0, steps))
 
 
-def worker_breakdown(args) -> dict:
-  """Where the JAX step's time goes: each part compiled alone, best of ``--steps`` runs."""
+def breakdown_jax(args) -> dict:
+  """Seconds per part of the JAX step (each compiled alone, best of ``--steps``)."""
   import jax
   import jax.numpy as jnp
   import optax
 
-  from ssl_imu_jax import losses
+  from ssl_imu_jax import losses, steps
+  from ssl_imu_jax.models import resnet1d
 
-  b, m = args.batch_size, args.batch_size * N_IMU
-  model, tx = jax_parts(args.dtype)
-  params, batch_stats, opt_state = jax_init(model, tx)
-  acc, gyr = (jnp.asarray(x) for x in fake_batch(b))
+  b = args.batch_size
+  cfg, setup, batch, rng, stats = jax_training(args, b)
+  enc_cfg = cfg.model.encoder
+  widths, blocks = tuple(enc_cfg.widths), tuple(enc_cfg.blocks_per_stage)
+  acc = steps.normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
   out = {}
 
   def bench(name, fn, *xs):
     compiled = jax.jit(fn).lower(*xs).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    jax.block_until_ready(compiled(*xs))
-    best = min(time_steps(lambda: jax.block_until_ready(compiled(*xs)), 0, args.steps))
-    out[name] = {'s': best, 'flops': float(cost.get('flops', 0.0))}
+    out[name] = {'s': best_of(lambda: jax.block_until_ready(compiled(*xs)), args.steps),
+                 'flops': flops_of(compiled)}
 
-  enc = model.bind({'params': params, 'batch_stats': batch_stats}).acc_encoder
-  enc_vars = {'params': params['acc_encoder'], 'batch_stats': batch_stats['acc_encoder']}
+  for i in range(len(widths) + 1):  # the stem, then the encoder up to stage i
+    enc = resnet1d.ResNet1D(widths=widths[:max(i, 1)], blocks_per_stage=blocks[:i] or (0,),
+                            kernel_size=enc_cfg.kernel_size, stem_kernel=enc_cfg.stem_kernel,
+                            stem_stride=enc_cfg.stem_stride, stem_pool=enc_cfg.stem_pool)
+    variables = enc.init(jax.random.key(0), acc[:1], train=False)
 
-  def enc_out(p, x):
-    y, _ = enc.clone(parent=None).apply({'params': p, 'batch_stats': enc_vars['batch_stats']},
-                                        x, train=True, mutable=['batch_stats'])
-    return y
+    def loss(p, x, enc=enc, bs=variables['batch_stats']):
+      y, _ = enc.apply({'params': p, 'batch_stats': bs}, x, train=True, mutable=['batch_stats'])
+      return jnp.sum(y * y)
 
-  bench('one encoder: forward', enc_out, enc_vars['params'], acc)
-  bench('one encoder: forward + backward',
-        jax.grad(lambda p, x: jnp.sum(enc_out(p, x) ** 2)), enc_vars['params'], acc)
-
-  def convs_only(ws, xs):
-    total = 0.0
-    for w, x, (_, _, _, stride, _) in zip(ws, xs, conv_layers(), strict=True):
-      y = jax.lax.conv_general_dilated(x, w, (stride,), 'SAME',
-                                       dimension_numbers=('NWC', 'WIO', 'NWC'))
-      total = total + jnp.sum(y * y)
-    return total
-
-  keys = jax.random.split(jax.random.key(0), 2 * len(conv_layers()))
-  ws = [jax.random.normal(keys[2 * i], (k, ci, co)) * 0.1
-        for i, (_, ci, co, _, k) in enumerate(conv_layers())]
-  xs = [jax.random.normal(keys[2 * i + 1], (m, length, ci))
-        for i, (length, ci, _, _, _) in enumerate(conv_layers())]
-  bench('one encoder: its convolutions alone, forward + backward',
-        jax.grad(convs_only, argnums=(0, 1)), ws, xs)
-  z = jax.random.normal(jax.random.key(1), (b, N_IMU, PROJ[-1]))
-  bench(f'InfoNCE forward + backward ({m} x {m} logits)',
-        jax.grad(lambda a, g: losses.info_nce(a, g, TEMPERATURE)[0], argnums=(0, 1)), z, z)
+    bench(f'encoder_upto_{i}', jax.grad(loss), variables['params'], acc)
+  z = jax.random.normal(jax.random.key(1), (b, N_SITES, cfg.model.projection_dims[-1]))
+  bench('loss', jax.grad(lambda a, g: losses.reference_nce(a, g, cfg.ssl.temperature)[0],
+                         argnums=(0, 1)), z, z)
+  params, opt_state = setup.state.params, setup.state.opt_state
   grads = jax.tree.map(jnp.ones_like, params)
-  bench('AdamW update', lambda g, o, p: optax.apply_updates(p, tx.update(g, o, p)[0]),
+  bench('adamw', lambda g, o, p: optax.apply_updates(p, setup.tx.update(g, o, p)[0]),
         grads, opt_state, params)
-  step = jax_train_step(model, tx)
-  bench('full step', step, (params, batch_stats, opt_state), acc, gyr)
-  return {'framework': 'breakdown', 'batch_size': b, 'parts': out}
+  compiled = setup.step_fn.lower(setup.state, batch, rng).compile()
+  holder = {'state': setup.state}
+
+  def full():
+    holder['state'], m = compiled(holder['state'], batch, rng)
+    m['loss'].block_until_ready()
+
+  out['step'] = {'s': best_of(full, args.steps), 'flops': flops_of(compiled)}
+  return out
 
 
-def worker_check(args) -> dict:
-  """Same function on both sides: copy the JAX init into PyTorch, compare loss and gradients."""
+def breakdown_torch(args) -> dict:
+  """The same parts of the PyTorch twin's step (best of ``--steps``)."""
   tr = import_torch_reference()
-  import jax
-  import numpy as np
   import torch
 
   torch.set_num_threads(args.threads)
-  model, tx = jax_parts()
-  params, batch_stats, _ = jax_init(model, tx, seed=1)
-  # Nonzero BatchNorm scales everywhere, so every gradient path is exercised.
-  params = jax.tree_util.tree_map_with_path(
-      lambda p, x: x + 0.5 if 'norm2' in jax.tree_util.keystr(p) and 'scale' in
-      jax.tree_util.keystr(p) else x, params)
-  acc, gyr = fake_batch(args.check_batch, seed=2)
-  (loss_j, (_, m_j)), g_j = jax.value_and_grad(jax_loss_fn(model), has_aux=True)(
-      params, batch_stats, acc, gyr)
-  tm = tr.ContrastiveModel(WIDTHS, 1, KERNEL, EMBED, PROJ)
+  torch.manual_seed(0)
+  b = args.batch_size
+  cfg = pretrain_config(b)
+  enc_cfg = cfg.model.encoder
+  widths, blocks = tuple(enc_cfg.widths), tuple(enc_cfg.blocks_per_stage)
+  acc, gyr, stats = fake_batch(b, cfg.data.window_length)
+  acc_n = tr.normalize(torch.from_numpy(acc), stats['acc_mean'], stats['acc_std'])
+  out = {}
+
+  def bench(name, fn):
+    out[name] = {'s': best_of(fn, args.steps)}
+
+  for i in range(len(widths) + 1):
+    enc = tr.ResNet1D(widths[:max(i, 1)], blocks[:i] or (0,), enc_cfg.kernel_size,
+                      enc_cfg.stem_kernel, enc_cfg.stem_stride)
+    enc.train()
+
+    def fwd_bwd(enc=enc):
+      enc.zero_grad(set_to_none=True)
+      (enc(acc_n) ** 2).sum().backward()
+
+    bench(f'encoder_upto_{i}', fwd_bwd)
+  z = torch.randn(b, N_SITES, cfg.model.projection_dims[-1])
+  za, zg = z.clone().requires_grad_(), z.clone().requires_grad_()
+  bench('loss', lambda: tr.reference_nce(za, zg, cfg.ssl.temperature)[0].backward())
+  model = torch_model(tr, cfg)
+  model.train()
+  opt, lr_at = tr.make_optimizer(model, cfg.optimizer, cfg.train.steps, args.torch_optimizer)
+  for p in model.parameters():
+    p.grad = torch.ones_like(p)
+  bench('adamw', opt.step)
+  acc_t, gyr_t = torch.from_numpy(acc), torch.from_numpy(gyr)
+  bench('step', lambda: tr.train_step(model, opt, lr_at, 1, acc_t, gyr_t, stats,
+                                      cfg.ssl.temperature))
+  return out
+
+
+def worker_breakdown(args) -> dict:
+  return {'framework': 'breakdown', 'batch_size': args.batch_size, 'jax': breakdown_jax(args)}
+
+
+def worker_breakdown_torch(args) -> dict:
+  return {'framework': 'breakdown_torch', 'batch_size': args.batch_size,
+          'torch': breakdown_torch(args)}
+
+
+def float64_gradient_errors(tr, cfg, model, params0, bstats0, acc, gyr, stats) -> dict:
+  """The project's gradient function and the PyTorch twin, both in float64, on the same batch.
+
+  In float32 the two sides cannot be compared gradient by gradient: a ReLU input within float32
+  rounding (~1e-5) of 0 lands on either side of the kink depending on the order of the sums, and
+  the gradient of everything below it (e.g. the whole acc or gyr call of the shared encoder) then
+  moves by ~1/sqrt(elements of that layer), 0.3-1.7% at B=4 -- as much between JAX float32 and
+  JAX float64 as between JAX and PyTorch. In float64 no input comes that close, so the two agree
+  to ~1e-13 and any difference of the functions shows. The JAX side is ``model`` cloned with
+  dtype float64 under ``jax.enable_x64``; the project's explicit float32 casts (``x.astype(
+  jnp.float32)`` at the encoder / head outputs and in the loss) are redirected to float64 while
+  it is traced, by giving its modules a ``jnp`` whose ``float32`` is ``float64``.
+  """
+  import types
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import torch
+
+  from ssl_imu_jax import pretrain, steps
+
+  jnp64 = types.ModuleType('jax.numpy, float32 -> float64')
+  jnp64.__dict__.update(jnp.__dict__)
+  jnp64.float32 = jnp.float64
+  patched = [m for name, m in list(sys.modules.items())
+             if name.startswith('ssl_imu_jax') and getattr(m, 'jnp', None) is jnp]
+  try:
+    for m in patched:
+      m.jnp = jnp64
+    with jax.enable_x64(True):
+      f64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
+      x = {k: steps.normalize(jnp.asarray(v, jnp.float64), stats[f'{k}_mean'], stats[f'{k}_std'])
+           for k, v in (('acc', acc), ('gyr', gyr))}
+      grad_fn = jax.jit(pretrain.make_gradient_fn(cfg, model.clone(dtype=jnp.float64), 1))
+      loss_j, _, _, g_j = grad_fn(f64(params0), f64(bstats0), x['acc'], x['gyr'])
+      loss_j, g_j = np.asarray(loss_j), jax.device_get(g_j)
+  finally:
+    for m in patched:
+      m.jnp = jnp
+  if loss_j.dtype != np.float64:
+    raise RuntimeError(f'the float64 JAX loss came out {loss_j.dtype}: a float32 cast in the '
+                       'project that float64_gradient_errors does not redirect')
+
+  tm = torch_model(tr, cfg)
   tm.train()
-  tr.load_flax_params(tm, jax.device_get(params))
-  za, zg = tm(torch.from_numpy(acc), torch.from_numpy(gyr))
-  loss_t, m_t = tr.info_nce(za, zg, TEMPERATURE)
+  tr.load_flax(tm, params0, bstats0)
+  tm.double()
+  za, zg = tm(*(tr.normalize(torch.from_numpy(v).double(), stats[f'{k}_mean'], stats[f'{k}_std'])
+                for k, v in (('acc', acc), ('gyr', gyr))))
+  loss_t, _ = tr.reference_nce(za, zg, cfg.ssl.temperature)
+  loss_t.backward()
+  grads_j = tr.flax_to_torch_names(g_j, dtype='float64')
+  rel = lambda a, b: float(np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-30))  # noqa: E731
+  errs = sorted(rel(grads_j[n], p.grad.numpy()) for n, p in tm.named_parameters())
+  return {'loss_jax_f64': float(loss_j), 'loss_torch_f64': loss_t.item(),
+          'max_rel_grad_err_f64': errs[-1], 'median_rel_grad_err_f64': errs[len(errs) // 2]}
+
+
+def worker_check(args) -> dict:
+  """Same function on both sides: the JAX initialisation copied into PyTorch; parameter counts,
+  loss, gradients (the project's gradient function; in float32 and, the equivalence test, in
+  float64: ``float64_gradient_errors``) and one optimiser update (the project's compiled step, at
+  the end of the warm-up) compared."""
+  tr = import_torch_reference()
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  import torch
+
+  from ssl_imu_jax import pretrain, steps
+
+  torch.set_num_threads(args.threads)
+  b = args.check_batch
+  cfg = pretrain_config(b)
+  cfg.seed = 1
+  acc, gyr, stats = fake_batch(b, cfg.data.window_length, seed=2)
+  setup = pretrain.build_training(cfg, (1,) + acc.shape[1:], stats)
+  params0 = jax.device_get(setup.state.params)
+  bstats0 = jax.device_get(setup.state.batch_stats)
+  norm = lambda x, k: steps.normalize(x, stats[f'{k}_mean'], stats[f'{k}_std'])  # noqa: E731
+  loss_j, bstats_j, m_j, g_j = jax.jit(pretrain.make_gradient_fn(cfg, setup.model, 1))(
+      setup.state.params, setup.state.batch_stats, norm(acc, 'acc'), norm(gyr, 'gyr'))
+
+  tm = torch_model(tr, cfg)
+  tm.train()
+  tr.load_flax(tm, params0, bstats0)
+  acc_t, gyr_t = torch.from_numpy(acc), torch.from_numpy(gyr)
+  za, zg = tm(tr.normalize(acc_t, stats['acc_mean'], stats['acc_std']),
+              tr.normalize(gyr_t, stats['gyr_mean'], stats['gyr_std']))
+  loss_t, m_t = tr.reference_nce(za, zg, cfg.ssl.temperature)
   loss_t.backward()
   grads_t = {n: p.grad.numpy() for n, p in tm.named_parameters()}
-  # Map the JAX gradient tree onto PyTorch names with the same conversion as the weights.
-  gt = tr.ContrastiveModel(WIDTHS, 1, KERNEL, EMBED, PROJ)
-  tr.load_flax_params(gt, jax.device_get(g_j))
-  grads_j = {n: p.detach().numpy() for n, p in gt.named_parameters()}
-  rel = max(float(np.linalg.norm(grads_j[n] - grads_t[n]) / (np.linalg.norm(grads_j[n]) + 1e-12))
-            for n in grads_t)
-  per_enc = {name: int(count_jax_params(params[name])) for name in params}
+  grads_j = tr.flax_to_torch_names(jax.device_get(g_j))
+  rel = lambda a, b: float(np.linalg.norm(a - b) / (np.linalg.norm(a) + 1e-12))  # noqa: E731
+  grad_errs = sorted(rel(grads_j[n], grads_t[n]) for n in grads_t)
+  buffers_t = {n: v.numpy() for n, v in tm.named_buffers() if n.endswith('running_mean')}
+  stats_j = tr.flax_to_torch_names({}, jax.device_get(bstats_j))
+  mean_err = max(rel(stats_j[n], buffers_t[n]) for n in buffers_t)
+
+  # One optimiser update at the peak learning rate: the schedule's step count (not Adam's) set
+  # to the end of the warm-up, on both sides.
+  warm = int(round(cfg.optimizer.warmup_fraction * cfg.train.steps))
+  is_sched = lambda x: isinstance(x, optax.ScaleByScheduleState)  # noqa: E731
+  opt_state = jax.tree.map(
+      lambda x: x._replace(count=jnp.asarray(warm, x.count.dtype)) if is_sched(x) else x,
+      setup.state.opt_state, is_leaf=is_sched)
+  state = setup.state.replace(step=jnp.asarray(warm, jnp.int32), opt_state=opt_state)
+  batch = jax.device_put({'acc': acc, 'gyr': gyr}, setup.data_sharding)
+  new_state, _ = setup.step_fn(state, batch, jax.random.key(cfg.seed))
+  upd_j = tr.flax_to_torch_names(jax.tree.map(lambda a, b: np.asarray(a) - b,
+                                              jax.device_get(new_state.params), params0))
+  tm2 = torch_model(tr, cfg)
+  tm2.train()
+  tr.load_flax(tm2, params0, bstats0)
+  opt, lr_at = tr.make_optimizer(tm2, cfg.optimizer, cfg.train.steps)
+  tr.train_step(tm2, opt, lr_at, warm, acc_t, gyr_t, stats, cfg.ssl.temperature)
+  p0 = tr.flax_to_torch_names(params0)
+  upd_t = {n: p.detach().numpy() - p0[n] for n, p in tm2.named_parameters()}
+  update_err = rel(np.concatenate([upd_j[n].ravel() for n in upd_t]),
+                   np.concatenate([upd_t[n].ravel() for n in upd_t]))
+  f64 = float64_gradient_errors(tr, cfg, setup.model, params0, bstats0, acc, gyr, stats)
   return {
+      **f64,
       'framework': 'check', 'loss_jax': float(loss_j), 'loss_torch': float(loss_t),
       'top1_jax': float(m_j['top1']), 'top1_torch': float(m_t['top1']),
-      'max_rel_grad_err': rel, 'params_jax': count_jax_params(params),
-      'params_torch': tr.count_params(tm), 'params_by_module_jax': per_enc,
-      'params_acc_encoder_torch': tr.count_params(tm, 'acc_encoder.'),
+      'max_rel_grad_err': grad_errs[-1], 'median_rel_grad_err': grad_errs[len(grad_errs) // 2],
+      'max_rel_running_mean_err': mean_err,
+      'max_rel_update_err': update_err, 'lr_checked': lr_at(warm),
+      'params_jax': int(sum(np.size(x) for x in jax.tree.leaves(params0))),
+      'params_torch': tr.count_params(tm),
+      'params_encoder_torch': tr.count_params(tm, 'encoder.'),
+      'tensors': len(grads_t),
   }
 
 
-WORKERS = {'matmul': worker_matmul, 'check': worker_check, 'breakdown': worker_breakdown}
-SERVERS = {'jax': setup_jax, 'torch': setup_torch}
+WORKERS = {'matmul': worker_matmul, 'check': worker_check, 'breakdown': worker_breakdown,
+           'breakdown_torch': worker_breakdown_torch}
+SERVERS = {'jax': setup_jax, 'jax_plain_convs': setup_jax, 'torch': setup_torch}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -424,22 +570,24 @@ def worker_cmd(kind: str, args, batch_size: int = 0) -> tuple[list[str], dict]:
   cmd = [sys.executable, os.path.abspath(__file__), f'--_worker={kind}',
          f'--batch_size={batch_size}', f'--threads={args.threads}',
          f'--matmul_size={args.matmul_size}', f'--matmul_repeats={args.matmul_repeats}',
-         f'--matmul_per_round={args.matmul_per_round}',
-         f'--dtype={args.dtype}', f'--torch_optimizer={args.torch_optimizer}',
-         f'--check_batch={args.check_batch}']
+         f'--matmul_per_round={args.matmul_per_round}', f'--steps={args.steps}',
+         f'--torch_optimizer={args.torch_optimizer}', f'--check_batch={args.check_batch}']
   if args.torch_compile:
     cmd.append('--torch_compile')
+  if kind == 'jax_plain_convs':
+    cmd.append('--plain_convs')
   env = dict(os.environ)
-  if kind == 'torch' and args.torch_omp_wait_policy != 'unset':
+  torch_side = kind in ('torch', 'check', 'breakdown_torch')
+  if torch_side and args.torch_omp_wait_policy != 'unset':
     env['OMP_WAIT_POLICY'] = args.torch_omp_wait_policy.upper()
   if args.xla_flags:
     env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + args.xla_flags).strip()
   return cmd, env
 
 
-def run_worker(kind: str, args) -> dict:
-  """One-shot worker (check, matmul) in a fresh subprocess."""
-  cmd, env = worker_cmd(kind, args)
+def run_worker(kind: str, args, batch_size: int = 0) -> dict:
+  """One-shot worker (check, matmul, breakdown) in a fresh subprocess."""
+  cmd, env = worker_cmd(kind, args, batch_size)
   proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
   for line in proc.stdout.splitlines():
     if line.startswith('RESULT '):
@@ -493,7 +641,7 @@ def measure(frameworks: list[str], args, batch_size: int) -> dict:
         srv.step()
         if i >= args.warmup:
           wall, busy = wall + time.perf_counter() - w0, busy + cpu_busy_seconds() - b0
-      if 'jax' in servers:
+      if 'jax' in servers:  # the peak of the row, timed under the same load
         for _ in range(args.matmul_per_round):
           servers['jax'].step('matmul')
     out = {kind: srv.finish() for kind, srv in servers.items()}
@@ -512,21 +660,41 @@ def timed(result: dict, args) -> list[float]:
 
 
 def print_breakdown(args) -> int:
-  cmd, env = worker_cmd('breakdown', args, args.breakdown)
-  cmd.append(f'--steps={args.steps}')
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-  lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
-  if not lines:
-    sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-    raise RuntimeError(f'breakdown worker failed with exit code {proc.returncode}')
-  parts = json.loads(lines[0][len('RESULT '):])['parts']
-  total = parts['full step']['s']
-  print(f'JAX step parts at B={args.breakdown} ({args.breakdown * N_IMU} site-windows), best of '
-        f'{args.steps}, each compiled alone; {args.threads} threads; XLA_FLAGS='
+  b = args.breakdown
+  parts = run_worker('breakdown', args, b)['jax']
+  torch_parts = {}
+  if 'torch' in args.frameworks:
+    torch_parts = run_worker('breakdown_torch', args, b)['torch']
+  n_stages = sum(1 for k in parts if k.startswith('encoder_upto_')) - 1
+  print(f'{cpu_model()}; {args.threads} threads; B={b} ({b * N_SITES} site-windows per '
+        f'modality); best of {args.steps}; each part compiled alone; XLA_FLAGS='
         f'{(os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()!r}')
-  for name, v in parts.items():
-    print(f"  {name:60s} {v['s']:8.4f} s {100 * v['s'] / total:6.1f}% of the step "
-          f"{v['flops'] / 1e9:8.2f} GFLOP {v['flops'] / v['s'] / 1e9:7.1f} GFLOP/s")
+  print(f"{'part (forward + backward)':58s} {'JAX s':>8s} {'%step':>6s} {'GFLOP':>7s} "
+        f"{'GFLOP/s':>8s} {'PT s':>8s} {'PT/JAX':>7s}")
+
+  def row(label, key, prev=None, times=1):
+    sj = (parts[key]['s'] - (parts[prev]['s'] if prev else 0.0)) * times
+    fl = (parts[key]['flops'] - (parts[prev]['flops'] if prev else 0.0)) * times
+    line = (f'{label:58s} {sj:8.4f} {100 * sj / parts["step"]["s"]:5.1f}% {fl / 1e9:7.2f} '
+            f'{fl / max(sj, 1e-9) / 1e9:8.1f}')
+    if key in torch_parts:
+      st = (torch_parts[key]['s'] - (torch_parts[prev]['s'] if prev else 0.0)) * times
+      line += f' {st:8.4f} {st / max(sj, 1e-9):7.2f}'
+    print(line)
+
+  row('stem: conv k49/2 + BN + ReLU + max-pool (x2 modalities)', 'encoder_upto_0', times=2)
+  for i in range(n_stages):
+    row(f'stage {i} blocks (x2 modalities)', f'encoder_upto_{i + 1}', f'encoder_upto_{i}', 2)
+  row('whole encoder (x2 modalities)', f'encoder_upto_{n_stages}', times=2)
+  row('reference NCE loss', 'loss')
+  row('AdamW update', 'adamw')
+  row('full step (project step / twin train_step)', 'step')
+  print('Stage rows are differences of the encoder cut after that stage and before it; the '
+        'rest of the step (heads, normalisation, norms) is the full step minus the parts. '
+        'GFLOP are XLA\'s counts of the compiled parts (banded matmuls include their zeros).')
+  if args.json:
+    with open(args.json, 'w') as f:
+      json.dump({'jax': parts, 'torch': torch_parts, 'batch_size': b}, f, indent=1)
   return 0
 
 
@@ -543,8 +711,6 @@ def main(argv=None) -> int:
   p.add_argument('--matmul_repeats', type=int, default=10, help='standalone matmul repeats')
   p.add_argument('--matmul_per_round', type=int, default=2,
                  help='JAX matmuls timed after every lock-step round (the peak of the row)')
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                 help='JAX compute dtype (bfloat16 is not a like-for-like comparison)')
   p.add_argument('--xla_flags', default='', help='appended to XLA_FLAGS for the JAX workers')
   p.add_argument('--torch_optimizer', default='default', choices=('default', 'foreach', 'fused'))
   p.add_argument('--torch_compile', action='store_true', help='torch.compile the PyTorch step')
@@ -553,52 +719,74 @@ def main(argv=None) -> int:
                  help="OMP_WAIT_POLICY for PyTorch's OpenMP threads; spinning ('active', or "
                  "'unset' = the runtime's default) slows PyTorch several-fold whenever another "
                  'process uses a core')
-  p.add_argument('--frameworks', default='jax,torch', help='which sides to time')
-  p.add_argument('--check_batch', type=int, default=2, help='windows in the equivalence check')
+  p.add_argument('--frameworks', default='jax,torch', help='which sides to time (jax, torch)')
+  p.add_argument('--baseline', action='store_true',
+                 help='also time, in the same lock-step rounds, the project step with every '
+                 'convolution through XLA (before the banded-matmul convolutions)')
+  p.add_argument('--check_batch', type=int, default=4, help='windows in the equivalence check')
+  p.add_argument('--grad_tol', type=float, default=1e-6,
+                 help='largest relative difference of a gradient tensor the check accepts, both '
+                 'sides in float64 (measured: 1e-13)')
+  p.add_argument('--grad_tol_f32', type=float, default=5e-2,
+                 help='the same in float32, a sanity bound only (the median must be below half '
+                 'of it): a ReLU input within rounding of 0 flips the gradient below it by ~1e-2 '
+                 'on either side alike (measured: max 4e-4 to 1.7e-2, JAX float32 vs float64 '
+                 'as large)')
   p.add_argument('--breakdown', type=int, default=0, metavar='B',
-                 help='instead of the comparison, time the parts of the JAX step at batch B')
+                 help='instead of the comparison, time the parts of the step at batch B')
   p.add_argument('--json', default='', help='also write every raw result to this file')
   p.add_argument('--batch_size', type=int, default=0, help=argparse.SUPPRESS)
+  p.add_argument('--plain_convs', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--_worker', default='', help=argparse.SUPPRESS)
   args = p.parse_args(argv)
 
   if args._worker:
     pin_cpus(args.threads)
+    sys.path.insert(0, ROOT)
     if args._worker in SERVERS:
       serve(SERVERS[args._worker], args)
     else:
       print('RESULT ' + json.dumps(WORKERS[args._worker](args)), flush=True)
     return 0
 
-  if args.breakdown:
-    return print_breakdown(args)
   frameworks = [f.strip() for f in args.frameworks.split(',') if f.strip()]
-  if args.quick:
-    args.batch_sizes, args.steps, args.warmup = '4,16', 2, 1
-    args.matmul_size, args.matmul_repeats, args.matmul_per_round = 1024, 5, 1
-  batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
   if 'torch' in frameworks:
     try:
       import torch  # noqa: F401
     except ImportError:
       sys.exit(TORCH_MISSING)
+  if args.breakdown:
+    return print_breakdown(args)
+  if args.quick:
+    args.batch_sizes, args.steps, args.warmup = '4,16', 2, 1
+    args.matmul_size, args.matmul_repeats, args.matmul_per_round = 1024, 5, 1
+  if args.baseline and 'jax' in frameworks:
+    frameworks.insert(frameworks.index('jax') + 1, 'jax_plain_convs')
+  batch_sizes = [int(b) for b in args.batch_sizes.split(',')]
 
   results = []
-  print(f'CPUs/threads per framework: {args.threads} (of {os.cpu_count()}); shapes: B x {N_IMU} '
-        f'IMUs x {WINDOW} x {AXES} per modality; JAX dtype {args.dtype}; XLA_FLAGS='
+  print(f'{cpu_model()}; CPUs/threads per framework: {args.threads}; shapes: B x {N_SITES} '
+        f'IMUs x 128 x {AXES} per modality (configs/paper.py pretrain); XLA_FLAGS='
         f'{(os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()!r}; PyTorch '
         f'OMP_WAIT_POLICY {args.torch_omp_wait_policy}; load average {os.getloadavg()[0]:.2f}')
   if 'torch' in frameworks:
     chk = run_worker('check', args)
     results.append(chk)
-    print(f"check: params JAX {chk['params_jax']:,} PyTorch {chk['params_torch']:,} "
-          f"(per encoder JAX {chk['params_by_module_jax']['acc_encoder']:,}, PyTorch "
-          f"{chk['params_acc_encoder_torch']:,}); loss JAX {chk['loss_jax']:.6f} PyTorch "
-          f"{chk['loss_torch']:.6f}; max relative gradient difference "
-          f"{chk['max_rel_grad_err']:.1e}")
+    print(f"check (B={args.check_batch}): params JAX {chk['params_jax']:,} PyTorch "
+          f"{chk['params_torch']:,} (encoder {chk['params_encoder_torch']:,}); loss JAX "
+          f"{chk['loss_jax']:.6f} PyTorch {chk['loss_torch']:.6f}; relative difference of the "
+          f"{chk['tensors']} gradient tensors: max {chk['max_rel_grad_err']:.1e}, median "
+          f"{chk['median_rel_grad_err']:.1e} (float32), max "
+          f"{chk['max_rel_grad_err_f64']:.1e}, median {chk['median_rel_grad_err_f64']:.1e} "
+          f"(float64); BatchNorm running means "
+          f"{chk['max_rel_running_mean_err']:.1e}; "
+          f"one AdamW update at lr {chk['lr_checked']:.0e} (whole update vector) "
+          f"{chk['max_rel_update_err']:.1e}")
     if (chk['params_jax'] != chk['params_torch']
         or abs(chk['loss_jax'] - chk['loss_torch']) > 1e-4 * max(1.0, abs(chk['loss_jax']))
-        or chk['max_rel_grad_err'] > 1e-3):
+        or chk['median_rel_grad_err'] > args.grad_tol_f32 / 2
+        or chk['max_rel_grad_err'] > args.grad_tol_f32
+        or chk['max_rel_grad_err_f64'] > args.grad_tol):
       sys.exit('The PyTorch reference does not compute the same step as JAX; not timing it.')
   mm = run_worker('matmul', args)
   results.append(mm)
@@ -607,8 +795,6 @@ def main(argv=None) -> int:
   if 'torch_flops_per_s' in mm:
     line += f", PyTorch {mm['torch_flops_per_s'] / 1e9:.1f}"
   print(line + ' GFLOP/s')
-  print(f'analytic forward MACs per site-window (one encoder + head): '
-        f'{analytic_forward_macs_per_site_window():,}')
 
   rows = []
   for b in batch_sizes:
@@ -619,9 +805,11 @@ def main(argv=None) -> int:
     rows.append(row)
 
   nan = float('nan')
+  base = ' before/JAX' if 'jax_plain_convs' in frameworks else ''
   print(f"{'B':>5} {'JAX s/step':>11} {'PT s/step':>10} {'JAX win/s':>10} {'PT win/s':>9} "
         f"{'PT/JAX':>7} {'GFLOP/step':>11} {'JAX GFLOP/s':>12} {'peak':>6} {'%peak':>6} "
-        f"{'JAX MB':>7} {'PT MB':>7} {'compile s':>9} {'other':>5}")
+        f"{'JAX MB':>7} {'PT MB':>7} {'compile s':>9} {'other':>5}"
+        + (f" {'before s':>9} {'before %pk':>10}{base}" if base else ''))
   for row in rows:
     b, rj, rt = row['batch_size'], row.get('jax', {}), row.get('torch', {})
     sj = statistics.median(timed(rj, args)) if rj else nan
@@ -629,25 +817,35 @@ def main(argv=None) -> int:
     flops = rj.get('flops', nan)
     mm_times = rj.get('matmul_times') or [nan]
     peak = 2 * args.matmul_size**3 / min(mm_times)
-    print(f"{b:>5} {sj:>11.4f} {st:>10.4f} {b / sj:>10.1f} {b / st:>9.1f} {st / sj:>7.2f} "
-          f"{flops / 1e9:>11.2f} {flops / sj / 1e9:>12.1f} {peak / 1e9:>6.1f} "
-          f"{100 * flops / sj / peak:>5.1f}% "
-          f"{rj.get('peak_rss_mb', nan):>7.0f} {rt.get('peak_rss_mb', nan):>7.0f} "
-          f"{rj.get('compile_s', nan):>9.1f} {row['other_load']:>5.2f}")
-  first = rows[0]
+    line = (f"{b:>5} {sj:>11.4f} {st:>10.4f} {b / sj:>10.1f} {b / st:>9.1f} {st / sj:>7.2f} "
+            f"{flops / 1e9:>11.2f} {flops / sj / 1e9:>12.1f} {peak / 1e9:>6.1f} "
+            f"{100 * flops / sj / peak:>5.1f}% "
+            f"{rj.get('peak_rss_mb', nan):>7.0f} {rt.get('peak_rss_mb', nan):>7.0f} "
+            f"{rj.get('compile_s', nan):>9.1f} {row['other_load']:>5.2f}")
+    if base:
+      sb = statistics.median(timed(row['jax_plain_convs'], args))
+      line += f' {sb:>9.4f} {100 * flops / sb / peak:>9.1f}% {sb / sj:>10.2f}'
+    print(line)
   print('s/step: median of the timed steps (fastest: ' + ', '.join(
       f"B={r['batch_size']} JAX {min(timed(r['jax'], args)):.4f}"
       + (f" PT {min(timed(r['torch'], args)):.4f}" if 'torch' in r else '')
       for r in rows if 'jax' in r) + '). PT/JAX > 1: JAX is faster.')
+  print('GFLOP/step: XLA cost analysis of the step with its convolutions as convolutions (what '
+        'PyTorch computes); the compiled step counts ' + ', '.join(
+            f"{r['jax']['flops_compiled'] / 1e9:.2f}" for r in rows if 'jax' in r)
+        + ' GFLOP (its banded matmuls multiply zeros too).')
   print('MB: peak RSS of each fresh subprocess, framework included (after import: JAX '
-        f"{first.get('jax', {}).get('rss_after_import_mb', nan):.0f} MB, PyTorch "
-        f"{first.get('torch', {}).get('rss_after_import_mb', nan):.0f} MB). XLA temp buffers: "
+        f"{rows[0].get('jax', {}).get('rss_after_import_mb', nan):.0f} MB, PyTorch "
+        f"{rows[0].get('torch', {}).get('rss_after_import_mb', nan):.0f} MB). XLA temp buffers: "
         + ', '.join(f"B={r['batch_size']} {r['jax']['xla_temp_mb']:.0f} MB"
                     for r in rows if 'jax' in r) + '.')
   print(f'peak: best {args.matmul_size}^3 float32 JAX matmul (GFLOP/s), {args.matmul_per_round} '
         'timed after every lock-step round, so it saw the same load as the steps.')
   print('other: CPU cores busy with other processes while the row was timed (0 on an idle '
         'machine; above ~0.1 the figures are slowed by competition for the cores).')
+  if base:
+    print('before: the same project step with every convolution through XLA '
+          '(--baseline), timed in the same lock-step rounds; last column = before / after.')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(results, f, indent=1)

@@ -84,6 +84,9 @@ def encoder_config(size: str, variant: str = 'reference') -> ml_collections.Conf
       'zero_init_residual': False,
       'norm': 'batch',            # 'batch' (synced: global batch under jit) | 'group'
       'shared': True,             # one encoder (one set of weights) for acc and gyr
+      # 'auto': short, wide convolutions as banded matrix products (4-7x faster steps on a
+      # CPU; equal up to rounding) | 'xla': XLA's convolution everywhere
+      'conv_impl': 'auto',
   })
 
 
@@ -130,6 +133,11 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
       'grad_accum_steps': 1,
       'compute_dtype': 'float32',  # or 'bfloat16' (parameters stay float32)
       'prefetch': 2,
+      # Where training batches are gathered: 'host' (the input pipeline), 'device' (all windows
+      # kept on the device, each step gathers its batch there: no host copy per step), 'auto'
+      # ('device' where the windows fit in device_data_mb, one process, in-memory data).
+      'batches_from': 'host',
+      'device_data_mb': 1024.0,
       'progress': True,
       # 'auto': a rerun resumes from the latest checkpoint if it ran with the same config and
       # data, and stops naming the changes otherwise; 'force': resume whatever changed.

@@ -433,6 +433,28 @@ def train_iterator(ws: WindowSet, train_idx: np.ndarray, batch_size: int, seed: 
                                                      prefetch_buffer_size=prefetch))
 
 
+def data_bytes(ws: WindowSet) -> int:
+  """Bytes of a window set's signals and labels (what ``device_arrays`` puts on each device)."""
+  return sum(int(np.prod(x.shape)) * 4 for x in (ws.acc, ws.gyr, ws.targets) if x is not None)
+
+
+def device_arrays(ws: WindowSet, sharding) -> dict[str, jax.Array]:
+  """All windows as arrays replicated on the mesh of ``sharding`` (keys as ``gather``'s)."""
+  rep = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+  host = gather(ws, slice(None), with_targets=ws.targets.shape[1] > 0)
+  return jax.device_put({k: np.ascontiguousarray(v, np.float32) for k, v in host.items()}, rep)
+
+
+def index_iterator(train_idx: np.ndarray, batch_size: int, seed: int, start_step: int,
+                   num_steps: int, sharding) -> Iterator[tuple[int, jax.Array]]:
+  """Yields (step, the batch's window indices [B] on the device): what ``train_iterator``
+  would gather on the host, for data kept on the device (``device_arrays``)."""
+  train_idx = np.asarray(train_idx)
+  for step in range(start_step, num_steps):
+    idx = train_idx[batch_indices(step, batch_size, len(train_idx), seed)]
+    yield step, jax.device_put(idx.astype(np.int32), sharding)
+
+
 def padded_batches(idx: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
   """``idx`` in order as fixed-size index batches, the last padded by repeating an index:
   (indices [batch_size], number of real ones). One batch shape -> one compilation."""

@@ -7,7 +7,7 @@ beside them (``config.json``) and a model card (``MODEL_CARD.md``).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,6 +108,41 @@ def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
   return step
 
 
+class Training(NamedTuple):
+  """What ``build_training`` returns: the pieces ``run`` trains with."""
+
+  model: ContrastiveModel
+  tx: Any
+  schedule: Any
+  state: train_state.TrainState
+  step_fn: Any  # jitted (state, batch, rng) -> (state, metrics); the state is donated
+  mesh: jax.sharding.Mesh
+  data_sharding: jax.sharding.NamedSharding
+  replicated: jax.sharding.NamedSharding
+
+
+def build_training(config: ml_collections.ConfigDict, sample_shape: tuple[int, ...],
+                   stats: dict[str, float], mesh=None) -> Training:
+  """The model, optimiser, initial state on the mesh and the jitted, state-donating train step
+  of ``run`` (the one implementation; benchmarks/pretrain_throughput.py times it too).
+
+  ``sample_shape`` is one batch's [1, N, T, 3]; ``stats`` the input normalisation
+  (``input_pipeline.fit_input_stats``); ``mesh`` defaults to all devices.
+  """
+  mesh = parallel.make_mesh() if mesh is None else mesh
+  n_dev = mesh.devices.size
+  parallel.check_batch(config.train.batch_size, mesh)
+  if config.train.batch_size % config.train.grad_accum_steps:
+    raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
+  model = build_model(config)
+  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
+  state = steps.init_state(config, model, tx, tuple(sample_shape), mesh, stats)
+  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+  step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
+                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
+  return Training(model, tx, schedule, state, step_fn, mesh, dsh, rep)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
   """Pre-trains (or resumes) into ``workdir``; returns the last training and eval metrics."""
   os.makedirs(workdir, exist_ok=True)
@@ -133,18 +168,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
                         f'and {config.data.eval_split!r}')
   stats = input_pipeline.fit_input_stats(train, np.arange(len(train)))
 
-  mesh = parallel.make_mesh()
-  n_dev = mesh.devices.size
-  parallel.check_batch(config.train.batch_size, mesh)
-  if config.train.batch_size % config.train.grad_accum_steps:
-    raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
-  model = build_model(config)
-  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
-  sample_shape = (1,) + tuple(train.acc.shape[1:])
-  state = steps.init_state(config, model, tx, sample_shape, mesh, stats)
-  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
-  step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
-                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
+  setup = build_training(config, (1,) + tuple(train.acc.shape[1:]), stats)
+  model, state, step_fn, mesh = setup.model, setup.state, setup.step_fn, setup.mesh
+  dsh, rep = setup.data_sharding, setup.replicated
 
   meta = {
       'kind': 'pretrain',

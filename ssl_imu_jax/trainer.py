@@ -20,11 +20,14 @@ from ssl_imu_jax import checkpointing, parallel
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 
-# Config keys that do not change what a run computes (where data live, logging, resume policy).
+# Config keys that do not change what a run computes (where data live, logging, resume policy,
+# and implementation choices equal up to float rounding).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size', 'train.resume',
-                          'data.stream', 'cache_embeddings', 'data.mix.manual_dir'})
+                          'data.stream', 'cache_embeddings', 'data.mix.manual_dir',
+                          'train.batches_from', 'train.device_data_mb',
+                          'model.encoder.conv_impl'})
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -170,6 +173,15 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
     return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
                                          t.steps, sharding, prefetch=t.prefetch)
 
+  if device_resident(t, windows):
+    data = input_pipeline.device_arrays(windows, sharding)
+    gather_step = _gather_step(step_fn, sharding)
+    step_fn = lambda state, idx, rng: gather_step(state, data, idx, rng)  # noqa: E731
+
+    def batches(start):  # noqa: F811
+      return input_pipeline.index_iterator(train_idx, t.batch_size, config.seed, start, t.steps,
+                                           sharding)
+
   log_every, checkpoint_every, eval_every = intervals(t)
   try:
     state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
@@ -182,6 +194,42 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
     writer.close()
     ckpt.close()
   return FitResult(state, last, final_eval, ckpt.directory)
+
+
+def device_resident(train_cfg, windows) -> bool:
+  """Whether ``fit`` keeps the training windows on the device (config key train.batches_from:
+  'host', 'device', or 'auto' = 'device' where they fit in train.device_data_mb)."""
+  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+
+  mode = train_cfg.get('batches_from', 'host')
+  if mode not in ('host', 'device', 'auto'):
+    raise ConfigError(f"config key train.batches_from must be 'host', 'device' or 'auto', got "
+                      f'{mode!r}')
+  possible = jax.process_count() == 1 and isinstance(windows.acc, np.ndarray)
+  if mode == 'device' and not possible:
+    raise ConfigError("config key train.batches_from='device' needs in-memory windows "
+                      '(data.stream=False) and one process')
+  if mode == 'auto':
+    mb = input_pipeline.data_bytes(windows) / 2**20
+    return possible and mb <= float(train_cfg.get('device_data_mb', 1024))
+  return mode == 'device'
+
+
+_GATHER_STEPS: dict[int, tuple[Any, Any]] = {}
+
+
+def _gather_step(step_fn, sharding):
+  """``(state, data, idx, rng) -> step_fn(state, data[idx], rng)`` compiled as one program
+  (the batch gathered on the device, sharded like a host batch; the state donated)."""
+  hit = _GATHER_STEPS.get(id(step_fn))
+  if hit is None or hit[0] is not step_fn:
+    def gstep(state, data, idx, rng):
+      batch = {k: jax.lax.with_sharding_constraint(v[idx], sharding) for k, v in data.items()}
+      return step_fn(state, batch, rng)
+
+    hit = (step_fn, jax.jit(gstep, donate_argnums=(0,)))
+    _GATHER_STEPS[id(step_fn)] = hit
+  return hit[1]
 
 
 def intervals(train_cfg) -> tuple[int, int, int]:

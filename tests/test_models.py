@@ -108,3 +108,41 @@ def test_weight_decay_reaches_kernels_only_by_default(kernels_only):
   others = [changed['conv']['bias'], changed['norm']['scale'], changed['norm']['bias'],
             changed['log_temperature']]
   assert others == ([False] * 4 if kernels_only else [True] * 4)
+
+
+@pytest.mark.parametrize('length,c_in,c_out,stride', [(8, 64, 64, 1), (16, 32, 64, 2),
+                                                      (4, 128, 128, 1), (64, 16, 16, 1)])
+def test_banded_matmul_convolution_equals_xla_convolution(length, c_in, c_out, stride):
+  from ssl_imu_jax.models import resnet1d
+
+  k, pad = 9, 4
+  x = jax.random.normal(jax.random.key(0), (5, length, c_in))
+  w = jax.random.normal(jax.random.key(1), (k, c_in, c_out)) / np.sqrt(k * c_in)
+  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NWC', 'WIO', 'NWC'))
+
+  def loss(conv, x, w):
+    y = conv(x, w, (stride,), ((pad, pad),), dimension_numbers=dn)
+    return jnp.sum(jnp.sin(y)), y
+
+  (_, y_ref), g_ref = jax.value_and_grad(lambda x, w: loss(jax.lax.conv_general_dilated, x, w),
+                                         argnums=(0, 1), has_aux=True)(x, w)
+  (_, y), g = jax.value_and_grad(lambda x, w: loss(resnet1d.conv1d, x, w), argnums=(0, 1),
+                                 has_aux=True)(x, w)
+  assert y.shape == y_ref.shape == (5, -(-length // stride), c_out)
+  np.testing.assert_allclose(y, y_ref, atol=1e-5, rtol=1e-5)
+  for a, b in zip(g, g_ref, strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  # The banded product is taken where XLA's convolution is slow (short and wide), not elsewhere.
+  assert resnet1d._as_matmul(length, c_in, c_out, k) == (length <= 18 and c_out >= 64)
+
+
+def test_the_encoder_with_banded_convolutions_equals_xla_convolutions():
+  x = jax.random.normal(jax.random.key(2), (2, 3, 128, 3))
+  outs = []
+  for impl in ('auto', 'xla'):
+    enc = ResNet1D(blocks_per_stage=(1, 1, 1, 1), conv_impl=impl)
+    variables = enc.init(jax.random.key(0), x, train=False)
+    outs.append(enc.apply(variables, x, train=True, mutable=['batch_stats'])[0])
+  np.testing.assert_allclose(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+  with pytest.raises(ValueError, match=r"model.encoder.conv_impl must be one of \('auto', 'xla'\)"):
+    ResNet1D(conv_impl='fast').init(jax.random.key(0), x, train=False)

@@ -311,3 +311,33 @@ def test_pretraining_on_a_pooled_corpus_says_so_and_is_not_mixed_with_a_plain_ru
   with pytest.raises(ConfigError,
                      match=r"data.mix.dataset: '<absent>' -> 'toy_labelled'.*data records"):
     pretrain.run(cfg, str(work), toy_dirs['data_dir'])
+
+
+def test_device_resident_windows_give_the_host_pipelines_batches_and_run(tmp_path, toy_dirs,
+                                                                        pretrained):
+  from ssl_imu_jax import parallel, trainer
+  from ssl_imu_jax.errors import ConfigError
+
+  ws = input_pipeline.load_split(toy_dirs['unlabelled'], 'train')
+  sh = parallel.data_sharding(parallel.make_mesh())
+  idx = np.arange(3, len(ws))
+  data = input_pipeline.device_arrays(ws, sh)
+  host = input_pipeline.train_iterator(ws, idx, 8, 5, 2, 5, sh, prefetch=0)
+  dev = input_pipeline.index_iterator(idx, 8, 5, 2, 5, sh)
+  for (s, hb), (s2, ib) in zip(host, dev, strict=True):
+    assert s == s2
+    for k in hb:
+      np.testing.assert_array_equal(np.asarray(hb[k]), np.asarray(data[k])[np.asarray(ib)])
+  cfg = tiny_pretrain_config()
+  cfg.train.batches_from = 'device'
+  out = pretrain.run(cfg, str(tmp_path / 'resident'), toy_dirs['data_dir'])
+  chex.assert_trees_all_equal(jax.device_get(out['state'].params),
+                              jax.device_get(pretrained['out']['state'].params))
+  cfg.train.batches_from = 'auto'
+  cfg.train.device_data_mb = input_pipeline.data_bytes(ws) / 2**20 * 0.99
+  assert not trainer.device_resident(cfg.train, ws)  # does not fit: the host pipeline
+  cfg.train.device_data_mb *= 1.02
+  assert trainer.device_resident(cfg.train, ws)
+  cfg.train.batches_from = 'gpu'
+  with pytest.raises(ConfigError, match=r"batches_from must be 'host', 'device' or 'auto'"):
+    trainer.device_resident(cfg.train, ws)

@@ -41,7 +41,8 @@ def make_encoder(cfg: ml_collections.ConfigDict, dtype, name: str | None = None)
                   stem_stride=int(get('stem_stride', 2)), stem_pool=bool(get('stem_pool', True)),
                   embed_dim=int(get('embed_dim', 0)), conv_bias=bool(get('conv_bias', False)),
                   zero_init_residual=bool(get('zero_init_residual', False)),
-                  norm=get('norm', 'batch'), dtype=dtype, name=name)
+                  norm=get('norm', 'batch'), conv_impl=str(get('conv_impl', 'auto')),
+                  dtype=dtype, name=name)
 
 
 def encoder_names(cfg, has_gyr: bool = True) -> tuple[str, ...]:
