@@ -182,13 +182,31 @@ def _downstream(report_dir: str, ckpt_dir: str) -> str:
           f'headline.csv):\n\n' + head + rows)
 
 
-def _retrieval(pretrain_run: str) -> str:
+def _retrieval(pretrain_run: str, meta: dict[str, Any]) -> str:
   curve = retrieval_by_step(pretrain_run)
   if not curve:
     return 'No held-out evaluation was logged.'
   rows = ''.join(f'| {s} | {v["top1"]:.3f} | {v["top5"]:.3f} |\n' for s, v in sorted(curve.items()))
-  return ('Top-1 / top-5 retrieval of each window\'s gyr embedding among the batch from its acc '
-          'embedding, on held-out subjects:\n\n| step | top-1 | top-5 |\n|---|---|---|\n' + rows)
+  batch = int(meta['config']['train'].get('eval_batch_size', 256))
+  candidates = batch * len(meta['dataset']['sites'])
+  return (f'Top-1 / top-5 retrieval of each window\'s gyr embedding from its acc embedding among '
+          f'a held-out batch ({batch} windows x {len(meta["dataset"]["sites"])} sites = '
+          f'{candidates} candidates, chance {1 / candidates:.1g}; figures of encoders with other '
+          f'site counts are not comparable), on held-out subjects:\n\n'
+          '| step | top-1 | top-5 |\n|---|---|---|\n' + rows)
+
+
+def _seen_subjects_note(meta: dict[str, Any], report_dir: str, ckpt_dir: str) -> str:
+  """A warning when a downstream data set's recordings were in the pre-training corpus."""
+  d = meta['dataset']
+  corpora = {d['name']} | ({d['mix']['dataset']} if d.get('mix') else set())
+  seen = sorted(corpora & set(tasks_from(report_dir, ckpt_dir))) if report_dir else []
+  if not seen:
+    return ''
+  return (f'\n**Not a held-out evaluation for {", ".join(f"`{t}`" for t in seen)}**: recordings '
+          f'of the same subjects (unlabelled) were in this encoder\'s pre-training corpus, so '
+          f'those rows measure a transductive setting (pre-training on the very recordings one '
+          f'later labels), not transfer to new people.\n')
 
 
 def export(config: ml_collections.ConfigDict) -> str:
@@ -267,9 +285,9 @@ def release_sections(name: str, meta: dict[str, Any], pretrain_run: str, report_
   and its embeddings.
 
 ## Held-out retrieval during pre-training
-{_retrieval(pretrain_run)}
+{_retrieval(pretrain_run, meta)}
 ## Downstream results
-{_downstream(report_dir, ckpt_dir)}
+{_downstream(report_dir, ckpt_dir)}{_seen_subjects_note(meta, report_dir, ckpt_dir)}
 ## Licence of the training data
 {rel['licence']}
 

@@ -91,3 +91,12 @@ def test_export_refuses_what_it_cannot_describe(pretrained, tmp_path):
   c = ml_collections.ConfigDict(dict(checkpoint=pretrained['workdir'], reproduce='x'))
   with pytest.raises(ConfigError, match='licence'):  # toy data: no known licence
     release.export(c)
+
+
+def test_a_card_warns_when_a_downstream_task_was_in_the_pooled_pretraining_corpus(monkeypatch):
+  meta = {'dataset': {'name': 'synthetic_movi', 'mix': {'dataset': 'ipol_gait'}}}
+  monkeypatch.setattr(release, 'tasks_from', lambda r, c: ['ipol_gait', 'synthetic_walking_kfm'])
+  note = release._seen_subjects_note(meta, 'report', 'ckpt')
+  assert 'Not a held-out evaluation for `ipol_gait`' in note and 'kfm' not in note
+  monkeypatch.setattr(release, 'tasks_from', lambda r, c: ['synthetic_walking_kfm'])
+  assert release._seen_subjects_note(meta, 'report', 'ckpt') == ''
