@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 DEMO_CONFIG ?= configs/demo.py
 DEMO_ARGS ?=
+# Two test processes, a file each at a time (module fixtures stay in one process): most tests
+# wait on one XLA compilation thread, so two processes keep both cores busy.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-beam venv lint bench clean
 
@@ -22,7 +25,7 @@ demo: venv
 	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR) $(DEMO_ARGS)
 
 test: venv
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 
 # The Apache Beam conversion path, in its own venv: apache-beam would move the main venv's
 # protobuf, pillow, pyarrow and python-dateutil.

@@ -11,7 +11,7 @@ from ssl_imu_jax.models import ContrastiveModel, ImuEncoder, RegressionModel, Re
 
 
 def _count(tree) -> int:
-  return sum(int(np.size(x)) for x in jax.tree.leaves(tree))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
 def hand_count(widths, blocks, k, stem_k, cin=3, bias=False) -> int:
@@ -33,20 +33,23 @@ def hand_count(widths, blocks, k, stem_k, cin=3, bias=False) -> int:
 def test_reference_encoder_shapes_and_parameter_count():
   enc = ResNet1D()  # the defaults are the reference: [3, 4, 6, 3], k 9, stem k 49 / 2, pool
   x = jnp.zeros((2, 5, 128, 3))
-  variables = enc.init(jax.random.key(0), x, train=False)
+  key = jax.random.key(0)
+  # Shapes only (jax.eval_shape): the same trace as running it, without executing op by op.
+  variables = jax.eval_shape(lambda: enc.init(key, x, train=False))
   n = hand_count((16, 32, 64, 128), (3, 4, 6, 3), 9, 49)
   assert _count(variables['params']) == n == 1_335_248
   # With the reference's conv biases (which the BatchNorms cancel): its PyTorch count.
-  biased = ResNet1D(conv_bias=True).init(jax.random.key(0), x, train=False)
+  biased = jax.eval_shape(lambda: ResNet1D(conv_bias=True).init(key, x, train=False))
   assert _count(biased['params']) == hand_count((16, 32, 64, 128), (3, 4, 6, 3), 9, 49,
                                                 bias=True) == 1_337_376
-  chex.assert_shape(enc.apply(variables, x, train=False), (2, 5, 128))
   # The reference's time axis: 64 after the stem, 32 after the pool, stages 32 / 16 / 8 / 4.
-  _, inter = enc.apply(variables, x, train=False, capture_intermediates=True)
+  out, inter = jax.eval_shape(lambda v: enc.apply(v, x, train=False, capture_intermediates=True),
+                              variables)
+  chex.assert_shape(out, (2, 5, 128))
   lengths = [inter['intermediates'][f'stage{i}_block0']['__call__'][0].shape[1] for i in range(4)]
   assert lengths == [32, 16, 8, 4]
   small = ResNet1D(blocks_per_stage=(2, 2, 2, 2))
-  v2 = small.init(jax.random.key(0), jnp.zeros((1, 1, 64, 3)), train=False)
+  v2 = jax.eval_shape(lambda: small.init(key, jnp.zeros((1, 1, 64, 3)), train=False))
   assert _count(v2['params']) == hand_count((16, 32, 64, 128), (2, 2, 2, 2), 9, 49)
 
 
@@ -55,21 +58,22 @@ def test_shared_encoder_is_one_set_of_weights_for_acc_and_gyr():
   assert cfg.encoder.shared
   model = ContrastiveModel(encoder_config=cfg.encoder, projection_dims=(8, 8), temperature=0.1)
   x = jax.random.normal(jax.random.key(1), (4, 2, 32, 3))
-  variables = model.init(jax.random.key(0), x, x, train=False)
+  variables = jax.jit(lambda: model.init(jax.random.key(0), x, x, train=False))()
   assert set(variables['params']) == {'encoder', 'acc_projection', 'gyr_projection'}
-  h_acc, h_gyr = model.apply(variables, x, x, train=False, method=ContrastiveModel.embed)
+  embed = jax.jit(lambda v: model.apply(v, x, x, train=False, method=ContrastiveModel.embed))
+  h_acc, h_gyr = embed(variables)
   np.testing.assert_array_equal(np.asarray(h_acc), np.asarray(h_gyr))  # same input, same weights
   # Perturbing the one encoder changes both modalities' embeddings.
   bumped = jax.tree.map(lambda p: p + 0.1, variables['params']['encoder'])
   v2 = {**variables, 'params': {**variables['params'], 'encoder': bumped}}
-  h_acc2, h_gyr2 = model.apply(v2, x, x, train=False, method=ContrastiveModel.embed)
+  h_acc2, h_gyr2 = embed(v2)
   assert float(jnp.abs(h_acc2 - h_acc).max()) > 1e-3 and float(jnp.abs(h_gyr2 - h_gyr).max()) > 1e-3
   # The projection heads are per modality and carry a BatchNorm between the Dense layers.
   assert set(variables['params']['acc_projection']) == {'dense0', 'norm0', 'dense1'}
   # The separate-encoder alternative has two encoder trees of the same size.
   two = common.model_config('tiny', 'two_encoder')
   m2 = ContrastiveModel(encoder_config=two.encoder, projection_dims=(8, 8), temperature=0.1)
-  p2 = m2.init(jax.random.key(0), x, x, train=False)['params']
+  p2 = jax.eval_shape(lambda: m2.init(jax.random.key(0), x, x, train=False))['params']
   assert {'acc_encoder', 'gyr_encoder'} <= set(p2)
   assert _count(p2['acc_encoder']) == _count(p2['gyr_encoder'])
 
