@@ -20,11 +20,12 @@ import os
 import shutil
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 
 from configs import sweep as sweep_config
-from ssl_imu_jax import checkpointing, input_pipeline, sweep
+from ssl_imu_jax import checkpointing, finetune, input_pipeline, multicell, sweep
 
 TASKS = {'synthetic_walking_kfm': (100.0, 128), 'synthetic_walking_grf': (200.0, 128),
          'synthetic_running_valr': (200.0, 64)}
@@ -77,6 +78,10 @@ def main() -> None:
   for fast in (False, True):
     out = os.path.join(a.workdir, f'{a.compare}_{fast}')
     shutil.rmtree(out, ignore_errors=True)
+    # Each run compiles its own programs: nothing carried over from the run before.
+    finetune._PROGRAMS.clear()
+    multicell._GROUP_STEPS.clear()
+    jax.clear_caches()
     t = time.perf_counter()
     report = sweep.run(config(a.task, a.steps, a.folds, fast, data_dir, a.compare, a.cells), out)
     seconds[fast] = time.perf_counter() - t

@@ -32,7 +32,7 @@ from ssl_imu_jax import (
 )
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 from ssl_imu_jax.models import ENCODERS, RegressionModel
-from ssl_imu_jax.models.ssl_imu import dtype_from_name
+from ssl_imu_jax.models.ssl_imu import dtype_from_name, encoder_spec
 
 RESULT_FILE = 'result.json'
 # 'linear_probe': only the head trains (encoder frozen); 'full_from_probe': the reference's two
@@ -254,11 +254,13 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
   """Programs shared by every run that differs only in data (fold, fraction, init, statistics):
   a sweep traces and compiles them once per process instead of once per cell."""
   key = json.dumps({
-      'model': config.model.to_dict(), 'frozen': config.protocol == 'linear_probe',
+      # The encoder as built (a checkpoint's config may lack keys that then take the defaults).
+      'model': {k: v for k, v in config.model.to_dict().items() if k != 'encoder'},
+      'encoder': encoder_spec(encoder_cfg), 'frozen': config.protocol == 'linear_probe',
       'bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
       'optimizer': optimizer_config(config).to_dict(), 'augment': config.augment.to_dict(),
       'steps': config.train.steps, 'dtype': config.train.compute_dtype,
-      'encoder': encoder_cfg.to_dict(), 'k': num_targets, 'gyr': use_gyr,
+      'k': num_targets, 'gyr': use_gyr,
       'shape': list(sample_shape), 'devices': [d.id for d in mesh.devices.flat],
   }, sort_keys=True, default=str)
   if key not in _PROGRAMS:

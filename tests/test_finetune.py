@@ -196,6 +196,30 @@ def test_linear_probe_learning_rate_applies_to_the_probe_only():
   assert finetune.optimizer_config(cfg).learning_rate == 1e-3
 
 
+def test_pretrained_and_random_cells_share_one_compiled_program():
+  """A checkpoint's encoder config may predate a key (the releases have no conv_impl): the cells
+  it starts are the same model as the random-init cells, so they share programs (and can train
+  in one vmapped group); a different encoder does not."""
+  import ml_collections
+
+  from ssl_imu_jax import parallel
+
+  cfg = tiny_finetune_config()
+  mesh = parallel.make_mesh()
+  shape = (1, 2, 32, 3)
+  current = cfg.model.encoder
+  assert 'conv_impl' in current
+  old = ml_collections.ConfigDict({k: list(v) if isinstance(v, tuple) else v
+                                   for k, v in current.to_dict().items() if k != 'conv_impl'})
+  ckpt_cfg = cfg.copy_and_resolve_references()
+  ckpt_cfg.model.encoder = old  # as sweep.cell_config sets a pre-trained cell's
+  a = finetune.programs(cfg, current, 1, True, shape, mesh)
+  assert finetune.programs(ckpt_cfg, old, 1, True, shape, mesh) is a
+  other = old.copy_and_resolve_references()
+  other.kernel_size = int(current.get('kernel_size', 9)) + 2
+  assert finetune.programs(ckpt_cfg, other, 1, True, shape, mesh) is not a
+
+
 @pytest.mark.parametrize('use_gyr', [True, False])
 def test_fine_tuning_beats_predicting_the_training_mean(tmp_path, toy_dirs, use_gyr):
   """From random init, with and without the gyroscope: held-out RMSE below the RMSE of

@@ -114,12 +114,13 @@ def test_weight_decay_reaches_kernels_only_by_default(kernels_only):
   assert others == ([False] * 4 if kernels_only else [True] * 4)
 
 
-@pytest.mark.parametrize('length,c_in,c_out,stride', [(8, 64, 64, 1), (16, 32, 64, 2),
-                                                      (4, 128, 128, 1), (64, 16, 16, 1)])
-def test_banded_matmul_convolution_equals_xla_convolution(length, c_in, c_out, stride):
+@pytest.mark.parametrize('length,c_in,c_out,stride,k', [
+    (8, 64, 64, 1, 9), (16, 32, 64, 2, 9), (4, 128, 128, 1, 9), (64, 16, 16, 1, 9),
+    (16, 32, 64, 2, 1), (32, 16, 32, 2, 1)])  # k=1: the projection on the skip, as a dot
+def test_banded_matmul_convolution_equals_xla_convolution(length, c_in, c_out, stride, k):
   from ssl_imu_jax.models import resnet1d
 
-  k, pad = 9, 4
+  pad = k // 2
   x = jax.random.normal(jax.random.key(0), (5, length, c_in))
   w = jax.random.normal(jax.random.key(1), (k, c_in, c_out)) / np.sqrt(k * c_in)
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NWC', 'WIO', 'NWC'))
@@ -137,7 +138,7 @@ def test_banded_matmul_convolution_equals_xla_convolution(length, c_in, c_out, s
   for a, b in zip(g, g_ref, strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   # The banded product is taken where XLA's convolution is slow (short and wide), not elsewhere.
-  assert resnet1d._as_matmul(length, c_in, c_out, k) == (length <= 18 and c_out >= 64)
+  assert resnet1d._as_matmul(length, c_in, c_out, k) == (k > 1 and length <= 18 and c_out >= 64)
 
 
 def test_the_encoder_with_banded_convolutions_equals_xla_convolutions():

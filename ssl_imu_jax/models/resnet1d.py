@@ -46,13 +46,19 @@ def _as_matmul(length: int, c_in: int, c_out: int, kernel: int) -> bool:
 
 def conv1d(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
            dimension_numbers=None, feature_group_count=1, precision=None):
-  """``lax.conv_general_dilated`` for ``nn.Conv``'s 1-D NWC convolutions; on the shapes
-  ``_as_matmul`` picks, the same convolution as one matrix product with the kernel's banded
-  matrix (equal up to float rounding; gradients flow to the same [k, in, out] kernel)."""
+  """``lax.conv_general_dilated`` for ``nn.Conv``'s 1-D NWC convolutions; a 1x1 convolution and,
+  on the shapes ``_as_matmul`` picks, a k-wide one as one matrix product (with the kernel's banded
+  matrix; equal up to float rounding; gradients flow to the same [k, in, out] kernel)."""
   plain = (lhs.ndim == 3 and feature_group_count == 1 and not isinstance(padding, str)
            and all(d == 1 for d in (lhs_dilation or (1,)) + (rhs_dilation or (1,)))
            and dimension_numbers == jax.lax.conv_dimension_numbers(
                lhs.shape, rhs.shape, ('NWC', 'WIO', 'NWC')))
+  if plain and rhs.shape[0] == 1 and tuple(map(tuple, padding)) == ((0, 0),):
+    # A 1x1 (projection) convolution is a product on every stride-th sample. As a dot its weight
+    # gradient reads the input in its own layout; XLA's convolution wants it transposed to
+    # [C, L, M], and recomputes the stage's whole residual chain into that transpose.
+    (stride,) = window_strides
+    return jnp.einsum('mlc,cd->mld', lhs[:, ::stride], rhs[0], precision=precision)
   if not (plain and _as_matmul(lhs.shape[1], rhs.shape[1], rhs.shape[2], rhs.shape[0])):
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,

@@ -11,7 +11,9 @@ Fine-tuning and ``load_encoder`` copy the encoder subtrees (params and batch_sta
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -43,6 +45,15 @@ def make_encoder(cfg: ml_collections.ConfigDict, dtype, name: str | None = None)
                   zero_init_residual=bool(get('zero_init_residual', False)),
                   norm=get('norm', 'batch'), conv_impl=str(get('conv_impl', 'auto')),
                   dtype=dtype, name=name)
+
+
+def encoder_spec(cfg) -> dict[str, Any]:
+  """The encoder a config describes, with the reference values filled in: two configs with
+  equal specs build the same model (a checkpoint's config may predate a key)."""
+  enc = make_encoder(cfg, jnp.float32)
+  spec = {f.name: getattr(enc, f.name) for f in dataclasses.fields(enc)
+          if f.name not in ('parent', 'name', 'dtype')}
+  return {**spec, 'shared': bool(cfg.get('shared', False))}
 
 
 def encoder_names(cfg, has_gyr: bool = True) -> tuple[str, ...]:
