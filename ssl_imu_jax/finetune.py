@@ -331,10 +331,25 @@ class Cell:
   refusal: str                       # why embeddings are not cached ('' = they are)
 
 
+_WINDOWS: dict[Any, input_pipeline.WindowSet] = {}
+
+
 def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
+  """The labelled windows of ``config.data``. The last set read is kept, read-only, for the next
+  run in this process (a sweep's cells read one data set after another, each many times)."""
   path = input_pipeline.ensure_built(config.data, data_dir)
-  ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
-                                 config.data.use_gyr, targets=config.data.get('targets', ()))
+  key = (os.path.abspath(path), os.stat(path).st_mtime_ns, config.data.split,
+         tuple(config.data.imu_sites), bool(config.data.use_gyr),
+         tuple(config.data.get('targets', ())))
+  if key not in _WINDOWS:
+    ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
+                                   config.data.use_gyr, targets=config.data.get('targets', ()))
+    for a in (ws.acc, ws.gyr, ws.subject_id, ws.trial, ws.targets, ws.start_s):
+      if a is not None:
+        a.flags.writeable = False
+    _WINDOWS.clear()
+    _WINDOWS[key] = ws
+  ws = _WINDOWS[key]
   input_pipeline.check_matches(ws, config.data)
   if not ws.target_names:
     raise ConfigError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')

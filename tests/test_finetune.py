@@ -220,6 +220,19 @@ def test_pretrained_and_random_cells_share_one_compiled_program():
   assert finetune.programs(ckpt_cfg, other, 1, True, shape, mesh) is not a
 
 
+def test_cells_of_one_data_set_read_its_windows_once_and_cannot_change_them(toy_dirs):
+  cfg = tiny_finetune_config()
+  ws = finetune.load_windows(cfg, toy_dirs['data_dir'])
+  assert finetune.load_windows(cfg, toy_dirs['data_dir']) is ws  # kept for the next cell
+  with pytest.raises(ValueError, match='read-only'):
+    ws.acc[0, 0, 0, 0] = 0.0  # shared by later cells: nobody may change it in place
+  other = cfg.copy_and_resolve_references()
+  other.data.use_gyr = False  # another reading of the data set is read anew
+  acc_only = finetune.load_windows(other, toy_dirs['data_dir'])
+  assert acc_only is not ws and acc_only.gyr is None
+  np.testing.assert_array_equal(acc_only.acc, ws.acc)
+
+
 @pytest.mark.parametrize('use_gyr', [True, False])
 def test_fine_tuning_beats_predicting_the_training_mean(tmp_path, toy_dirs, use_gyr):
   """From random init, with and without the gyroscope: held-out RMSE below the RMSE of
