@@ -339,8 +339,8 @@ def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
   run in this process (a sweep's cells read one data set after another, each many times)."""
   path = input_pipeline.ensure_built(config.data, data_dir)
   key = (os.path.abspath(path), os.stat(path).st_mtime_ns, config.data.split,
-         tuple(config.data.imu_sites), bool(config.data.use_gyr),
-         tuple(config.data.get('targets', ())))
+         str(config.data.imu_sites), bool(config.data.use_gyr),
+         str(config.data.get('targets', ())))
   if key not in _WINDOWS:
     ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
                                    config.data.use_gyr, targets=config.data.get('targets', ()))
