@@ -49,3 +49,45 @@ def fraction_indices(train_idx: np.ndarray, fraction: float, seed: int) -> np.nd
   perm = np.random.default_rng(seed).permutation(len(train_idx))
   n = max(1, int(round(fraction * len(train_idx))))
   return np.sort(train_idx[perm[:n]])
+
+
+def validation_subjects(train_subject_ids: Sequence[int], fraction: float,
+                        seed: int) -> list[int]:
+  """The training subjects held out for early stopping and model selection: ``fraction`` of
+  them (rounded, at least one, and at least one left to train on), fixed by ``seed``.
+
+  The reference code has no validation subjects (it trains a fixed number of steps); this
+  project holds them out inside the training folds so that every arm stops at a defined point
+  chosen without the test subjects. 0 = none.
+  """
+  subjects = np.unique(np.asarray(list(train_subject_ids), dtype=np.int64))
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'config key split.validation_fraction must be in [0, 1), got {fraction}')
+  if fraction == 0.0:
+    return []
+  if len(subjects) < 2:
+    raise ValueError(f'split.validation_fraction={fraction} needs at least 2 training subjects '
+                     f'(one to validate on, one to train on), got {len(subjects)}')
+  n = min(len(subjects) - 1, max(1, int(round(fraction * len(subjects)))))
+  return sorted(int(s) for s in np.random.default_rng(seed).permutation(subjects)[:n])
+
+
+def train_validation_indices(example_subject_ids: np.ndarray, train_idx: np.ndarray,
+                             fraction: float, validation_fraction: float, fraction_seed: int,
+                             validation_seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """(fit, validation) window indices of a fold's training windows ``train_idx``.
+
+  Subject-wise: the validation subjects (``validation_subjects``) are chosen first, from all of
+  the fold's training subjects, so they do not depend on ``fraction``; then ``fraction`` of the
+  windows is kept on each side (``fraction_indices``, nested across fractions), so that at 10 %
+  of the labels the validation set is 10 % of its windows too: the labelled budget of a cell
+  covers both.
+  """
+  ids = np.asarray(example_subject_ids)
+  train_idx = np.asarray(train_idx)
+  val_s = validation_subjects(ids[train_idx], validation_fraction, validation_seed)
+  is_val = np.isin(ids[train_idx], val_s)
+  fit = fraction_indices(train_idx[~is_val], fraction, fraction_seed)
+  val = (fraction_indices(train_idx[is_val], fraction, fraction_seed) if val_s
+         else np.zeros(0, np.int64))
+  return fit, val

@@ -44,3 +44,26 @@ def test_bad_split_arguments_fail_clearly():
     splits.assign_folds([1, 2], 5, seed=0)
   with pytest.raises(ValueError, match='fraction'):
     splits.fraction_indices(np.arange(5), 0.0, seed=0)
+
+
+def test_validation_subjects_are_training_subjects_fixed_and_fraction_independent():
+  ids = np.repeat(np.arange(20), 10)  # 20 subjects x 10 windows
+  folds = splits.assign_folds(ids, 5, 0)
+  train, test = splits.fold_indices(ids, folds, 0)
+  sides = {f: splits.train_validation_indices(ids, train, f, 0.25, 0, 3) for f in (0.1, 0.5, 1.0)}
+  val_subjects = {f: set(ids[v].tolist()) for f, (_, v) in sides.items()}
+  fit_subjects = {f: set(ids[t].tolist()) for f, (t, _) in sides.items()}
+  assert len(val_subjects[1.0]) == 4                       # round(0.25 * 16)
+  assert val_subjects[0.5] <= val_subjects[1.0] and val_subjects[0.1] <= val_subjects[1.0]
+  for f, (fit, val) in sides.items():
+    assert not fit_subjects[f] & val_subjects[1.0]          # subject-wise
+    assert not set(ids[np.concatenate([fit, val])].tolist()) & set(ids[test].tolist())
+    assert len(fit) == max(1, round(f * 120)) and len(val) == max(1, round(f * 40))
+  # nested across fractions on both sides
+  assert set(sides[0.1][0]) <= set(sides[0.5][0]) <= set(sides[1.0][0])
+  assert set(sides[0.1][1]) <= set(sides[0.5][1]) <= set(sides[1.0][1])
+  assert splits.validation_subjects(ids[train], 0.25, 3) == sorted(val_subjects[1.0])
+  assert splits.validation_subjects(np.arange(2), 0.9, 0) != []  # one left to train on
+  assert len(splits.validation_subjects(np.arange(2), 0.9, 0)) == 1
+  fit, val = splits.train_validation_indices(ids, train, 1.0, 0.0, 0, 0)
+  assert len(val) == 0 and np.array_equal(fit, train)
