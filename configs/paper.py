@@ -76,6 +76,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return c
 
 
+# Fine-tuning on 2 cores: up to CPU_EPOCHS passes over a cell's training windows per stage,
+# stopped after CPU_PATIENCE epochs without a better validation loss.
+CPU_EPOCHS = 40.0
+CPU_PATIENCE = 8.0
+
+
 def cpu_budget(c: ml_collections.ConfigDict) -> None:
   """Sizes a paper config for about 3 hours on 2 CPU cores (the reference: 10,000 pre-training
   steps x 256 windows, 1,000-10,000 fine-tuning steps x 256, [3, 4, 6, 3] blocks).
@@ -96,7 +102,9 @@ def cpu_budget(c: ml_collections.ConfigDict) -> None:
   c.pretrain.train.max_to_keep = 8       # the intermediate checkpoints give the budget curve
   c.pretrain.train.eval_every = 100
   c.pretrain.train.log_every = 50
-  c.sweep.finetune.train.steps = 80
+  c.sweep.finetune.train.steps = 80           # only with --config.sweep.finetune.train.epochs=0
+  c.sweep.finetune.train.epochs = CPU_EPOCHS
+  c.sweep.finetune.train.patience_epochs = CPU_PATIENCE
   c.sweep.finetune.train.batch_size = 16
-  c.sweep.finetune.train.log_every = 80
+  c.sweep.finetune.train.log_every = 50
   c.sweep.finetune.linear_probe_learning_rate = 1e-2
