@@ -9,9 +9,13 @@ init_from='' trains from random init. With a checkpoint, the encoder (params and
 statistics) is restored and a fresh head is built; the encoder architecture comes from the
 checkpoint. The default is the reference protocol: a single Dense head on the concatenated
 per-site embeddings, 'full_from_probe' (a linear probe whose encoder BatchNorm adapts, then the
-whole network fine-tuned from it, each stage train.steps long), inputs normalised with the
-fold's training subjects for both arms. ':default,two_encoder' is this project's first design
-(MLP head, fresh-head 'full', the checkpoint's normalisation).
+whole network fine-tuned from it), inputs normalised with the fold's training subjects for both
+arms. Each stage trains to a defined stopping point: up to train.epochs passes over its training
+windows, validated every epoch on training subjects held out inside the fold
+(split.validation_fraction), stopped after train.patience_epochs without improvement; the best
+validated state is scored. 'tiny' trains train.steps with no validation subjects (the
+plumbing). ':default,two_encoder' is this project's first design (MLP head, fresh-head 'full',
+the checkpoint's normalisation).
 """
 
 import ml_collections
@@ -48,10 +52,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'fold_seed': 0,
       'fraction': 1.0,         # of the training windows, nested across fractions
       'fraction_seed': 0,
+      # Training subjects held out inside the fold for early stopping and model selection
+      # (subject-wise; the same fraction of their windows as of the training windows); 0 =
+      # none: the last step is scored (the reference has no validation subjects).
+      'validation_fraction': 0.0 if tiny else 0.2,
+      'validation_seed': 0,
   })
   c.model = common.model_config(size, variant)
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3)
   c.train = common.train_config(steps=60 if tiny else 1000, batch_size=32 if tiny else 256)
   c.train.max_to_keep = 1
+  # The budget in passes over the cell's training windows (its steps follow from its size;
+  # 0 = train.steps for every cell), a validation every validate_every_epochs and a stop after
+  # patience_epochs without a better validation loss (0 = run the whole budget); the state
+  # with the best validation loss is the one scored and saved.
+  c.train.epochs = 0.0 if tiny else 100.0
+  c.train.validate_every_epochs = 1.0
+  c.train.patience_epochs = 10.0
   return c

@@ -31,6 +31,13 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return list(self._mngr.all_steps())
+
+  def delete(self, step: int) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.delete(step)
+
   def save(self, step: int, state: Any, meta: dict[str, Any], wait: bool = False) -> None:
     self._mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(files.jsonable(meta))),

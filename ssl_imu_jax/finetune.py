@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -71,7 +72,8 @@ def _inputs(batch, stats, use_gyr):
 def make_train_step(config, model: RegressionModel, tx, schedule):
   """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets.
 
-  Input and target statistics come from ``state.norm`` (fitted on the training subjects).
+  Input and target statistics come from ``state.norm`` (fitted on the training subjects), and
+  so does the schedule's length (``schedule_steps``): one compiled step serves every cell.
   """
 
   def step(state, batch, rng):
@@ -93,7 +95,8 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
       return losses.mse(pred, y), new_vars.get('batch_stats', state.batch_stats)
 
     (loss, bstats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats)
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats,
+                                             total=stats['schedule_steps'])
     return new_state, {'loss': loss, **norms}
 
   return step
@@ -133,7 +136,8 @@ def make_cached_train_step(config, model: RegressionModel, tx, schedule):
       return losses.mse(pred, y)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, state.batch_stats)
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, state.batch_stats,
+                                             total=state.norm['schedule_steps'])
     return new_state, {'loss': loss, **norms}
 
   return step
@@ -259,7 +263,7 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
       'encoder': encoder_spec(encoder_cfg), 'frozen': config.protocol == 'linear_probe',
       'bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
       'optimizer': optimizer_config(config).to_dict(), 'augment': config.augment.to_dict(),
-      'steps': config.train.steps, 'dtype': config.train.compute_dtype,
+      'dtype': config.train.compute_dtype,
       'k': num_targets, 'gyr': use_gyr,
       'shape': list(sample_shape), 'devices': [d.id for d in mesh.devices.flat],
   }, sort_keys=True, default=str)
@@ -267,8 +271,7 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
     dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
     model = build_model(config, encoder_cfg, num_targets, use_gyr)
     frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
-    tx, schedule = train_state.make_optimizer(optimizer_config(config), config.train.steps,
-                                              frozen)
+    tx, schedule = train_state.make_optimizer(optimizer_config(config), None, frozen)
     train_step = make_train_step(config, model, tx, schedule)
     _PROGRAMS[key] = Programs(
         model=model, tx=tx, init=steps.make_init(model, tx, sample_shape, mesh),
@@ -312,6 +315,42 @@ def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
   return input_pipeline.fit_input_stats(ws, train_idx)
 
 
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """How long a cell trains: ``steps`` in all (``train.epochs`` passes over its training
+  windows when > 0, else ``train.steps``), validation every ``validate_every`` steps (0: no
+  validation subjects, the last state is scored) and a stop after ``patience`` validations
+  without a new best (0: never early)."""
+
+  steps: int
+  steps_per_epoch: int
+  validate_every: int
+  patience: int
+  epochs: float          # the budget in passes over the training windows
+
+
+def budget(config, n_train: int, validated: bool) -> Budget:
+  """The cell's ``Budget`` from config.train (epochs, steps, batch_size, validate_every_epochs,
+  patience_epochs) and its number of training windows."""
+  t = config.train
+  per_epoch = max(1, math.ceil(n_train / int(t.batch_size)))
+  epochs = float(t.get('epochs', 0.0) or 0.0)
+  if epochs < 0:
+    raise ConfigError(f'config key train.epochs must be >= 0 (0 = train.steps), got {epochs}')
+  steps = max(1, math.ceil(epochs * n_train / int(t.batch_size))) if epochs else int(t.steps)
+  if steps < 1:
+    raise ConfigError(f'config key train.steps must be >= 1, got {steps}')
+  every = patience = 0
+  if validated:
+    every_epochs = float(t.get('validate_every_epochs', 1.0))
+    if every_epochs <= 0:
+      raise ConfigError(f'config key train.validate_every_epochs must be > 0, got {every_epochs}')
+    every = max(1, round(every_epochs * n_train / int(t.batch_size)))
+    patience = math.ceil(float(t.get('patience_epochs', 0.0) or 0.0) / every_epochs)
+  return Budget(steps=steps, steps_per_epoch=per_epoch, validate_every=min(every, steps),
+                patience=patience, epochs=steps * int(t.batch_size) / max(n_train, 1))
+
+
 @dataclasses.dataclass
 class Cell:
   """One fine-tuning run set up and ready to train (``prepare``), then reported (``finish``)."""
@@ -329,6 +368,8 @@ class Cell:
   step_fn: Any
   predict: Any
   refusal: str                       # why embeddings are not cached ('' = they are)
+  val_idx: np.ndarray                # validation windows (early stopping; none: empty)
+  plan: Budget                       # steps, epochs, validation interval and patience
 
 
 _WINDOWS: dict[Any, input_pipeline.WindowSet] = {}
@@ -369,11 +410,18 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
     folds = splits.assign_folds(ws.subject_id, config.split.num_folds, config.split.fold_seed)
     files.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
     train_idx, test_idx = splits.fold_indices(ws.subject_id, folds, config.split.fold)
-  train_idx = splits.fraction_indices(train_idx, config.split.fraction,
-                                      config.split.fraction_seed)
+  train_idx, val_idx = splits.train_validation_indices(
+      ws.subject_id, train_idx, config.split.fraction,
+      float(config.split.get('validation_fraction', 0.0)), config.split.fraction_seed,
+      int(config.split.get('validation_seed', 0)))
   train_subjects = sorted(set(ws.subject_id[train_idx].tolist()))
+  val_subjects = sorted(set(ws.subject_id[val_idx].tolist()))
   test_subjects = sorted(set(ws.subject_id[test_idx].tolist()))
-  assert not set(train_subjects) & set(test_subjects)
+  assert not (set(train_subjects) & set(test_subjects) or set(val_subjects) & set(test_subjects)
+              or set(train_subjects) & set(val_subjects))
+  plan = budget(config, len(train_idx), len(val_idx) > 0)
+  config = config.copy_and_resolve_references()
+  config.train.steps = plan.steps  # what trainer.fit runs (and config.json records)
 
   encoder_cfg = config.model.encoder
   pre = None
@@ -395,7 +443,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
   progs = programs(config, encoder_cfg, len(ws.target_names), use_gyr,
                    (1,) + ws.acc.shape[1:], mesh)
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
-          'y_mean': target_stats['mean'], 'y_std': target_stats['std']}
+          'y_mean': target_stats['mean'], 'y_std': target_stats['std'],
+          'schedule_steps': float(plan.steps)}
   state = progs.init(steps.init_key(config.seed), train_state.norm_arrays(norm))
   if probe_dir:
     state = load_subtrees(state, progs.tx, probe_dir, None, rep, everything=True)
@@ -405,21 +454,24 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
           'target_normalization': target_stats, 'targets': list(ws.target_names),
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
-          'train_subjects': train_subjects, 'test_subjects': test_subjects, 'final': final,
+          'train_subjects': train_subjects, 'validation_subjects': val_subjects,
+          'test_subjects': test_subjects, 'final': final, 'budget': dataclasses.asdict(plan),
           'norm_policy': norm_policy(config, pre is not None), **input_pipeline.input_facts(ws)}
   refusal = cache_refusal(config)
   windows, step_fn, predict = ws, progs.step, progs.predict
   if not refusal:  # a frozen encoder in inference mode: embed once, train the head on that
-    windows = embedded_windows(progs, state, ws, np.union1d(train_idx, test_idx),
+    windows = embedded_windows(progs, state, ws, np.union1d(np.union1d(train_idx, val_idx),
+                                                            test_idx),
                                config.train.eval_batch_size, mesh, cache_key=(
                                    meta['init_from'], probe_dir, use_gyr,
                                    config.train.compute_dtype, json.dumps(norm, sort_keys=True)))
     step_fn, predict = progs.cached_step, progs.cached_predict
   return Cell(config, workdir, ws, train_idx, test_idx, state, meta, progs, mesh, windows,
-              step_fn, predict, refusal)
+              step_fn, predict, refusal, val_idx, plan)
 
 
-def finish(cell: Cell, state, last: dict[str, float]) -> dict[str, Any]:
+def finish(cell: Cell, state, last: dict[str, float],
+           validation: dict[str, Any] | None = None) -> dict[str, Any]:
   """Predicts the held-out subjects and writes result.json and the model card."""
   config, ws, meta, test_idx = cell.config, cell.ws, cell.meta, cell.test_idx
   y_pred = predict_windows(cell.predict, state, cell.windows, test_idx,
@@ -445,6 +497,7 @@ def finish(cell: Cell, state, last: dict[str, float]) -> dict[str, Any]:
       'train_subjects': meta['train_subjects'],
       'test_subjects': meta['test_subjects'],
       'train_loss': last.get('loss', float('nan')),
+      'training': training_summary(cell, validation or {}),
       'metrics': {} if meta['final'] else {
           t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
           for k, t in enumerate(ws.target_names)},
@@ -465,14 +518,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   return fit_and_finish(prepare(config, workdir, data_dir))
 
 
+def validation_loss(cell: Cell, state) -> float:
+  """MSE of the standardised targets on the cell's validation windows (inference mode): the
+  quantity the training loss minimises, on subjects the cell does not train on."""
+  y_pred = predict_windows(cell.predict, state, cell.windows, cell.val_idx,
+                           cell.config.train.eval_batch_size, cell.mesh)
+  t = cell.meta['target_normalization']
+  z = (y_pred - cell.ws.targets[cell.val_idx]) / np.asarray(t['std'], np.float64)
+  return float(np.mean(z ** 2))
+
+
 def fit_and_finish(cell: Cell) -> dict[str, Any]:
-  """Trains a prepared cell alone (resumable, ``trainer.fit``) and reports it."""
-  config = cell.config
+  """Trains a prepared cell alone (resumable, ``trainer.fit``; early stopping on its validation
+  subjects when it has some) and reports it."""
+  config, plan = cell.config, cell.plan
+  validation = None
+  if len(cell.val_idx):
+    validation = trainer.Validation(lambda state: validation_loss(cell, state),
+                                    plan.validate_every, plan.patience, plan.steps_per_epoch)
+  stage = 'probe' if config.protocol == 'linear_probe' else config.protocol
   out = trainer.fit(config, cell.workdir, cell.windows, cell.train_idx, state=cell.state,
                     step_fn=cell.step_fn, meta=cell.meta,
-                    tag=f'finetune {config.data.dataset} fold{config.split.fold}',
-                    sharding=parallel.data_sharding(cell.mesh))
-  return finish(cell, out.state, out.last)
+                    tag=f'finetune {config.data.dataset} {fold_name(config)} {stage}',
+                    sharding=parallel.data_sharding(cell.mesh), validation=validation)
+  return finish(cell, out.state, out.last, out.validation)
+
+
+def fold_name(config) -> str:
+  """'fold<k>', or 'all subjects' for a final model."""
+  fold = int(config.split.fold)
+  return 'all subjects' if fold == FINAL_FOLD else f'fold{fold}'
+
+
+def training_summary(cell: Cell, validation: dict[str, Any]) -> dict[str, Any]:
+  """How long the cell trained and where its scored state comes from (result.json, report)."""
+  plan = cell.plan
+  out = {'budget_steps': plan.steps, 'budget_epochs': plan.epochs,
+         'steps_per_epoch': plan.steps_per_epoch, 'n_validation': int(len(cell.val_idx)),
+         'validation_subjects': cell.meta['validation_subjects']}
+  if validation:
+    out.update({k: validation[k] for k in ('steps_run', 'epochs_run', 'best_step', 'best_epoch',
+                                           'best_val_loss', 'stopped_early', 'still_improving',
+                                           'late_improvement', 'patience')})
+    out['scored'] = 'best validation loss'
+    out['val_loss'] = [[h['epoch'], h['val_loss']] for h in validation['history']]
+  else:
+    out.update({'steps_run': plan.steps, 'epochs_run': plan.epochs, 'best_step': None,
+                'best_epoch': None, 'stopped_early': False, 'still_improving': None,
+                'late_improvement': None,
+                'scored': 'last step (no validation subjects)'})
+  return out
 
 
 def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[int]) -> str:

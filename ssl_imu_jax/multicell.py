@@ -49,6 +49,10 @@ def groupable(cells: Sequence[finetune.Cell]) -> str:
     return 'the cells differ in model, optimiser, schedule or shapes'
   if len({id(c.ws) for c in cells}) > 1:
     return 'the cells read different data'
+  if any(len(c.val_idx) for c in cells):
+    return 'the cells stop early, each at its own point (validation subjects)'
+  if len({c.plan.steps for c in cells}) > 1:
+    return 'the cells train for different numbers of steps (train.epochs)'
   if jax.process_count() > 1:
     return 'cell groups run on one host'
   return ''

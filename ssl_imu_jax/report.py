@@ -39,7 +39,15 @@ from ssl_imu_jax import metrics as metrics_lib
 
 COLUMNS = ('task', 'target', 'unit', 'init', 'protocol', 'fraction', 'fold', 'seed',
            'norm_policy', 'inputs', 'subject', 'pearson_r', 'r2', 'rmse', 'rrmse', 'n_train',
-           'n_test', 'n_train_subjects', 'steps')
+           'n_test', 'n_train_subjects', 'steps', 'budget_epochs', 'epochs_run', 'best_epoch',
+           'stopped_early', 'still_improving', 'late_improvement')
+# The training-length fields a record copies from a result's 'training' summary (finetune.py).
+TRAINING_KEYS = ('budget_epochs', 'epochs_run', 'best_epoch', 'stopped_early', 'still_improving',
+                 'late_improvement', 'steps_run', 'scored')
+CONVERGENCE_COLUMNS = ('task', 'init', 'protocol', 'fraction', 'cells', 'budget_epochs',
+                       'epochs_run_median', 'epochs_run_min', 'epochs_run_max',
+                       'best_epoch_median', 'stopped_early', 'still_improving',
+                       'late_improvement_mean')
 CELL_KEYS = ('task', 'init', 'protocol', 'fraction', 'fold', 'seed')
 RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_subjects',
                'test_subjects')
@@ -100,6 +108,8 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
       'norm_policy': str(norm_policy),
       'inputs': 'acc+gyr' if result.get('use_gyr', True) else 'acc only',
       'steps': None if steps is None else int(steps),
+      'training': {k: v for k, v in (result.get('training') or {}).items()
+                   if k in TRAINING_KEYS},
       'targets': targets, 'units': units,
       'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
       'train_subjects': train_s, 'test_subjects': test_s,
@@ -137,6 +147,10 @@ def results_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     base['norm_policy'] = str(rec.get('norm_policy') or '')
     base['inputs'] = str(rec.get('inputs') or 'acc+gyr')
     base['steps'] = rec.get('steps')
+    training = rec.get('training') or {}
+    for k in ('budget_epochs', 'epochs_run', 'best_epoch', 'stopped_early', 'still_improving',
+              'late_improvement'):
+      base[k] = training.get(k)
     base['n_train_subjects'] = len(rec['train_subjects'])
     subjects = np.unique(sid)
     for j, (target, unit) in enumerate(zip(rec['targets'], rec['units'], strict=True)):
@@ -584,11 +598,19 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
   md = [f'# {title}', '']
   md += [f'- {n}' for n in notes]
   steps = sorted({int(s) for s in df.steps.dropna().unique()}) if len(df) else []
-  if len(steps) > 1:
+  validated = len(df) and df.best_epoch.notna().any()
+  if validated:
+    md.append('- Every cell trained to its own stopping point: up to its epoch budget, '
+              'validated every epoch on training subjects held out inside its fold, stopped '
+              'after the patience without a better validation loss; the best validated state '
+              'is the one scored (see "Training length").')
+  elif len(steps) > 1:
     md.append(f'- WARNING: cells trained different numbers of steps: {steps}')
   elif steps:
-    md.append(f'- Every cell trained {steps[0]} steps.' if not df.steps.isna().any() else
-              f'- Every deep cell trained {steps[0]} steps.')
+    md.append(f'- Every cell trained {steps[0]} steps (no validation subjects: the last step '
+              f'is scored).' if not df.steps.isna().any() else
+              f'- Every deep cell trained {steps[0]} steps (no validation subjects: the last '
+              f'step is scored).')
   policies = sorted(set(df.norm_policy)) if len(df) else []
   if len(policies) > 1:
     md.append(f'- WARNING: cells normalised their inputs differently: {policies}')
@@ -663,6 +685,14 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
                         '[95 % CI]', 'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'],
                        tests), ''] if tests else [
           'Not computed: needs cells of the pre-trained arm beside the feature baseline.', '']
+    if target == list(dict.fromkeys(tdf.target))[0] and validated:
+      conv = convergence_markdown(df, task)
+      md += ['### Training length (per arm and fraction, over its cells)', '',
+             'Epochs = passes over a cell\'s training windows. still improving = the cell used '
+             'its whole budget and its best validation loss came in the last quarter of it (a '
+             'longer budget might have helped); late gain = mean relative fall of the best '
+             'validation loss during the last quarter of the epochs run.', '', conv, '']
+      printed += ['training length (epochs run, best epoch, convergence flags):', conv]
     md += ['### Data efficiency from pooled r (interpolated)', '']
     eff = efficiency_results(df, task, target)
     if not eff:
@@ -683,6 +713,51 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
   return '\n'.join(md).rstrip() + '\n', '\n'.join(printed).rstrip() + '\n'
 
 
+def convergence_frame(records_or_df) -> pd.DataFrame:
+  """Per (task, init, protocol, fraction): how long its cells trained and whether they had
+  stopped improving (CONVERGENCE_COLUMNS), from the cells' training summaries."""
+  df = (records_or_df if isinstance(records_or_df, pd.DataFrame)
+        else results_frame(records_or_df))
+  cells = df[df.subject == ALL].drop_duplicates(list(CELL_KEYS))
+  cells = cells[cells.epochs_run.notna()]
+  rows = []
+  for (task, init, protocol, frac), g in cells.groupby(['task', 'init', 'protocol', 'fraction'],
+                                                       sort=False):
+    best = g.best_epoch.dropna().astype(float)
+    flags = g.still_improving.dropna().astype(bool)
+    rows.append({'task': task, 'init': init, 'protocol': protocol, 'fraction': float(frac),
+                 'cells': len(g), 'budget_epochs': float(g.budget_epochs.astype(float).median()),
+                 'epochs_run_median': float(g.epochs_run.astype(float).median()),
+                 'epochs_run_min': float(g.epochs_run.astype(float).min()),
+                 'epochs_run_max': float(g.epochs_run.astype(float).max()),
+                 'best_epoch_median': float(best.median()) if len(best) else math.nan,
+                 'stopped_early': int(g.stopped_early.astype(bool).sum()),
+                 'still_improving': int(flags.sum()),
+                 'late_improvement_mean': float(g.late_improvement.dropna().astype(float).mean())
+                 if g.late_improvement.notna().any() else math.nan})
+  out = pd.DataFrame(rows, columns=list(CONVERGENCE_COLUMNS))
+  if len(out):
+    out['_i'] = [_order(out.init, INIT_ORDER).index(i) for i in out.init]
+    out['_p'] = [_order(out.protocol, PROTOCOL_ORDER).index(p) for p in out.protocol]
+    out = out.sort_values(['task', '_i', '_p', 'fraction']).drop(columns=['_i', '_p'])
+  return out.reset_index(drop=True)
+
+
+def convergence_markdown(df: pd.DataFrame, task: str) -> str:
+  conv = convergence_frame(df)
+  conv = conv[conv.task == task]
+  rows = [[r.init, r.protocol, _frac(r.fraction), str(r.cells), f'{r.budget_epochs:.0f}',
+           f'{r.epochs_run_median:.1f} [{r.epochs_run_min:.1f}, {r.epochs_run_max:.1f}]',
+           _fmt(r.best_epoch_median, 1), f'{r.stopped_early}/{r.cells}',
+           f'{r.still_improving}/{r.cells}' + (' ⚠' if r.still_improving else ''),
+           f'{100 * r.late_improvement_mean:.1f} %' if math.isfinite(r.late_improvement_mean)
+           else '—']
+          for r in conv.itertuples()]
+  return _markdown(['init', 'protocol', 'fraction', 'cells', 'budget (epochs)',
+                    'epochs run, median [min, max]', 'best epoch (median)', 'stopped early',
+                    'still improving', 'late gain'], rows)
+
+
 def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
                   title: str = 'Fine-tuning results', notes: Sequence[str] = (),
                   figures: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -695,7 +770,7 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
   os.makedirs(report_dir, exist_ok=True)
   df = results_frame(records)
   for name, frame in (('results', df), ('headline', headline_frame(df)),
-                      ('efficiency', efficiency_frame(df))):
+                      ('efficiency', efficiency_frame(df)), ('convergence', convergence_frame(df))):
     files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), frame.to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
   files.write_text_atomic(os.path.join(report_dir, 'summary.md'), md)

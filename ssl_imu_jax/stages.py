@@ -84,7 +84,8 @@ def _run_finetune(config, workdir):
     return res
   record = report.make_record(res, task=config.data.dataset, init=res['init'],
                               protocol=config.protocol, fraction=float(config.split.fraction),
-                              fold=int(config.split.fold), steps=int(config.train.steps))
+                              fold=int(config.split.fold),
+                              steps=int(res['training'].get('steps_run') or config.train.steps))
   report_dir = os.path.join(workdir, 'report')
   print(report.write_results([record], report_dir))
   print(f'report: {report_dir}')

@@ -30,17 +30,26 @@ def apply_augmentation(rng, acc, gyr, aug_cfg):
   return augment.augment(rng, acc, gyr, aug_cfg)
 
 
-def apply_gradients(state: train_state.TrainState, tx, schedule, grads, batch_stats
-                    ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One optimiser update; the new state and the norms every stage logs."""
+def apply_gradients(state: train_state.TrainState, tx, schedule, grads, batch_stats,
+                    total=None) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One optimiser update; the new state and the norms every stage logs.
+
+  ``total``: the run's length as a traced value, for an optimiser made with
+  ``make_optimizer(opt, None)`` (the learning rate ``schedule(step, total)`` is applied here).
+  """
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  if total is None:
+    lr = schedule(state.step)
+  else:
+    lr = schedule(state.step, total)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   return new_state, {'grad_norm': optax.global_norm(grads),
                      'param_norm': optax.global_norm(params),
                      'update_norm': optax.global_norm(updates),
-                     'learning_rate': schedule(state.step)}
+                     'learning_rate': lr}
 
 
 def make_init(model, tx, sample_shape, mesh):

@@ -23,8 +23,10 @@ pre-trained at its sample rate and window length (``task_data`` sets those per d
 
 A cell counts as done when its ``sweep_cell.json`` exists; rerunning skips done cells, so a killed
 sweep continues where it stopped. The file also holds the cell's config: if the config changed
-since, the sweep stops with an error rather than mixing results of different settings. Every cell
-trains ``finetune.train.steps`` steps, whatever its fraction; a features cell trains no steps
+since, the sweep stops with an error rather than mixing results of different settings. A cell
+trains up to ``finetune.train.epochs`` passes over its own training windows with early stopping
+on its validation subjects (``finetune.split.validation_fraction``), or, with epochs = 0,
+``finetune.train.steps`` steps whatever its fraction; a features cell trains no steps
 (its config holds only the data, split and penalty grid, so the deep arms' keys never block it).
 """
 
@@ -369,7 +371,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     dataset, fold, fraction, init, protocol, seed = cell
     rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
                              fraction=fraction, fold=fold,
-                             steps=int(cfg.train.steps) if 'train' in cfg else None,
+                             steps=steps_run(result, cfg) if 'train' in cfg else None,
                              seed=seed, norm_policy=result.get('norm_policy', ''))
     _check_cell_subjects(rec, folds_of[dataset], fold, name)
     files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
@@ -441,6 +443,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       f'only; the full report, if any, is left as it was)')
   print(f'report: {report_dir}{subset}', flush=True)
   return report_dir
+
+
+def steps_run(result: Mapping[str, Any], cfg: ml_collections.ConfigDict) -> int:
+  """The steps a cell trained (its own stopping point), or the config's for older results."""
+  return int((result.get('training') or {}).get('steps_run') or cfg.train.steps)
 
 
 def final_model_dir(workdir: str, dataset: str) -> str:

@@ -37,17 +37,43 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
       end_value=opt.learning_rate * opt.final_lr_fraction)
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int,
+def warmup_cosine(opt: ml_collections.ConfigDict, step, total_steps):
+  """``make_schedule``'s rate with the run's length a traced value (equal up to rounding), so
+  one compiled step serves runs of any length (fine-tuning cells that stop after a number of
+  passes over their own training windows)."""
+  total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
+  step = jnp.asarray(step, jnp.float32)
+  peak = opt.learning_rate
+  end = peak * opt.final_lr_fraction
+  warmup = jnp.round(opt.warmup_fraction * total)
+  warm = peak * step / jnp.maximum(warmup, 1.0)
+  t = jnp.clip((step - warmup) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
+  cosine = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+  return jnp.where(step < warmup, warm, cosine)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int | None,
                    frozen: Callable[[tuple[str, ...]], bool] | None = None):
   """AdamW (+ optional global-norm clipping); parameters for which ``frozen(path)`` is true are
-  left untouched (``optax.multi_transform`` with ``set_to_zero``). Returns (tx, schedule)."""
-  schedule = make_schedule(opt, total_steps)
+  left untouched (``optax.multi_transform`` with ``set_to_zero``). Returns (tx, schedule).
+
+  ``total_steps=None``: the length is known only at run time; ``schedule(step, total)`` is
+  ``warmup_cosine`` and ``tx`` leaves the learning rate out (AdamW without its last scaling),
+  for ``steps.apply_gradients(..., total=...)`` to apply.
+  """
+  dynamic = total_steps is None
+  schedule = ((lambda step, total: warmup_cosine(opt, step, total)) if dynamic
+              else make_schedule(opt, total_steps))
   parts = []
   if opt.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
   mask = decay_mask if opt.get('decay_kernels_only', False) else None
-  parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
-                           mask=mask))
+  if dynamic:  # optax.adamw is exactly this chain followed by scale_by_learning_rate
+    parts += [optax.scale_by_adam(b1=opt.b1, b2=opt.b2),
+              optax.add_decayed_weights(opt.weight_decay, mask)]
+  else:
+    parts.append(optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
+                             mask=mask))
   tx = optax.chain(*parts)
   if frozen is not None:
     def labels(params):

@@ -8,6 +8,7 @@ resumed run sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssl_imu_jax import checkpointing, parallel
+from ssl_imu_jax import checkpointing, files, parallel
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 
@@ -89,18 +90,113 @@ def check_resume(ckpt: checkpointing.Checkpointer, config, data_fp: Mapping[str,
                       f'from it with the new one')
 
 
+VALIDATION_FILE = 'validation.json'
+BEST_DIR = 'best'
+
+
+class EarlyStopping:
+  """Validation loss every ``every`` steps; the best state kept (on the host, and in
+  ``<workdir>/best`` with each checkpoint); a stop after ``patience`` validations without a
+  new best (0: never early). The history goes to ``<workdir>/validation.json``.
+
+  A run that resumes from its checkpoint at step k keeps the validations up to k and the best
+  among them, so it continues the same history; a finished run is marked so and not resumed.
+  """
+
+  def __init__(self, workdir: str, loss_fn: Callable[[Any], float], every: int, patience: int,
+               steps_per_epoch: int, total_steps: int):
+    self.loss_fn, self.every, self.patience = loss_fn, int(every), int(patience)
+    self.steps_per_epoch, self.total_steps = int(steps_per_epoch), int(total_steps)
+    self.path = os.path.join(workdir, VALIDATION_FILE)
+    self.best_ckpt = checkpointing.Checkpointer(os.path.join(workdir, BEST_DIR), max_to_keep=2)
+    self.history: list[dict[str, float]] = []
+    self.best_step, self.best_val, self.best_state = 0, math.inf, None
+    self._saved_best = -1
+    self.stopped_at = 0
+
+  def saved(self) -> dict[str, Any]:
+    if not os.path.exists(self.path):
+      return {}
+    with open(self.path, encoding='utf-8') as f:
+      return json.load(f)
+
+  def resume(self, start: int, state: Any) -> None:
+    """Keeps the saved validations up to ``start`` and restores their best state."""
+    self.history = [h for h in self.saved().get('history', []) if h['step'] <= start]
+    if self.history:
+      best = min(self.history, key=lambda h: (h['val_loss'], h['step']))
+      self.best_step, self.best_val = int(best['step']), float(best['val_loss'])
+      self.best_state = jax.device_get(self.best_ckpt.restore(state, self.best_step)[0])
+      self._saved_best = self.best_step
+
+  def validate(self, state: Any, step: int) -> bool:
+    """Records the validation loss at ``step``; True when the run should stop."""
+    loss = float(self.loss_fn(state))
+    if not math.isfinite(loss):
+      raise FloatingPointError(f'validation loss is {loss} at step {step}; stopping. Lower '
+                               f'optimizer.learning_rate or check the data for NaN/Inf.')
+    self.history.append({'step': int(step), 'epoch': step / self.steps_per_epoch,
+                         'val_loss': loss})
+    if loss < self.best_val:  # NaN never becomes the best
+      self.best_step, self.best_val, self.best_state = step, loss, jax.device_get(state)
+    since = sum(1 for h in self.history if h['step'] > self.best_step)
+    return bool(self.patience) and since >= self.patience and step < self.total_steps
+
+  def persist(self, finished: bool = False) -> None:
+    """Saves the best state (if new) and then the history (atomically), before the run's own
+    checkpoint, so that the history never names a best state that is not on disk."""
+    if self.best_state is not None and self._saved_best != self.best_step:
+      if self.best_step in self.best_ckpt.all_steps():  # written before a kill: same values
+        self.best_ckpt.delete(self.best_step)
+      self.best_ckpt.save(self.best_step, self.best_state, {'step': self.best_step},
+                          wait=True)
+      self._saved_best = self.best_step
+    files.write_json_atomic(self.path, self.summary(finished))
+
+  def summary(self, finished: bool = False) -> dict[str, Any]:
+    """The figures a report needs: where the best was, how long it ran, whether it stopped."""
+    last = self.history[-1]['step'] if self.history else 0
+    late = [h for h in self.history if h['step'] > 0.75 * self.total_steps]
+    # how much the best validation loss fell in the last quarter of the steps run (relative)
+    early_best = min((h['val_loss'] for h in self.history if h['step'] <= 0.75 * last),
+                     default=math.nan)
+    late_gain = (max(0.0, (early_best - self.best_val) / early_best)
+                 if math.isfinite(early_best) and early_best > 0 else 0.0)
+    return {
+        'finished': bool(finished), 'history': self.history, 'total_steps': self.total_steps,
+        'steps_per_epoch': self.steps_per_epoch, 'best_step': int(self.best_step),
+        'best_epoch': self.best_step / self.steps_per_epoch, 'best_val_loss': self.best_val,
+        'steps_run': int(last), 'epochs_run': last / self.steps_per_epoch,
+        'stopped_early': bool(last < self.total_steps and self.history),
+        # the budget ran out while the validation loss was still falling: its best came in
+        # the last quarter of the budget
+        'still_improving': bool(last >= self.total_steps and late and
+                                self.best_step > 0.75 * self.total_steps),
+        'late_improvement': late_gain,
+        'patience': self.patience, 'validate_every': self.every,
+    }
+
+  def close(self) -> None:
+    self.best_ckpt.close()
+
+
 def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: int,
                batches: Callable[[int], Iterator[tuple[int, Any]]],
                ckpt: checkpointing.Checkpointer, meta: Mapping[str, Any],
                writer: MetricWriter, log_every: int, checkpoint_every: int,
                eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
-               eval_every: int = 0) -> tuple[Any, dict[str, float]]:
+               eval_every: int = 0,
+               early: EarlyStopping | None = None) -> tuple[Any, dict[str, float]]:
   """Runs ``step_fn`` from the latest checkpoint (if any) to ``total_steps``.
 
   ``step_fn(state, batch, rng) -> (state, metrics)`` is compiled, with the state donated.
   Metrics are fetched from the device only at log / checkpoint steps, one step late so the device
   never waits for the host. A non-finite loss stops the run with FloatingPointError and nothing is
   saved after it, so the last good checkpoint stays the latest.
+
+  ``early``: validation every ``early.every`` steps, the best state kept, and a stop after
+  ``early.patience`` validations without a new best (saved with each checkpoint, so a resumed
+  run continues the same history).
 
   Returns the final state and the last logged training metrics.
   """
@@ -110,6 +206,8 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
     start = int(start)
   else:
     start = 0
+  if early is not None:
+    early.resume(start, state)
   last: dict[str, float] = {}
   if start >= total_steps:
     writer.note(f'already finished at step {start} of {total_steps}; nothing to train '
@@ -129,15 +227,29 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
         pending = None
       if done % log_every == 0 or done == total_steps:
         pending = (done, metrics)
-      if done % checkpoint_every == 0 or done == total_steps:
+      stop = False
+      if early is not None and (done % early.every == 0 or done == total_steps):
+        if pending is not None:  # a NaN loss stops here, before it can become the best
+          last = _log(writer, *pending)
+          pending = None
+        stop = early.validate(state, done)
+        writer.write(done, {'loss': early.history[-1]['val_loss']}, prefix='val')
+      if done % checkpoint_every == 0 or done == total_steps or stop:
         if pending is not None:
           last = _log(writer, *pending)
           pending = None
         else:
           _check_finite(done, jax.device_get(metrics))
+        if early is not None:
+          early.persist()
         ckpt.save(done, state, {**meta, 'step': done})
       if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
         writer.write(done, eval_fn(state), prefix='eval')
+      if stop:
+        writer.note(f'stopped early at step {done} ({done / early.steps_per_epoch:.1f} epochs): '
+                    f'no better validation loss in {early.patience} validations since step '
+                    f'{early.best_step}')
+        break
     if pending is not None:
       last = _log(writer, *pending)
   finally:
@@ -151,13 +263,27 @@ class FitResult:
   last: dict[str, float]       # the last logged training scalars
   final_eval: dict[str, float]  # eval_fn on the final state ({} without one)
   checkpoint_dir: str
+  validation: dict[str, Any] = dataclasses.field(default_factory=dict)  # EarlyStopping.summary
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+  """Early stopping for ``fit``: ``loss_fn(state)`` on held-out windows every ``every`` steps,
+  a stop after ``patience`` validations without a new best; the best state is returned and is
+  the run's last checkpoint."""
+
+  loss_fn: Callable[[Any], float]
+  every: int
+  patience: int
+  steps_per_epoch: int
 
 
 def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: str, sharding,
-        eval_fn=None) -> FitResult:
+        eval_fn=None, validation: Validation | None = None) -> FitResult:
   """A stage's whole run: checkpointer (resume) and config.json in ``<workdir>/checkpoints``,
   metric writer in ``workdir``, ``train_loop`` over ``windows[train_idx]`` with the knobs of
-  ``config.train``, and the final evaluation."""
+  ``config.train``, and the final evaluation. With ``validation``, the best state (not the last)
+  is returned and saved as the run's latest checkpoint."""
   from ssl_imu_jax import input_pipeline  # noqa: PLC0415
 
   t = config.train
@@ -183,17 +309,56 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
                                            sharding)
 
   log_every, checkpoint_every, eval_every = intervals(t)
+  early = None if validation is None else EarlyStopping(
+      workdir, validation.loss_fn, validation.every, validation.patience,
+      validation.steps_per_epoch, int(t.steps))
+  summary: dict[str, Any] = {}
   try:
-    state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
-                             total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
-                             writer=writer, log_every=log_every,
-                             checkpoint_every=checkpoint_every, eval_fn=eval_fn,
-                             eval_every=eval_every if eval_fn is not None else 0)
+    done_before = early.saved() if early is not None else {}
+    if done_before.get('finished'):  # stopped (early or not) in an earlier run: nothing to train
+      summary = done_before
+      writer.note(f'already finished (best validation at step {summary["best_step"]}); '
+                  f'nothing to train (checkpoints in {ckpt.directory})')
+      last = {}
+    else:
+      state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
+                               total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
+                               writer=writer, log_every=log_every,
+                               checkpoint_every=checkpoint_every, eval_fn=eval_fn,
+                               eval_every=eval_every if eval_fn is not None else 0, early=early)
+      if early is not None:
+        early.persist(finished=True)
+        summary = early.summary(finished=True)
+    if early is not None:
+      state = _keep_best(ckpt, early, state, meta, summary)
     final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
   finally:
     writer.close()
     ckpt.close()
-  return FitResult(state, last, final_eval, ckpt.directory)
+    if early is not None:
+      early.close()
+  return FitResult(state, last, final_eval, ckpt.directory, summary)
+
+
+def _keep_best(ckpt: checkpointing.Checkpointer, early: EarlyStopping, state, meta,
+               summary: Mapping[str, Any]):
+  """Makes the run's latest checkpoint hold the best validated state (idempotent: a rerun after
+  a kill in between completes it) and returns that state."""
+  ckpt.wait()
+  last = ckpt.latest_step()
+  _, saved_meta = checkpointing.read_meta(ckpt.directory, last)
+  best = int(summary['best_step'])
+  if saved_meta.get('scored') == 'best':
+    return ckpt.restore(state, last)[0]
+  best_state = early.best_state
+  if best_state is None or early.best_step != best:
+    best_state = early.best_ckpt.restore(state, best)[0]
+  best_state = jax.device_put(best_state, jax.tree.map(lambda x: x.sharding, state))
+  ckpt.delete(last)
+  ckpt.save(last, best_state, {**meta, 'step': best, 'stopped_at': last, 'scored': 'best',
+                               'validation': {k: v for k, v in summary.items()
+                                              if k != 'history'}}, wait=True)
+  return best_state
 
 
 def device_resident(train_cfg, windows) -> bool:

@@ -75,7 +75,8 @@ def _norm(batch: dict[str, np.ndarray], with_targets: bool) -> dict[str, float]:
            'gyr_mean': float(batch['gyr'].mean()), 'gyr_std': float(batch['gyr'].std())}
   if with_targets:
     stats |= {'y_mean': [float(batch['targets'].mean())],
-              'y_std': [float(batch['targets'].std())]}
+              'y_std': [float(batch['targets'].std())],
+              'schedule_steps': 10.0}  # fine-tuning's schedule length is a run-time value
   return stats
 
 
@@ -178,7 +179,7 @@ def check_finetune(out, mesh1, mesh8, rng):
   cfg.protocol = 'full_from_probe'  # the full stage's step (the probe's is the frozen one)
   cfg.optimizer.warmup_fraction = 0.0
   model = finetune.build_model(cfg, cfg.model.encoder, num_targets=1, use_gyr=True)
-  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, None)
   host_batch = _batch(np.random.default_rng(1), with_targets=True)
   norm = _norm(host_batch, with_targets=True)
   host_state = jax.device_get(
@@ -202,7 +203,7 @@ def check_multicell(out, mesh1, mesh8, rng):
   cfg.protocol = 'full_from_probe'
   cfg.optimizer.warmup_fraction = 0.0
   model = finetune.build_model(cfg, cfg.model.encoder, num_targets=1, use_gyr=True)
-  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, None)
   data = _batch(np.random.default_rng(2), with_targets=True)  # 16 windows, the cells' data set
   host = jax.device_get(steps.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1,
                                          _norm(data, with_targets=True)))

@@ -116,6 +116,7 @@ def features_config(fold=0, fraction=1.0):
   c.split.fold = fold
   c.split.fraction = fraction
   c.protocol = 'full'  # the deep arm compared with: no probe, no embedding cache
+  c.split.validation_fraction = 0.2  # as the default size: validation subjects on both arms
   return c
 
 
@@ -128,9 +129,9 @@ def test_the_ridge_arm_tests_the_deep_arms_subjects_on_their_windows(tmp_path, t
   np.testing.assert_array_equal(res['predictions']['subject_id'],
                                 cell.ws.subject_id[cell.test_idx])
   np.testing.assert_allclose(res['predictions']['y_true'], cell.ws.targets[cell.test_idx])
-  # The ridge arm fits on the deep arm's training subjects less the validation subjects.
-  assert sorted(res['train_subjects'] + res['validation_subjects']) == (
-      cell.meta['train_subjects'])
+  # Both arms fit on the same subjects and hold out the same validation subjects.
+  assert res['train_subjects'] == cell.meta['train_subjects']
+  assert res['validation_subjects'] == cell.meta['validation_subjects']
   assert res['validation_subjects'] and not set(res['train_subjects']) & set(
       res['validation_subjects'])
   for name in ('folds.json',):
@@ -140,7 +141,7 @@ def test_the_ridge_arm_tests_the_deep_arms_subjects_on_their_windows(tmp_path, t
     saved = json.load(f)
   assert saved['metrics']['y']['pearson_r'] > 0.9  # y = 1 + amplitude: a feature of the sine
   assert set(saved['alpha']) == {'y'} and saved['alpha_selection'] == 'validation subjects'
-  assert saved['n_train'] + saved['n_validation'] == len(cell.train_idx)
+  assert (saved['n_train'], saved['n_validation']) == (len(cell.train_idx), len(cell.val_idx))
   # A fraction keeps the deep arm's test subjects and draws the fit windows as splits does.
   cfg = features_config(fold=1, fraction=0.5)
   half = features.train_and_evaluate(cfg, str(tmp_path / 'half'), toy_dirs['data_dir'])

@@ -371,5 +371,5 @@ def test_a_sweep_with_the_feature_baseline_reports_it_beside_random_init(tmp_pat
   sweep.run(c, wd, train_fn=fake, features_fn=feats)
   assert len(calls) == 10
   c.finetune.split.validation_fraction = 0.5
-  with pytest.raises(ValueError, match=r'split.validation_fraction: 0.2 -> 0.5'):
+  with pytest.raises(ValueError, match=r'split.validation_fraction: 0.0 -> 0.5'):
     sweep.run(c, wd, train_fn=fake, features_fn=feats)
