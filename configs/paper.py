@@ -8,7 +8,8 @@ One pre-training on synthetic_movi per distinct (sample rate, window) of the dat
 (``sweep.task_data``: loading rate 200 Hz / 64, peak vGRF 200 Hz / 128, peak KFM 100 Hz / 128;
 static windows, mean acc std < 0.2 g, dropped), then the sweep: 5-fold subject-wise CV x the
 paper's fractions (10-100 %) x ``sweep.seeds`` x {pre-trained, random} x {linear probe,
-full_from_probe}, each data set against the checkpoint pre-trained at its rate and window.
+full_from_probe}, each data set against the checkpoint pre-trained at its rate and window, beside
+the feature baseline (ridge on hand features, ssl_imu_jax/features.py) on the same splits.
 Rerunning resumes. Arguments: 'tiny' | 'default' (the reference budget: 10,000 pre-training steps
 x 256 windows; 1,000 fine-tuning steps x 256) | 'cpu' (the default data sized to finish in about
 3 hours on 2 CPU cores; budget in the README) | 'large'; ',variant' as in configs/common.py;

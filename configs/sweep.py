@@ -1,4 +1,5 @@
-r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, random} x protocol.
+r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, random} x protocol,
+beside the feature baseline (ridge on hand-computed window features, ssl_imu_jax/features.py).
 
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/tiny
   python main.py --config=configs/sweep.py:tiny --workdir=runs/tiny \
@@ -9,15 +10,16 @@ r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, 
       --config.datasets='("knee_moment",)' --config.finetune.data.manual_dir=/data/knee_moment
 
 Rerunning the same command skips the cells already done. Results: <workdir>/report/summary.md,
-results.csv, headline.csv and <dataset>_data_efficiency.png / <dataset>_scatter.png. Every cell
-copies ``finetune`` (configs/finetune.py) and sets data set, fold, fraction, seed, init and
-protocol; all cells train ``finetune.train.steps`` steps. ``init_from`` is required while
-'pretrained' is in ``inits`` (``--config.inits='("random",)'`` runs the baseline alone); it may
-name several checkpoints separated by commas (``--config.init_from=a/checkpoints,b/checkpoints``),
-one per sample rate and window:
-each data set then takes the one that matches it (``task_data`` sets a data set's own rate and
-window; the defaults are the reference's per-task values). configs/paper.py runs the
-pre-trainings and this sweep in one command.
+results.csv, headline.csv and <dataset>_data_efficiency.png / <dataset>_scatter.png. Every deep
+cell copies ``finetune`` (configs/finetune.py), sets data set, fold, fraction, seed, init and
+protocol, and trains ``finetune.train.steps`` steps; the 'features' init is one ridge cell per
+fold, fraction and seed (its penalty chosen on ``finetune.split``'s validation subjects).
+``init_from`` is required while 'pretrained' is in ``inits`` (``--config.inits='("random",)'``
+runs the random-init baseline alone); it may name several checkpoints separated by commas
+(``--config.init_from=a/checkpoints,b/checkpoints``), one per sample rate and window: each data
+set then takes the one that matches it (``task_data`` sets a data set's own rate and window; the
+defaults are the reference's per-task values). configs/paper.py runs the pre-trainings and this
+sweep in one command.
 """
 
 import ml_collections
@@ -47,7 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task_data = {} if tiny else {k: dict(v) for k, v in PAPER_TASK_DATA.items()}
   c.fractions = (0.25, 1.0) if tiny else PAPER_FRACTIONS
   c.seeds = (0,)    # fine-tuning seeds (head init, data order, fraction sample) per cell
-  c.inits = ('pretrained', 'random')
+  # 'features': the feature baseline (ridge on hand features, one cell per fold/fraction/seed).
+  c.inits = ('pretrained', 'random', 'features')
   c.protocols = ('linear_probe', 'full') if variant == 'two_encoder' else (
       'linear_probe', 'full_from_probe')
   c.num_folds = 5

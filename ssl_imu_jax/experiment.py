@@ -228,21 +228,24 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
 
   Reads ``headline.csv`` and ``efficiency.csv`` of a sweep report. A task meets the targets when
   Δr at 100 % >= 0.03 with paired-t p < 0.05 over subjects, and the pre-trained r at some
-  fraction <= 25 % reaches random init's r at 100 %.
+  fraction <= 25 % reaches random init's r at 100 %. With feature-baseline cells, its r follows
+  the two arms' and a column gives the pre-trained arm's Δr against it at 100 %.
   """
   import pandas as pd
 
   head = pd.read_csv(os.path.join(report_dir, 'headline.csv'))
   eff = pd.read_csv(os.path.join(report_dir, 'efficiency.csv'))
   head, eff = head[head.protocol == protocol], eff[eff.protocol == protocol]
+  feats = 'within_r_features' in head and bool(head.within_r_features.notna().any())
   fracs = sorted(head.fraction.unique())
   ceiling = max(fracs) / min(fracs) if fracs else 1.0  # no extrapolation below the grid
 
   def times(v: float) -> str:
     return f'{"≥ " if v >= ceiling - 1e-9 else ""}{v:.1f}×'
 
-  lines = [f'Within-subject Pearson r, `{protocol}`, pre-trained / random init at each fraction '
-           'of the training windows:', '',
+  lines = [f'Within-subject Pearson r, `{protocol}`, pre-trained / random init'
+           + (' / feature baseline (ridge)' if feats else '')
+           + ' at each fraction of the training windows:', '',
            '| task | ' + ' | '.join(f'{f:.0%}' for f in fracs) + ' |',
            '|---|' + '---|' * len(fracs)]
   for (task, target), g in head.groupby(['task', 'target'], sort=False):
@@ -250,12 +253,15 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
     for f in fracs:
       row = g[g.fraction == f]
       cells.append('—' if row.empty else
-                   f'{row.within_r_pretrained.iloc[0]:.3f} / {row.within_r_random.iloc[0]:.3f}')
+                   f'{row.within_r_pretrained.iloc[0]:.3f} / {row.within_r_random.iloc[0]:.3f}'
+                   + (f' / {row.within_r_features.iloc[0]:.3f}' if feats else ''))
     lines.append(f'| {task} ({target}) | ' + ' | '.join(cells) + ' |')
   lines += ['', '| task | paper: random → pre-trained (Δr) | here: random → pre-trained (Δr '
             '[95 % CI over subjects]) | '
             'p (paired t, subjects) | paper: less data | here: less data (grid; interpolated, '
-            '95 % CI) | targets |', '|---|---|---|---|---|---|---|']
+            '95 % CI) | targets |' + (' here: pre-trained vs feature baseline (Δr [95 % CI], '
+                                      'p) |' if feats else ''),
+            '|---|---|---|---|---|---|---|' + ('---|' if feats else '')]
   for (task, target), g in head.groupby(['task', 'target'], sort=False):
     full = g[g.fraction == g.fraction.max()].iloc[0]
     e = eff[(eff.task == task) & (eff.target == target)]
@@ -282,7 +288,13 @@ def paper_comparison(report_dir: str, protocol: str = 'full_from_probe') -> str:
         name for ok, name in zip(met, (f'Δr ≥ {TARGET_DELTA_R} with p < {TARGET_P}',
                                       f'pre-trained at ≤ {TARGET_FRACTION:.0%} ≥ random at 100 %'),
                                  strict=True) if not ok))
+    vs = ''
+    if feats:
+      vs = ('— |' if pd.isna(full.delta_r_vs_features) else
+            f'{full.within_r_features:.3f} → {full.within_r_pretrained:.3f} '
+            f'({full.delta_r_vs_features:+.3f} [{full.delta_r_vs_features_low:+.3f}, '
+            f'{full.delta_r_vs_features_high:+.3f}]), p = {full.p_vs_features:.3g} |')
     lines.append(f'| {task} ({target}) | {paper_txt} | {here} | {full.p:.3g} | '
                  f'{str(paper["percent_less"]) + " % less" if paper else "—"} | {less} | '
-                 f'{targets} |')
+                 f'{targets} |' + (f' {vs}' if vs else ''))
   return '\n'.join(lines) + '\n'

@@ -17,6 +17,10 @@ The headline is the paper's metric (Tan et al., ASB 2023): within-subject r, i.e
 rows' r averaged over seeds per subject, then over test subjects, compared with a paired t test
 over subjects. The pooled r (over all test windows of a fold) and fold-paired tests are reported
 beside it.
+
+The feature baseline (init 'features', protocol 'ridge': ``features.py``) is a third arm: it has
+no protocol of its own, so its value at a fraction stands beside every deep protocol's row, and
+the pre-trained arm is compared with it as with random init (Δr, interval, paired t).
 """
 
 from __future__ import annotations
@@ -47,14 +51,20 @@ CONVERGENCE_COLUMNS = ('task', 'init', 'protocol', 'fraction', 'cells', 'budget_
 CELL_KEYS = ('task', 'init', 'protocol', 'fraction', 'fold', 'seed')
 RESULT_KEYS = ('predictions', 'targets', 'units', 'n_train', 'n_test', 'train_subjects',
                'test_subjects')
-INIT_ORDER = ('pretrained', 'random')
+FEATURES = 'features'  # the feature baseline's init ...
+RIDGE = 'ridge'        # ... and its one protocol
+INIT_ORDER = ('pretrained', 'random', FEATURES)
+DEEP_INITS = ('pretrained', 'random')
 PROTOCOL_ORDER = ('linear_probe', 'full_from_probe', 'full')
 ALL = 'all'
 MIN_SUBJECT_WINDOWS = stats.MIN_SUBJECT_WINDOWS
 HEADLINE_COLUMNS = ('task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
                     'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r',
                     'delta_r_low', 'delta_r_high', 't', 'p', 'pooled_r_pretrained',
-                    'pooled_r_random')
+                    'pooled_r_random', 'within_r_features', 'sd_features',
+                    'delta_r_vs_features', 'delta_r_vs_features_low', 'delta_r_vs_features_high',
+                    't_vs_features', 'p_vs_features', 'n_subjects_vs_features',
+                    'pooled_r_features')
 EFFICIENCY_COLUMNS = ('task', 'target', 'protocol', 'grid_fraction', 'percent_less',
                       'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach')
 N_BOOT = 1000
@@ -162,6 +172,24 @@ def _order(values: Iterable[str], preferred: Sequence[str]) -> list[str]:
   return [v for v in preferred if v in vals] + sorted(vals - set(preferred))
 
 
+def _protocols(values: Iterable[str]) -> list[str]:
+  """The deep arms' protocols in order (the rows of the tables); the feature baseline's 'ridge'
+  only when there is no other (its value stands beside every deep protocol)."""
+  vals = set(values)
+  return _order(vals - {RIDGE}, PROTOCOL_ORDER) or _order(vals, PROTOCOL_ORDER)
+
+
+def _protocol_of(init: str, protocol: str) -> str:
+  """The protocol under which ``init``'s cells compared with ``protocol``'s are stored."""
+  return RIDGE if init == FEATURES else protocol
+
+
+def _within(within: Mapping[tuple[str, float, str], stats.WithinSubjectR], protocol: str,
+            frac: float, init: str) -> stats.WithinSubjectR | None:
+  """The within-subject r of ``init`` beside ``protocol`` (the features arm: its ridge cells)."""
+  return within.get((_protocol_of(init, protocol), float(frac), init))
+
+
 def _fmt(x: float | None, digits: int = 3, sign: bool = False) -> str:
   if x is None or not math.isfinite(x):
     return '—'
@@ -226,10 +254,12 @@ def within_subject_results(df: pd.DataFrame, task: str, target: str, metric: str
 
 
 def _subject_pairs(within: Mapping[tuple[str, float, str], stats.WithinSubjectR], protocol: str,
-                   frac: float) -> tuple[np.ndarray, np.ndarray] | None:
-  """Per-subject values of both inits aligned on the union of their subjects, or None."""
-  pre = within.get((protocol, frac, 'pretrained'))
-  rnd = within.get((protocol, frac, 'random'))
+                   frac: float, a: str = 'pretrained',
+                   b: str = 'random') -> tuple[np.ndarray, np.ndarray] | None:
+  """Per-subject values of inits ``a`` and ``b`` aligned on the union of their subjects, or
+  None."""
+  pre = _within(within, protocol, frac, a)
+  rnd = _within(within, protocol, frac, b)
   if pre is None or rnd is None:
     return None
   subjects = pre.per_subject.index.union(rnd.per_subject.index)
@@ -238,8 +268,10 @@ def _subject_pairs(within: Mapping[tuple[str, float, str], stats.WithinSubjectR]
 
 
 def paired_test_rows(df: pd.DataFrame, task: str, target: str, metric: str = 'pearson_r',
-                     over: Sequence[str] = ('folds', 'subjects')) -> list[list[str]]:
-  """Pre-trained vs random per protocol and fraction, paired over (fold, seed) and/or subjects.
+                     over: Sequence[str] = ('folds', 'subjects'), a: str = 'pretrained',
+                     b: str = 'random') -> list[list[str]]:
+  """Init ``a`` vs ``b`` (default pre-trained vs random) per protocol and fraction, paired over
+  (fold, seed) and/or subjects; ``b='features'`` pairs each protocol with the feature baseline.
 
   Over folds the pairs are the pooled metric of each (fold, seed); over subjects each subject's
   metric averaged over seeds (one pair per subject, as in ``within_subject_r``).
@@ -247,17 +279,19 @@ def paired_test_rows(df: pd.DataFrame, task: str, target: str, metric: str = 'pe
   sel = df[(df.task == task) & (df.target == target)]
   within = within_subject_results(df, task, target, metric) if 'subjects' in over else {}
   rows = []
-  for protocol in _order(sel.protocol, PROTOCOL_ORDER):
+  for protocol in _protocols(sel.protocol):
     for frac in sorted(sel.fraction.unique()):
       for kind in over:
         if kind == 'folds':
-          part = sel[(sel.protocol == protocol) & (sel.fraction == frac) & (sel.subject == ALL)]
-          wide = part.pivot(index=['fold', 'seed'], columns='init', values=metric)
-          if not {'pretrained', 'random'} <= set(wide.columns):
+          pooled = sel[(sel.fraction == frac) & (sel.subject == ALL)]
+          side = [pooled[(pooled.init == i) & (pooled.protocol == _protocol_of(i, protocol))]
+                  .set_index(['fold', 'seed'])[metric] for i in (a, b)]
+          if any(s.empty for s in side) or a == b:
             continue
-          pair = wide['pretrained'].to_numpy(), wide['random'].to_numpy()
+          keys = side[0].index.union(side[1].index)
+          pair = side[0].reindex(keys).to_numpy(), side[1].reindex(keys).to_numpy()
         elif kind == 'subjects':
-          pair = _subject_pairs(within, protocol, float(frac))
+          pair = _subject_pairs(within, protocol, float(frac), a, b)
           if pair is None:
             continue
         else:
@@ -276,7 +310,7 @@ def efficiency_results(df: pd.DataFrame, task: str,
   """The interpolated data-efficiency figure per protocol from the POOLED r (mean over runs)."""
   pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
   out = {}
-  for protocol in _order(pooled.protocol, PROTOCOL_ORDER):
+  for protocol in _protocols(pooled.protocol):
     means = (pooled[pooled.protocol == protocol]
              .groupby(['fraction', 'init'])['pearson_r'].mean().unstack('init'))
     if not {'pretrained', 'random'} <= set(means.columns):
@@ -353,6 +387,19 @@ def _pooled_mean(pooled: pd.DataFrame, protocol: str, frac: float, init: str) ->
   return stats.mean_sd(sel.pearson_r.to_numpy())[0]
 
 
+def _paired_t(within: Mapping[tuple[str, float, str], stats.WithinSubjectR], protocol: str,
+              frac: float, a: str = 'pretrained',
+              b: str = 'random') -> tuple[int, float, float, float, float] | None:
+  """(n pairs, t, p, 95 % low, high) of the paired t over subjects of ``a`` - ``b``, or None."""
+  pair = _subject_pairs(within, protocol, frac, a, b)
+  if pair is None:
+    return None
+  tt = stats.paired_tests(*pair, 'subjects')[1]
+  lo, hi = tt.ci95 or (math.nan, math.nan)
+  return (tt.n, math.nan if tt.statistic is None else tt.statistic,
+          math.nan if tt.p_value is None else tt.p_value, lo, hi)
+
+
 def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
   """headline.csv: one row per (task, target, protocol, fraction), columns HEADLINE_COLUMNS.
 
@@ -360,28 +407,27 @@ def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
   within_r_pretrained - within_r_random, delta_r_low / _high the 95 % t interval of the mean
   per-subject difference; t, p: paired t over subjects (the paper's test) and
   n_subjects its number of pairs (subjects of the one init present, if only one is);
-  pooled_r_*: pooled r, mean over (fold, seed).
+  pooled_r_*: pooled r, mean over (fold, seed). The feature baseline (``*_features``: the same
+  value on every protocol's row of a fraction) and the pre-trained arm against it
+  (``delta_r_vs_features`` with its interval, ``t_vs_features``, ``p_vs_features`` over
+  ``n_subjects_vs_features`` subjects); NaN where an arm has no cells.
   """
   rows = []
   for task, target in _targets(df):
     within = within_subject_results(df, task, target)
     pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
-    for protocol in _order(pooled.protocol, PROTOCOL_ORDER):
+    for protocol in _protocols(pooled.protocol):
       for frac in sorted(pooled[pooled.protocol == protocol].fraction.unique()):
         frac = float(frac)
-        w = {i: within.get((protocol, frac, i)) for i in INIT_ORDER}
+        w = {i: _within(within, protocol, frac, i) for i in INIT_ORDER}
         mean = {i: math.nan if w[i] is None else w[i].mean for i in INIT_ORDER}
         sd = {i: math.nan if w[i] is None else w[i].sd for i in INIT_ORDER}
-        pair = _subject_pairs(within, protocol, frac)
-        t = p = lo = hi = math.nan
-        if pair is not None:
-          tt = stats.paired_tests(*pair, 'subjects')[1]
-          n = tt.n
-          t = math.nan if tt.statistic is None else tt.statistic
-          p = math.nan if tt.p_value is None else tt.p_value
-          lo, hi = tt.ci95 or (math.nan, math.nan)
-        else:
-          n = max((x.n_subjects for x in w.values() if x is not None), default=0)
+        nan5 = (0, math.nan, math.nan, math.nan, math.nan)
+        n, t, p, lo, hi = _paired_t(within, protocol, frac) or nan5
+        if n == 0:
+          n = max((w[i].n_subjects for i in DEEP_INITS if w[i] is not None),
+                  default=0 if w[FEATURES] is None else w[FEATURES].n_subjects)
+        nf, tf, pf, lof, hif = _paired_t(within, protocol, frac, 'pretrained', FEATURES) or nan5
         rows.append({
             'task': task, 'target': target, 'protocol': protocol, 'fraction': frac,
             'within_r_pretrained': mean['pretrained'], 'within_r_random': mean['random'],
@@ -389,7 +435,12 @@ def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
             'delta_r': mean['pretrained'] - mean['random'], 'delta_r_low': lo,
             'delta_r_high': hi, 't': t, 'p': p,
             'pooled_r_pretrained': _pooled_mean(pooled, protocol, frac, 'pretrained'),
-            'pooled_r_random': _pooled_mean(pooled, protocol, frac, 'random')})
+            'pooled_r_random': _pooled_mean(pooled, protocol, frac, 'random'),
+            'within_r_features': mean[FEATURES], 'sd_features': sd[FEATURES],
+            'delta_r_vs_features': mean['pretrained'] - mean[FEATURES],
+            'delta_r_vs_features_low': lof, 'delta_r_vs_features_high': hif,
+            't_vs_features': tf, 'p_vs_features': pf, 'n_subjects_vs_features': nf,
+            'pooled_r_features': _pooled_mean(pooled, RIDGE, frac, FEATURES)})
   return pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS))
 
 
@@ -422,26 +473,72 @@ def efficiency_frame(df: pd.DataFrame, n_boot: int = N_BOOT,
   return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))
 
 
+def _has_features(within: Mapping[tuple[str, float, str], Any]) -> bool:
+  return any(k[2] == FEATURES for k in within)
+
+
 def headline_table(df: pd.DataFrame, task: str, target: str) -> str:
   """Markdown table: fraction x protocol of within-subject r (mean ± sd over subjects), Δr
-  with the 95 % t interval of its mean over subjects."""
+  with the 95 % t interval of its mean over subjects; with feature-baseline cells, its r (one
+  column: it has no protocol) and each protocol's pre-trained Δr against it."""
   within = within_subject_results(df, task, target)
   sub = df[(df.task == task) & (df.target == target) & (df.subject != ALL)]
   n_sub = sub.subject.nunique()
-  protocols = _order({k[0] for k in within}, PROTOCOL_ORDER)
-  header = ['fraction']
+  protocols = [p for p in _protocols({k[0] for k in within}) if p != RIDGE]
+  feats = _has_features(within)
+  header = ['fraction'] + (['features (ridge)'] if feats else [])
   for protocol in protocols:
     header += [f'{protocol}: pretrained', f'{protocol}: random', f'{protocol}: Δr']
+    header += [f'{protocol}: Δr vs features'] if feats else []
   rows = []
+
+  def text(w: stats.WithinSubjectR | None) -> str:
+    return '—' if w is None else _mean_sd_text(w.per_subject.to_numpy(), n_sub)
+
+  def delta(protocol: str, frac: float, b: str) -> str:
+    pair = _subject_pairs(within, protocol, frac, 'pretrained', b)
+    return '—' if pair is None else stats.paired_tests(*pair, 'subjects')[1].diff_text()
+
   for frac in sorted({k[1] for k in within}):
-    row = [_frac(frac)]
+    row = [_frac(frac)] + ([text(within.get((RIDGE, frac, FEATURES)))] if feats else [])
     for protocol in protocols:
-      w = [within.get((protocol, frac, i)) for i in INIT_ORDER]
-      row += ['—' if x is None else _mean_sd_text(x.per_subject.to_numpy(), n_sub) for x in w]
-      pair = _subject_pairs(within, protocol, frac)
-      row.append('—' if pair is None else stats.paired_tests(*pair, 'subjects')[1].diff_text())
+      row += [text(within.get((protocol, frac, i))) for i in DEEP_INITS]
+      row.append(delta(protocol, frac, 'random'))
+      row += [delta(protocol, frac, FEATURES)] if feats else []
     rows.append(row)
   return _markdown(header, rows)
+
+
+def _features_section(within: Mapping[tuple[str, float, str], stats.WithinSubjectR]
+                      ) -> list[str]:
+  """summary.md lines: the pre-trained arm against the feature baseline, paired over subjects
+  at every protocol and fraction ([] without feature-baseline cells)."""
+  if not _has_features(within):
+    return []
+  md = ['#### Pre-trained vs the feature baseline (ridge on hand features): paired t over test '
+        'subjects', '']
+  rows, full = [], []
+  for protocol in [p for p in _protocols({k[0] for k in within}) if p != RIDGE]:
+    fracs = sorted(k[1] for k in within if k[0] == protocol and k[2] == 'pretrained')
+    for frac in fracs:
+      pair = _subject_pairs(within, protocol, frac, 'pretrained', FEATURES)
+      if pair is None:
+        continue
+      wil, tt = stats.paired_tests(*pair, 'subjects')
+      note = '; '.join(n for n in dict.fromkeys([tt.note, wil.note]) if n)
+      rows.append([_frac(frac), protocol, str(tt.n), tt.diff_text(), _fmt(tt.statistic, 2),
+                   _fmt_p(tt.p_value), _fmt_p(wil.p_value), note])
+      if frac == fracs[-1]:
+        full.append(f'- Δr vs features at {_frac(frac)}, {protocol}: {tt.diff_text()} '
+                    f'(pre-trained {_fmt(within[(protocol, frac, "pretrained")].mean)} vs '
+                    f'features {_fmt(_within(within, protocol, frac, FEATURES).mean)}; 95 % t '
+                    f'interval over subjects; p = {_fmt_p(tt.p_value)}).')
+  if not rows:
+    return md + ['Not computed: needs cells of the pre-trained arm beside the feature '
+                 'baseline.', '']
+  return md + full + ['', _markdown(['fraction', 'protocol', 'n subjects',
+                                     'mean Δr vs features [95 % CI]', 't', 'p', 'Wilcoxon p',
+                                     'note'], rows), '']
 
 
 def _headline_section(df: pd.DataFrame, task: str,
@@ -451,10 +548,12 @@ def _headline_section(df: pd.DataFrame, task: str,
   md = ['### Within-subject r (the paper\'s metric): mean ± sd over test subjects', '', table, '']
   printed = ['within-subject r (mean ± sd over test subjects):', table]
   within = within_subject_results(df, task, target)
+  feats = _features_section(within)
+  printed += [line[2:] for line in feats if line.startswith('- Δr vs features')]
   eff = headline_efficiency(df, task, target)
   if not eff:
     md += ['Δr, paired t and data efficiency not computed: needs cells of both inits '
-           '(pretrained and random).', '']
+           '(pretrained and random).', ''] + feats
     return md, printed
   for protocol, e in eff.items():
     de = e.interpolated
@@ -477,7 +576,7 @@ def _headline_section(df: pd.DataFrame, task: str,
                    _fmt(tt.statistic, 2), _fmt_p(tt.p_value), _fmt_p(wil.p_value), note])
   md += ['#### Paired t test over test subjects (the paper\'s test)', '',
          _markdown(['fraction', 'protocol', 'n subjects', 'mean Δr [95 % CI]', 't', 'p',
-                    'Wilcoxon p', 'note'], rows), '',
+                    'Wilcoxon p', 'note'], rows), ''] + feats + [
          '#### Data efficiency (within-subject r)', '']
   for protocol, e in eff.items():
     if len(e.fractions) < 2:
@@ -509,7 +608,9 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
     md.append(f'- WARNING: cells trained different numbers of steps: {steps}')
   elif steps:
     md.append(f'- Every cell trained {steps[0]} steps (no validation subjects: the last step '
-              f'is scored).')
+              f'is scored).' if not df.steps.isna().any() else
+              f'- Every deep cell trained {steps[0]} steps (no validation subjects: the last '
+              f'step is scored).')
   policies = sorted(set(df.norm_policy)) if len(df) else []
   if len(policies) > 1:
     md.append(f'- WARNING: cells normalised their inputs differently: {policies}')
@@ -534,8 +635,14 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
       'seed) runs; its paired tests pair the runs (fold, seed), the conservative test.',
       "- results.csv: one row per cell, target and test subject, plus a pooled row per cell "
       "(subject = 'all'); rrmse = RMSE / (max - min of the true values in those rows) x 100.",
-      '',
   ]
+  if len(df) and (df.init == FEATURES).any():
+    md.append('- Feature baseline (init features, protocol ridge): ridge regression on '
+              'hand-computed per-window features of every site (ssl_imu_jax/features.py), '
+              'its penalty chosen on the validation subjects; the same folds, fractions, seeds '
+              'and test subjects. It has no protocol, so its r stands beside every protocol; '
+              'Δr vs features = pre-trained minus it, paired over subjects as above.')
+  md.append('')
   printed = []
   for task, target in _targets(df):
     tdf = df[df.task == task]
@@ -570,6 +677,14 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
                         'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'], tests), '']
     else:
       md += ['Not computed: needs cells of both inits (pretrained and random).', '']
+    if (tdf.init == FEATURES).any():
+      tests = paired_test_rows(df, task, target, over=('folds',), b=FEATURES)
+      md += ['### Paired tests of pooled r over (fold, seed): pre-trained vs the feature '
+             'baseline', '']
+      md += [_markdown(['fraction', 'protocol', 'paired over', 'n', 'mean Δr vs features '
+                        '[95 % CI]', 'Wilcoxon signed-rank W', 'p', 'paired t', 'p', 'note'],
+                       tests), ''] if tests else [
+          'Not computed: needs cells of the pre-trained arm beside the feature baseline.', '']
     if target == list(dict.fromkeys(tdf.target))[0] and validated:
       conv = convergence_markdown(df, task)
       md += ['### Training length (per arm and fraction, over its cells)', '',
@@ -686,20 +801,21 @@ def pyplot():
   return plt
 
 
-_COLORS = {'pretrained': 'tab:blue', 'random': 'tab:orange'}
+_COLORS = {'pretrained': 'tab:blue', 'random': 'tab:orange', FEATURES: 'tab:green'}
 _STYLES = {'full': '-', 'full_from_probe': '-.', 'linear_probe': ':'}
 
 
 def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
   """Within-subject r vs training fraction (log x), mean ± sd over test subjects.
 
-  One panel per target (row) and protocol (column) with both inits; the dashed line is random
-  init's r at the largest fraction, the level the pre-trained curve has to reach.
+  One panel per target (row) and protocol (column) with both inits and the feature baseline
+  (the same line in every protocol's panel: squares); the dashed line is random init's r at the
+  largest fraction, the level the pre-trained curve has to reach.
   """
   plt = pyplot()
   tdf = df[df.task == task]
   targets = list(dict.fromkeys(tdf.target))
-  protocols = _order(tdf.protocol, PROTOCOL_ORDER)
+  protocols = _protocols(tdf.protocol)
   fig, axes = plt.subplots(len(targets), len(protocols), squeeze=False, sharey='row',
                            figsize=(4.2 * len(protocols), 3.6 * len(targets)))
   for row, target in zip(axes, targets, strict=True):
@@ -709,16 +825,18 @@ def plot_data_efficiency(df: pd.DataFrame, task: str, path: str) -> None:
                       w.mean + (0.0 if math.isnan(w.sd) else w.sd))]
     unit = tdf[tdf.target == target].unit.iloc[0]
     for ax, protocol in zip(row, protocols, strict=True):
-      fracs = sorted({k[1] for k in within if k[0] == protocol})
+      fracs = sorted({k[1] for k in within if k[0] in (protocol, RIDGE)})
       inits = _order({k[2] for k in within}, INIT_ORDER)
       for j, init in enumerate(inits):
-        pts = [(f, within[(protocol, f, init)]) for f in fracs if (protocol, f, init) in within]
+        pts = [(f, w) for f in fracs if (w := _within(within, protocol, f, init)) is not None]
         dodge = 1.0 + 0.04 * (j - (len(inits) - 1) / 2)  # the arms' error bars side by side
+        feat = init == FEATURES
         if pts:
           ax.errorbar([f * dodge for f, _ in pts], [w.mean for _, w in pts],
                       yerr=[0.0 if math.isnan(w.sd) else w.sd for _, w in pts], capsize=3,
-                      marker='o', color=_COLORS.get(init), linestyle=_STYLES.get(protocol, '-'),
-                      label=init)
+                      marker='s' if feat else 'o', color=_COLORS.get(init),
+                      linestyle='-' if feat else _STYLES.get(protocol, '-'),
+                      label='features (ridge)' if feat else init)
       ref = within.get((protocol, fracs[-1], 'random')) if fracs else None
       if ref is not None and math.isfinite(ref.mean):
         ax.axhline(ref.mean, color='0.3', linestyle='--', lw=0.9,

@@ -1,8 +1,10 @@
 """The paper's experiment as one resumable command.
 
 Subject-wise K-fold CV x training-data fractions x fine-tuning seeds x {pre-trained, random} init
-x protocols, for every labelled data set in ``config.datasets``; then results.csv, summary.md
-(tables, paired tests, data efficiency) and figures in ``<workdir>/report``.
+x protocols, plus the feature baseline (init 'features': ridge on hand features, ``features.py``;
+one cell per data set, fold, fraction and seed, whatever the protocols), for every labelled data
+set in ``config.datasets``; then results.csv, summary.md (tables, paired tests, data efficiency)
+and figures in ``<workdir>/report``.
 
 Layout::
 
@@ -10,6 +12,8 @@ Layout::
   <workdir>/sweep/<dataset>/fold<k>/frac<p>/seed<s>/<init>_<protocol>/
       ...                                          the fine-tune run (checkpoints, result.json)
       sweep_cell.json                              written atomically when the cell is done
+  <workdir>/sweep/<dataset>/fold<k>/frac<p>/seed<s>/features_ridge/
+      result.json, ridge_model.json, sweep_cell.json   the feature baseline of the same split
   <workdir>/report/                                results.csv, summary.md, *.png
 
 A 'full_from_probe' cell starts from the 'linear_probe' cell of the same data set, fold,
@@ -22,7 +26,8 @@ sweep continues where it stopped. The file also holds the cell's config: if the 
 since, the sweep stops with an error rather than mixing results of different settings. A cell
 trains up to ``finetune.train.epochs`` passes over its own training windows with early stopping
 on its validation subjects (``finetune.split.validation_fraction``), or, with epochs = 0,
-``finetune.train.steps`` steps whatever its fraction.
+``finetune.train.steps`` steps whatever its fraction; a features cell trains no steps
+(its config holds only the data, split and penalty grid, so the deep arms' keys never block it).
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from ssl_imu_jax import checkpointing, files, report, splits, trainer
 from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
-INITS = ('pretrained', 'random')
+FEATURES = 'features'  # the feature baseline's init (ssl_imu_jax/features.py)
+RIDGE = 'ridge'        # ... and its one protocol
+INITS = ('pretrained', 'random', FEATURES)
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 CELL_FILE = 'sweep_cell.json'
 TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
@@ -121,14 +128,15 @@ def cell_dir(workdir: str, dataset: str, fold: int, fraction: float, init: str,
 
 def plan(config: ml_collections.ConfigDict) -> Iterator[tuple[str, int, float, str, str, int]]:
   """All cells (dataset, fold, fraction, init, protocol, seed) in run order; a linear probe
-  always comes before the full_from_probe cell that starts from it."""
+  always comes before the full_from_probe cell that starts from it. The feature baseline has
+  one cell (protocol 'ridge') per data set, fold, fraction and seed."""
   protocols = sorted(config.protocols, key=PROTOCOLS.index)
   for dataset in config.datasets:
     for fold in folds_to_run(config):
       for fraction in sorted(float(f) for f in config.fractions):
         for seed in config.get('seeds', (0,)):
           for init in config.inits:
-            for protocol in protocols:
+            for protocol in ((RIDGE,) if init == FEATURES else protocols):
               yield dataset, fold, fraction, init, protocol, int(seed)
 
 
@@ -159,9 +167,12 @@ def _checkpoint_encoder(path: str) -> dict[str, Any] | None:
 def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, fold: int,
                 fraction: float, init: str, protocol: str, seed: int = 0,
                 workdir: str = '') -> ml_collections.ConfigDict:
-  """The fine-tune config of one cell: ``config.finetune`` with the cell's fields set."""
+  """The fine-tune config of one cell: ``config.finetune`` with the cell's fields set (a
+  features cell: ``features_cell_config``)."""
   from ssl_imu_jax import finetune
 
+  if init == FEATURES:
+    return features_cell_config(config, data_dir, dataset, fold, fraction, seed)
   c = config.finetune.copy_and_resolve_references()
   c.unlock()
   c.stage = 'finetune'
@@ -188,6 +199,32 @@ def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, 
   if protocol == 'full_from_probe' and 'linear_probe' in config.protocols and workdir:
     c.probe_from = cell_dir(workdir, dataset, fold, fraction, init, 'linear_probe', seed)
   c.train.steps = int(config.finetune.train.steps)  # the same for every cell
+  return c
+
+
+def features_cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str,
+                         fold: int, fraction: float, seed: int = 0) -> ml_collections.ConfigDict:
+  """The config of a feature-baseline cell: the data, the split of the deep cells of the same
+  fold, fraction and seed (``finetune.split``, validation subjects included) and the penalty grid;
+  nothing of the deep model or its training, which do not affect it."""
+  from ssl_imu_jax import features
+
+  split = config.finetune.split
+  c = ml_collections.ConfigDict()
+  c.stage = 'features'
+  c.data_dir = data_dir
+  c.data = task_data(config, dataset)
+  c.seed = int(seed)
+  c.split = ml_collections.ConfigDict({
+      'num_folds': int(config.num_folds), 'fold': int(fold), 'fold_seed': int(config.fold_seed),
+      'fraction': float(fraction), 'fraction_seed': int(config.fraction_seed) + int(seed),
+      'validation_fraction': float(split.get('validation_fraction',
+                                             features.VALIDATION_FRACTION)),
+      'validation_seed': int(split.get('validation_seed', 0))})
+  c.init_from = ''
+  c.protocol = RIDGE
+  c.ridge = ml_collections.ConfigDict({'alphas': tuple(features.ALPHAS),
+                                       'cv_folds': int(features.CV_FOLDS)})
   return c
 
 
@@ -247,15 +284,23 @@ def finetune_train_fn() -> TrainFn:
   return finetune.train_and_evaluate
 
 
+def features_train_fn() -> TrainFn:
+  from ssl_imu_jax import features
+  return features.train_and_evaluate
+
+
 def cell_groups(pending: Sequence[tuple], max_cells: int) -> Iterator[list[tuple]]:
   """The cells to train, in groups of at most ``max_cells`` of one data set and protocol, every
-  linear probe before the full_from_probe cells that start from it (1: one by one, in order)."""
+  linear probe before the full_from_probe cells that start from it (1: one by one, in order).
+  Feature-baseline cells are never grouped: each comes alone, before the groups."""
   if max_cells <= 1:
     yield from ([p] for p in pending)
     return
-  datasets = list(dict.fromkeys(p[0][0] for p in pending))
+  yield from ([p] for p in pending if p[0][3] == FEATURES)
+  deep = [p for p in pending if p[0][3] != FEATURES]
+  datasets = list(dict.fromkeys(p[0][0] for p in deep))
   by_key: dict[tuple[int, int], list[tuple]] = {}
-  for p in pending:  # cell = (dataset, fold, fraction, init, protocol, seed)
+  for p in deep:  # cell = (dataset, fold, fraction, init, protocol, seed)
     by_key.setdefault((datasets.index(p[0][0]), PROTOCOLS.index(p[0][4])), []).append(p)
   for key in sorted(by_key):
     items = by_key[key]
@@ -264,7 +309,7 @@ def cell_groups(pending: Sequence[tuple], max_cells: int) -> Iterator[list[tuple
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | None = None,
-        subject_ids_fn: SubjectIdsFn | None = None) -> str:
+        subject_ids_fn: SubjectIdsFn | None = None, features_fn: TrainFn | None = None) -> str:
   """Runs (or resumes) every cell, writes the report, prints the table; returns the report dir.
 
   Args:
@@ -274,12 +319,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       or groups of ``config.max_cells_per_program`` cells in one program: multicell.py).
     subject_ids_fn: ``finetune_config -> subject id per window`` used for folds.json
       (default: read from the TFDS data set).
+    features_fn: ``(features_config, cell_workdir) -> result`` of the feature-baseline cells
+      (default features.train_and_evaluate; never grouped with the deep cells).
   """
   validate_config(config)
   workdir = os.fspath(workdir)
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
   grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
   train_fn = train_fn or finetune_train_fn()
+  features_fn = features_fn or features_train_fn()
   subject_ids_fn = subject_ids_fn or dataset_subject_ids
   cells = list(plan(config))
   os.makedirs(os.path.join(workdir, 'sweep'), exist_ok=True)
@@ -298,7 +346,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   for cell in cells:
     dataset, fold, fraction, init, protocol, seed = cell
     cfg = cell_config(config, data_dir, dataset, fold, fraction, init, protocol, seed, workdir)
-    cfg.train.progress = False  # per-step scalars go to the cell's metrics.jsonl only
+    if 'train' in cfg:
+      cfg.train.progress = False  # per-step scalars go to the cell's metrics.jsonl only
     if dataset not in folds_of:
       ids = subject_ids_fn(cfg)
       folds = splits.assign_folds(ids, int(config.num_folds), int(config.fold_seed))
@@ -321,7 +370,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     cell, cfg, path, name, expected = item
     dataset, fold, fraction, init, protocol, seed = cell
     rec = report.make_record(result, task=dataset, init=init, protocol=protocol,
-                             fraction=fraction, fold=fold, steps=steps_run(result, cfg),
+                             fraction=fraction, fold=fold,
+                             steps=steps_run(result, cfg) if 'train' in cfg else None,
                              seed=seed, norm_policy=result.get('norm_policy', ''))
     _check_cell_subjects(rec, folds_of[dataset], fold, name)
     files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
@@ -341,7 +391,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       os.makedirs(item[2], exist_ok=True)
     t0 = time.time()
     try:
-      if len(group) == 1:
+      if group[0][0][3] == FEATURES:
+        results = [features_fn(group[0][1], group[0][2])]
+      elif len(group) == 1:
         results = [train_fn(group[0][1], group[0][2])]
       else:
         from ssl_imu_jax import multicell
@@ -355,7 +407,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     for item, result in zip(group, results, strict=True):
       record(item, result, took)
   records = [done_recs[c] for c in cells if c in done_recs]
-  if config.get('final_model', False) and not report_only:
+  if config.get('final_model', False) and not report_only and {'pretrained', 'random'} & set(
+      config.inits):
     for dataset in config.datasets:
       train_final_model(config, workdir, data_dir, dataset, records, train_fn)
   report_dir = report_dir_for(config, workdir)
@@ -372,7 +425,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       f'Inits: {", ".join(config.inits)}'
       + (f' (pre-trained from {", ".join(init_candidates(config))})'
          if 'pretrained' in config.inits else '')
-      + f'; protocols: {", ".join(config.protocols)}.',
+      + f'; protocols: {", ".join(config.protocols)}.'
+      + (' Feature baseline: ridge on hand-computed per-window features of every site '
+         '(ssl_imu_jax/features.py), its penalty chosen on the validation subjects; the same '
+         'folds, fractions and seeds.' if FEATURES in config.inits else ''),
       f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; '
       f'linear-probe BatchNorm adapts: '
       f'{bool(config.finetune.get("linear_probe_bn_adapt", True))}.',

@@ -114,6 +114,19 @@ def test_paper_comparison_table_and_targets(tmp_path):
   valr = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_running_valr (y) | 0.87'))
   assert 'missed: Δr ≥ 0.03 with p < 0.05, pre-trained at ≤ 25%' in valr
   assert '| synthetic_walking_kfm (y) | 0.800 / 0.700 | 0.880 / 0.800 | 0.910 / 0.870 |' in md
+  assert 'feature baseline' not in md  # no feature-baseline cells: no column for them
+  # With the feature baseline: its r after the two arms', and the pre-trained arm against it.
+  with open(tmp_path / 'headline.csv', 'w') as f:
+    f.write(','.join(report.HEADLINE_COLUMNS) + '\n')
+    for task, frac, pre, rnd, d, p in head:
+      f.write(f'{task},y,full_from_probe,{frac},{pre},{rnd},0.1,0.1,17,{d},{d - 0.01},'
+              f'{d + 0.01},2.0,{p},0.5,0.5,0.85,0.1,{pre - 0.85},{pre - 0.9},{pre - 0.8},'
+              f'3.0,0.004,17,0.8\n')
+  md = experiment.paper_comparison(str(tmp_path))
+  assert '/ feature baseline (ridge) at each fraction' in md
+  assert '| synthetic_walking_kfm (y) | 0.800 / 0.700 / 0.850 | 0.880 / 0.800 / 0.850 |' in md
+  kfm = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_walking_kfm (y) | 0.87'))
+  assert kfm.endswith('| met | 0.850 → 0.910 (+0.060 [+0.010, +0.110]), p = 0.004 |')
 
 
 def test_the_demo_fine_tunes_from_the_released_weights_of_each_task():

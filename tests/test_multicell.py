@@ -56,11 +56,25 @@ def test_a_grouped_sweep_equals_the_sweep_cell_by_cell_and_resumes(tmp_path, toy
     sweep.run(cfg, str(tmp_path / 'grouped'))
   monkeypatch.undo()
   done = list((tmp_path / 'grouped' / 'sweep').rglob(sweep.CELL_FILE))
-  assert len(done) == 2  # the probes' group finished, the interrupted one left no results
+  # The feature baseline (alone, first) and the probes' group finished; the interrupted group
+  # left no results.
+  assert len(done) == 3 and any(p.parent.name == 'features_ridge' for p in done)
+  from ssl_imu_jax import multicell
+
+  grouped_protocols = []
+  real_cells = multicell.train_cells
+
+  def spy(cfgs, *a, **k):
+    grouped_protocols.extend(c.protocol for c in cfgs)
+    return real_cells(cfgs, *a, **k)
+
+  monkeypatch.setattr(multicell, 'train_cells', spy)
   grouped = pd.read_csv(tmp_path / sweep.run(cfg, str(tmp_path / 'grouped')) / 'results.csv')
+  monkeypatch.undo()
+  assert grouped_protocols == ['full_from_probe'] * 2  # never the feature baseline's 'ridge'
   keys = ['task', 'target', 'init', 'protocol', 'fraction', 'fold', 'seed', 'subject']
   both = one.merge(grouped, on=keys, suffixes=('_one', '_grouped'))
-  assert len(both) == len(one) == len(grouped) and len(one.drop_duplicates(keys[2:6])) == 4
+  assert len(both) == len(one) == len(grouped) and len(one.drop_duplicates(keys[2:6])) == 5
   np.testing.assert_allclose(both.pearson_r_grouped, both.pearson_r_one, atol=1e-5)
   np.testing.assert_allclose(both.rmse_grouped, both.rmse_one, rtol=1e-5)
   for cell in ('pretrained_linear_probe', 'random_full_from_probe'):  # states after 3 steps

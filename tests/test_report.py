@@ -22,7 +22,7 @@ def fake_result(fold, fraction, init, protocol, targets=('peak_vgrf',), units=('
   counts = [2 if s == short_subject else WINDOWS_PER_SUBJECT for s in test]
   sid = np.repeat(test, counts)
   y_true = rng.normal(2.0, 0.3, size=(len(sid), len(targets)))
-  noise = (0.05 if init == 'pretrained' else 0.2) / np.sqrt(fraction)
+  noise = {'pretrained': 0.05, 'features': 0.1}.get(init, 0.2) / np.sqrt(fraction)
   y_pred = y_true + rng.normal(0, noise, size=y_true.shape)
   return {
       'predictions': {'subject_id': sid, 'y_true': y_true, 'y_pred': y_pred},
@@ -109,6 +109,7 @@ def test_summary_has_table_tests_and_efficiency(tmp_path):
   assert f'- full: {head["full"].grid.text()}; interpolated' in md
   assert head['full'].bootstrap.text() in md
   assert 'Input normalisation: train_subjects.' in md
+  assert 'features' not in md  # no feature-baseline cells: the report as before
 
 
 def test_single_run_report(tmp_path):
@@ -266,7 +267,10 @@ def test_records_without_seed_keep_working_and_duplicates_are_refused(tmp_path):
 
 HEADLINE_CSV = ['task', 'target', 'protocol', 'fraction', 'within_r_pretrained',
                 'within_r_random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta_r',
-                'delta_r_low', 'delta_r_high', 't', 'p', 'pooled_r_pretrained', 'pooled_r_random']
+                'delta_r_low', 'delta_r_high', 't', 'p', 'pooled_r_pretrained', 'pooled_r_random',
+                'within_r_features', 'sd_features', 'delta_r_vs_features',
+                'delta_r_vs_features_low', 'delta_r_vs_features_high', 't_vs_features',
+                'p_vs_features', 'n_subjects_vs_features', 'pooled_r_features']
 EFFICIENCY_CSV = ['task', 'target', 'protocol', 'grid_fraction', 'percent_less',
                   'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach']
 
@@ -330,3 +334,78 @@ def test_one_fraction_claims_no_data_efficiency(tmp_path):
   md = (tmp_path / 'summary.md').read_text()
   assert 'x less labelled data' not in md and '≥' not in md.split('Data efficiency')[1]
   assert 'not computed: one fraction (100' in md and 'not computed (one fraction swept)' in md
+
+
+def three_arm_records(fractions=(0.25, 1.0), protocols=('linear_probe', 'full')):
+  """The deep arms' records plus the feature baseline: one ridge cell per fold and fraction."""
+  return sweep_records(fractions=fractions, protocols=protocols) + [
+      report.make_record(fake_result(k, f, 'features', 'ridge'), task='toy', init='features',
+                         protocol='ridge', fraction=f, fold=k, seed=0,
+                         norm_policy='train_subjects') for k in range(5) for f in fractions]
+
+
+def test_the_feature_baseline_stands_beside_every_protocol(tmp_path):
+  recs = three_arm_records()
+  report.write_results(recs, str(tmp_path))
+  df = report.results_frame(recs)
+  with open(tmp_path / 'headline.csv') as f:
+    head = list(csv.DictReader(f))
+  assert [(r['protocol'], r['fraction']) for r in head] == [
+      (p, f) for p in ('linear_probe', 'full') for f in ('0.25', '1.0')]  # no 'ridge' rows
+  sub = df[df.subject != 'all']
+  for r in head:
+    frac = float(r['fraction'])
+
+    def per_subject(init, protocol, frac=frac):
+      rows = sub[(sub.init == init) & (sub.protocol == protocol) & (sub.fraction == frac)]
+      return rows.set_index('subject').pearson_r.sort_index()
+
+    feat = per_subject('features', 'ridge')
+    pre = per_subject('pretrained', r['protocol'])
+    assert len(feat) == 10 and float(r['within_r_features']) == pytest.approx(feat.mean())
+    assert float(r['sd_features']) == pytest.approx(feat.std(ddof=1))
+    assert float(r['delta_r_vs_features']) == pytest.approx(pre.mean() - feat.mean())
+    ref = sps.ttest_rel(pre.to_numpy(), feat.to_numpy())
+    assert float(r['t_vs_features']) == pytest.approx(ref.statistic)
+    assert float(r['p_vs_features']) == pytest.approx(ref.pvalue)
+    d = (pre - feat).to_numpy()
+    half = sps.t.ppf(0.975, 9) * d.std(ddof=1) / np.sqrt(10)
+    assert float(r['delta_r_vs_features_low']) == pytest.approx(d.mean() - half)
+    assert float(r['delta_r_vs_features_high']) == pytest.approx(d.mean() + half)
+    assert int(r['n_subjects_vs_features']) == 10 and int(r['n_subjects']) == 10
+    pooled = df[(df.subject == 'all') & (df.init == 'features') & (df.fraction == frac)]
+    assert float(r['pooled_r_features']) == pytest.approx(pooled.pearson_r.mean())
+  # The pre-trained vs random columns are what they were without the third arm.
+  two = report.headline_frame(report.results_frame(sweep_records()))
+  three = report.headline_frame(df)
+  old = [c for c in HEADLINE_CSV[4:] if 'features' not in c]
+  absent = two[[c for c in HEADLINE_CSV if 'features' in c]]
+  assert len(old) == 12 and (absent.pop('n_subjects_vs_features') == 0).all()
+  assert absent.isna().all().all()  # no feature baseline: its columns empty
+  np.testing.assert_allclose(three[old].to_numpy(float), two[old].to_numpy(float))
+  md = (tmp_path / 'summary.md').read_text()
+  row = next(line for line in md.splitlines() if line.startswith('| 100% | '))
+  assert row.startswith(f'| 100% | {float(head[1]["within_r_features"]):.3f} ± ')
+  assert md.count('| fraction | features (ridge) | linear_probe: pretrained |') == 1
+  assert 'full: Δr vs features' in md and 'features / ridge' in md
+  assert 'Pre-trained vs the feature baseline' in md
+  assert '- Δr vs features at 100%, full: ' in md
+  folds = report.paired_test_rows(df, 'toy', 'peak_vgrf', over=('folds',), b='features')
+  assert [(x[0], x[1], x[3]) for x in folds] == [
+      (f, p, '5') for p in ('linear_probe', 'full') for f in ('0.25', '1')]
+
+
+def test_the_data_efficiency_plot_draws_the_feature_baseline_in_every_panel(tmp_path,
+                                                                             monkeypatch):
+  plt = report.pyplot()
+  figs = []
+  monkeypatch.setattr(plt, 'close', figs.append)
+  report.plot_data_efficiency(report.results_frame(three_arm_records()), 'toy',
+                              str(tmp_path / 'eff.png'))
+  axes = figs[0].axes
+  assert [ax.get_title().split('\n')[1] for ax in axes] == ['linear_probe', 'full']
+  for ax in axes:
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {'pretrained', 'random', 'features (ridge)'} <= set(labels)
+    assert len(ax.containers) == 3  # one error-bar line per arm
+  plt.close(figs[0])

@@ -10,7 +10,7 @@ import pytest
 import data_prep
 from configs import sweep as sweep_config
 from data_prep import records
-from ssl_imu_jax import splits, sweep
+from ssl_imu_jax import features, input_pipeline, splits, sweep
 
 N_SUBJECTS = 7
 WINDOWS = 4  # per subject
@@ -20,28 +20,30 @@ SUBJECT_IDS = np.repeat(np.arange(100, 100 + N_SUBJECTS), WINDOWS)
 class FakeTrain:
   """Stands in for finetune.train_and_evaluate: real splits, fake predictions, counts calls."""
 
-  def __init__(self, fail_after=None):
+  def __init__(self, fail_after=None, ids=SUBJECT_IDS, target=('peak_kfm', '%BW*BH')):
     self.calls = []
     self.fail_after = fail_after
+    self.ids = ids
+    self.target = target
 
   def __call__(self, cfg, workdir):
     if self.fail_after is not None and len(self.calls) >= self.fail_after:
       raise RuntimeError('killed')
     self.calls.append((cfg, workdir))
-    s = cfg.split
-    folds = splits.assign_folds(SUBJECT_IDS, s.num_folds, s.fold_seed)
-    train_idx, test_idx = splits.fold_indices(SUBJECT_IDS, folds, s.fold)
+    s, ids = cfg.split, self.ids
+    folds = splits.assign_folds(ids, s.num_folds, s.fold_seed)
+    train_idx, test_idx = splits.fold_indices(ids, folds, s.fold)
     train_idx = splits.fraction_indices(train_idx, s.fraction, s.fraction_seed)
     rng = np.random.default_rng([s.fold, int(s.fraction * 100), len(cfg.init_from), len(workdir)])
     y_true = rng.normal(3.0, 0.5, (len(test_idx), 1))
     noise = (0.1 if cfg.init_from else 0.4) / np.sqrt(s.fraction)
     return {
-        'predictions': {'subject_id': SUBJECT_IDS[test_idx], 'y_true': y_true,
+        'predictions': {'subject_id': ids[test_idx], 'y_true': y_true,
                         'y_pred': y_true + rng.normal(0, noise, y_true.shape)},
-        'targets': ['peak_kfm'], 'units': ['%BW*BH'],
+        'targets': [self.target[0]], 'units': [self.target[1]],
         'n_train': len(train_idx), 'n_test': len(test_idx),
-        'train_subjects': sorted(set(SUBJECT_IDS[train_idx].tolist())),
-        'test_subjects': sorted(set(SUBJECT_IDS[test_idx].tolist())),
+        'train_subjects': sorted(set(ids[train_idx].tolist())),
+        'test_subjects': sorted(set(ids[test_idx].tolist())),
         'metrics': {},
     }
 
@@ -52,6 +54,7 @@ def make_config(tmp_path, **kw):
   c.num_folds = 3
   c.fractions = (1.0, 0.5)
   c.seeds = (0, 1)
+  c.inits = ('pretrained', 'random')  # the deep arms (fake); the features arm: tests below
   c.init_from = str(tmp_path / 'ckpt')
   os.makedirs(c.init_from, exist_ok=True)
   c.finetune.train.steps = 7
@@ -190,7 +193,7 @@ def test_config_validation(tmp_path):
     sweep.validate_config(make_config(tmp_path, seeds=(1, 1)))
   c = sweep_config.get_config('default')
   assert c.stage == 'sweep' and c.fractions == (0.1, 0.16, 0.25, 0.4, 0.63, 1.0)  # the paper's
-  assert c.num_folds == 5 and c.inits == ('pretrained', 'random')
+  assert c.num_folds == 5 and c.inits == ('pretrained', 'random', 'features')
   assert c.protocols == ('linear_probe', 'full_from_probe') and c.finetune.stage == 'finetune'
   assert c.task_data.synthetic_running_valr.sample_rate_hz == 200.0
   assert c.task_data.synthetic_running_valr.window_length == 64
@@ -281,3 +284,92 @@ def test_report_only_reports_the_finished_cells_and_trains_nothing(tmp_path):
   assert not (tmp_path / 'w' / 'report').exists()
   with pytest.raises(ValueError, match='no finished cell'):
     sweep.run(cfg, str(tmp_path / 'empty'), train_fn=idle, subject_ids_fn=subject_ids_fn)
+
+
+def test_the_feature_baseline_is_one_cell_per_fold_fraction_and_seed(tmp_path):
+  cfg = make_config(tmp_path, inits=('pretrained', 'random', 'features'))
+  sweep.validate_config(cfg)
+  cells = list(sweep.plan(cfg))
+  feat = [c for c in cells if c[3] == 'features']
+  assert len(feat) == 2 * 3 * 2 * 2 and {c[4] for c in feat} == {'ridge'}  # not per protocol
+  assert len(cells) == N_CELLS + len(feat)
+  assert sweep.cell_dir('w', *feat[-1]) == os.path.join('w', 'sweep', 'toy_b', 'fold2',
+                                                        'frac1', 'seed1', 'features_ridge')
+  dataset, fold, fraction, _, _, seed = feat[-1]
+  fc = sweep.cell_config(cfg, 'data', dataset, fold, fraction, 'features', 'ridge', seed, 'w')
+  deep = sweep.cell_config(cfg, 'data', dataset, fold, fraction, 'random', 'full_from_probe',
+                           seed, 'w')
+  assert (fc.init_from, fc.protocol, fc.seed) == ('', 'ridge', seed)
+  for key in ('num_folds', 'fold', 'fold_seed', 'fraction', 'fraction_seed'):
+    assert fc.split[key] == deep.split[key], key
+  assert fc.data == deep.data and 'train' not in fc and 'model' not in fc
+  assert fc.split.validation_fraction == deep.split.get('validation_fraction', 0.2)
+  assert list(fc.ridge.alphas) == list(features.ALPHAS)
+  sweep.validate_config(make_config(tmp_path, init_from='', inits=('features',)))
+  with pytest.raises(ValueError, match='config.inits'):
+    sweep.validate_config(make_config(tmp_path, inits=('ridge',)))
+
+
+def test_feature_cells_are_never_grouped_with_deep_cells():
+  def item(init, protocol, fold):
+    return (('d', fold, 1.0, init, protocol, 0), None, f'{init}{fold}', '', {})
+
+  pending = [item(i, p, k) for k in range(3)
+             for i, p in (('random', 'linear_probe'), ('features', 'ridge'),
+                          ('pretrained', 'linear_probe'))]
+  groups = list(sweep.cell_groups(pending, 4))
+  assert [len(g) for g in groups] == [1, 1, 1, 4, 2]
+  assert all(g[0][0][3] == 'features' for g in groups[:3])
+  assert all(x[0][3] != 'features' for g in groups[3:] for x in g)
+  assert sum(len(g) for g in groups) == len(pending)
+
+
+def test_a_sweep_with_the_feature_baseline_reports_it_beside_random_init(tmp_path, toy_dirs):
+  from conftest import tiny_finetune_config
+
+  c = sweep_config.get_config('tiny')
+  c.datasets = ('toy_labelled',)
+  c.inits = ('random', 'features')
+  c.fractions = (0.5, 1.0)
+  c.finetune = tiny_finetune_config()
+  c.finetune.data_dir = toy_dirs['data_dir']
+  ids = input_pipeline.subject_ids(toy_dirs['labelled'], 'train')
+  fake, calls = FakeTrain(ids=ids, target=('y', 'BW')), []
+
+  def feats(cfg, workdir):
+    calls.append(workdir)
+    return features.train_and_evaluate(cfg, workdir)
+
+  wd = str(tmp_path / 'w')
+  report_dir = sweep.run(c, wd, train_fn=fake, features_fn=feats)
+  assert len(calls) == 5 * 2 and len(fake.calls) == 5 * 2 * 2
+  assert all(w.endswith('features_ridge') for w in calls)
+  with open(os.path.join(report_dir, 'results.csv')) as f:
+    rows = list(csv.DictReader(f))
+  feat = [r for r in rows if r['init'] == 'features']
+  assert feat and {r['protocol'] for r in feat} == {'ridge'}
+  assert len([r for r in feat if r['subject'] == 'all']) == 10
+  with open(os.path.join(report_dir, 'headline.csv')) as f:
+    head = list(csv.DictReader(f))
+  assert {r['protocol'] for r in head} == {'linear_probe', 'full_from_probe'}  # no 'ridge' row
+  for frac in ('0.5', '1.0'):
+    at = [r for r in head if r['fraction'] == frac]
+    subj = [r for r in feat if r['fraction'] == frac and r['subject'] != 'all']
+    by_hand = np.mean([float(r['pearson_r']) for r in subj])
+    assert len(subj) == 10 and len(at) == 2
+    assert all(float(r['within_r_features']) == pytest.approx(by_hand) for r in at)
+    assert all(r['delta_r_vs_features'] == '' for r in at)  # no pre-trained arm to compare
+  md = open(os.path.join(report_dir, 'summary.md')).read()
+  assert '| fraction | features (ridge) | linear_probe: pretrained |' in md
+  assert 'features / ridge' in md and 'Every deep cell trained' in md
+  # Resume: nothing retrained; the deep arms' training keys do not touch the features cells,
+  # the split does.
+  sweep.run(c, wd, train_fn=fake, features_fn=feats)
+  assert len(calls) == 10 and len(fake.calls) == 20
+  c.inits = ('features',)
+  c.finetune.train.steps = 99
+  sweep.run(c, wd, train_fn=fake, features_fn=feats)
+  assert len(calls) == 10
+  c.finetune.split.validation_fraction = 0.5
+  with pytest.raises(ValueError, match=r'split.validation_fraction: 0.0 -> 0.5'):
+    sweep.run(c, wd, train_fn=fake, features_fn=feats)
