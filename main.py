@@ -10,7 +10,9 @@ A mistake in the command, config or data is one line on stderr and exit status 2
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import os
 import re
 import sys
@@ -100,6 +102,42 @@ def _last_error_line(e: BaseException) -> str:
   return errors.one_line(e)
 
 
+@contextlib.contextmanager
+def run_record(workdir: str):
+  """``<workdir>/run.json``: the command, code version and machine of every invocation of this
+  work directory (a resumed run has several), their times and the total wall time; results/
+  provenance (ssl_imu_jax.publish collect) reads it."""
+  import time
+
+  from ssl_imu_jax import files, parallel, publish
+
+  if not parallel.is_writer():
+    yield
+    return
+  path = os.path.join(workdir, publish.RUN_INFO)
+  old = {}
+  if os.path.isfile(path):
+    with open(path, encoding='utf-8') as f:
+      old = json.load(f)
+  stamp = publish.run_stamp()
+  this = {'command': ' '.join(sys.argv), 'started_utc': stamp['started_utc'],
+          'commit': stamp['code'].get('commit'), 'dirty': stamp['code'].get('dirty')}
+  runs = old.get('invocations', []) + [this]
+  t0 = time.time()
+  ok = False
+  try:
+    yield
+    ok = True
+  finally:
+    this.update({'finished_utc': publish.utc_now(), 'wall_s': round(time.time() - t0, 1),
+                 'completed': ok})
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json_atomic(path, {
+        **stamp, 'command': this['command'], 'started_utc': runs[0]['started_utc'],
+        'finished_utc': this['finished_utc'], 'completed': ok,
+        'wall_s': round(sum(r.get('wall_s') or 0.0 for r in runs), 1), 'invocations': runs})
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -114,7 +152,8 @@ def main(argv):
   if _XLA_CACHE.value != 'none':
     enable_compilation_cache(_XLA_CACHE.value or os.path.join(workdir, 'xla_cache'))
   try:
-    stages.run(_CONFIG.value, workdir)
+    with run_record(workdir):
+      stages.run(_CONFIG.value, workdir)
   except errors.USER_ERRORS as e:
     if _VERBOSE.value:
       raise

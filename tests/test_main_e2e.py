@@ -103,11 +103,21 @@ def test_restored_encoder_equals_the_saved_one(e2e_run):
 
 
 def test_rerun_resumes_instead_of_starting_over(e2e_run):
+  import json
+
   ck = os.path.join(e2e_run, 'pretrain', 'checkpoints')
   before = checkpointing.restore_raw(ck)
   proc = run_main(e2e_run, '--config=configs/pretrain.py:tiny')
   assert 'train step' not in proc.stderr  # nothing left to train
   chex.assert_trees_all_equal(checkpointing.restore_raw(ck)['params'], before['params'])
+  # run.json keeps every invocation of the work directory (the provenance results/ commits)
+  with open(os.path.join(e2e_run, 'run.json')) as f:
+    run = json.load(f)
+  calls = run['invocations']
+  assert len(calls) == 6 and all(c['completed'] for c in calls) and run['completed']
+  assert calls[-1]['command'].endswith('--config=configs/pretrain.py:tiny')
+  assert run['wall_s'] == pytest.approx(sum(c['wall_s'] for c in calls), abs=0.2)
+  assert run['code']['commit'] and run['machine']['cpu_count']
 
 
 def _one_line_error(proc) -> str:
