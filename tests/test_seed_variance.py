@@ -95,6 +95,7 @@ def test_seed_variance_frame_against_a_hand_computation(tmp_path):
 def tiny_paper_config(toy_dirs):
   c = paper_config.get_config('tiny')
   c.pretrain = tiny_pretrain_config()
+  c.pretrain.train.update({'steps': 2, 'checkpoint_every': 2, 'eval_every': 2})
   c.data_dir = toy_dirs['data_dir']
   c.sweep.datasets = ('toy_labelled',)
   c.sweep.task_data = {}
