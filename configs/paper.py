@@ -19,6 +19,16 @@ corpus pooled with the unlabelled real IPOL walks (IPOL_WINDOWS: the three sites
 back -> Hip, feet -> feet; 64 windows x 3 sites a step); IPOL subjects 1-10 are then in the
 pre-training corpus, so an IPOL task fine-tuned from it is evaluated on subjects it has seen
 (unlabelled).
+
+Variance over seeds: ``pretrain_seeds`` are the pre-training seeds (the first, equal to
+``pretrain.seed``, is the main one: every data set fine-tunes from it); each further seed k
+pre-trains again, only at the (rate, window) pairs of ``seed_datasets``, into
+``pretrain_<rate>hz_<T>_seed<k>/``, and fine-tunes the pre-trained arm of those data sets from it
+(first fine-tuning seed only) in ``pretrain_seed<k>/``; report/variance.csv and variance.md give
+Δr's mean ± sd over pre-training seeds and over fine-tuning seeds (``sweep.seeds``) beside the
+interval over subjects. ':cpu' runs 3 pre-training seeds for peak KFM and 3 fine-tuning seeds on
+every task, over 3 fractions (10, 25, 100 %) instead of the paper's six so that it stays an
+overnight run on 2 cores; the other sizes keep one pre-training seed.
 """
 
 import os
@@ -58,6 +68,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.pretrain_only = False  # True: the per-task pre-trainings only, no sweep
   # False: fine-tune from the released weights/<dataset>_<rate>hz_<T> instead of pre-training
   c.pretrain_from_scratch = True
+  # Pre-training seeds: the first (= pretrain.seed) is the main one, used for every data set; each
+  # further seed pre-trains again for the data sets in seed_datasets only (their pre-trained arm,
+  # first fine-tuning seed), to report Δr's spread over pre-training seeds (report/variance.csv).
+  c.pretrain_seeds = (0,)
+  c.seed_datasets = ()
   c.pretrain = pretrain.get_config(inner)
   c.pretrain.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
   c.sweep = sweep.get_config(inner)
@@ -70,6 +85,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sweep.task_data['ipol_gait'] = dict(IPOL_TASK)
   if cpu:
     cpu_budget(c)
+    # Variance over seeds, sized for 2 cores: 3 pre-training seeds for the headline task, 3
+    # fine-tuning seeds everywhere, and 3 fractions instead of the paper's 6 to pay for them.
+    c.pretrain_seeds = (0, 1, 2)
+    c.seed_datasets = ('synthetic_walking_kfm',)
+    c.sweep.seeds = (0, 1, 2)
+    c.sweep.fractions = (0.1, 0.25, 1.0)
   if ipol_windows:
     c.pretrain.data.imu_sites = IPOL_WINDOWS['sites']
     c.pretrain.data.mix.update(IPOL_WINDOWS['mix'])

@@ -5,12 +5,20 @@ The reference pre-trains once per downstream task, at that task's sample rate an
 for each (``<workdir>/pretrain_<rate>hz_<T>/``; data sets with equal rate and window share it),
 then runs the sweep with all of them as ``init_from``, so every data set fine-tunes from the
 checkpoint that matches it. Every part resumes: finished pre-trainings and cells are skipped.
+
+Variance over pre-training seeds: ``config.pretrain_seeds`` (the first = ``pretrain.seed``, the
+main one) and ``config.seed_datasets``. Each further seed k pre-trains the (rate, window) pairs of
+``seed_datasets`` again with seed k (``pretrain_<rate>hz_<T>_seed<k>/``) and, after the main
+sweep, fine-tunes their pre-trained arm from it (first fine-tuning seed) in
+``<workdir>/pretrain_seed<k>/``; ``report.write_seed_variance`` then writes variance.csv / .md
+into the main report.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -27,27 +35,102 @@ def pretrain_dir(workdir: str, key: tuple[float, int]) -> str:
   return os.path.join(workdir, f'pretrain_{key[0]:g}hz_{key[1]}')
 
 
-def pretrain_configs(config: ml_collections.ConfigDict) -> dict[tuple[float, int], Any]:
-  """One pre-training config per distinct (rate, window) of the sweep's data sets."""
+def pretrain_configs(config: ml_collections.ConfigDict, datasets: Sequence[str] | None = None,
+                     seed: int | None = None) -> dict[tuple[float, int], Any]:
+  """One pre-training config per distinct (rate, window) of the sweep's data sets (or of
+  ``datasets``), with ``seed`` as the pre-training seed if given."""
   from ssl_imu_jax import sweep
 
   out = {}
-  for dataset in config.sweep.datasets:
+  for dataset in config.sweep.datasets if datasets is None else datasets:
     key = pretrain_key(sweep.task_data(config.sweep, dataset))
     if key not in out:
       c = config.pretrain.copy_and_resolve_references()
       c.unlock()
       c.data.sample_rate_hz, c.data.window_length = key
+      if seed is not None:
+        c.seed = int(seed)
       out[key] = c
   return out
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """Pre-trains what the sweep needs, then runs the sweep; returns the report directory."""
-  from ssl_imu_jax import pretrain, sweep
+def seed_pretrain_dir(workdir: str, key: tuple[float, int], seed: int) -> str:
+  """``<workdir>/pretrain_<rate>hz_<T>_seed<k>``: a further pre-training seed's run."""
+  return f'{pretrain_dir(workdir, key)}_seed{int(seed)}'
 
+
+def seed_sweep_dir(workdir: str, seed: int) -> str:
+  """``<workdir>/pretrain_seed<k>``: the sweep fine-tuned from pre-training seed k."""
+  return os.path.join(workdir, f'pretrain_seed{int(seed)}')
+
+
+def _ints(value: Any, key: str) -> list[int]:
+  """``value`` as a list of distinct integers (a ConfigError naming ``key`` otherwise)."""
+  items = list(value) if isinstance(value, (list, tuple)) else [value]
+  if any(isinstance(v, bool) or not isinstance(v, int) for v in items) or (
+      len(set(items)) != len(items)):
+    raise ConfigError(f'config.{key} must be distinct integers, got {value!r}')
+  return [int(v) for v in items]
+
+
+def seed_plan(config: ml_collections.ConfigDict) -> tuple[int, list[int], list[str]]:
+  """(main pre-training seed, further seeds, seed_datasets), checked before any work.
+
+  The main seed is ``pretrain_seeds[0]`` and must equal ``pretrain.seed``; further seeds need
+  ``seed_datasets`` (a subset of ``sweep.datasets``), the pre-trained arm in ``sweep.inits`` and
+  a pre-training here (not released weights). Each error names the key.
+  """
+  seeds = _ints(config.get('pretrain_seeds', (int(config.pretrain.seed),)), 'pretrain_seeds')
+  if not seeds:
+    raise ConfigError('config.pretrain_seeds is empty: give at least the main pre-training seed '
+                      f'(config.pretrain.seed = {config.pretrain.seed})')
+  if seeds[0] != int(config.pretrain.seed):
+    raise ConfigError(f'config.pretrain_seeds[0] = {seeds[0]} is the main pre-training seed and '
+                      f'must equal config.pretrain.seed = {config.pretrain.seed}; set both alike')
+  datasets = config.get('seed_datasets', ())
+  datasets = [datasets] if isinstance(datasets, str) else list(datasets)
+  bad = [d for d in datasets if d not in config.sweep.datasets]
+  if bad or len(set(datasets)) != len(datasets):
+    raise ConfigError(f'config.seed_datasets must be distinct data sets of config.sweep.datasets '
+                      f'{tuple(config.sweep.datasets)}, got {tuple(datasets)}')
+  further = seeds[1:]
+  if further and not datasets:
+    raise ConfigError(f'config.pretrain_seeds has further seeds {further} but config.seed_datasets '
+                      f'is empty: name the data set(s) to fine-tune from them')
+  if further and not bool(config.get('pretrain_from_scratch', True)):
+    raise ConfigError(f'config.pretrain_seeds has further seeds {further}, but '
+                      f'config.pretrain_from_scratch=False fine-tunes from the released weights, '
+                      f'one pre-training only; set --config.pretrain_from_scratch=True or '
+                      f'--config.pretrain_seeds="({seeds[0]},)"')
+  if further and 'pretrained' not in config.sweep.inits:
+    raise ConfigError(f"config.pretrain_seeds has further seeds {further}, but 'pretrained' is "
+                      f'not in config.sweep.inits {tuple(config.sweep.inits)}')
+  return seeds[0], further, datasets
+
+
+def seed_sweep_config(sweep_cfg: ml_collections.ConfigDict, datasets: Sequence[str],
+                      ckpts: Sequence[str]) -> ml_collections.ConfigDict:
+  """The sweep of a further pre-training seed: the pre-trained arm of ``datasets`` only, at the
+  first fine-tuning seed, fine-tuned from ``ckpts``."""
+  c = sweep_cfg.copy_and_resolve_references()
+  c.unlock()
+  c.datasets = tuple(datasets)
+  c.inits = ('pretrained',)
+  c.seeds = (int(list(sweep_cfg.get('seeds', (0,)))[0]),)
+  c.init_from = ','.join(ckpts)
+  c.final_model = False
+  return c
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Pre-trains what the sweep needs, then runs the sweep (and the further pre-training seeds'
+  sweeps, then the variance over seeds); returns the report directory."""
+  from ssl_imu_jax import pretrain, report, sweep
+
+  main_seed, further, seed_datasets = seed_plan(config)
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
   plans = pretrain_configs(config)
+  seed_plans = {k: pretrain_configs(config, seed_datasets, k) for k in further}
   report_only = bool(config.sweep.get('report_only', False))
   from_scratch = bool(config.get('pretrain_from_scratch', True))
   if from_scratch:
@@ -65,7 +148,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
           f'samples ({pcfg.train.steps} steps x {pcfg.train.batch_size} windows) -> {out_dir}',
           file=sys.stderr, flush=True)
     pretrain.run(pcfg, out_dir, data_dir)
+  seed_ckpts = {k: [os.path.join(seed_pretrain_dir(workdir, key, k), 'checkpoints')
+                    for key in kplans] for k, kplans in seed_plans.items()}
+  for k, kplans in seed_plans.items():
+    for key, pcfg in kplans.items():
+      if report_only:
+        break
+      out_dir = seed_pretrain_dir(workdir, key, k)
+      print(f'== pre-training seed {k} on {pcfg.data.dataset} at {key[0]:g} Hz / {key[1]} '
+            f'samples (for {", ".join(seed_datasets)}) -> {out_dir}', file=sys.stderr, flush=True)
+      pretrain.run(pcfg, out_dir, data_dir)
   if config.get('pretrain_only', False):
+    ckpts = ckpts + [c for k in further for c in seed_ckpts[k]]
     print('pre-training only (config key pretrain_only): ' + ', '.join(ckpts), flush=True)
     return os.path.dirname(ckpts[0]) if len(ckpts) == 1 else workdir
   sweep_cfg = config.sweep.copy_and_resolve_references()
@@ -80,6 +174,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
              'are missing.\n\n' + table)
   files.write_text_atomic(os.path.join(report_dir, 'paper_comparison.md'), table)
   print(table, flush=True)
+  records = {main_seed: sweep.done_records(sweep_cfg, workdir)}
+  for k in further:
+    kcfg = seed_sweep_config(sweep_cfg, seed_datasets, seed_ckpts[k])
+    kdir = seed_sweep_dir(workdir, k)
+    if report_only and not sweep.done_records(kcfg, kdir):
+      continue  # nothing of this seed finished yet
+    print(f'== fine-tuning {", ".join(seed_datasets)} from pre-training seed {k} -> {kdir}',
+          file=sys.stderr, flush=True)
+    sweep.run(kcfg, kdir)
+    records[k] = sweep.done_records(kcfg, kdir)
+  if len(records) > 1 or len(sweep_cfg.get('seeds', (0,))) > 1:
+    print(report.write_seed_variance(records, report_dir, int(list(sweep_cfg.seeds)[0])),
+          flush=True)
   return report_dir
 
 

@@ -894,3 +894,146 @@ def plot_scatter(records: Sequence[Mapping[str, Any]], path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+# variance.csv: one row per (task, target, protocol, fraction, versus, over) with >= 2 seeds.
+VARIANCE_COLUMNS = ('task', 'target', 'protocol', 'fraction', 'versus', 'over', 'fixed_seed',
+                    'n_seeds', 'seeds', 'delta_r_values', 'delta_r_mean', 'delta_r_sd',
+                    'delta_r_min', 'delta_r_max', 'headline_delta_r', 'headline_delta_r_low',
+                    'headline_delta_r_high')
+PRETRAIN_SEED, FINETUNE_SEED = 'pretrain_seed', 'finetune_seed'
+VARIANCE_HEADING = '## Variance over seeds'
+
+
+def _headline_deltas(df: pd.DataFrame) -> dict[tuple[str, str, str, float, str], float]:
+  """Δr per (task, target, protocol, fraction, versus) of ``df``, as headline_frame computes it
+  (versus 'random': delta_r; versus 'features': delta_r_vs_features)."""
+  out = {}
+  for h in headline_frame(df).itertuples():
+    key = (h.task, h.target, h.protocol, float(h.fraction))
+    out[key + ('random',)] = float(h.delta_r)
+    out[key + (FEATURES,)] = float(h.delta_r_vs_features)
+  return out
+
+
+def seed_variance_frame(records_by_pretrain_seed: Mapping[int, Sequence[Mapping[str, Any]]],
+                        finetune_seed: int | None = None) -> pd.DataFrame:
+  """Δr's spread over pre-training seeds and over fine-tuning seeds (VARIANCE_COLUMNS).
+
+  ``records_by_pretrain_seed``: the main pre-training seed first (all arms and fine-tuning
+  seeds), then each further seed's records (its pre-trained cells; other cells are ignored).
+  over 'finetune_seed': Δr_s of the main encoder from the cells of fine-tuning seed s only.
+  over 'pretrain_seed': Δr_k of the encoder of seed k at ``finetune_seed`` (default: the main
+  records' smallest), its pre-trained cells against the main run's random / features cells of
+  that fine-tuning seed; tasks with cells of >= 2 pre-training seeds only. Each Δr is
+  headline_frame's (within-subject r, subjects' mean); sd has ddof=1; headline_* is the main
+  run's Δr over all its fine-tuning seeds with the 95 % t interval over subjects.
+  """
+  seeds = [int(k) for k in records_by_pretrain_seed]
+  if not seeds:
+    raise ValueError('seed_variance_frame: no records')
+  main = results_frame(records_by_pretrain_seed[seeds[0]])
+  ft_seeds = sorted(int(s) for s in main.seed.unique())
+  s0 = ft_seeds[0] if finetune_seed is None else int(finetune_seed)
+  by_ft = {s: _headline_deltas(main[main.seed == s]) for s in ft_seeds}
+  others = main[(main.init != 'pretrained') & (main.seed == s0)]
+  by_pre = {seeds[0]: by_ft.get(s0, {})}
+  tasks = {seeds[0]: set(main[(main.init == 'pretrained') & (main.seed == s0)].task)}
+  for k in seeds[1:]:
+    df = results_frame([r for r in records_by_pretrain_seed[k]
+                        if r['init'] == 'pretrained' and int(r.get('seed', 0)) == s0])
+    tasks[k] = set(df.task)
+    by_pre[k] = _headline_deltas(pd.concat([df, others[others.task.isin(tasks[k])]]))
+  rows = []
+  for h in headline_frame(main).itertuples():
+    key = (h.task, h.target, h.protocol, float(h.fraction))
+    for versus, head in (('random', (h.delta_r, h.delta_r_low, h.delta_r_high)),
+                         (FEATURES, (h.delta_r_vs_features, h.delta_r_vs_features_low,
+                                     h.delta_r_vs_features_high))):
+      if versus == FEATURES and not (main.init == FEATURES).any():
+        continue
+      pre = [k for k in seeds if h.task in tasks[k]]
+      for over, fixed, values in ((PRETRAIN_SEED, s0, {k: by_pre[k] for k in pre}),
+                                  (FINETUNE_SEED, seeds[0], by_ft)):
+        if len(values) < 2:
+          continue
+        vals = [values[k].get(key + (versus,), math.nan) for k in values]
+        m, sd, n = stats.mean_sd(vals)
+        finite = [v for v in vals if math.isfinite(v)]
+        rows.append({'task': h.task, 'target': h.target, 'protocol': h.protocol,
+                     'fraction': float(h.fraction), 'versus': versus, 'over': over,
+                     'fixed_seed': int(fixed), 'n_seeds': n,
+                     'seeds': ';'.join(str(k) for k in values),
+                     'delta_r_values': ';'.join(repr(float(v)) for v in vals),
+                     'delta_r_mean': m, 'delta_r_sd': sd,
+                     'delta_r_min': min(finite, default=math.nan),
+                     'delta_r_max': max(finite, default=math.nan),
+                     'headline_delta_r': float(head[0]), 'headline_delta_r_low': float(head[1]),
+                     'headline_delta_r_high': float(head[2])})
+  return pd.DataFrame(rows, columns=list(VARIANCE_COLUMNS))
+
+
+def variance_markdown(frame: pd.DataFrame) -> str:
+  """variance.md: per versus, a table of Δr's mean ± sd over pre-training and fine-tuning seeds
+  beside the headline Δr and its interval over subjects."""
+  if not len(frame):
+    return 'No Δr over seeds: one pre-training seed and one fine-tuning seed.\n'
+  md = ['Δr (within-subject r, pre-trained minus the other arm) computed per seed as in the '
+        'headline, then mean ± sd (ddof=1) [min, max] over the seeds. Over pre-training seeds: '
+        'each encoder\'s pre-trained cells at one fine-tuning seed (fixed, in brackets) against '
+        'the other arm\'s cells of that seed. Over fine-tuning seeds: the main encoder, the cells '
+        'of each fine-tuning seed alone. Headline: the main encoder, all fine-tuning seeds, with '
+        'the 95 % t interval over test subjects.', '']
+
+  def spread(r) -> tuple[str, str]:
+    if r is None:
+      return '—', '—'
+    text = (f'{_fmt(r.delta_r_mean, sign=True)} ± {_fmt(r.delta_r_sd)} '
+            f'[{_fmt(r.delta_r_min, sign=True)}, {_fmt(r.delta_r_max, sign=True)}], '
+            f'n = {r.n_seeds}')
+    vals = ', '.join(f'{k}: {_fmt(float(v), sign=True)}'
+                     for k, v in zip(r.seeds.split(';'), r.delta_r_values.split(';'),
+                                     strict=True))
+    return text, vals
+
+  for versus in _order(frame.versus, ('random', FEATURES)):
+    sub = frame[frame.versus == versus]
+    fixed = {o: sorted(set(sub[sub.over == o].fixed_seed)) for o in (PRETRAIN_SEED,
+                                                                      FINETUNE_SEED)}
+    rows = []
+    for (task, target, protocol, frac), g in sub.groupby(
+        ['task', 'target', 'protocol', 'fraction'], sort=False):
+      by = {o: next(iter(g[g.over == o].itertuples()), None) for o in fixed}
+      first = g.iloc[0]
+      rows.append([f'{task} ({target})', protocol, _frac(frac),
+                   f'{_fmt(first.headline_delta_r, sign=True)} '
+                   f'[{_fmt(first.headline_delta_r_low, sign=True)}, '
+                   f'{_fmt(first.headline_delta_r_high, sign=True)}]',
+                   *spread(by[PRETRAIN_SEED]), *spread(by[FINETUNE_SEED])])
+    ft = '/'.join(str(s) for s in fixed[PRETRAIN_SEED]) or '—'
+    enc = '/'.join(str(s) for s in fixed[FINETUNE_SEED]) or '—'
+    other = 'random init' if versus == 'random' else 'the feature baseline'
+    md += [f'### Δr, pre-trained vs {other}',
+           '', _markdown(['task', 'protocol', 'fraction', 'headline Δr [95 % CI over subjects]',
+                          f'over pre-training seeds (fine-tuning seed {ft})', 'per seed',
+                          f'over fine-tuning seeds (pre-training seed {enc})', 'per seed'],
+                         rows), '']
+  return '\n'.join(md).rstrip() + '\n'
+
+
+def write_seed_variance(records_by_pretrain_seed: Mapping[int, Sequence[Mapping[str, Any]]],
+                        report_dir: str, finetune_seed: int | None = None) -> str:
+  """Writes variance.csv and variance.md into ``report_dir`` and puts the table in summary.md
+  (in place of an earlier such section); returns the markdown."""
+  frame = seed_variance_frame(records_by_pretrain_seed, finetune_seed)
+  md = variance_markdown(frame)
+  os.makedirs(report_dir, exist_ok=True)
+  files.write_text_atomic(os.path.join(report_dir, 'variance.csv'), frame.to_csv(index=False))
+  files.write_text_atomic(os.path.join(report_dir, 'variance.md'),
+                          f'# Variance over seeds\n\n{md}')
+  summary = os.path.join(report_dir, 'summary.md')
+  if os.path.exists(summary):
+    with open(summary, encoding='utf-8') as f:
+      text = f.read().split(f'\n{VARIANCE_HEADING}\n')[0].rstrip()
+    files.write_text_atomic(summary, f'{text}\n\n{VARIANCE_HEADING}\n\n{md}')
+  return md
