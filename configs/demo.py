@@ -11,11 +11,11 @@ arms, within-subject r) on the three synthetic tasks at their own rates and wind
 folds, fine-tuned from the released encoders weights/synthetic_movi_<rate>hz_<T> (pre-trained by
 configs/paper.py:cpu; their model cards say how) against random init and the feature baseline
 (ridge on hand features), all of the labels, each stage up to 30 epochs at batch 16 with early
-stopping (patience 5 epochs) on validation subjects held out inside each training fold. ``pretrain_from_scratch=True`` pre-trains the three
-encoders here instead (200 steps each: the path, not a useful encoder); 'tiny' always does, with
-a tiny encoder and every task at the tiny data's rate. Writes <workdir>/report/ (summary.md,
-results.csv, headline.csv, efficiency.csv, paper_comparison.md, plots). Rerunning resumes:
-finished stages and cells are skipped.
+stopping (patience 5 epochs) on validation subjects held out inside each training fold.
+``pretrain_from_scratch=True`` pre-trains the three encoders here instead (200 steps each: the
+path, not a useful encoder); 'tiny' always does, with a tiny encoder and every task at the tiny
+data's rate. Writes <workdir>/report/ (summary.md, results.csv, headline.csv, efficiency.csv,
+paper_comparison.md, plots). Rerunning resumes: finished stages and cells are skipped.
 """
 
 import ml_collections

@@ -10,15 +10,15 @@ static windows, mean acc std < 0.2 g, dropped), then the sweep: 5-fold subject-w
 paper's fractions (10-100 %) x ``sweep.seeds`` x {pre-trained, random} x {linear probe,
 full_from_probe}, each data set against the checkpoint pre-trained at its rate and window, beside
 the feature baseline (ridge on hand features, ssl_imu_jax/features.py) on the same splits.
-Rerunning resumes. Arguments: 'tiny' | 'default' (the reference budget: 10,000 pre-training steps
-x 256 windows; 1,000 fine-tuning steps x 256) | 'cpu' (the default data sized to finish in about
-3 hours on 2 CPU cores; budget in the README) | 'large'; ',variant' as in configs/common.py;
-',ipol' adds the real IPOL strides task (../shared/data/real_gait_ipol; walking speed, stride
-time), fine-tuned from the 100 Hz / 128 pre-training. ',ipol_windows' pre-trains on the synthetic
-corpus pooled with the unlabelled real IPOL walks (IPOL_WINDOWS: the three sites both have, lower
-back -> Hip, feet -> feet; 64 windows x 3 sites a step); IPOL subjects 1-10 are then in the
-pre-training corpus, so an IPOL task fine-tuned from it is evaluated on subjects it has seen
-(unlabelled).
+Rerunning resumes. Arguments: 'tiny' | 'default' (the reference budget: 10,000 pre-training steps x
+256 windows; 1,000 fine-tuning steps x 256) | 'cpu' (the default data sized for an overnight run on
+2 CPU cores: 3-5 h estimated from the demo's cell times, not yet timed end to end) | 'large';
+',variant' as in configs/common.py; ',ipol' adds the real IPOL strides task
+(../shared/data/real_gait_ipol; walking speed, stride time), fine-tuned from the 100 Hz / 128
+pre-training. ',ipol_windows' pre-trains on the synthetic corpus pooled with the unlabelled real
+IPOL walks (IPOL_WINDOWS: the three sites both have, lower back -> Hip, feet -> feet; 64 windows x
+3 sites a step); IPOL subjects 1-10 are then in the pre-training corpus, so an IPOL task fine-tuned
+from it is evaluated on subjects it has seen (unlabelled).
 
 Variance over seeds: ``pretrain_seeds`` are the pre-training seeds (the first, equal to
 ``pretrain.seed``, is the main one: every data set fine-tunes from it); each further seed k
@@ -105,14 +105,15 @@ CPU_PATIENCE = 8.0
 
 
 def cpu_budget(c: ml_collections.ConfigDict) -> None:
-  """Sizes a paper config for about 3 hours on 2 CPU cores (the reference: 10,000 pre-training
+  """Sizes a paper config for an overnight run on 2 CPU cores (the reference: 10,000 pre-training
   steps x 256 windows, 1,000-10,000 fine-tuning steps x 256, [3, 4, 6, 3] blocks).
 
   The [2, 2, 2, 2] encoder (the authors' December 2022 depth; 2.4x faster here), 800
   pre-training steps x 16 windows per rate/window (checkpoints every 100 kept for the budget
-  curve), 80 fine-tuning steps x 16 windows per stage. 80 steps at the reference's 1e-3 move a
-  linear head's weights by at most ~0.08 (their initial scale is ~0.06), so the probe stage
-  gets 1e-2: about the reference's steps x rate.
+  curve); fine-tuning at batch 16, each stage up to CPU_EPOCHS epochs with early stopping after
+  CPU_PATIENCE epochs on the validation subjects (issue 25; before it, a fixed 80 steps). The
+  probe stage's peak rate is 1e-2 (the reference's 1e-3 barely moves a linear head in a CPU
+  budget).
   """
   blocks = (2, 2, 2, 2)
   c.pretrain.model.encoder.blocks_per_stage = blocks
