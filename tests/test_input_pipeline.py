@@ -1,8 +1,23 @@
 import jax
 import numpy as np
 import pytest
+from toy_data import as_written
 
 from ssl_imu_jax import input_pipeline, parallel
+
+
+def _assert_as_written(acc, gyr, written, sites=slice(None)):
+  """Each window of ``acc`` is one the builder wrote (looked up by its exact float32 values), and
+  ``gyr`` holds that window's gyroscope signal, not its accelerometer one. Returns the rows of
+  ``written`` that the windows are."""
+  acc, gyr = np.asarray(acc), np.asarray(gyr)
+  rows_of = {a.tobytes(): i for i, a in enumerate(written['acc'][:, sites])}
+  assert len(rows_of) == len(written['acc'])  # the written windows are all distinct
+  rows = np.array([rows_of.get(a.tobytes(), -1) for a in acc])
+  assert (rows >= 0).all(), f'{np.sum(rows < 0)} acc windows are not among the written records'
+  assert not np.allclose(gyr, acc)
+  np.testing.assert_array_equal(gyr, written['gyr'][rows][:, sites])
+  return rows
 
 
 def test_batch_order_is_a_pure_function_of_step():
@@ -22,10 +37,24 @@ def test_load_split_reads_records_and_selects_sites(toy_dirs):
   assert ws.acc.shape == (160, 2, 32, 3) and ws.gyr.shape == ws.acc.shape
   assert ws.targets.shape == (160, 1) and ws.target_names == ('y',)
   assert sorted(set(ws.subject_id.tolist())) == list(range(10))
+  # Contents: every written window once, acc as acc, gyr as gyr, its own subject and label.
+  written = as_written('toy_labelled', 'train')
+  rows = _assert_as_written(ws.acc, ws.gyr, written)
+  assert sorted(rows.tolist()) == list(range(len(written['acc'])))
+  np.testing.assert_array_equal(ws.subject_id, written['subject_id'][rows])
+  np.testing.assert_array_equal(ws.targets, written['targets'][rows])
   np.testing.assert_allclose(ws.targets[:, 0], 1 + (ws.acc[:, 0, :, 0] - 9.81).max(1) /
                              np.sin(np.linspace(0, 6, 32)).max(), rtol=1e-4)
   sub = input_pipeline.load_split(toy_dirs['labelled'], 'train', sites=('b',), use_gyr=False)
   assert sub.acc.shape == (160, 1, 32, 3) and sub.gyr is None and sub.sites == ('b',)
+  swapped = input_pipeline.load_split(toy_dirs['labelled'], 'train', sites=('b', 'a'))
+  np.testing.assert_array_equal(_assert_as_written(swapped.acc, swapped.gyr, written, [1, 0]),
+                                rows)
+  unl = input_pipeline.load_split(toy_dirs['unlabelled'], 'validation', sites=('c', 'a'))
+  w_unl = as_written('toy_unlabelled', 'validation')
+  rows = _assert_as_written(unl.acc, unl.gyr, w_unl, [2, 0])
+  assert sorted(rows.tolist()) == list(range(len(w_unl['acc'])))
+  np.testing.assert_array_equal(unl.trial, w_unl['trial'][rows])
   with pytest.raises(ValueError, match='data.imu_sites'):
     input_pipeline.load_split(toy_dirs['labelled'], 'train', sites=('knee',))
   with pytest.raises(ValueError, match="no split 'test'"):
@@ -56,6 +85,7 @@ def test_training_batches_hold_the_windows_they_claim(toy_dirs):
   """Contents, not only shapes: batch s = the windows train_idx[batch_indices(s)], labels too,
   for a training subset that does not start at 0."""
   ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
+  written = as_written('toy_labelled', 'train')
   sh = parallel.data_sharding(parallel.make_mesh())
   train_idx = np.arange(37, 160, 3)
   seen = set()
@@ -65,6 +95,8 @@ def test_training_batches_hold_the_windows_they_claim(toy_dirs):
     np.testing.assert_array_equal(host['acc'], ws.acc[want])
     np.testing.assert_array_equal(host['gyr'], ws.gyr[want])
     np.testing.assert_array_equal(host['targets'], ws.targets[want])
+    rows = _assert_as_written(host['acc'], host['gyr'], written)
+    np.testing.assert_array_equal(host['targets'], written['targets'][rows])
     seen.update(want.tolist())
   assert seen <= set(train_idx.tolist()) and len(seen) == len(train_idx)  # 7 x 8 > 41: all seen
 
@@ -82,6 +114,28 @@ def test_iterators_shard_and_pad(toy_dirs):
   last = jax.device_get(batches[-1][0])
   np.testing.assert_array_equal(last['weights'], [1, 1, 1, 0, 0, 0, 0, 0])
   np.testing.assert_array_equal(last['targets'][:3], ws.targets[16:19])
+  # Contents: the windows idx in order, the pads repeating the last one, gyr as written.
+  written = as_written('toy_labelled', 'train')
+  order = np.concatenate([idx, np.repeat(idx[-1:], 5)])
+  got = [jax.device_get(b) for b, _ in batches]
+  for k in ('acc', 'gyr', 'targets'):
+    np.testing.assert_array_equal(np.concatenate([g[k] for g in got]), getattr(ws, k)[order])
+  _assert_as_written(np.concatenate([g['acc'] for g in got]),
+                     np.concatenate([g['gyr'] for g in got]), written)
+
+
+def test_device_resident_windows_hold_the_records_as_written(toy_dirs):
+  """``device_arrays`` (the windows kept on the device) and what ``index_iterator`` indexes."""
+  ws = input_pipeline.load_split(toy_dirs['unlabelled'], 'train', ('b', 'c'))
+  sh = parallel.data_sharding(parallel.make_mesh())
+  data = jax.device_get(input_pipeline.device_arrays(ws, sh))
+  assert set(data) == {'acc', 'gyr'}
+  written = as_written('toy_unlabelled', 'train')
+  rows = _assert_as_written(data['acc'], data['gyr'], written, [1, 2])
+  assert sorted(rows.tolist()) == list(range(len(written['acc'])))
+  np.testing.assert_array_equal(data['acc'], ws.acc)
+  _, idx = next(input_pipeline.index_iterator(np.arange(10, 50), 8, 1, 0, 1, sh))
+  _assert_as_written(data['acc'][np.asarray(idx)], data['gyr'][np.asarray(idx)], written, [1, 2])
 
 
 def test_a_build_says_what_it_does_and_leaves_no_empty_download_tree(tmp_path, capfd,
@@ -116,6 +170,9 @@ def test_a_streamed_split_reads_the_same_windows_batches_and_statistics(toy_dirs
   np.testing.assert_array_equal(st.acc[idx], mem.acc[idx])
   np.testing.assert_array_equal(st.gyr[idx], mem.gyr[idx])
   np.testing.assert_array_equal(st.acc[2:4], mem.acc[2:4])
+  written = as_written('toy_unlabelled', 'train')
+  _assert_as_written(st.acc[idx], st.gyr[idx], written, [1, 0])
+  _assert_as_written(mem.acc, mem.gyr, written, [1, 0])
   # Chunked float64 accumulation (7 windows a chunk) against numpy over all windows at once.
   train = np.arange(0, len(mem), 2)
   want = input_pipeline.fit_input_stats(mem, train)
@@ -132,3 +189,4 @@ def test_a_streamed_split_reads_the_same_windows_batches_and_statistics(toy_dirs
   for (_, x), (_, y) in zip(a, b, strict=True):
     np.testing.assert_array_equal(np.asarray(x['acc']), np.asarray(y['acc']))
     np.testing.assert_array_equal(np.asarray(x['gyr']), np.asarray(y['gyr']))
+    _assert_as_written(y['acc'], y['gyr'], written, [1, 0])
