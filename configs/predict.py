@@ -13,8 +13,9 @@ r"""Apply a fine-tuned model to new recordings ('predict'), or score it on label
 left empty, the model's own data set (``--config.data.seed=1`` regenerates a synthetic set with
 new subjects); ``data.dataset`` + ``data.manual_dir`` a registered data set or a ``lab_files``
 folder (``data.options.schema``); ``recording`` + ``schema`` one file. Rate and window are the
-model's (the converter resamples); sites are taken by name. Writes <workdir>/<stage>/
-(ssl_imu_jax/predict.py).
+model's (the converter resamples); sites are taken by name. Metrics on the model's own training
+subjects (same source) are refused unless ``--config.allow_training_subjects=True`` (then labelled
+a training-set score). Writes <workdir>/<stage>/ (ssl_imu_jax/predict.py).
 """
 
 import ml_collections
@@ -44,6 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.recording = ''  # one recording file (read with ``schema`` as lab_files)
   c.schema = ''
   c.check_frame = True  # the data's axis frame must be the model's
+  # Metrics on subjects the model was trained on (same source) are refused unless this is set;
+  # then every output says 'training-set score'.
+  c.allow_training_subjects = False
   c.batch_size = 256
   c.plot = True
   c.plot_trial = ''  # '<subject_id>/<trial>' of the trial plot ('' = the first)

@@ -6,16 +6,17 @@
 
 Options (``--option key=value``, repeatable) are builder-specific knobs; values are parsed as YAML
 scalars (``true``, ``0.2``, ``1-3`` stays a string). Output goes to
-``<data_dir>/<dataset>/<config name>/<version>``; the config name encodes every knob, a finished
-build is reused, and TFDS writes into ``incomplete.*`` first so an interrupted build is never
-mistaken for a complete one. ``--list`` prints the registered data sets.
+``<data_dir>/<dataset>/<config name>/<version>``; the config name encodes every knob and, for
+data sets read from files, ends with a short hash of the source (``_src-<hash>``: the folder,
+the files' paths, sizes and modification times, the schema; data_prep/source.py). A finished
+build is reused only for the same source, and TFDS writes into ``incomplete.*`` first so an
+interrupted build is never mistaken for a complete one. ``--list`` prints the registered data sets.
 ``--beam_pipeline_options=runner=...,...`` runs the builder on Apache Beam (optional extra).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -59,10 +60,10 @@ def builder_config(builder_cls, size: str = 'default', sample_rate_hz: float = 1
 
 
 def lab_schema_options(manual_dir: str | None, options: dict[str, Any]) -> dict[str, Any]:
-  """For lab_files: default ``schema`` to <manual_dir>/schema.{yaml,yml,json}; add its hash.
+  """For lab_files: default ``schema`` to <manual_dir>/schema.{yaml,yml,json}.
 
-  The hash goes into the config name, so editing the schema gives a new output directory
-  instead of silently reusing records built with the old one.
+  The schema's content hash is part of the build's source fingerprint (data_prep/source.py),
+  so editing the schema gives a new output directory instead of reusing the old records.
   """
   opts = dict(options)
   if 'schema' not in opts:
@@ -76,7 +77,7 @@ def lab_schema_options(manual_dir: str | None, options: dict[str, Any]) -> dict[
   schema = Path(str(opts['schema']))
   if not schema.is_file():
     raise FileNotFoundError(f'{schema}: schema file not found')
-  opts.setdefault('schema_sha', hashlib.sha256(schema.read_bytes()).hexdigest()[:10])
+  opts['schema'] = str(schema.resolve())
   return opts
 
 
@@ -108,7 +109,8 @@ def convert(dataset: str, data_dir: str, manual_dir: str | None = None, size: st
     raise ImportError("--beam_pipeline_options needs apache-beam: pip install -e '.[beam]'") from e
   import tensorflow_datasets as tfds  # noqa: PLC0415
 
-  builder = cls(config=cfg, data_dir=data_dir, file_format='array_record')
+  builder = cls(config=records.with_source(cls, cfg, manual_dir), data_dir=data_dir,
+                file_format='array_record')
   flags = [f'--{o}' for o in beam_pipeline_options.split(',') if o]
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual_dir, beam_options=PipelineOptions(flags=flags)))

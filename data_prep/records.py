@@ -22,10 +22,13 @@ never leaves a data set that reads as complete.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import glob
 import inspect
 import io
+import json
 import logging
 import os
 import sys
@@ -36,6 +39,8 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from data_prep import source as source_lib
 
 # The 17 MoVi sensor sites in the reference channel order (datasets.md 1.2).
 MOVI_SITES = (
@@ -56,6 +61,7 @@ class ImuBuilderConfig(tfds.core.BuilderConfig):
     window_stride: samples between window starts (0 = non-overlapping, i.e. window_length).
     seed: generator seed (synthetic sets).
     options: extra builder-specific options as a sorted tuple of (key, value) pairs.
+    source_json: the source fingerprint (data_prep/source.py) as JSON; set by ``build``.
   """
 
   size: str = 'default'
@@ -64,6 +70,7 @@ class ImuBuilderConfig(tfds.core.BuilderConfig):
   window_stride: int = 0
   seed: int = 0
   options: tuple[tuple[str, Any], ...] = ()
+  source_json: str = ''
 
   def option(self, key: str, default: Any = None) -> Any:
     return dict(self.options).get(key, default)
@@ -71,8 +78,14 @@ class ImuBuilderConfig(tfds.core.BuilderConfig):
 
 def make_config(size: str = 'default', sample_rate_hz: float = 100.0, window_length: int = 128,
                 window_stride: int = 0, seed: int = 0,
-                options: Mapping[str, Any] | None = None) -> ImuBuilderConfig:
-  """A config whose name encodes every knob, so different knobs never share a directory."""
+                options: Mapping[str, Any] | None = None,
+                source: Mapping[str, Any] | None = None) -> ImuBuilderConfig:
+  """A config whose name encodes every knob, so different knobs never share a directory.
+
+  Paths among the options (the lab_files schema) stay out of the name; a ``source`` fingerprint
+  with a hash (builders that read files) ends it as ``_src-<hash>``: different files, different
+  folder.
+  """
   opts = tuple(sorted((options or {}).items()))
   name = f'{size}_{int(round(sample_rate_hz))}hz_t{window_length}'
   if window_stride:
@@ -80,10 +93,23 @@ def make_config(size: str = 'default', sample_rate_hz: float = 100.0, window_len
   if seed:
     name += f'_seed{seed}'
   for k, v in opts:
-    name += f'_{k}-{_slug(v)}'
+    if k not in source_lib.PATH_OPTIONS:
+      name += f'_{k}-{_slug(v)}'
+  if source and source.get('hash'):
+    name += f'_src-{source["hash"]}'
   return ImuBuilderConfig(name=name, size=size, sample_rate_hz=float(sample_rate_hz),
                           window_length=int(window_length), window_stride=int(window_stride),
-                          seed=int(seed), options=opts)
+                          seed=int(seed), options=opts,
+                          source_json=json.dumps(dict(source), sort_keys=True) if source else '')
+
+
+def with_source(builder_cls, config: ImuBuilderConfig,
+                manual_dir: str | None) -> ImuBuilderConfig:
+  """``config`` carrying the fingerprint of what ``builder_cls`` reads from ``manual_dir``."""
+  src = source_lib.fingerprint(builder_cls, manual_dir, config.size, config.seed,
+                               dict(config.options))
+  return make_config(config.size, config.sample_rate_hz, config.window_length,
+                     config.window_stride, config.seed, dict(config.options), src)
 
 
 def _slug(v: Any) -> str:
@@ -144,6 +170,9 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
   TARGETS: Mapping[str, str] = {}
   WITH_GYR: bool = True
   DESCRIPTION: str = ''
+  # The files a build reads, as globs under manual_dir (its source fingerprint; builders that
+  # read no files ignore it).
+  SOURCE_PATTERNS: Sequence[str] = ('**/*',)
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -158,6 +187,11 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
 
   def sites(self) -> tuple[str, ...]:
     return tuple(self.SITES)
+
+  @classmethod
+  def source_files(cls, root, options: Mapping[str, Any]) -> list:
+    """The files under ``root`` a build with ``options`` reads (fingerprinted, not opened)."""
+    return source_lib.list_files(root, cls.SOURCE_PATTERNS)
 
   def fan_out(self, items, fn, where: str):
     """``preprocess.fan_out`` with the builder's ``beam`` and ``strict`` options; trials skipped
@@ -184,6 +218,8 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
         'units': {'acc': 'm/s^2', 'gyr': 'rad/s'},
     }
     meta.update(self.extra_metadata())
+    if cfg.source_json:
+      meta['source'] = json.loads(cfg.source_json)
     return _LocalDatasetInfo(
         builder=self,
         description=self.DESCRIPTION or (self.__doc__ or '').strip(),
@@ -201,6 +237,10 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     """
     cfg = self.builder_config
     shape = (len(self.sites()), cfg.window_length, 3)
+    ids = self.info.metadata.setdefault('subject_ids', [])  # every subject with a record
+    at = bisect.bisect_left(ids, int(subject_id))
+    if at == len(ids) or ids[at] != int(subject_id):
+      ids.insert(at, int(subject_id))
     ex: dict[str, Any] = {
         'acc': check_array(acc, shape, 'acc', where),
         'subject_id': int(subject_id),
@@ -239,21 +279,32 @@ def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -
 
 def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilderConfig,
           manual_dir: str | None = None) -> str:
-  """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS)."""
+  """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS).
+
+  A builder that reads files is fingerprinted first (data_prep/source.py): the folder's name
+  ends with the source's hash, so a finished build is reused only for the same files. A file
+  changed in place gives a new hash, hence a fresh build; the files that changed since the
+  last build from the same folder are named. Without ``manual_dir`` the one finished build of
+  these knobs is reused (several from different sources: an error listing them).
+  """
+  instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
+  if instructions and not manual_dir:
+    return _only_build(builder_cls, os.fspath(data_dir), config, instructions)
+  if not config.source_json:
+    config = with_source(builder_cls, config, manual_dir)
   with _quiet_absl():  # TFDS warns about every custom config
     builder = builder_cls(config=config, data_dir=os.fspath(data_dir),
                           file_format='array_record')
-  instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
-  built = os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
-  if instructions and not manual_dir and not built:
-    raise FileNotFoundError(f'{builder.name}: config key data.manual_dir is empty; this data set '
-                            f'is built from files you provide. {instructions}')
   dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-  if built:
+  if os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json')):
+    _check_recorded_source(os.fspath(builder.data_dir), config)
     return os.fspath(builder.data_dir)
+  src = json.loads(config.source_json)
+  if src.get('hash'):
+    _say_what_changed(os.fspath(data_dir), builder, src)
   tfds.disable_progress_bar()  # one 'building ... / built ...' pair says what happens
-  source = f'from {manual_dir}' if manual_dir else 'generated here'
-  print(f'building {builder.name} ({config.name}, {source}) ...', file=sys.stderr, flush=True)
+  origin = f'from {manual_dir}' if manual_dir else 'generated here'
+  print(f'building {builder.name} ({config.name}, {origin}) ...', file=sys.stderr, flush=True)
   t0 = time.time()
   try:  # TFDS says "download" for data it generates
     with _quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
@@ -268,6 +319,63 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   print(f'built {builder.name} in {time.time() - t0:.0f} s: {counts} windows{note} -> '
         f'{builder.data_dir}', file=sys.stderr, flush=True)
   return os.fspath(builder.data_dir)
+
+
+def _builds(data_dir: str, name: str, config_glob: str, version: str) -> list[str]:
+  """Finished build folders of data set ``name`` whose config name matches ``config_glob``."""
+  pattern = os.path.join(glob.escape(data_dir), name, config_glob, version, 'dataset_info.json')
+  return sorted(os.path.dirname(p) for p in glob.glob(pattern))
+
+
+def _recorded_source(path: str) -> dict[str, Any]:
+  try:
+    with open(os.path.join(path, 'metadata.json')) as f:
+      return dict(json.load(f).get('source') or {})
+  except (OSError, ValueError):
+    return {}
+
+
+def _only_build(builder_cls, data_dir: str, config: ImuBuilderConfig, instructions: str) -> str:
+  """The one finished build of ``config``'s knobs from any source (no manual_dir given)."""
+  found = _builds(data_dir, builder_cls.name, glob.escape(config.name) + '_src-*',
+                  str(builder_cls.VERSION))
+  if len(found) == 1:
+    src = _recorded_source(found[0])
+    print(f'{builder_cls.name}: no manual_dir given; using the records built from '
+          f'{src.get("manual_dir", "?")} ({found[0]})', file=sys.stderr, flush=True)
+    return found[0]
+  if found:
+    listed = '; '.join(f'{p} (from {_recorded_source(p).get("manual_dir", "?")})' for p in found)
+    raise ValueError(f'{builder_cls.name}: config key data.manual_dir is empty and {data_dir} '
+                     f'holds builds from {len(found)} sources ({listed}); name the one you mean '
+                     f'with data.manual_dir')
+  raise FileNotFoundError(f'{builder_cls.name}: config key data.manual_dir is empty; this data '
+                          f'set is built from files you provide. {instructions}')
+
+
+def _check_recorded_source(path: str, config: ImuBuilderConfig) -> None:
+  """A finished folder whose recorded fingerprint is not the current one is never reused."""
+  want = json.loads(config.source_json or '{}').get('hash')
+  have = _recorded_source(path).get('hash')
+  if want and have and want != have:
+    raise ValueError(f'{path}: records of source {have}, but the files now fingerprint as '
+                     f'{want}; remove the folder to rebuild it')
+
+
+def _say_what_changed(data_dir: str, builder, src: Mapping[str, Any]) -> None:
+  """Names the files that changed since the newest build from the same folder, if any."""
+  same = [p for p in _builds(data_dir, builder.name, '*', str(builder.version))
+          if (r := _recorded_source(p)).get('manual_dir') == src.get('manual_dir')
+          and r.get('options') == src.get('options') and r.get('hash') != src['hash']]
+  if not same:
+    return
+  last = max(same, key=lambda p: os.stat(p).st_mtime_ns)
+  what = source_lib.changes(_recorded_source(last), src)
+  if what:
+    more = f' and {len(what) - 5} more' if len(what) > 5 else ''
+    print(f'{builder.name}: the files in {src["manual_dir"]} changed since {last} '
+          f'({"; ".join(what[:5])}{more}); building anew, that folder is left as it was',
+          file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

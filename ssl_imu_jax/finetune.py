@@ -456,7 +456,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'validation_subjects': val_subjects,
           'test_subjects': test_subjects, 'final': final, 'budget': dataclasses.asdict(plan),
-          'norm_policy': norm_policy(config, pre is not None), **input_pipeline.input_facts(ws)}
+          'norm_policy': norm_policy(config, pre is not None),
+          'source': input_pipeline.source_summary(ws, config.data),
+          **input_pipeline.input_facts(ws)}
   refusal = cache_refusal(config)
   windows, step_fn, predict = ws, progs.step, progs.predict
   if not refusal:  # a frozen encoder in inference mode: embed once, train the head on that

@@ -106,6 +106,21 @@ def builder_config(data_cfg: ml_collections.ConfigDict):
                              options=options)
 
 
+def source_summary(ws: WindowSet, data_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Where the windows of ``ws`` come from (data_prep/source.py): data set, ``id`` (whose
+  subjects: the resolved folder, or a generated set's size / seed / options), ``hash`` (the
+  exact files) and folder. Records built before fingerprints existed get the ``id`` from the
+  config."""
+  from data_prep import source  # noqa: PLC0415
+
+  rec = dict(ws.metadata.get('source') or {})
+  sid = rec.get('id') or source.subject_source_id(
+      data_cfg.dataset, data_cfg.manual_dir or None, data_cfg.size, int(data_cfg.seed),
+      dict(data_cfg.options or {}))
+  return {'dataset': str(data_cfg.dataset), 'id': sid, 'hash': rec.get('hash', ''),
+          'manual_dir': rec.get('manual_dir', ''), 'records': str(ws.path)}
+
+
 def resolve_data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.data_dir or os.path.join(workdir, 'tfds')
 

@@ -74,6 +74,16 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   return ''.join(lines).format(**fields)
 
 
+def source_line(src) -> str:
+  """The training records' source in one line (data_prep/source.py); evaluate / predict refuse
+  to score these subjects of this source as held out."""
+  if not src:
+    return 'not recorded (a model trained before source fingerprints)'
+  where = f"files in `{src['manual_dir']}`" if src.get('manual_dir') else 'generated'
+  digest = f", files hash {src['hash']}" if src.get('hash') else ''
+  return f"`{src.get('dataset')}`, {where} (source id {src.get('id')}{digest})"
+
+
 def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any] | None = None,
                     cv: dict[str, dict[str, float]] | None = None) -> str:
   """Model card of a fine-tuned model: what it was trained on, its inputs, outputs and accuracy.
@@ -103,6 +113,7 @@ def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any]
          f"fold {cfg['split']['fold']} of {cfg['split']['num_folds']} "
          f"(fold_seed {cfg['split']['fold_seed']})"),
       f"- Training subjects ({len(meta['train_subjects'])}): {meta['train_subjects']}",
+      f"- Training source: {source_line(meta.get('source'))}",
       f"- Held-out subjects: {meta.get('test_subjects') or 'none'}",
       f"- Fraction of the training windows: {float(cfg['split']['fraction']):g}",
       f"- Start: {init}; protocol `{meta['protocol']}`; {cfg['train']['steps']} steps of "

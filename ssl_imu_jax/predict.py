@@ -11,10 +11,18 @@ the model's sites by name, predicts every window and writes ``<workdir>/<stage>/
 predictions.csv, predictions.json (columns, units, provenance) and, where the data carry the
 model's labels, metrics.json, summary.md, scatter.png and bland_altman.png; trial.png shows one
 trial's predictions over its IMU signal. The folder is written whole or not at all.
+
+Held out means held out: the model's checkpoint records its training (and validation) subjects
+and the source of its training records (data_prep/source.py: ``id`` names whose subjects they
+are, the resolved folder of files, or a generated set's size / seed / options). Subject ids of
+two sources are different people even when the numbers collide; of the same source, the same.
+Metrics on windows of subjects the model was trained on are refused, naming them, unless
+``allow_training_subjects`` is set; then every output says it is a training-set score.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -52,7 +60,8 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
     info: 'checkpoint_dir', 'step', 'dataset', 'sites', 'sample_rate_hz', 'window_length',
       'frame', 'use_gyr', 'input_units', 'targets', 'units', 'normalization',
       'target_normalization', 'protocol', 'init_from', 'train_subjects', 'test_subjects',
-      'final', 'config' (the fine-tuning config as a dict).
+      'final', 'config' (the fine-tuning config as a dict), 'validation_subjects', 'source'
+      (where its training records came from: data set, id, hash, folder).
   """
   try:
     ckpt_dir, dir_step = resolve_checkpoint(checkpoint_dir)
@@ -80,7 +89,8 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
       'target_normalization': meta['target_normalization'], 'protocol': meta.get('protocol'),
       'init_from': meta.get('init_from', ''), 'train_subjects': meta.get('train_subjects', []),
       'test_subjects': meta.get('test_subjects', []), 'final': bool(meta.get('final')),
-      'config': cfg,
+      'config': cfg, 'validation_subjects': meta.get('validation_subjects', []),
+      'source': meta.get('source') or recorded_source(cfg['data']),
   }
   model = RegressionModel(encoder_config=ml_collections.ConfigDict(meta['encoder']),
                           head_dims=tuple(cfg['model']['head_dims']), num_targets=len(targets),
@@ -119,6 +129,41 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
     return model.apply(params, acc, gyr, train=False) * y_std + y_mean
 
   return predict_fn, params, info
+
+
+def recorded_source(data: dict[str, Any]) -> dict[str, Any]:
+  """The training source of a model saved before checkpoints recorded it, from its data config
+  (a relative manual_dir is taken from the current directory)."""
+  from data_prep import source  # noqa: PLC0415
+
+  try:
+    sid = source.subject_source_id(data['dataset'], data.get('manual_dir') or None,
+                                   data.get('size', ''), int(data.get('seed', 0)),
+                                   dict(data.get('options') or {}))
+  except (KeyError, NotImplementedError):
+    sid = ''
+  return {'dataset': data['dataset'], 'id': sid, 'hash': '', 'manual_dir': '', 'records': ''}
+
+
+def training_overlap(ws: input_pipeline.WindowSet, info: dict[str, Any]) -> list[int]:
+  """Subject ids of ``ws`` the model was trained (or early-stopped) on: none when the windows
+  come from another source (another folder, another generator seed), whatever the numbers."""
+  mine, theirs = info.get('source') or {}, ws.metadata.get('source') or {}
+  same = (mine.get('id') == theirs.get('id') if mine.get('id') and theirs.get('id')
+          else mine.get('dataset') == theirs.get('dataset'))
+  if not same:
+    return []
+  trained = {int(s) for s in [*info.get('train_subjects', []),
+                              *info.get('validation_subjects', [])]}
+  return sorted(trained & set(ws.subject_id.tolist()))
+
+
+def scope_of(overlap: list[int]) -> str:
+  """How the scores of a run read: held out, or a training-set score."""
+  if overlap:
+    return (f'TRAINING-SET SCORE: subjects {overlap} are subjects the model was trained on '
+            f'(allow_training_subjects=True); not a held-out estimate')
+  return 'held out: no subject the model was trained on'
 
 
 def data_config(config: ml_collections.ConfigDict, info: dict[str, Any],
@@ -218,6 +263,8 @@ def load_windows(config, info, workdir: str) -> input_pipeline.WindowSet:
   names = [d.split] if d.split else list(tfds.builder_from_directory(path).info.splits)
   parts = [input_pipeline.load_split(path, name, use_gyr=info['use_gyr']) for name in names]
   ws = parts[0] if len(parts) == 1 else input_pipeline.concatenate(parts)
+  ws = dataclasses.replace(ws, metadata={**ws.metadata,
+                                         'source': input_pipeline.source_summary(ws, d)})
   src = ws.metadata.get('source_rate_hz')
   print(f'predict: {d.dataset} ({", ".join(names)}): {len(ws)} windows at the model\'s '
         f'{info["sample_rate_hz"]:g} Hz / {info["window_length"]} samples'
@@ -226,15 +273,17 @@ def load_windows(config, info, workdir: str) -> input_pipeline.WindowSet:
   return check_inputs(ws, info, bool(config.get('check_frame', True)))
 
 
-def prediction_frame(ws: input_pipeline.WindowSet, y_pred: np.ndarray,
-                     info: dict[str, Any]) -> tuple[pd.DataFrame, list[str]]:
-  """One row per window: subject, trial, start_s, window, pred_<label> [, true_<label>]."""
+def prediction_frame(ws: input_pipeline.WindowSet, y_pred: np.ndarray, info: dict[str, Any],
+                     overlap: list[int] = ()) -> tuple[pd.DataFrame, list[str]]:
+  """One row per window: subject, trial, start_s, window, trained_on, pred_<label>
+  [, true_<label>]."""
   subjects = ws.metadata.get('subjects') or {}
   names = [str((subjects.get(str(s)) or {}).get('name') or s) if isinstance(subjects, dict)
            else str(s) for s in ws.subject_id]
   df = pd.DataFrame({'subject_id': ws.subject_id, 'subject': names, 'trial': ws.trial,
                      'start_s': ws.start_s if ws.start_s is not None else np.nan,
-                     'window': np.arange(len(ws))})
+                     'window': np.arange(len(ws)),
+                     'trained_on': np.isin(ws.subject_id, np.asarray(list(overlap), np.int64))})
   labelled = [t for t in info['targets'] if t in ws.target_names]
   for k, t in enumerate(info['targets']):
     df[f'pred_{t}'] = y_pred[:, k]
@@ -243,20 +292,24 @@ def prediction_frame(ws: input_pipeline.WindowSet, y_pred: np.ndarray,
   return df.sort_values(['subject_id', 'trial', 'start_s', 'window'], kind='stable'), labelled
 
 
-def score(df: pd.DataFrame, labelled: list[str], info: dict[str, Any]) -> dict[str, Any]:
-  """Pooled and within-subject metrics per label, and per subject."""
+def score(df: pd.DataFrame, labelled: list[str], info: dict[str, Any],
+          overlap: list[int] = ()) -> dict[str, Any]:
+  """Pooled and within-subject metrics per label, and per subject; each says its scope."""
   out: dict[str, Any] = {}
   for t in labelled:
     unit = info['units'][info['targets'].index(t)]
     per = []
     for s, g in df.groupby('subject_id', sort=True):
       m = metrics.regression_metrics(g[f'true_{t}'], g[f'pred_{t}'])
-      per.append({'subject_id': int(s), 'subject': str(g.subject.iloc[0]), 'n': len(g), **m})
+      per.append({'subject_id': int(s), 'subject': str(g.subject.iloc[0]), 'n': len(g),
+                  'trained_on': int(s) in overlap, **m})
     rows = pd.DataFrame({'subject': [p['subject_id'] for p in per],
                          'pearson_r': [p['pearson_r'] for p in per],
                          'n_test': [p['n'] for p in per]})
     w = stats.within_subject_r(rows)
-    out[t] = {'unit': unit, 'n_windows': len(df), 'n_subjects': len(per),
+    out[t] = {'scope': scope_of(list(overlap)), 'training_set_score': bool(overlap),
+              'training_subjects_scored': list(overlap),
+              'unit': unit, 'n_windows': len(df), 'n_subjects': len(per),
               'pooled': metrics.regression_metrics(df[f'true_{t}'], df[f'pred_{t}']),
               'within_subject_r': w.mean, 'within_subject_r_sd': w.sd,
               'within_subject_n': w.n_subjects, 'per_subject': per}
@@ -265,6 +318,9 @@ def score(df: pd.DataFrame, labelled: list[str], info: dict[str, Any]) -> dict[s
 
 def summary_markdown(scores: dict[str, Any], info: dict[str, Any], data_name: str) -> str:
   lines = [f'# Predictions of {info["checkpoint_dir"]} on {data_name}', '']
+  first = next(iter(scores.values()), {})
+  if first.get('training_set_score'):
+    lines += [f'**{first["scope"]}**', '']
   for t, s in scores.items():
     u = f' ({s["unit"]})' if s['unit'] else ''
     p = s['pooled']
@@ -365,30 +421,42 @@ def run(config: ml_collections.ConfigDict, workdir: str, require_labels: bool = 
   if require_labels and not labelled:
     raise ConfigError(f'{ws.path}: evaluate needs the labels {info["targets"]}, the data carry '
                       f'{list(ws.target_names) or "none"} (use stage predict for unlabelled data)')
+  overlap = training_overlap(ws, info)
+  if overlap and labelled and not config.get('allow_training_subjects', False):
+    raise ConfigError(
+        f'{stage}: subjects {overlap} of {ws.metadata["source"]["dataset"]} (source '
+        f'{ws.metadata["source"]["id"]}) are subjects the model in {info["checkpoint_dir"]} was '
+        f'trained on; score other subjects (data.manual_dir, data.seed) or set '
+        f'--config.allow_training_subjects=True for a training-set score')
   y_pred = apply_in_batches(predict_fn, params, ws.acc, ws.gyr if info['use_gyr'] else None,
                             int(config.batch_size))
-  df, labelled = prediction_frame(ws, y_pred, info)
+  df, labelled = prediction_frame(ws, y_pred, info, overlap)
   out_dir = os.path.join(workdir, stage)
   tmp = f'{out_dir}.tmp.{os.getpid()}'
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   try:
-    paths, scores = _write_outputs(config, ws, df, labelled, info, tmp)
+    paths, scores = _write_outputs(config, ws, df, labelled, info, tmp, overlap)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)  # a partial folder never replaces a complete one
     raise
   shutil.rmtree(out_dir, ignore_errors=True)
   os.replace(tmp, out_dir)
   paths = {k: os.path.join(out_dir, os.path.basename(v)) for k, v in paths.items()}
+  if scores and overlap:
+    print(scope_of(overlap), flush=True)
   for t, s in scores.items():
-    print(f'{t}: within-subject r {s["within_subject_r"]:.3f} ± {s["within_subject_r_sd"]:.3f} '
-          f'({s["within_subject_n"]} subjects), pooled r {s["pooled"]["pearson_r"]:.3f}, '
+    tag = 'training-set ' if overlap else ''
+    print(f'{tag}{t}: within-subject r {s["within_subject_r"]:.3f} ± '
+          f'{s["within_subject_r_sd"]:.3f} ({s["within_subject_n"]} subjects), '
+          f'pooled r {s["pooled"]["pearson_r"]:.3f}, '
           f'RMSE {s["pooled"]["rmse"]:.4g} {s["unit"]}', flush=True)
   print(f'{stage}: {len(df)} windows -> {out_dir}', flush=True)
   return paths
 
 
-def _write_outputs(config, ws, df, labelled, info, tmp) -> tuple[dict[str, str], dict[str, Any]]:
+def _write_outputs(config, ws, df, labelled, info, tmp, overlap=()
+                   ) -> tuple[dict[str, str], dict[str, Any]]:
   """Every output file into the folder ``tmp``; returns ({name: path}, scores)."""
   paths = {'predictions': os.path.join(tmp, 'predictions.csv')}
   scores: dict[str, Any] = {}
@@ -396,7 +464,8 @@ def _write_outputs(config, ws, df, labelled, info, tmp) -> tuple[dict[str, str],
   columns = {'subject_id': 'subject id in the data set', 'subject': 'subject name',
              'trial': 'trial index within the subject',
              'start_s': 'window start in its trial, s (empty: unknown)',
-             'window': 'row index in the data set'}
+             'window': 'row index in the data set',
+             'trained_on': 'the model was trained (or early-stopped) on this subject'}
   for t, u in zip(info['targets'], info['units'], strict=True):
     columns[f'pred_{t}'] = f'predicted {t}' + (f', {u}' if u else '')
     if t in labelled:
@@ -405,9 +474,12 @@ def _write_outputs(config, ws, df, labelled, info, tmp) -> tuple[dict[str, str],
   files.write_json_atomic(paths['description'], {
       'columns': columns, 'checkpoint_dir': info['checkpoint_dir'], 'step': info['step'],
       'data': ws.path, 'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
-      'window_length': ws.window_length, 'n_windows': len(ws)})
+      'window_length': ws.window_length, 'n_windows': len(ws), 'scope': scope_of(list(overlap)),
+      'training_set_score': bool(overlap and labelled),
+      'training_subjects_scored': list(overlap), 'data_source': ws.metadata.get('source'),
+      'model_source': info.get('source')})
   if labelled:
-    scores = score(df, labelled, info)
+    scores = score(df, labelled, info, overlap)
     paths['metrics'] = os.path.join(tmp, 'metrics.json')
     files.write_json_atomic(paths['metrics'], scores)
     paths['summary'] = os.path.join(tmp, 'summary.md')

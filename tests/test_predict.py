@@ -54,9 +54,16 @@ def test_predict_reproduces_the_sweeps_own_test_predictions(swept, toy_dirs, tmp
   cell = sweep.cell_dir(workdir, DATASET, 1, 1.0, 'pretrained', 'full_from_probe')
   with open(os.path.join(cell, finetune.RESULT_FILE)) as f:
     result = json.load(f)
-  paths = _predict(cell, tmp_path, toy_dirs['data_dir'], plot=False)
+  paths = _predict(cell, tmp_path, toy_dirs['data_dir'], plot=False,
+                   allow_training_subjects=True)
   df = pd.read_csv(paths['predictions']).sort_values('window')
   test = df[df.subject_id.isin(result['test_subjects'])]
+  # The training subjects were scored as asked, and every output says so.
+  assert sorted(set(df[df.trained_on].subject_id)) == result['train_subjects']
+  assert not df[df.subject_id.isin(result['test_subjects'])].trained_on.any()
+  assert json.loads(Path(paths['metrics']).read_text())['y']['training_set_score']
+  assert json.loads(Path(paths['description']).read_text())['training_set_score']
+  assert 'TRAINING-SET SCORE' in Path(paths['summary']).read_text()
   assert test.subject_id.tolist() == result['predictions']['subject_id']
   np.testing.assert_allclose(test.pred_y, np.asarray(result['predictions']['y_pred'])[:, 0],
                              atol=1e-5, rtol=1e-5)
@@ -71,7 +78,8 @@ def test_predict_reproduces_the_sweeps_own_test_predictions(swept, toy_dirs, tmp
 def test_load_regressor_equals_the_stage_and_vmaps_over_subjects(swept, toy_dirs, tmp_path):
   workdir, _ = swept
   cell = sweep.cell_dir(workdir, DATASET, 0, 1.0, 'pretrained', 'linear_probe')
-  paths = _predict(cell, tmp_path, toy_dirs['data_dir'], plot=False)
+  paths = _predict(cell, tmp_path, toy_dirs['data_dir'], plot=False,
+                   allow_training_subjects=True)
   stage = pd.read_csv(paths['predictions']).sort_values('window').pred_y.to_numpy()
   predict_fn, params, info = predict.load_regressor(cell)
   assert info['sites'] == ['a', 'b'] and info['targets'] == ['y'] and info['units'] == ['BW']
@@ -118,7 +126,7 @@ def test_a_killed_predict_leaves_no_predictions_that_read_as_complete(swept, toy
 
   monkeypatch.setattr(predict, 'plot_trial', crash)
   with pytest.raises(KeyboardInterrupt):
-    _predict(cell, tmp_path, toy_dirs['data_dir'])
+    _predict(cell, tmp_path, toy_dirs['data_dir'], allow_training_subjects=True)
   assert not os.path.exists(tmp_path / 'predict')
   assert not [p for p in os.listdir(tmp_path) if p.startswith('predict')]
 

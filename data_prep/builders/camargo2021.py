@@ -167,6 +167,7 @@ class Camargo2021(records.ImuWindowBuilder):
   TARGETS = TARGETS
   WITH_GYR = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the Camargo 2021 subject folders in manual_dir:\n{LAYOUT}'
+  SOURCE_PATTERNS = ('**/*.mat',)
   DESCRIPTION = __doc__
 
   def sites(self) -> tuple[str, ...]:

@@ -63,6 +63,7 @@ class IpolGait(records.ImuWindowBuilder):
   WITH_GYR = True
   SOURCE_RATE_HZ = 100.0
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the IPOL gait files in manual_dir:\n{LAYOUT}'
+  SOURCE_PATTERNS = ('**/*.json', '**/*.txt')
   DESCRIPTION = __doc__
 
   # -- options ---------------------------------------------------------------------------------

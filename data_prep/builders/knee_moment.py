@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from data_prep import axes, gait_events, preprocess, records
+from data_prep import axes, gait_events, preprocess, records, source
 from data_prep.readers import tables
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,12 @@ class KneeMoment(records.ImuWindowBuilder):
     return {'dataset': self.DATASET,
             'axes': axes.mapping_json(axes.mapping_for(self.DATASET, self.sites(), mode), mode),
             'source_rate_hz': self.SOURCE_RATE_HZ, 'options': dict(self.builder_config.options)}
+
+  @classmethod
+  def source_files(cls, root, options) -> list:
+    """The HDF5 file option ``file`` names, else every .h5 / .hdf5 file in ``root``."""
+    name = options.get('file')
+    return source.list_files(root, [str(name)] if name else ['*.h5', '*.hdf5'])
 
   def _find_file(self, root) -> str:
     name = self._opt('file', None)

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from data_prep import axes, gait_events, preprocess, records
+from data_prep import axes, gait_events, preprocess, records, source
 from data_prep.readers import c3d, devices, tables, timestamps, xsens
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,19 @@ class LabFiles(records.ImuWindowBuilder):
 
   def sites(self) -> tuple[str, ...]:
     return tuple(self.schema['sites'])
+
+  @classmethod
+  def source_files(cls, root, options) -> list:
+    """What the schema's subjects name under ``root`` (a matched folder: all its files);
+    without a readable schema, every file under ``root``."""
+    try:
+      s = load_schema(str(options['schema']))
+    except (KeyError, OSError, ValueError):
+      return source.list_files(root, ['**/*'])
+    pats = [p for sub in s.get('subjects') or [] if isinstance(sub, dict)
+            for p in (sub.get('files') if isinstance(sub.get('files'), list)
+                      else [sub.get('files')]) if p]
+    return source.list_files(root, pats)
 
   @property
   def TARGETS(self) -> dict[str, str]:  # noqa: N802 (the base class reads this name)

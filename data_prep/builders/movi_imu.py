@@ -50,6 +50,7 @@ class MoviImu(records.ImuWindowBuilder):
   TARGETS: dict[str, str] = {}
   WITH_GYR = True
   MANUAL_DOWNLOAD_INSTRUCTIONS = f'Put the MoVi IMU files in manual_dir:\n{LAYOUT}'
+  SOURCE_PATTERNS = ('*.mat', '*/*.mat')
   DESCRIPTION = __doc__
 
   def sites(self) -> tuple[str, ...]:
