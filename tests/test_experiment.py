@@ -127,6 +127,15 @@ def test_paper_comparison_table_and_targets(tmp_path):
   assert '| synthetic_walking_kfm (y) | 0.800 / 0.700 / 0.850 | 0.880 / 0.800 / 0.850 |' in md
   kfm = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_walking_kfm (y) | 0.87'))
   assert kfm.endswith('| met | 0.850 → 0.910 (+0.060 [+0.010, +0.110]), p = 0.004 |')
+  # One fraction (the demo): data efficiency is not judged, only the Δr target.
+  with open(tmp_path / 'headline.csv', 'w') as f:
+    f.write(','.join(report.HEADLINE_COLUMNS) + '\n')
+    f.write('synthetic_walking_kfm,y,full_from_probe,1.0,0.91,0.87,0.1,0.1,17,0.04,0.03,0.05,'
+            '2.0,0.02,0.5,0.5\n')
+  md = experiment.paper_comparison(str(tmp_path))
+  kfm = next(ln for ln in md.splitlines() if ln.startswith('| synthetic_walking_kfm (y) | 0.87'))
+  assert kfm.endswith('| — (one fraction swept) | Δr ≥ 0.03 with p < 0.05: met; data '
+                      'efficiency not judged (one fraction) |')
 
 
 def test_the_demo_fine_tunes_from_the_released_weights_of_each_task():
