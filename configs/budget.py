@@ -27,9 +27,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sweep.datasets = ('synthetic_walking_kfm',)
   c.sweep.fractions = (0.1, 1.0)
   c.sweep.seeds = (0,)
-  if size != 'tiny':  # the fine-tuning of configs/paper.py:cpu
-    c.sweep.finetune.train.steps = 80
+  if size != 'tiny':  # the fine-tuning of configs/paper.py:cpu (every arm to its stopping point)
+    from configs import paper  # noqa: PLC0415
+
+    c.sweep.finetune.train.epochs = paper.CPU_EPOCHS
+    c.sweep.finetune.train.patience_epochs = paper.CPU_PATIENCE
     c.sweep.finetune.train.batch_size = 16
-    c.sweep.finetune.train.log_every = 80
+    c.sweep.finetune.train.log_every = 50
     c.sweep.finetune.linear_probe_learning_rate = 1e-2
   return c

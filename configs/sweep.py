@@ -12,7 +12,9 @@ beside the feature baseline (ridge on hand-computed window features, ssl_imu_jax
 Rerunning the same command skips the cells already done. Results: <workdir>/report/summary.md,
 results.csv, headline.csv and <dataset>_data_efficiency.png / <dataset>_scatter.png. Every deep
 cell copies ``finetune`` (configs/finetune.py), sets data set, fold, fraction, seed, init and
-protocol, and trains ``finetune.train.steps`` steps; the 'features' init is one ridge cell per
+protocol, and trains to its own stopping point (up to ``finetune.train.epochs`` passes over its
+training windows, early stopping on ``finetune.split``'s validation subjects; with epochs = 0,
+``finetune.train.steps`` steps); the 'features' init is one ridge cell per
 fold, fraction and seed (its penalty chosen on ``finetune.split``'s validation subjects).
 ``init_from`` is required while 'pretrained' is in ``inits`` (``--config.inits='("random",)'``
 runs the random-init baseline alone); it may name several checkpoints separated by commas
