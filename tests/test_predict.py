@@ -255,7 +255,7 @@ def test_the_readme_load_regressor_example_runs(swept, tmp_path, capsys):
   out = capsys.readouterr().out.splitlines()
   assert out[0] == "['a', 'b'] 100.0 32 ['y'] ['BW']"
   # Each subject's r, recomputed one subject at a time (no vmap, no stacking) with numpy.
-  ws, predict_fn, params = ns['ws'], ns['predict_fn'], ns['params']
+  ws, predict_fn, params = ns['ws'], jax.jit(ns['predict_fn']), ns['params']
   subjects = sorted(set(ws.subject_id.tolist()))[:4]
   n = min(int((ws.subject_id == s).sum()) for s in subjects)
   assert len(out) == 1 + len(subjects) == 5
