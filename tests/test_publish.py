@@ -126,7 +126,8 @@ def test_collect_copies_the_small_outputs_with_provenance(sweep_run, tmp_path, c
   dest = os.path.join(root, 'demo')
   got = sorted(os.path.relpath(p, dest) for p in glob.glob(f'{dest}/**', recursive=True)
                if os.path.isfile(p))
-  assert got == ['config.json', 'config_pretrain_100hz_128.json', 'efficiency.csv',
+  assert got == ['config.json', 'config_pretrain_100hz_128.json', 'convergence.csv',
+                 'efficiency.csv',
                  'folds/toy_kfm.json', 'headline.csv', 'provenance.json', 'results.csv',
                  'summary.md']
   for name, src in [('headline.csv', 'report/headline.csv'), ('results.csv', 'report/results.csv'),
