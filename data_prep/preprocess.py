@@ -262,22 +262,29 @@ def rescale_index(idx: np.ndarray | int, from_hz: float, to_hz: float) -> np.nda
 
 
 def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
-                      period: int = 65536, where: str = '') -> tuple[np.ndarray, np.ndarray,
-                                                                  np.ndarray]:
+                      period: int = 65536, where: str = '',
+                      lines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                np.ndarray]:
   """Puts rows on the sample grid of a packet counter and interpolates dropped packets.
 
   Args:
     counter: packet counter per row (Xsens ``PacketCounter``; wraps at ``period``).
     x: [n_rows, C] values.
-    max_gap: gaps of more than this many missing samples are flagged in the mask.
+    max_gap: gaps of more than this many missing samples are flagged in the mask (never
+      spliced: the caller leaves out every window that touches them), with one warning.
+    lines: the file's line number of each row, for the messages (default: data rows from 1).
   Returns:
     (grid, y, ok): grid = counter values first..last, y = [len(grid), C] values linearly
     interpolated on the grid, ok = bool per grid sample, False inside gaps longer than max_gap.
 
   A packet written twice (a repeated counter whose rows hold identical values) is unambiguous:
-  the copy is dropped with a warning. Any other repeat or step back is a ``TrialError``.
+  the copy is dropped with a warning. Any other repeat or step back is a ``TrialError``. A jump
+  back of more than half the period is the counter wrapping around (unwrapped, not an error).
   """
   c = np.asarray(counter, dtype=np.float64)
+  ln = np.arange(1, len(c) + 1) if lines is None else np.asarray(lines, dtype=np.int64)
+  unit = 'data row' if lines is None else 'line'
+  rows = np.arange(1, len(c) + 1)
   c = np.unwrap(c, period=period) if period else c
   c = np.rint(c).astype(np.int64)
   x = np.asarray(x, dtype=np.float64)
@@ -285,15 +292,19 @@ def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
   copies = [i for i in rep if np.array_equal(x[i], x[i + 1])]
   if copies:
     for i in copies:
-      log.warning('%s: packet %d written twice (data rows %d and %d, identical values): the copy '
-                  'is dropped', where, c[i], i + 1, i + 2)
+      at = f' at file lines {ln[i]} and {ln[i + 1]}' if lines is not None else ''
+      log.warning('%s: packet %d written twice (data rows %d and %d, identical values)%s: the '
+                  'copy is dropped', where, c[i], i + 1, i + 2, at)
     keep = np.ones(len(c), bool)
     keep[np.asarray(copies) + 1] = False
-    c, x = c[keep], x[keep]
+    c, x, ln, rows = c[keep], x[keep], ln[keep], rows[keep]
   if np.any(np.diff(c) <= 0):
     i = int(np.argmax(np.diff(c) <= 0))
-    raise TrialError(f'{where}: packet counter is not increasing at data row {i + 2} (counter '
-                     f'{c[i]} -> {c[i + 1]}; data rows count from 1 after the header)')
+    what = 'repeated with other values' if c[i + 1] == c[i] else 'goes back'
+    at = f'file line {ln[i + 1]}: ' if lines is not None else ''
+    raise TrialError(f'{where}: packet counter is not increasing at data row {rows[i + 1]} '
+                     f'({at}counter {c[i]} -> {c[i + 1]}, {what}; which row is right is unknown; '
+                     f'data rows count from 1 after the header)')
   grid = np.arange(c[0], c[-1] + 1)
   x2 = x.reshape(x.shape[0], -1)
   y = scipy.interpolate.interp1d(c, x2, axis=0, assume_sorted=True)(grid).reshape(
@@ -302,6 +313,10 @@ def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
   ok = np.ones(len(grid), dtype=bool)
   big = np.flatnonzero(missing > max_gap)
   if big.size:
+    j = big[np.argmax(missing[big])]
+    log.warning('%s: %d counter gap(s) of more than max_gap=%d packets (largest: %d missing '
+                'after file %s %d, counter %d -> %d): not interpolated, windows touching them are '
+                'left out', where, big.size, max_gap, missing[j], unit, ln[j], c[j], c[j + 1])
     # Mark grid samples strictly between the rows bracketing each long gap.
     marks = np.zeros(len(grid) + 1, dtype=np.int64)
     np.add.at(marks, c[big] - c[0] + 1, 1)

@@ -211,3 +211,104 @@ def test_a_rate_without_time_column_is_checked_against_the_gait(tmp_path, caplog
   assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): False}
   assert any('cannot confirm the declared 100 Hz (no clear gait period)' in r.getMessage()
              for r in caplog.records)
+
+
+def _xsens_tree(raw, counter_start=0):
+  """Subject 1: trials P1_t1, P1_t2; subject 2: P2_t1 (8 s at 100 Hz, two sites each)."""
+  for stem, seed in (('P1_t1', 5), ('P1_t2', 6), ('P2_t1', 7)):
+    fx.write_xsens_trial(raw, stem, seed)
+  if counter_start:
+    for f in raw.glob('*.txt'):
+      lines = f.read_text().splitlines(keepends=True)
+      k = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+      lines[k:] = [f'{(counter_start + j) % 65536}\t' + ln.split('\t', 1)[1]
+                   for j, ln in enumerate(lines[k:])]
+      f.write_text(''.join(lines))
+  sites = {s: {'acc': ['Acc_X', 'Acc_Y', 'Acc_Z'], 'gyr': ['Gyr_X', 'Gyr_Y', 'Gyr_Z'],
+               'suffix': f'_{s}', 'axes': fx.AXES} for s in fx.SITES}
+  return fx.write_schema(raw / 'schema.yaml', {
+      'sample_rate_hz': 100, 'sites': sites,
+      'subjects': [{'id': 1, 'files': ['P1_*.txt']}, {'id': 2, 'files': ['P2_*.txt']}]})
+
+
+def _edit_rows(path, fn):
+  """Applies fn to the data lines of an Xsens text file; returns the file line of data row 1."""
+  lines = path.read_text().splitlines(keepends=True)
+  k = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+  path.write_text(''.join(lines[:k] + fn(lines[k:])))
+  return k + 1
+
+
+def _windows(b):
+  """Windows of P1_t1 (subject 1's first trial) by start time (s)."""
+  ex = [e for e in _all(b) if int(e['subject_id']) == 1]
+  t1 = min(int(e['trial']) for e in ex)
+  return {round(float(e['start_s']), 2): e for e in ex if int(e['trial']) == t1}
+
+
+def test_xsens_packet_counter_repeats(tmp_path, caplog):
+  """An identical repeated packet is dropped with one warning (file, lines); a repeat with other
+  values skips that trial with a warning naming file, line and reason; the rest builds."""
+  raw = tmp_path / 'raw'
+  schema = _xsens_tree(raw)
+  bad = raw / 'P1_t1_shank.txt'
+  first = _edit_rows(bad, lambda r: r[:300] + [r[299]] + r[300:])
+  with caplog.at_level('WARNING'):
+    b = _build(tmp_path / 'same', raw, schema, static_threshold_g=0.0)
+  said = [r.getMessage() for r in caplog.records if 'written twice' in r.getMessage()]
+  assert len(said) == 1 and str(bad) in said[0]
+  assert f'at file lines {first + 299} and {first + 300}' in said[0]
+  assert b.info.splits['train'].num_examples == 16 and not b.info.metadata['skipped']
+
+  def changed(r):
+    f = r[299].split('\t')
+    f[1] = f'{float(f[1]) + 0.5:.6f}'
+    return r[:300] + ['\t'.join(f)] + r[300:]
+  _xsens_tree(raw)
+  first = _edit_rows(bad, changed)
+  b = _build(tmp_path / 'other', raw, schema, static_threshold_g=0.0)
+  skipped = b.info.metadata['skipped']
+  assert len(skipped) == 1 and str(bad) in skipped[0]
+  assert f'file line {first + 300}' in skipped[0] and 'repeated with other values' in skipped[0]
+  assert b.info.splits['train'].num_examples == 8  # P1_t2 only
+
+
+def test_xsens_counter_gap_is_never_spliced(tmp_path, caplog):
+  """A 3 s gap (300 packets) in one site: no window spans it, every other window keeps its
+  real time (compared with the same trial without the gap); a counter that wraps at 65536
+  builds whole."""
+  raw = tmp_path / 'raw'
+  schema = _xsens_tree(raw)
+  clean = _windows(_build(tmp_path / 'clean', raw, schema, static_threshold_g=0.0))
+  first = _edit_rows(raw / 'P1_t1_shank.txt', lambda r: r[:400] + r[700:])
+  with caplog.at_level('WARNING'):
+    gap = _windows(_build(tmp_path / 'gap', raw, schema, static_threshold_g=0.0))
+  assert sorted(gap) == [0.0, 1.0, 2.0, 3.0, 7.0]
+  for s, e in gap.items():
+    np.testing.assert_allclose(e['acc'], clean[s]['acc'], atol=1e-5)
+  assert (f'300 missing after file line {first + 399}, counter 399 -> 700' in caplog.text)
+  wrap = tmp_path / 'wrap'
+  schema = _xsens_tree(wrap, counter_start=65536 - 350)
+  b = _build(tmp_path / 'wrapped', wrap, schema, static_threshold_g=0.0)
+  assert b.info.splits['train'].num_examples == 16 and not b.info.metadata['skipped']
+
+
+def test_half_written_last_line_is_dropped(tmp_path, caplog):
+  """A last line cut mid-write loses that row with a warning naming file and line; the trial
+  builds from the rest (Xsens text and CSV)."""
+  raw = tmp_path / 'raw'
+  schema = _xsens_tree(raw)
+  bad = raw / 'P1_t1_shank.txt'
+  first = _edit_rows(bad, lambda r: r[:-1] + [r[-1][:len(r[-1]) // 2]])
+  with caplog.at_level('WARNING'):
+    b = _build(tmp_path / 'x', raw, schema, static_threshold_g=0.0)
+  assert f'{bad}: line {first + 799} is half-written' in caplog.text
+  assert not b.info.metadata['skipped']
+  assert sorted(_windows(b)) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # 799 samples
+  from data_prep.readers import tables
+  csv = tmp_path / 't.csv'
+  csv.write_text('time,a,b\n0,1,2\n0.01,3,4\n0.02,5')
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    df = tables.read_csv_table(csv)
+  assert len(df) == 2 and f'{csv}: line 4 is half-written (2 of 3 fields' in caplog.text

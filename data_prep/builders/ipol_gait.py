@@ -224,7 +224,7 @@ def load_trial(paths: dict[str, str], stem: str, rate_hz: float = 100.0, max_gap
       raise KeyError(f'{paths[s]}: no PacketCounter column; needed to align events')
     x = np.concatenate([e.acc(), e.gyr()], axis=1)
     grids[s] = preprocess.fill_counter_gaps(e.counter, x, max_gap=max_gap, period=0,
-                                            where=str(paths[s]))
+                                            where=str(paths[s]), lines=e.lines)
   first = max(int(g[0][0]) for g in grids.values())
   last = min(int(g[0][-1]) for g in grids.values())
   if last - first < 10:

@@ -281,24 +281,22 @@ class LabFiles(records.ImuWindowBuilder):
 
   def read_timed_trial(self, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
     """``read_trial`` plus the trial's rate in Hz: the schema's, or the device files'."""
+    return self.read_masked_trial(stem)[:4]
+
+  def read_masked_trial(self, stem: str):
+    """``read_timed_trial`` plus ok [T] (False inside packet-counter gaps over max_gap), or None."""
     s = self.schema
+    ok = None
     sites = s['sites']
     fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
     if fmt in devices.FORMATS:
       acc_si, gyr_si, fs = devices.read_trial(fmt, stem, list(sites), s.get('sample_rate_hz'))
-      return acc_si, gyr_si, None, fs
+      return acc_si, gyr_si, None, fs, None
     fs = float(s['sample_rate_hz'])
     force = s.get('force') or {}
     acc, gyr, vf = [], [], None
     if fmt == 'xsens':
-      for site in sites.values():
-        path = stem + site.get('suffix', '') + ('' if stem.endswith('.txt') else '.txt')
-        e = xsens.read_xsens_txt(path, sample_rate_hz=fs)
-        acc.append(e.columns(site['acc']))
-        gyr.append(e.columns(site['gyr']))
-        if len({len(a) for a in acc}) > 1:
-          raise ValueError(f'{path}: {len(acc[-1])} samples, other sites of {stem} have '
-                           f'{len(acc[0])}')
+      acc, gyr, ok = self._read_xsens(stem, fs)
     elif fmt == 'c3d':
       a = c3d.read_c3d_analogs(stem)
       if abs(a.sample_rate_hz - fs) > 0.01 * fs:
@@ -334,18 +332,56 @@ class LabFiles(records.ImuWindowBuilder):
     if vf is not None:
       vf = preprocess.to_si(vf, force.get('unit', 'N'), 'force', stem)
     if fmt in ('csv', 'hdf5') and not s.get('time_column'):  # the rate is the schema's word only
-      ok, says = preprocess.gait_rate_check(gyr_si, fs)
-      self.info.metadata.setdefault('rate_verified', {})[stem] = ok
-      if not ok:
+      verified, says = preprocess.gait_rate_check(gyr_si, fs)
+      self.info.metadata.setdefault('rate_verified', {})[stem] = verified
+      if not verified:
         log.warning('%s: no time_column, and the gait cannot confirm the declared %g Hz (%s); '
                     'taken as is, rate_verified: false in metadata.json', stem, fs, says)
-    return acc_si, gyr_si, vf, fs
+    return acc_si, gyr_si, vf, fs, ok
+
+  def _read_xsens(self, stem: str, fs: float):
+    """Per-site acc, gyr lists and ok [T] or None: with a packet counter, the rows go on its
+    grid through ``preprocess.fill_counter_gaps`` (the IPOL builder's rule: an identical
+    repeat dropped, another repeat or a step back skips the trial, gaps up to max_gap
+    interpolated, longer ones masked, never spliced; wrap-around at 65536 unwrapped) and the
+    sites are cut to their common counter range."""
+    acc, gyr, grids = [], [], []
+    max_gap = int(self._opt('max_gap', 10))
+    for site in self.schema['sites'].values():
+      path = stem + site.get('suffix', '') + ('' if stem.endswith('.txt') else '.txt')
+      e = xsens.read_xsens_txt(path, sample_rate_hz=fs)
+      a, g = e.columns(site['acc']), e.columns(site['gyr'])
+      if e.counter is None:
+        grids.append(None)
+        acc.append(a)
+        gyr.append(g)
+      else:
+        grid, y, ok = preprocess.fill_counter_gaps(e.counter, np.concatenate([a, g], 1),
+                                                   max_gap=max_gap, where=path, lines=e.lines)
+        grids.append((grid, ok))
+        acc.append(y[:, :3])
+        gyr.append(y[:, 3:])
+      if (grids[0] is None) != (grids[-1] is None):
+        raise ValueError(f'{path}: a packet counter in some sites of {stem} and not in others')
+      if grids[-1] is None and len({len(x) for x in acc}) > 1:
+        raise ValueError(f'{path}: {len(acc[-1])} samples, other sites of {stem} have '
+                         f'{len(acc[0])}')
+    if grids[0] is None:
+      return acc, gyr, None
+    first = max(int(g[0]) for g, _ in grids)
+    last = min(int(g[-1]) for g, _ in grids)
+    if last < first:
+      raise preprocess.TrialError(f'{stem}: the sites share no packet-counter range')
+    cut = [slice(first - int(g[0]), last - int(g[0]) + 1) for g, _ in grids]
+    ok = np.all([o[c] for (_, o), c in zip(grids, cut, strict=True)], axis=0)
+    return ([x[c] for x, c in zip(acc, cut, strict=True)],
+            [x[c] for x, c in zip(gyr, cut, strict=True)], ok)
 
   def _trial_examples(self, item: dict[str, Any]):
     cfg = self.builder_config
     s = self.schema
     stem = item['stem']
-    acc, gyr, vf, src_hz = self.read_timed_trial(stem)
+    acc, gyr, vf, src_hz, ok = self.read_masked_trial(stem)
     names = list(s['sites'])
     for i, n in enumerate(names):  # magnitudes only: the same before and after the rotation
       if preprocess.as_bool(self._opt('check_units', True)):
@@ -388,6 +424,10 @@ class LabFiles(records.ImuWindowBuilder):
     if fs != src_hz:
       acc = preprocess.resample(acc, src_hz, fs, method, axis=1)
       gyr = preprocess.resample(gyr, src_hz, fs, method, axis=1)
+      if ok is not None:  # as the IPOL builder: a sample near a long gap is not ok
+        ok = preprocess.resample(ok.astype(np.float64), src_hz, fs, 'linear') > 0.999
+    if ok is not None and len(ok) != acc.shape[1]:
+      ok = np.pad(ok, (0, max(0, acc.shape[1] - len(ok))))[:acc.shape[1]]
     subject, trial = item['subject'], item['trial']
     if stances is None:
       starts = preprocess.window_starts(acc.shape[1], t_len, cfg.window_stride)
@@ -399,6 +439,8 @@ class LabFiles(records.ImuWindowBuilder):
       if thr_g > 0:
         a_w = np.moveaxis(preprocess.take_windows(np.moveaxis(acc, 1, 0), starts, t_len), 2, 1)
         good = preprocess.dynamic_mask(a_w, thr_g)
+      if ok is not None:  # never across a counter gap over max_gap
+        good &= preprocess.take_windows(ok, starts, t_len).all(axis=1)
       for st in starts[good]:
         yield f'{stem}/{int(st)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
                                                 subject, trial, where=f'{stem} window at {st}',
@@ -409,7 +451,7 @@ class LabFiles(records.ImuWindowBuilder):
         continue
       c = int(preprocess.rescale_index((a + b) / 2, src_hz, fs))
       st = c - t_len // 2
-      if st < 0 or st + t_len > acc.shape[1]:
+      if st < 0 or st + t_len > acc.shape[1] or ok is not None and not ok[st:st + t_len].all():
         continue
       yield f'{stem}/{int(a)}', self.example(acc[:, st:st + t_len], gyr[:, st:st + t_len],
                                              subject, trial, row, where=f'{stem} stance at {a}',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 
 from data_prep import preprocess
+
+log = logging.getLogger(__name__)
 
 
 def require_file(path: str | os.PathLike, what: str) -> str:
@@ -78,6 +81,13 @@ def read_csv_table(path: str | os.PathLike) -> pd.DataFrame:
   df.columns = [str(c).strip() for c in df.columns]
   if len(df) == 0:
     raise ValueError(f'{path}: the table has no rows')
+  with open(path, encoding='utf-8', errors='replace') as f:
+    text = [(i + 1, ln) for i, ln in enumerate(f.read().splitlines()) if ln.strip()]
+  if len(text) == len(df) + 1:  # one header line, one line per row: line numbers are known
+    head = text[0][1]
+    sep = '\t' if '\t' in head else (';' if ';' in head else ',')
+    df, _ = drop_half_written_last_row(df, np.asarray([n for n, _ in text[1:]]), text[-1][1],
+                                       head, sep, path)
   return df
 
 
@@ -149,3 +159,25 @@ def read_h5_steps(path: str | os.PathLike, key: str) -> tuple[np.ndarray, list[s
     raise ValueError(f'{path}:{key}: expected [n_steps, T, {len(cols)}] (one slice per column '
                      f'name), got shape {x.shape}')
   return x, cols
+
+
+def drop_half_written_last_row(table: pd.DataFrame, line_nos: np.ndarray, last_line: str,
+                               header_line: str, sep: str, path: str):
+  """(table, line_nos) without a last row that was cut short (fewer fields than the header, or
+  empty where every earlier row has a value): a recording stopped mid-write loses that row only,
+  with a warning naming the file and line, instead of the whole trial failing its NaN check."""
+  def fields(s):
+    return len(s.rstrip().rstrip(sep).split(sep))
+  if len(table) < 2:
+    return table, line_nos
+  last = table.iloc[-1]
+  empty = [c for c in table.columns
+           if pd.isna(last[c]) and table[c].iloc[:-1].notna().all()]
+  short = fields(last_line) < fields(header_line)
+  if not (short or empty):
+    return table, line_nos
+  log.warning('%s: line %d is half-written (%d of %d fields%s), probably a recording stopped '
+              'mid-write: that row is dropped, the %d before it are kept', path, line_nos[-1],
+              fields(last_line), fields(header_line),
+              f'; no value for {empty}' if empty else '', len(table) - 1)
+  return table.iloc[:-1], line_nos[:-1]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep import preprocess
+from data_prep.readers import tables
 
 _RATE_KEYS = ('sample rate', 'update rate', 'acquisition frequency', 'sampling frequency')
 _COUNTER_COLS = ('PacketCounter', 'Counter', 'SampleCounter')
@@ -40,13 +41,15 @@ GYR_COLS = ('Gyr_X', 'Gyr_Y', 'Gyr_Z')
 
 @dataclasses.dataclass
 class XsensExport:
-  """One parsed export. ``table`` holds every numeric column under its Xsens name."""
+  """One parsed export. ``table`` holds every numeric column under its Xsens name; ``lines``
+  the file's line number (from 1) of each of its rows, for messages."""
 
   path: str
   sample_rate_hz: float
   header: dict[str, str]
   table: pd.DataFrame
   variant: str
+  lines: np.ndarray | None = None
 
   @property
   def counter(self) -> np.ndarray | None:
@@ -125,6 +128,11 @@ def read_xsens_txt(path: str | os.PathLike, sample_rate_hz: float | None = None,
   table.columns = [str(c).strip() for c in table.columns]
   if len(table) == 0:
     raise ValueError(f'{path}: the export has a header but no samples')
+  data_lines = [i + 1 for i in range(header_row + 1, len(lines)) if lines[i].strip()]
+  line_nos = np.asarray(data_lines if len(data_lines) == len(table) else
+                        np.arange(len(table)) + header_row + 2, dtype=np.int64)
+  table, line_nos = tables.drop_half_written_last_row(table, line_nos, lines[line_nos[-1] - 1], row,
+                                               sep, path)
   rate = None
   for k, v in header.items():
     if k.lower() in _RATE_KEYS:
@@ -136,7 +144,8 @@ def read_xsens_txt(path: str | os.PathLike, sample_rate_hz: float | None = None,
       abs(rate - sample_rate_hz) > rel_tol * sample_rate_hz):
     raise ValueError(f'{path}: header says {rate:g} Hz, expected {sample_rate_hz:g} Hz')
   return XsensExport(path=path, sample_rate_hz=float(rate or sample_rate_hz), header=header,
-                     table=table, variant=variant)
+                     table=table, variant=variant, lines=line_nos)
+
 
 
 def write_xsens_txt(path: str | os.PathLike, acc: np.ndarray, gyr: np.ndarray,
