@@ -80,6 +80,22 @@ def check_finite(x: np.ndarray, field: str, where: str) -> np.ndarray:
   return x
 
 
+def finite_steps(x: np.ndarray, cols: list[str], where: str) -> np.ndarray:
+  """Indices of the steps of x [n_steps, T, F] without NaN/Inf. Each other step is dropped with
+  a warning naming the step and the fields, so a bad sample costs its step, not the subject."""
+  bad = ~np.isfinite(np.asarray(x))
+  hit = bad.any(axis=(1, 2))
+  for n in np.flatnonzero(hit):
+    fields = [cols[i] for i in np.flatnonzero(bad[n].any(axis=0))]
+    log.warning('%s step %d: %d NaN/Inf samples in %s (first at sample %d): that step is dropped, '
+                'the other steps are kept', where, n, int(bad[n].sum()), fields,
+                int(np.argmax(bad[n].any(axis=1))))
+  keep = np.flatnonzero(~hit)
+  if not keep.size:
+    raise TrialError(f'{where}: every one of the {len(hit)} steps has NaN/Inf samples')
+  return keep
+
+
 def rate_from_time(time_s: np.ndarray, where: str = '') -> float:
   """Sampling rate implied by a time column (median step), in Hz."""
   t = np.asarray(time_s, dtype=np.float64)

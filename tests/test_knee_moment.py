@@ -69,8 +69,11 @@ def test_errors(tmp_path):
   with h5py.File(p, 'a') as f:
     cols = json.loads(f.attrs['columns'])
     f['subject_01'][2, 10, cols.index('AccelY_WAIST')] = np.inf
-  with pytest.raises(ValueError, match=r'subject_01: steps has 1 NaN/Inf samples'):
-    _build(tmp_path, raw)
+  with pytest.raises(ValueError, match=r'subject_01: every one of the 10 steps has NaN/Inf'):
+    with h5py.File(p, 'a') as f:
+      f['subject_01'][:, 10, cols.index('AccelY_WAIST')] = np.nan
+    _build(tmp_path / 'allnan', raw)
+  fx.write_file(p, subjects=(1,))
   with h5py.File(p, 'a') as f:
     f['subject_01'][2, 10, cols.index('AccelY_WAIST')] = 9.81
     cols[cols.index('GyroZ_CHEST')] = 'GyroZ_chest'
@@ -80,3 +83,18 @@ def test_errors(tmp_path):
     _build(tmp_path, raw, subjects='1')
   with pytest.raises(ValueError, match='subject_02: subject has no steps'):
     _build(tmp_path, raw, subjects='2')
+
+
+def test_nan_in_one_step_costs_that_step(tmp_path, caplog):
+  """Five NaN samples in one step of one subject: that step is dropped with a warning naming the
+  file, step and field; the rest of the subject builds."""
+  p = tmp_path / 'raw' / 'walking_knee_moment.h5'
+  fx.write_file(p)
+  with h5py.File(p, 'a') as f:
+    cols = json.loads(f.attrs['columns'])
+    f['subject_01'][3, 30:35, cols.index('GyroX_CHEST')] = np.nan
+  with caplog.at_level('WARNING'):
+    b = _build(tmp_path, tmp_path / 'raw')
+  assert b.info.splits['train'].num_examples == 19
+  assert (f"{p}:subject_01 step 3: 5 NaN/Inf samples in ['GyroX_CHEST'] (first at sample 30): "
+          'that step is dropped' in caplog.text)

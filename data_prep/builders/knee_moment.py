@@ -181,7 +181,8 @@ class KneeMoment(records.ImuWindowBuilder):
     x, cols = tables.read_h5_steps(path, key)
     if x.shape[0] == 0:
       raise ValueError(f'{where}: subject has no steps')
-    preprocess.check_finite(x, 'steps', where)
+    steps = preprocess.finite_steps(x, cols, where)  # numbers as stored, for keys and messages
+    x = x[steps]
     cfg = self.builder_config
     sites = self.sites()
     acc_idx = [imu_columns(cols, s, 'Accel', where) for s in sites]
@@ -189,7 +190,7 @@ class KneeMoment(records.ImuWindowBuilder):
     lengths = step_lengths(x, sum(acc_idx + gyr_idx, []))
     if (lengths <= 2 * self.PAD + 1).any():
       bad = int(np.argmax(lengths <= 2 * self.PAD + 1))
-      raise ValueError(f'{where}: step {bad} has only {lengths[bad]} non-zero samples')
+      raise ValueError(f'{where}: step {steps[bad]} has only {lengths[bad]} non-zero samples')
     starts, ends = self._stances(x, cols, lengths, where)
     stance_s = float(np.median(ends - starts)) / self.SOURCE_RATE_HZ
     self._check_stance_duration(stance_s, where)
@@ -217,9 +218,9 @@ class KneeMoment(records.ImuWindowBuilder):
       a, g = acc[n], gyr[n]
       if fs != self.SOURCE_RATE_HZ:
         a, g = self._resample_step(a, lengths[n], fs), self._resample_step(g, lengths[n], fs)
-      yield f'{key}/{n}', self.example(
+      yield f'{key}/{steps[n]}', self.example(
           a[:, :t_len], g[:, :t_len], subject, 0, {k: v[n] for k, v in labels.items()},
-          where=f'{where} step {n}')
+          where=f'{where} step {steps[n]}')
 
   def _check_stance_duration(self, stance_s: float, where: str) -> None:
     if not 0.35 <= stance_s <= 1.0:
