@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -160,26 +161,42 @@ def tasks_from(report_dir: str, ckpt_dir: str) -> list[str]:
   return out
 
 
-def _downstream(report_dir: str, ckpt_dir: str) -> str:
-  """The headline rows of a sweep report for the data sets fine-tuned from ``ckpt_dir``."""
-  import pandas as pd  # noqa: PLC0415
+# The card's downstream table: a results block (ssl_imu_jax.publish) over a committed results
+# folder, so that the card quotes results/<name>/headline.csv and `publish check` keeps it true.
+DOWNSTREAM_COLS = ('task,target,protocol,fraction:.0%,within_r_pretrained:.3f,'
+                   'within_r_random:.3f,within_r_features:.3f,'
+                   'delta_r:+.3f[delta_r_low,delta_r_high],'
+                   'delta_r_vs_features:+.3f[delta_r_vs_features_low,delta_r_vs_features_high]')
+DOWNSTREAM_HEADERS = ('task|target|protocol|labels|r pre-trained|r random|r features|'
+                      'Δr vs random [95 % CI]|Δr vs features [95 % CI]')
 
-  path = os.path.join(report_dir, 'headline.csv')
-  if not report_dir or not os.path.exists(path):
+
+def downstream_block(results: str, tasks: Sequence[str]) -> str:
+  """The results block quoting ``results/<results>/headline.csv`` for ``tasks``."""
+  return (f'<!-- results:table {results}/headline.csv where task={"|".join(tasks)}\n'
+          f'     cols={DOWNSTREAM_COLS}\n     headers="{DOWNSTREAM_HEADERS}" -->\n'
+          '<!-- /results -->\n')
+
+
+def _downstream(report_dir: str, ckpt_dir: str, results: str = '') -> str:
+  """The downstream section: within-subject r of the data sets of the sweep report
+  ``report_dir`` fine-tuned from ``ckpt_dir``, quoted from the committed results folder
+  ``results`` (``publish collect`` of that sweep) through a results block."""
+  if not report_dir or not os.path.exists(os.path.join(report_dir, 'headline.csv')):
     return 'Not measured for this release.\n'
-  df = pd.read_csv(path)
-  df = df[df['task'].isin(tasks_from(report_dir, ckpt_dir))]
-  if df.empty:
+  tasks = tasks_from(report_dir, ckpt_dir)
+  if not tasks:
     return f'No data set of {report_dir} was fine-tuned from this checkpoint.\n'
-  cols = ['task', 'target', 'protocol', 'fraction', 'within_r_pretrained', 'within_r_random',
-          'delta_r', 'delta_r_low', 'delta_r_high', 'p', 'n_subjects']
-  head = '| ' + ' | '.join(cols) + ' |\n|' + '---|' * len(cols) + '\n'
-  rows = ''.join('| ' + ' | '.join(f'{v:.3g}' if isinstance(v, float) else str(v)
-                                    for v in r) + ' |\n' for r in df[cols].itertuples(index=False))
-  return (f'Within-subject Pearson r on held-out subjects (subject-wise CV), fine-tuned from this '
-          f'encoder (`pretrained`) and from random init (`random`); delta_r with its 95 % CI and '
-          f'paired p over subjects ({os.path.basename(os.path.dirname(report_dir))}/report/'
-          f'headline.csv):\n\n' + head + rows)
+  if not results:
+    raise ConfigError(f'config key results is required with report={report_dir!r}: the card '
+                      f'quotes committed results only; run `python -m ssl_imu_jax.publish '
+                      f'collect --workdir={os.path.dirname(os.path.abspath(report_dir))} '
+                      f'--name=NAME ...` and pass --config.results=NAME')
+  return ('Within-subject Pearson r on held-out subjects (subject-wise CV, every arm at its '
+          'stopping point), fine-tuned from this encoder (pre-trained), from random init and '
+          'by the feature baseline (ridge on hand features); Δr with its 95 % t interval over '
+          f'test subjects; from `results/{results}/headline.csv`:\n\n'
+          + downstream_block(results, tasks))
 
 
 def _retrieval(pretrain_run: str, meta: dict[str, Any]) -> str:
@@ -260,8 +277,14 @@ def export(config: ml_collections.ConfigDict) -> str:
   card = model_card.render(dict(meta, checkpoint_dir=f'weights/{name}'), {}, last_eval,
                            released=True)
   card += release_sections(name, meta, pretrain_run, str(config.get('report', '') or ''),
-                           ckpt_dir)
+                           ckpt_dir, str(config.get('results', '') or ''))
   files.write_text_atomic(os.path.join(tmp, CARD), card)
+  from ssl_imu_jax import publish  # noqa: PLC0415
+
+  filled = publish.process([os.path.join(tmp, CARD)], write=True)  # the downstream block
+  if filled.errors:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise ConfigError('config key results: ' + '; '.join(filled.errors))
   write_checksums(tmp)
   verify(tmp)
   if os.path.exists(out):
@@ -272,7 +295,7 @@ def export(config: ml_collections.ConfigDict) -> str:
 
 
 def release_sections(name: str, meta: dict[str, Any], pretrain_run: str, report_dir: str,
-                     ckpt_dir: str) -> str:
+                     ckpt_dir: str, results: str = '') -> str:
   rel = meta['release']
   return f"""
 ## Release `{name}`
@@ -287,7 +310,7 @@ def release_sections(name: str, meta: dict[str, Any], pretrain_run: str, report_
 ## Held-out retrieval during pre-training
 {_retrieval(pretrain_run, meta)}
 ## Downstream results
-{_downstream(report_dir, ckpt_dir)}{_seen_subjects_note(meta, report_dir, ckpt_dir)}
+{_downstream(report_dir, ckpt_dir, results)}{_seen_subjects_note(meta, report_dir, ckpt_dir)}
 ## Licence of the training data
 {rel['licence']}
 

@@ -100,3 +100,29 @@ def test_a_card_warns_when_a_downstream_task_was_in_the_pooled_pretraining_corpu
   assert 'Not a held-out evaluation for `ipol_gait`' in note and 'kfm' not in note
   monkeypatch.setattr(release, 'tasks_from', lambda r, c: ['synthetic_walking_kfm'])
   assert release._seen_subjects_note(meta, 'report', 'ckpt') == ''
+
+
+def test_the_card_quotes_downstream_rows_from_committed_results(monkeypatch, tmp_path):
+  """The downstream section is a results block over results/<name>/headline.csv (publish keeps
+  it true), and a report without a committed results folder is refused."""
+  import csv
+
+  from ssl_imu_jax import publish
+
+  report = tmp_path / 'run' / 'report'
+  report.mkdir(parents=True)
+  (report / 'headline.csv').write_text('task\n')
+  monkeypatch.setattr(release, 'tasks_from', lambda r, c: ['synthetic_walking_kfm'])
+  with pytest.raises(ConfigError, match='config key results'):
+    release._downstream(str(report), 'ckpt')
+  card = tmp_path / 'MODEL_CARD.md'
+  card.write_text(release._downstream(str(report), 'ckpt', 'demo'))
+  assert publish.process([str(card)], write=True).errors == []
+  text = card.read_text()
+  with open(os.path.join(publish.results_root(), 'demo', 'headline.csv'), encoding='utf-8') as f:
+    rows = [r for r in csv.DictReader(f) if r['task'] == 'synthetic_walking_kfm']
+  assert rows and text.count('| synthetic_walking_kfm |') == len(rows)
+  for r in rows:
+    assert f"{float(r['within_r_pretrained']):.3f} | {float(r['within_r_random']):.3f}" in text
+    assert f"{float(r['delta_r']):+.3f} [{float(r['delta_r_low']):+.3f}" in text
+  assert release._downstream('', 'ckpt') == 'Not measured for this release.\n'
