@@ -1,11 +1,11 @@
 r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, random} x protocol,
 beside the feature baseline (ridge on hand-computed window features, ssl_imu_jax/features.py).
 
-  python main.py --config=configs/pretrain.py:tiny --workdir=runs/tiny
-  python main.py --config=configs/sweep.py:tiny --workdir=runs/tiny \
-      --config.init_from=runs/tiny/pretrain/checkpoints
+  python main.py --config=configs/pretrain.py:tiny --workdir=runs/pretrain_tiny
+  python main.py --config=configs/sweep.py:tiny --workdir=runs/sweep_tiny \
+      --config.init_from=runs/pretrain_tiny/pretrain/checkpoints
 
-  python main.py --config=configs/sweep.py --workdir=runs/paper \
+  python main.py --config=configs/sweep.py --workdir=runs/sweep_knee_moment \
       --config.init_from=runs/pretrain/pretrain/checkpoints \
       --config.datasets='("knee_moment",)' --config.finetune.data.manual_dir=/data/knee_moment
 

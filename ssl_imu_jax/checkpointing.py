@@ -7,6 +7,7 @@ never leaves a checkpoint that restores half-written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -98,6 +99,17 @@ def locate(path: str) -> str:
   name = path[len('weights/'):] if path.startswith('weights/') else path
   cand = os.path.join(weights_root(), name.rstrip('/'))
   return cand if os.path.isdir(os.path.join(cand, 'checkpoints')) else path
+
+
+def params_digest(tree: Any) -> str:
+  """sha256 over every array of ``tree`` (its path, dtype, shape and bytes), in path order."""
+  h = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f'{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|'.encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
 
 
 def find_checkpoint_dir(path: str) -> str:

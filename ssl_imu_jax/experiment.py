@@ -211,21 +211,6 @@ BUDGET_COLUMNS = ('step', 'windows_seen', 'retrieval_top1', 'retrieval_top5', 't
                   'p')
 
 
-def retrieval_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
-  """Held-out retrieval (eval rows of ``<run>/metrics.jsonl``) per step; the last row wins."""
-  import json
-
-  path = os.path.join(pretrain_run, 'metrics.jsonl')
-  out: dict[int, dict[str, float]] = {}
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      for line in f:
-        row = json.loads(line)
-        if 'eval/top1' in row:
-          out[int(row['step'])] = {'top1': row['eval/top1'], 'top5': row.get('eval/top5')}
-  return out
-
-
 def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Downstream Δr and held-out retrieval against pre-training steps; returns the report dir.
 
@@ -260,7 +245,7 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   rnd_dir = os.path.join(workdir, 'budget', 'random')
   sweep.run(rnd, rnd_dir)
   random_records = sweep.done_records(rnd, rnd_dir)
-  retrieval = retrieval_by_step(run)
+  retrieval = report.retrieval_by_step(run)
   rows = []
   for step in steps:
     pre = base.copy_and_resolve_references()

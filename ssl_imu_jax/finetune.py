@@ -641,9 +641,7 @@ def embedded_windows(progs: Programs, state, ws: input_pipeline.WindowSet, idx: 
   """``ws`` with ``acc`` replaced by the frozen encoder's embeddings [n, N, E] of the windows
   ``idx`` (others left zero), computed once per (data, encoder weights, normalisation) and
   reused by later cells in this process; ``gyr`` dropped."""
-  from ssl_imu_jax.release import params_digest  # noqa: PLC0415
-
-  key = (ws.path, ws.sites, len(ws), cache_key, params_digest(jax.device_get(
+  key = (ws.path, ws.sites, len(ws), cache_key, checkpointing.params_digest(jax.device_get(
       {'params': {k: v for k, v in state.params.items() if k in ENCODERS},
        'batch_stats': state.batch_stats})))
   emb, done = _EMBEDDINGS.get(key, (None, np.zeros(len(ws), bool)))

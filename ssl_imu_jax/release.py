@@ -30,9 +30,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, model_card
+from ssl_imu_jax import checkpointing, files, model_card, report
+from ssl_imu_jax.checkpointing import params_digest  # shipped cards name release.params_digest
 from ssl_imu_jax.errors import ConfigError
-from ssl_imu_jax.experiment import retrieval_by_step
 from ssl_imu_jax.models.ssl_imu import ENCODERS
 
 CHECKSUMS = 'SHA256SUMS'
@@ -54,17 +54,6 @@ def data_licence(dataset: dict[str, Any]) -> str:
   names = [dataset['name']] + ([dataset['mix']['dataset']] if dataset.get('mix') else [])
   known = [LICENCES.get(n, '') for n in names]
   return ' '.join(f'`{n}`: {t}' for n, t in zip(names, known, strict=True)) if all(known) else ''
-
-
-def params_digest(tree: Any) -> str:
-  """sha256 over every array of ``tree`` (its path, dtype, shape and bytes), in path order."""
-  h = hashlib.sha256()
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  for path, leaf in sorted(leaves, key=lambda kv: jax.tree_util.keystr(kv[0])):
-    a = np.ascontiguousarray(np.asarray(leaf))
-    h.update(f'{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|'.encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
 
 
 def _file_sha256(path: str) -> str:
@@ -200,7 +189,7 @@ def _downstream(report_dir: str, ckpt_dir: str, results: str = '') -> str:
 
 
 def _retrieval(pretrain_run: str, meta: dict[str, Any]) -> str:
-  curve = retrieval_by_step(pretrain_run)
+  curve = report.retrieval_by_step(pretrain_run)
   if not curve:
     return 'No held-out evaluation was logged.'
   rows = ''.join(f'| {s} | {v["top1"]:.3f} | {v["top5"]:.3f} |\n' for s, v in sorted(curve.items()))
@@ -272,7 +261,7 @@ def export(config: ml_collections.ConfigDict) -> str:
   files.write_atomic(os.path.join(tmp, REFERENCE),
                      lambda p: np.savez(p, acc=acc, gyr=gyr, embeddings=emb))
   pretrain_run = os.path.dirname(ckpt_dir)
-  curve = retrieval_by_step(pretrain_run)
+  curve = report.retrieval_by_step(pretrain_run)
   last_eval = curve[max(curve)] if curve else {}
   card = model_card.render(dict(meta, checkpoint_dir=f'weights/{name}'), {}, last_eval,
                            released=True)
@@ -303,7 +292,7 @@ def release_sections(name: str, meta: dict[str, Any], pretrain_run: str, report_
   encoder's parameters and BatchNorm statistics (float32) are released, not the projection heads
   or the optimiser state. `load_encoder('weights/{name}')`, `--config.init_from=weights/{name}`
   (finetune, sweep, embed) read it.
-- Parameters sha256 (`release.params_digest`): `{rel['params_sha256']}`
+- Parameters sha256 (`checkpointing.params_digest`): `{rel['params_sha256']}`
 - Files: `SHA256SUMS` (`sha256sum -c SHA256SUMS`); `reference_embeddings.npz` holds a fixed input
   and its embeddings.
 

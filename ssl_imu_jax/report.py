@@ -26,6 +26,7 @@ the pre-trained arm is compared with it as with random init (Δr, interval, pair
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -1037,3 +1038,16 @@ def write_seed_variance(records_by_pretrain_seed: Mapping[int, Sequence[Mapping[
       text = f.read().split(f'\n{VARIANCE_HEADING}\n')[0].rstrip()
     files.write_text_atomic(summary, f'{text}\n\n{VARIANCE_HEADING}\n\n{md}')
   return md
+
+
+def retrieval_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
+  """Held-out retrieval (eval rows of ``<run>/metrics.jsonl``) per step; the last row wins."""
+  path = os.path.join(pretrain_run, 'metrics.jsonl')
+  out: dict[int, dict[str, float]] = {}
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        row = json.loads(line)
+        if 'eval/top1' in row:
+          out[int(row['step'])] = {'top1': row['eval/top1'], 'top5': row.get('eval/top5')}
+  return out
