@@ -117,39 +117,6 @@ def check_sample_rate(time_s: np.ndarray, expected_hz: float, where: str,
   return fs
 
 
-GAIT_BAND_HZ = (0.6, 3.5)  # stride or step frequencies of walking and running
-
-
-def gait_rate_check(gyr_si: np.ndarray, sample_rate_hz: float,
-                    min_periodicity: float = 0.5) -> tuple[bool, str]:
-  """(verified, what the signal says) of a declared rate, from the gait in the signal.
-
-  ``gyr_si`` [sites, n, 3] rad/s. The summed gyro magnitude's autocorrelation, at lags of
-  0.1-3 s, finds the dominant period. A clear one (correlation >= ``min_periodicity``) inside
-  GAIT_BAND_HZ at the declared rate confirms it. A clear one outside (a wrong rate, or not gait:
-  a 2x error moves a 1 Hz stride to 0.5 Hz) or none (not gait, too short) leaves it unverified.
-  """
-  g = np.linalg.norm(np.asarray(gyr_si, np.float64), axis=-1).sum(axis=0)
-  g = g - g.mean()
-  n = len(g)
-  lo, hi = int(0.1 * sample_rate_hz), int(3 * sample_rate_hz)
-  if n < 3 * hi or not np.any(g):
-    return False, 'too short to read a gait period'
-  spec = np.fft.rfft(g, 2 * n)
-  ac = np.fft.irfft(spec * np.conj(spec))[:n]
-  ac = ac / ac[0] * n / (n - np.arange(n))  # unbiased, normalised
-  lag = lo + int(np.argmax(ac[lo:hi]))
-  if ac[lag] < min_periodicity:
-    return False, 'no clear gait period'
-  f = sample_rate_hz / lag
-  says = (f'at the declared {sample_rate_hz:g} Hz the signal repeats every '
-          f'{lag / sample_rate_hz:.2f} s ({f:.2f} Hz)')
-  if not GAIT_BAND_HZ[0] <= f <= GAIT_BAND_HZ[1]:
-    return False, (f'{says}, outside the {GAIT_BAND_HZ[0]}-{GAIT_BAND_HZ[1]} Hz of walking and '
-                   f'running strides or steps: not gait, or sample_rate_hz is wrong')
-  return True, says
-
-
 def still_segment(acc: np.ndarray, sample_rate_hz: float, duration_s: float = 1.0,
                   gyr: np.ndarray | None = None) -> tuple[int, int, float]:
   """The stillest ``duration_s`` stretch: (start, end, std of |acc| there in input units).
