@@ -123,7 +123,10 @@ def test_ximu3_session_two_devices_rate_from_timestamps(tmp_path, caplog):
     b = _build(tmp_path / 'a', raw, schema, **UNLABELLED)
   (line,) = [r.getMessage() for r in caplog.records if 'resampled onto a uniform' in r.getMessage()]
   assert 'steps up to 100 % off' in line and 'starting up to 10.0 ms apart' in line, line
-  assert b.info.metadata['source_rate_hz'] is None  # per trial, from the device clock
+  # The rate the timestamps give is recorded, with where it came from.
+  assert b.info.metadata['source_rate_hz'] == 100.0
+  (rate,) = b.info.metadata['source_rates_hz'].values()
+  assert rate['hz'] == 100.0 and rate['from'].startswith('the timestamps of ')
   exs = _all(b)
   assert len(exs) == 7  # common span 0.01-7.99 s at 100 Hz: 799 samples -> 7 windows of 100
   check_si(exs, 100.0, t0=0.01)
@@ -146,6 +149,8 @@ def test_ngimu_folder_rate_from_settings(tmp_path):
   exs = _all(b)
   assert len(exs) == 8  # 8 s at 50 Hz (the repeated row dropped), windows of 50
   check_si(exs, 50.0)
+  (rate,) = b.info.metadata['source_rates_hz'].values()
+  assert b.info.metadata['source_rate_hz'] == 50.0 and rate['from'].endswith('(/rate/sensors)')
   rec = xio.read_ngimu(raw / 'NGIMU-Blue - 0029D0B4')
   assert (rec.rate_hz, rec.name) == (50.0, 'NGIMU-Blue - 0029D0B4')
   # Settings.txt, not the schema or the timestamps, states the rate.

@@ -222,7 +222,7 @@ class LabFiles(records.ImuWindowBuilder):
             'axes': axes.mapping_json(maps, 'body' if any(m.declared for m in maps.values())
                                       else 'sensor'),
             'source_rate_hz': (float(s['sample_rate_hz']) if s.get('sample_rate_hz')
-                               else None),  # None: per trial, from the device files
+                               else None),  # device files: set per trial (_record_rate)
             'subjects': {str(int(sub['id'])): {k: sub.get(k) for k in ('name', 'mass_kg',
                                                                        'height_m')}
                          for sub in s['subjects']},
@@ -299,7 +299,9 @@ class LabFiles(records.ImuWindowBuilder):
     sites = s['sites']
     fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
     if fmt in devices.FORMATS:
-      acc_si, gyr_si, fs = devices.read_trial(fmt, stem, list(sites), s.get('sample_rate_hz'))
+      acc_si, gyr_si, fs, said = devices.read_trial(fmt, stem, list(sites),
+                                                    s.get('sample_rate_hz'))
+      self._record_rate(stem, fs, said)
       return acc_si, gyr_si, None, fs, None
     fs = float(s['sample_rate_hz'])
     force = s.get('force') or {}
@@ -343,6 +345,16 @@ class LabFiles(records.ImuWindowBuilder):
     if fmt in ('csv', 'hdf5') and not s.get('time_column'):  # the rate is the schema's word only
       self._check_rate(acc_si, gyr_si, fs, stem)
     return acc_si, gyr_si, vf, fs, ok
+
+  def _record_rate(self, stem: str, fs: float, said: str) -> None:
+    """A device trial's rate in metadata.json: ``source_rates_hz`` per trial (with where it
+    came from) and ``source_rate_hz`` the trials' rate while they agree within 1 % (else None:
+    see the per-trial rates)."""
+    meta = self.info.metadata
+    rates = meta.setdefault('source_rates_hz', {})
+    rates[stem] = {'hz': round(float(fs), 4), 'from': said}
+    hz = [r['hz'] for r in rates.values()]
+    meta['source_rate_hz'] = hz[0] if max(hz) <= 1.01 * min(hz) else None
 
   def _check_rate(self, acc: np.ndarray, gyr: np.ndarray, fs: float, stem: str) -> None:
     """A declared rate without a time column must be confirmed by the signals

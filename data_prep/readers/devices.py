@@ -94,8 +94,9 @@ def _where(rec: Recording) -> str:
 
 
 def read_trial(fmt: str, path: str | os.PathLike, sites: Sequence[str],
-               declared_hz: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-  """acc, gyr [site, T, 3] (SI, sensor frames) on one uniform grid, and its rate in Hz.
+               declared_hz: float | None = None) -> tuple[np.ndarray, np.ndarray, float, str]:
+  """acc, gyr [site, T, 3] (SI, sensor frames) on one uniform grid, its rate in Hz, and where
+  the rate comes from (for metadata).
 
   The rate is the one the device files state (checked against the timestamps within 2 %), else
   the timestamps' median step. A declared ``sample_rate_hz`` must agree within 1 % (a ValueError
@@ -114,14 +115,16 @@ def read_trial(fmt: str, path: str | os.PathLike, sites: Sequence[str],
     raise preprocess.TrialError(f'{path}: sensors at different rates '
                                 f'{ {s: round(r, 3) for s, r in rates.items()} } Hz; record '
                                 f'every sensor of a trial at one rate')
+  rec = next(iter(recs.values()))
+  said = rec.rate_source or f'the timestamps of {_where(rec)} (median step)'
   if declared_hz is not None:
     if abs(rate - float(declared_hz)) > 0.01 * float(declared_hz):
-      rec = next(iter(recs.values()))
       source = rec.rate_source or f'{_where(rec)} (timestamps)'
       raise ValueError(f'{source}: {rate:.4g} Hz, but the schema says sample_rate_hz: '
                        f'{float(declared_hz):g}')
     rate = float(declared_hz)
+    said = f'the schema (agrees with {said})'
   vals = timestamps.on_grid([r.time_s for r in recs.values()],
                             [np.concatenate([r.acc, r.gyr], axis=1) for r in recs.values()],
                             rate, [_where(r) for r in recs.values()])
-  return (np.stack([v[:, :3] for v in vals]), np.stack([v[:, 3:] for v in vals]), rate)
+  return np.stack([v[:, :3] for v in vals]), np.stack([v[:, 3:] for v in vals]), rate, said
