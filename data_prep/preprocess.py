@@ -69,27 +69,40 @@ def to_si(x: np.ndarray, unit: str, quantity: str, where: str = '') -> np.ndarra
 # ----------------------------------------------------------------------------------------------
 # Checks
 
-def check_finite(x: np.ndarray, field: str, where: str) -> np.ndarray:
-  """x unchanged; a ValueError naming the field and the first bad sample if any NaN/Inf."""
+def check_finite(x: np.ndarray, field: str, where: str, columns: Sequence[str] | None = None,
+                 lines: np.ndarray | None = None, row_name: str = 'data row') -> np.ndarray:
+  """x unchanged; a TrialError at the first NaN/Inf naming where the file has it.
+
+  ``columns``: the name of each column of x [rows, C] (a 1-D x is one column, ``field``);
+  ``lines``: the file's line number of each row (from 1, header lines counted). Without lines
+  the row is counted from 1 as ``row_name`` (HDF5 rows, C3D analog samples).
+  """
   x = np.asarray(x)
   bad = ~np.isfinite(x)
   if bad.any():
-    idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise TrialError(f'{where}: {field} has {int(bad.sum())} NaN/Inf samples (first at index '
-                     f'{idx}); clean or crop the recording first')
+    b2 = bad.reshape(len(bad), -1)
+    r, c = (int(i) for i in np.argwhere(b2)[0])
+    names = list(columns) if columns is not None else (
+        [field] if x.ndim == 1 else [f'{field}[{j}]' for j in range(b2.shape[1])])
+    hit = [names[j] for j in np.flatnonzero(b2.any(axis=0))]
+    at = (f'line {int(lines[r])}' if lines is not None
+          else f'{row_name} {r + 1} (counting from 1)')
+    raise TrialError(f'{where}: {at}, column {names[c]!r} is NaN/Inf ({int(bad.sum())} NaN/Inf '
+                     f'value(s) in {hit}); clean or crop the recording first')
   return x
 
 
 def finite_steps(x: np.ndarray, cols: list[str], where: str) -> np.ndarray:
   """Indices of the steps of x [n_steps, T, F] without NaN/Inf. Each other step is dropped with
-  a warning naming the step and the fields, so a bad sample costs its step, not the subject."""
+  a warning naming the step (its number as stored) and the fields, so a bad sample costs its
+  step, not the subject. Callers keep the returned numbers for every later message and key."""
   bad = ~np.isfinite(np.asarray(x))
   hit = bad.any(axis=(1, 2))
   for n in np.flatnonzero(hit):
     fields = [cols[i] for i in np.flatnonzero(bad[n].any(axis=0))]
-    log.warning('%s step %d: %d NaN/Inf samples in %s (first at sample %d): that step is dropped, '
-                'the other steps are kept', where, n, int(bad[n].sum()), fields,
-                int(np.argmax(bad[n].any(axis=1))))
+    log.warning('%s step %d: %d NaN/Inf samples in %s (first at sample %d of the step, counting '
+                'from 1): that step is dropped, the other steps are kept', where, n,
+                int(bad[n].sum()), fields, int(np.argmax(bad[n].any(axis=1))) + 1)
   keep = np.flatnonzero(~hit)
   if not keep.size:
     raise TrialError(f'{where}: every one of the {len(hit)} steps has NaN/Inf samples')

@@ -287,6 +287,22 @@ def test_device_file_errors_name_the_file(tmp_path):
   with pytest.raises(ValueError, match=r"Fused_D4CA\.csv: line 12: no column\(s\) \['Acc_X', "
                                        r"'Acc_Y', 'Acc_Z'\]"):
     xsens_dot.read_xsens_dot(dot)
+  # NaN / empty fields: the file's line (header lines counted) and the column header.
+  write_ximu3(tmp_path / 'x3', 100, 100.0)
+  rows = f.read_text().splitlines()
+  cells = rows[5].split(',')
+  cells[2] = ''  # data row 5: Gyroscope Y
+  rows[5] = ','.join(cells)
+  f.write_text('\n'.join(rows) + '\n')
+  with pytest.raises(ValueError, match=r"x3/Inertial\.csv: line 6, column 'Gyroscope Y \(deg/s\)' "
+                                       r'is NaN/Inf'):
+    xio.read_ximu3(tmp_path / 'x3')
+  write_dot(dot, 50, 60.0)
+  rows = dot.read_text().splitlines()
+  rows[14] = rows[14].rsplit(',', 4)[0] + ',nan,' + ','.join(rows[14].rsplit(',', 3)[1:])
+  dot.write_text('\n'.join(rows) + '\n')
+  with pytest.raises(ValueError, match=r"Fused_D4CA\.csv: line 15, column 'Acc_Z' is NaN/Inf"):
+    xsens_dot.read_xsens_dot(dot)
   # Schema: a device format names no columns.
   raw = tmp_path / 'raw'
   write_ximu3(raw / 'S1', 300, 100.0)

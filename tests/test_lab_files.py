@@ -147,8 +147,9 @@ def test_schema_and_data_errors(tmp_path):
       ({'time_rate': 50.0}, r'S01_walk\.csv: time column implies 50\.000 Hz, expected 100 Hz'),
       ({'acc_scale': 9.81}, r"S01_walk\.csv site trunk: accelerometer declared in 'g'.*"
        r'look like m/s\^2'),
-      ({'nan_at': 40}, r"S01_walk\.csv: columns \['shank_gyr_x', 'shank_gyr_y', 'shank_gyr_z'\] "
-       r'has 1 NaN/Inf'),
+      # Data row 40 from 0 = file line 42 (the header is line 1).
+      ({'nan_at': 40}, r"S01_walk\.csv: line 42, column 'shank_gyr_y' is NaN/Inf \(1 NaN/Inf "
+       r"value\(s\) in \['shank_gyr_y'\]\)"),
   ]
   # Bad data in one trial leave that trial out (with the reason in the metadata); the other
   # subject builds. A build whose every trial fails is the error, naming the reasons.

@@ -65,9 +65,11 @@ def data_file(path: str | os.PathLike, file_name: str) -> str:
 def _read(path: str, time_name: str, expected: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Times (s), acc (m/s^2) and gyr (rad/s) [T, 3] of an x-io CSV, units from its header."""
   with open(path, encoding='utf-8-sig', errors='replace') as f:
-    head = f.readline().strip()
+    text = f.read().splitlines()
+  head = text[0].strip() if text else ''
+  cells = head.split(',')
   cols: dict[str, tuple[int, str]] = {}
-  for i, cell in enumerate(head.split(',')):
+  for i, cell in enumerate(cells):
     m = _CELL.match(cell)
     if m:
       cols[m.group(1)] = (i, m.group(2))
@@ -82,17 +84,20 @@ def _read(path: str, time_name: str, expected: str) -> tuple[np.ndarray, np.ndar
     raise ValueError(f'{path}: not a regular CSV table ({e})') from e
   if len(table) == 0:
     raise ValueError(f'{path}: the header has no samples under it')
+  lines = tables.line_numbers(text, 1, len(table))
 
   def block(names: list[str], quantity: str) -> np.ndarray:
     x = table.iloc[:, [cols[n][0] for n in names]].to_numpy(dtype=np.float64)
-    x = preprocess.check_finite(x, f'columns {names}', path)
+    x = preprocess.check_finite(x, f'columns {names}', path,
+                                [cells[cols[n][0]].strip() for n in names], lines)
     units = {cols[n][1] for n in names}
     if len(units) != 1:
       raise ValueError(f'{path}: line 1: columns {names} have different units {sorted(units)}')
     return preprocess.to_si(x, units.pop(), quantity, f'{path}: line 1: {names[0]}')
 
   t = table.iloc[:, cols[time_name][0]].to_numpy(dtype=np.float64)
-  t = preprocess.check_finite(t, f'column {time_name!r}', path)
+  t = preprocess.check_finite(t, f'column {time_name!r}', path,
+                              [cells[cols[time_name][0]].strip()], lines)
   t = t * time_factor(cols[time_name][1], f'{path}: line 1: column {time_name!r}')
   acc = block([f'Accelerometer {a}' for a in _AXES], 'acc')
   gyr = block([f'Gyroscope {a}' for a in _AXES], 'gyr')

@@ -68,10 +68,13 @@ def read_xsens_dot(path: str | os.PathLike) -> Recording:
                      f'SampleTimeFine: {HEADER}')
   if len(table) == 0:
     raise ValueError(f'{path}: the column header has no samples under it')
-  acc = preprocess.check_finite(table[list(ACC_COLS)].to_numpy(np.float64), 'Acc_X..Z', path)
-  gyr = preprocess.check_finite(table[list(GYR_COLS)].to_numpy(np.float64), 'Gyr_X..Z', path)
-  stf = preprocess.check_finite(table['SampleTimeFine'].to_numpy(np.float64), 'SampleTimeFine',
-                                path)
+  at = tables.line_numbers(lines, row + 1, len(table))
+
+  def column(names):
+    x = table[list(names)].to_numpy(np.float64)
+    return preprocess.check_finite(x, f'columns {list(names)}', path, list(names), at)
+  acc, gyr = column(ACC_COLS), column(GYR_COLS)
+  stf = column(('SampleTimeFine',))[:, 0]
   t = np.unwrap(stf, period=2.0**32) * 1e-6
   first = int(np.argmax(np.any(np.c_[acc, gyr] != 0.0, axis=1)))
   rate = None
