@@ -12,6 +12,7 @@ import fractions
 import logging
 import os
 import pathlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -461,12 +462,16 @@ def _counted(items, fn, where, skipped, strict=False):
 def manual_dir(dl_manager: Any, layout: str) -> pathlib.Path:
   """The TFDS manual_dir as a local Path; a FileNotFoundError showing the layout if absent/empty.
 
-  (TFDS itself raises an AssertionError there; this turns it into the documented error type.)
+  (TFDS itself raises an AssertionError there, its text holding the builder's instructions,
+  layout included; this says it once, as the documented error type.)
   """
   try:
     path = dl_manager.manual_dir
   except AssertionError as e:
-    raise FileNotFoundError(f'{e}\nExpected layout:\n{layout}') from None
+    m = re.match(r'Manual directory (.*?) does not exist or is empty', str(e))
+    where = m.group(1) if m else '(not given)'
+    raise FileNotFoundError(f'manual_dir {where} does not exist or is empty. Expected layout:\n'
+                            f'{layout}') from None
   return require_dir(path, layout)
 
 

@@ -17,7 +17,8 @@ Data-set level facts live in the builder's metadata (``metadata.json``): the IMU
 channel order, the sample rate, the window length, the target names and units, the subject names.
 Records are written as ArrayRecord (no TensorFlow) and read with ``tfds.data_source``.
 TFDS writes into an ``incomplete.*`` directory and renames it on success, so an interrupted build
-never leaves a data set that reads as complete.
+never leaves a data set that reads as complete; ``build`` removes what a failed build had begun
+(the config folder and, left empty, the data set's folder), so it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -306,9 +308,14 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   origin = f'from {manual_dir}' if manual_dir else 'generated here'
   print(f'building {builder.name} ({config.name}, {origin}) ...', file=sys.stderr, flush=True)
   t0 = time.time()
+  config_dir = os.path.dirname(os.fspath(builder.data_dir))
+  before = set(os.listdir(config_dir)) if os.path.isdir(config_dir) else set()
   try:  # TFDS says "download" for data it generates
     with _quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
       builder.download_and_prepare(download_config=dl_config)
+  except BaseException:
+    _remove_failed_build(config_dir, before)
+    raise
   finally:
     _remove_empty_dirs(os.path.join(os.fspath(data_dir), 'downloads'))
   counts = ', '.join(f'{n} {k}' for k, n in
@@ -388,6 +395,24 @@ def _quiet_absl():
     yield
   finally:
     absl_log.setLevel(level)
+
+
+def _remove_failed_build(config_dir: str, before: set[str]) -> None:
+  """What a failed build made in its config folder (TFDS's incomplete.* folder, an empty
+  version folder), then that folder and the data set's folder where they are left empty: a
+  failed build leaves nothing behind. Entries there before the build are kept."""
+  if not os.path.isdir(config_dir):
+    return
+  for name in set(os.listdir(config_dir)) - before:
+    path = os.path.join(config_dir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(OSError):
+        os.remove(path)
+  for path in (config_dir, os.path.dirname(config_dir)):
+    with contextlib.suppress(OSError):
+      os.rmdir(path)  # only when empty
 
 
 def _remove_empty_dirs(root: str) -> None:

@@ -197,6 +197,7 @@ def test_a_wrong_rate_without_time_column_stops_the_build(tmp_path):
     with pytest.raises(ValueError, match=rf'walk\.csv: sample_rate_hz: {rate} contradicts the '
                        rf'data: .*site RightLeg: (9\d|10\d) Hz, {words}.*rate_confirmed: true'):
       _rate_case(tmp_path, raw, sites, rate, ['walk.csv'])
+    assert not list((tmp_path / f'at{rate}' / 'out').iterdir())  # a failed build leaves nothing
   b = _rate_case(tmp_path, raw, sites, 100, ['walk.csv'])
   assert b.info.metadata['rate_verified'] == {str(raw / 'walk.csv'): True}
   est = b.info.metadata['rate_check'][str(raw / 'walk.csv')]['sites']
@@ -248,6 +249,33 @@ def test_a_rate_the_signals_cannot_show_needs_rate_confirmed(tmp_path, caplog):
   assert b.info.metadata['rate_check'][str(raw / 'S01_walk.csv')]['verdict'] == 'undecided'
   with pytest.raises(ValueError, match='rate_confirmed is for tables without a time column'):
     lab_files.load_schema(fx.write_schema(raw / 'bad.yaml', fx.csv_schema(rate_confirmed=True)))
+
+
+def test_a_failed_build_leaves_nothing_and_shows_the_layout_once(tmp_path):
+  """Every builder that reads files, given an empty manual_dir: one error showing its layout
+  once, and nothing left under the records folder."""
+  from data_prep import convert
+
+  (tmp_path / 'empty').mkdir()
+  built = []
+  for name in convert.BUILDERS:
+    cls = convert.get_builder_class(name)
+    if not getattr(cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+      continue
+    built.append(name)
+    opts = {'schema': str(fx.write_schema(tmp_path / 'schema.yaml', fx.csv_schema()))} \
+        if cls is LabFiles else {}
+    cfg = convert.builder_config(cls, sample_rate_hz=100, window_length=64, options=opts)
+    out = tmp_path / 'out'
+    with pytest.raises(FileNotFoundError) as e:
+      records.build(cls, out, cfg, manual_dir=str(tmp_path / 'empty'))
+    msg = str(e.value)
+    assert msg.startswith(f'manual_dir {tmp_path / "empty"} does not exist or is empty. Expected '
+                          f'layout:\n'), (name, msg)
+    layout_line = msg.splitlines()[1]
+    assert msg.count(layout_line) == 1, (name, msg)
+    assert not out.exists() or not list(out.iterdir()), (name, list(out.rglob('*')))
+  assert len(built) == 6, built
 
 
 def _xsens_tree(raw, counter_start=0):
