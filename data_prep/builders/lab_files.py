@@ -299,10 +299,10 @@ class LabFiles(records.ImuWindowBuilder):
     sites = s['sites']
     fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
     if fmt in devices.FORMATS:
-      acc_si, gyr_si, fs, said = devices.read_trial(fmt, stem, list(sites),
-                                                    s.get('sample_rate_hz'))
+      acc_si, gyr_si, fs, said, ok = devices.read_trial(
+          fmt, stem, list(sites), s.get('sample_rate_hz'), int(self._opt('max_gap', 10)))
       self._record_rate(stem, fs, said)
-      return acc_si, gyr_si, None, fs, None
+      return acc_si, gyr_si, None, fs, ok
     fs = float(s['sample_rate_hz'])
     force = s.get('force') or {}
     acc, gyr, vf = [], [], None
@@ -332,7 +332,8 @@ class LabFiles(records.ImuWindowBuilder):
         vf = tables.require_columns(df, [force['vertical']], stem)[:, 0]
       if t is not None:  # jitter or dropped rows: onto the uniform grid at the real times
         cols = np.concatenate(acc + gyr + ([vf[:, None]] if vf is not None else []), axis=1)
-        parts = np.split(timestamps.on_grid([t], [cols], fs, [stem])[0],
+        parts = np.split(timestamps.on_grid([t], [cols], fs, [stem],
+                                            lines=[df.attrs.get('lines')])[0],
                          np.arange(3, 6 * len(acc) + 1, 3), axis=1)
         acc, gyr = parts[:len(acc)], parts[len(acc):2 * len(acc)]
         vf = parts[-1][:, 0] if vf is not None else None
