@@ -107,14 +107,9 @@ def convert(dataset: str, data_dir: str, manual_dir: str | None = None, size: st
     from apache_beam.options.pipeline_options import PipelineOptions  # noqa: PLC0415
   except ImportError as e:
     raise ImportError("--beam_pipeline_options needs apache-beam: pip install -e '.[beam]'") from e
-  import tensorflow_datasets as tfds  # noqa: PLC0415
-
-  builder = cls(config=records.with_source(cls, cfg, manual_dir), data_dir=data_dir,
-                file_format='array_record')
   flags = [f'--{o}' for o in beam_pipeline_options.split(',') if o]
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, beam_options=PipelineOptions(flags=flags)))
-  return os.fspath(builder.data_dir)
+  return records.build(cls, data_dir, cfg, manual_dir=manual_dir,
+                       beam_options=PipelineOptions(flags=flags))
 
 
 def main(argv: list[str] | None = None) -> int:

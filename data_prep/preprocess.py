@@ -12,6 +12,7 @@ import fractions
 import logging
 import os
 import pathlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -69,27 +70,40 @@ def to_si(x: np.ndarray, unit: str, quantity: str, where: str = '') -> np.ndarra
 # ----------------------------------------------------------------------------------------------
 # Checks
 
-def check_finite(x: np.ndarray, field: str, where: str) -> np.ndarray:
-  """x unchanged; a ValueError naming the field and the first bad sample if any NaN/Inf."""
+def check_finite(x: np.ndarray, field: str, where: str, columns: Sequence[str] | None = None,
+                 lines: np.ndarray | None = None, row_name: str = 'data row') -> np.ndarray:
+  """x unchanged; a TrialError at the first NaN/Inf naming where the file has it.
+
+  ``columns``: the name of each column of x [rows, C] (a 1-D x is one column, ``field``);
+  ``lines``: the file's line number of each row (from 1, header lines counted). Without lines
+  the row is counted from 1 as ``row_name`` (HDF5 rows, C3D analog samples).
+  """
   x = np.asarray(x)
   bad = ~np.isfinite(x)
   if bad.any():
-    idx = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise TrialError(f'{where}: {field} has {int(bad.sum())} NaN/Inf samples (first at index '
-                     f'{idx}); clean or crop the recording first')
+    b2 = bad.reshape(len(bad), -1)
+    r, c = (int(i) for i in np.argwhere(b2)[0])
+    names = list(columns) if columns is not None else (
+        [field] if x.ndim == 1 else [f'{field}[{j}]' for j in range(b2.shape[1])])
+    hit = [names[j] for j in np.flatnonzero(b2.any(axis=0))]
+    at = (f'line {int(lines[r])}' if lines is not None
+          else f'{row_name} {r + 1} (counting from 1)')
+    raise TrialError(f'{where}: {at}, column {names[c]!r} is NaN/Inf ({int(bad.sum())} NaN/Inf '
+                     f'value(s) in {hit}); clean or crop the recording first')
   return x
 
 
 def finite_steps(x: np.ndarray, cols: list[str], where: str) -> np.ndarray:
   """Indices of the steps of x [n_steps, T, F] without NaN/Inf. Each other step is dropped with
-  a warning naming the step and the fields, so a bad sample costs its step, not the subject."""
+  a warning naming the step (its number as stored) and the fields, so a bad sample costs its
+  step, not the subject. Callers keep the returned numbers for every later message and key."""
   bad = ~np.isfinite(np.asarray(x))
   hit = bad.any(axis=(1, 2))
   for n in np.flatnonzero(hit):
     fields = [cols[i] for i in np.flatnonzero(bad[n].any(axis=0))]
-    log.warning('%s step %d: %d NaN/Inf samples in %s (first at sample %d): that step is dropped, '
-                'the other steps are kept', where, n, int(bad[n].sum()), fields,
-                int(np.argmax(bad[n].any(axis=1))))
+    log.warning('%s step %d: %d NaN/Inf samples in %s (first at sample %d of the step, counting '
+                'from 1): that step is dropped, the other steps are kept', where, n,
+                int(bad[n].sum()), fields, int(np.argmax(bad[n].any(axis=1))) + 1)
   keep = np.flatnonzero(~hit)
   if not keep.size:
     raise TrialError(f'{where}: every one of the {len(hit)} steps has NaN/Inf samples')
@@ -115,39 +129,6 @@ def check_sample_rate(time_s: np.ndarray, expected_hz: float, where: str,
     raise TrialError(f'{where}: time column implies {fs:.3f} Hz, expected {expected_hz:g} Hz '
                      f'(tolerance {rel_tol:.0%})')
   return fs
-
-
-GAIT_BAND_HZ = (0.6, 3.5)  # stride or step frequencies of walking and running
-
-
-def gait_rate_check(gyr_si: np.ndarray, sample_rate_hz: float,
-                    min_periodicity: float = 0.5) -> tuple[bool, str]:
-  """(verified, what the signal says) of a declared rate, from the gait in the signal.
-
-  ``gyr_si`` [sites, n, 3] rad/s. The summed gyro magnitude's autocorrelation, at lags of
-  0.1-3 s, finds the dominant period. A clear one (correlation >= ``min_periodicity``) inside
-  GAIT_BAND_HZ at the declared rate confirms it. A clear one outside (a wrong rate, or not gait:
-  a 2x error moves a 1 Hz stride to 0.5 Hz) or none (not gait, too short) leaves it unverified.
-  """
-  g = np.linalg.norm(np.asarray(gyr_si, np.float64), axis=-1).sum(axis=0)
-  g = g - g.mean()
-  n = len(g)
-  lo, hi = int(0.1 * sample_rate_hz), int(3 * sample_rate_hz)
-  if n < 3 * hi or not np.any(g):
-    return False, 'too short to read a gait period'
-  spec = np.fft.rfft(g, 2 * n)
-  ac = np.fft.irfft(spec * np.conj(spec))[:n]
-  ac = ac / ac[0] * n / (n - np.arange(n))  # unbiased, normalised
-  lag = lo + int(np.argmax(ac[lo:hi]))
-  if ac[lag] < min_periodicity:
-    return False, 'no clear gait period'
-  f = sample_rate_hz / lag
-  says = (f'at the declared {sample_rate_hz:g} Hz the signal repeats every '
-          f'{lag / sample_rate_hz:.2f} s ({f:.2f} Hz)')
-  if not GAIT_BAND_HZ[0] <= f <= GAIT_BAND_HZ[1]:
-    return False, (f'{says}, outside the {GAIT_BAND_HZ[0]}-{GAIT_BAND_HZ[1]} Hz of walking and '
-                   f'running strides or steps: not gait, or sample_rate_hz is wrong')
-  return True, says
 
 
 def still_segment(acc: np.ndarray, sample_rate_hz: float, duration_s: float = 1.0,
@@ -481,12 +462,16 @@ def _counted(items, fn, where, skipped, strict=False):
 def manual_dir(dl_manager: Any, layout: str) -> pathlib.Path:
   """The TFDS manual_dir as a local Path; a FileNotFoundError showing the layout if absent/empty.
 
-  (TFDS itself raises an AssertionError there; this turns it into the documented error type.)
+  (TFDS itself raises an AssertionError there, its text holding the builder's instructions,
+  layout included; this says it once, as the documented error type.)
   """
   try:
     path = dl_manager.manual_dir
   except AssertionError as e:
-    raise FileNotFoundError(f'{e}\nExpected layout:\n{layout}') from None
+    m = re.match(r'Manual directory (.*?) does not exist or is empty', str(e))
+    where = m.group(1) if m else '(not given)'
+    raise FileNotFoundError(f'manual_dir {where} does not exist or is empty. Expected layout:\n'
+                            f'{layout}') from None
   return require_dir(path, layout)
 
 

@@ -17,7 +17,8 @@ Data-set level facts live in the builder's metadata (``metadata.json``): the IMU
 channel order, the sample rate, the window length, the target names and units, the subject names.
 Records are written as ArrayRecord (no TensorFlow) and read with ``tfds.data_source``.
 TFDS writes into an ``incomplete.*`` directory and renames it on success, so an interrupted build
-never leaves a data set that reads as complete.
+never leaves a data set that reads as complete; ``build`` removes what a failed build had begun
+(the config folder and, left empty, the data set's folder), so it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -207,6 +209,18 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     """Builder-specific metadata merged into metadata.json (e.g. subject names, axis mapping)."""
     return {}
 
+  def _download_and_prepare(self, dl_manager, download_config=None):
+    """TFDS's generation; on Beam (option ``beam``) then ``subject_ids`` from the written
+    records: ``example`` notes every subject with a record as it goes, but on Beam the examples
+    are made in worker processes whose notes never reach the builder that writes the metadata.
+    Read back once (before TFDS writes metadata.json, with either CLI), the ids are those
+    written: subjects whose every trial was skipped are absent, as in process."""
+    super()._download_and_prepare(dl_manager, download_config)
+    from data_prep import preprocess  # noqa: PLC0415
+
+    if preprocess.as_bool(self._opt('beam', False)):
+      self.info.metadata['subject_ids'] = written_subject_ids(self)
+
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     meta = {
@@ -264,6 +278,17 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     return ex
 
 
+def written_subject_ids(builder, chunk: int = 1024) -> list[int]:
+  """The subject ids of every record a builder has written (all splits), sorted."""
+  ids: set[int] = set()
+  for split in builder.info.splits:
+    src = builder.as_data_source(split)
+    for lo in range(0, len(src), chunk):
+      ids.update(int(e['subject_id'])
+                 for e in src.__getitems__(list(range(lo, min(len(src), lo + chunk)))))
+  return sorted(ids)
+
+
 def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -> np.ndarray:
   """float32 copy of x after checking shape and finiteness; errors name the field and source."""
   x = np.asarray(x, dtype=np.float32)
@@ -278,7 +303,7 @@ def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -
 
 
 def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilderConfig,
-          manual_dir: str | None = None) -> str:
+          manual_dir: str | None = None, beam_options: Any = None) -> str:
   """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS).
 
   A builder that reads files is fingerprinted first (data_prep/source.py): the folder's name
@@ -286,6 +311,8 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   changed in place gives a new hash, hence a fresh build; the files that changed since the
   last build from the same folder are named. Without ``manual_dir`` the one finished build of
   these knobs is reused (several from different sources: an error listing them).
+  ``beam_options`` (apache_beam PipelineOptions; the config's option ``beam=true``) runs the
+  builder's Beam path on that runner, with the same reuse, clean-up and metadata.
   """
   instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
   if instructions and not manual_dir:
@@ -295,7 +322,8 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   with _quiet_absl():  # TFDS warns about every custom config
     builder = builder_cls(config=config, data_dir=os.fspath(data_dir),
                           file_format='array_record')
-  dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+  dl_config = (tfds.download.DownloadConfig(manual_dir=manual_dir, beam_options=beam_options)
+               if manual_dir or beam_options is not None else None)
   if os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json')):
     _check_recorded_source(os.fspath(builder.data_dir), config)
     return os.fspath(builder.data_dir)
@@ -306,9 +334,14 @@ def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilder
   origin = f'from {manual_dir}' if manual_dir else 'generated here'
   print(f'building {builder.name} ({config.name}, {origin}) ...', file=sys.stderr, flush=True)
   t0 = time.time()
+  config_dir = os.path.dirname(os.fspath(builder.data_dir))
+  before = set(os.listdir(config_dir)) if os.path.isdir(config_dir) else set()
   try:  # TFDS says "download" for data it generates
     with _quiet_absl(), contextlib.redirect_stdout(io.StringIO()):
       builder.download_and_prepare(download_config=dl_config)
+  except BaseException:
+    _remove_failed_build(config_dir, before)
+    raise
   finally:
     _remove_empty_dirs(os.path.join(os.fspath(data_dir), 'downloads'))
   counts = ', '.join(f'{n} {k}' for k, n in
@@ -388,6 +421,24 @@ def _quiet_absl():
     yield
   finally:
     absl_log.setLevel(level)
+
+
+def _remove_failed_build(config_dir: str, before: set[str]) -> None:
+  """What a failed build made in its config folder (TFDS's incomplete.* folder, an empty
+  version folder), then that folder and the data set's folder where they are left empty: a
+  failed build leaves nothing behind. Entries there before the build are kept."""
+  if not os.path.isdir(config_dir):
+    return
+  for name in set(os.listdir(config_dir)) - before:
+    path = os.path.join(config_dir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(OSError):
+        os.remove(path)
+  for path in (config_dir, os.path.dirname(config_dir)):
+    with contextlib.suppress(OSError):
+      os.rmdir(path)  # only when empty
 
 
 def _remove_empty_dirs(root: str) -> None:

@@ -64,7 +64,8 @@ def test_errors(tmp_path):
        r'but no .*fp'),
       ({'drop': ('shank_Gyro_Z',)}, KeyError, r"imu/levelground_ccw_normal_01_01\.mat: missing "
        r"column\(s\) \['shank_Gyro_Z'\]"),
-      ({'nan_at': 50}, ValueError, r'columns .*shank_Accel_Y.* 1 NaN/Inf'),
+      ({'nan_at': 50}, ValueError, r"levelground_ccw_normal_01_01\.mat: row 51 \(counting from "
+       r"1\), column 'shank_Accel_Y' is NaN/Inf"),
       ({'imu_rate': 100.0}, ValueError, r'implies 100\.000 Hz, expected 200 Hz'),
       ({'acc_unit_scale': 9.81}, ValueError, r"trunk: accelerometer declared in 'g'.*look like "
        r'm/s\^2'),

@@ -97,15 +97,17 @@ def write_apdm(path, n, fs, labels=('Lumbar', 'Right Foot')):
       c.attrs['Sample Rate'] = np.uint16(fs)
 
 
-def write_dot(path, n, fs, tag='Shank', stf0=2**32 - 1_000_000, zero_first=True):
-  """A DOT app export: header lines, SampleTimeFine (us, wrapping at 2^32), Acc m/s^2, Gyr deg/s."""
+def write_dot(path, n, fs, tag='Shank', stf0=2**32 - 1_000_000, zero_first=True, counter0=0):
+  """A DOT app export: header lines, PacketCounter (16 bit, from ``counter0``), SampleTimeFine
+  (us, wrapping at 2^32), Acc m/s^2, Gyr deg/s. Data row i is file line 13 + i."""
   t = np.arange(n) / fs
   acc, gyr = motion(t)
   rows = []
   for i in range(n):
     a, g = (acc[i] * preprocess.G, gyr[i]) if i or not zero_first else (np.zeros(3), np.zeros(3))
     stf = (stf0 + int(round(1e6 * t[i]))) % 2**32
-    rows.append(f'{i},{stf},0.1,0.2,0.3,' + ','.join(f'{v:.8f}' for v in (*a, *g)))
+    rows.append(f'{(counter0 + i) % 65536},{stf},0.1,0.2,0.3,'
+                + ','.join(f'{v:.8f}' for v in (*a, *g)))
   path.parent.mkdir(parents=True, exist_ok=True)
   head = [h.format(tag=tag, rate=f'{fs:g}') for h in DOT_HEAD]
   path.write_text('\n'.join(head + rows) + '\n', encoding='utf-8')
@@ -123,7 +125,10 @@ def test_ximu3_session_two_devices_rate_from_timestamps(tmp_path, caplog):
     b = _build(tmp_path / 'a', raw, schema, **UNLABELLED)
   (line,) = [r.getMessage() for r in caplog.records if 'resampled onto a uniform' in r.getMessage()]
   assert 'steps up to 100 % off' in line and 'starting up to 10.0 ms apart' in line, line
-  assert b.info.metadata['source_rate_hz'] is None  # per trial, from the device clock
+  # The rate the timestamps give is recorded, with where it came from.
+  assert b.info.metadata['source_rate_hz'] == 100.0
+  (rate,) = b.info.metadata['source_rates_hz'].values()
+  assert rate['hz'] == 100.0 and rate['from'].startswith('the timestamps of ')
   exs = _all(b)
   assert len(exs) == 7  # common span 0.01-7.99 s at 100 Hz: 799 samples -> 7 windows of 100
   check_si(exs, 100.0, t0=0.01)
@@ -146,6 +151,8 @@ def test_ngimu_folder_rate_from_settings(tmp_path):
   exs = _all(b)
   assert len(exs) == 8  # 8 s at 50 Hz (the repeated row dropped), windows of 50
   check_si(exs, 50.0)
+  (rate,) = b.info.metadata['source_rates_hz'].values()
+  assert b.info.metadata['source_rate_hz'] == 50.0 and rate['from'].endswith('(/rate/sensors)')
   rec = xio.read_ngimu(raw / 'NGIMU-Blue - 0029D0B4')
   assert (rec.rate_hz, rec.name) == (50.0, 'NGIMU-Blue - 0029D0B4')
   # Settings.txt, not the schema or the timestamps, states the rate.
@@ -185,6 +192,76 @@ def test_xsens_dot_export(tmp_path):
   rec = xsens_dot.read_xsens_dot(raw / 'Shank_D4CA6EF17860_20210830_170505.csv')
   assert rec.name == 'Shank' and rec.rate_hz == 60.0
   assert np.all(np.diff(rec.time_s) > 0)  # SampleTimeFine wrapped at 2^32 and was unwrapped
+
+
+def _edit_lines(path, fn):
+  path.write_text('\n'.join(fn(path.read_text().splitlines())) + '\n')
+
+
+def test_device_exports_follow_the_counter_and_last_line_rules(tmp_path, caplog):
+  """Xsens DOT (a packet counter): an identical repeat is dropped with a warning, another repeat
+  skips the trial, a gap over max_gap is never spliced (windows touching it left out), the
+  16-bit wrap is unwrapped. x-IMU3 / NGIMU (timestamps only): a row written twice is dropped, a
+  timestamp repeated with other values skips the trial. A half-written last line is dropped."""
+  raw = tmp_path / 'raw'
+  dot = raw / 'Shank_D4CA6EF17860_20210830_170505.csv'
+  schema = fx.write_schema(raw / 'schema.yaml', {
+      'format': 'xsens_dot', 'sites': {'shank': {}},
+      'subjects': [{'id': 1, 'files': ['Shank_*.csv']}]})
+
+  def build(name):
+    return _build(tmp_path / name, raw, schema, t_len=60, rate=60, **UNLABELLED)
+  write_dot(dot, 481, 60.0)
+  _edit_lines(dot, lambda r: r[:113] + [r[112]] + r[113:])  # data row 100 written twice
+  with caplog.at_level('WARNING'):
+    assert len(_all(build('same'))) == 8
+  assert f'{dot}: packet 100 written twice (data rows 101 and 102, identical values) at file ' \
+         'lines 113 and 114: the copy is dropped' in caplog.text
+  write_dot(dot, 481, 60.0)
+  _edit_lines(dot, lambda r: r[:113] + [r[112].rsplit(',', 1)[0] + ',7.5'] + r[113:])  # Gyr_Z
+  with pytest.raises(ValueError, match=r'packet counter is not increasing at data row 102 \(file '
+                                       r'line 114: counter 100 -> 100, repeated with other values'):
+    build('other')
+  write_dot(dot, 481, 60.0)
+  _edit_lines(dot, lambda r: r[:212] + r[242:])  # packets 200-229 lost
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    exs = _all(build('gap'))
+  assert 'counter gap(s) of more than max_gap=10 packets (largest: 30 missing' in caplog.text
+  # The window over the gap (samples 180-239 after the dropped zero row) is left out; the
+  # others keep their real times.
+  assert sorted(round(float(e['start_s']) * 60) for e in exs) == [0, 60, 120, 240, 300, 360, 420]
+  check_si(exs, 60.0, t0=1 / 60.0)
+  write_dot(dot, 481, 60.0, counter0=65536 - 200)
+  assert len(_all(build('wrap'))) == 8
+  write_dot(dot, 481, 60.0)
+  _edit_lines(dot, lambda r: r[:-1] + [r[-1][:len(r[-1]) // 2]])
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    assert len(_all(build('cut'))) == 7  # 479 samples
+  assert f'{dot}: line 493 is half-written' in caplog.text
+  # x-IMU3: a half-written last line; NGIMU: a row written twice, then one with other values.
+  x3 = tmp_path / 'x3'
+  write_ximu3(x3 / 'P01' / 'Shank 673B204B (USB)', 800, 100.0)
+  _edit_lines(x3 / 'P01' / 'Shank 673B204B (USB)' / 'Inertial.csv',
+              lambda r: r[:-1] + [r[-1][:len(r[-1]) // 2]])
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    rec = xio.read_ximu3(x3 / 'P01' / 'Shank 673B204B (USB)')
+  assert len(rec.time_s) == 799 and 'Inertial.csv: line 801 is half-written' in caplog.text
+  ng = tmp_path / 'ng' / 'NGIMU-Blue - 0029D0B4'
+  write_ngimu(ng, 400, 50.0)  # row 10 written twice: lines 12 and 13
+  ng_schema = fx.write_schema(ng.parent / 'schema.yaml', {
+      'format': 'ngimu', 'sites': {'shank': {}}, 'subjects': [{'id': 1, 'files': ['NGIMU*']}]})
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    _build(tmp_path / 'ng1', ng.parent, ng_schema, t_len=50, rate=50, **UNLABELLED)
+  assert ('sensors.csv: 1 row(s) written twice (identical timestamp and values; the first at file '
+          'line 12 and file line 13): the copies are dropped' in caplog.text)
+  _edit_lines(ng / 'sensors.csv', lambda r: r[:12] + [r[12].replace(',1,', ',1.5,', 1)] + r[13:])
+  with pytest.raises(ValueError, match=r'sensors\.csv: timestamp 0\.200000 s repeated with other '
+                                       r'values at file line 12 and file line 13'):
+    _build(tmp_path / 'ng2', ng.parent, ng_schema, t_len=50, rate=50, **UNLABELLED)
 
 
 def test_csv_time_in_microseconds(tmp_path):
@@ -281,6 +358,22 @@ def test_device_file_errors_name_the_file(tmp_path):
   dot.write_text(dot.read_text().replace('Acc_X,Acc_Y,Acc_Z', 'FreeAcc_X,FreeAcc_Y,FreeAcc_Z'))
   with pytest.raises(ValueError, match=r"Fused_D4CA\.csv: line 12: no column\(s\) \['Acc_X', "
                                        r"'Acc_Y', 'Acc_Z'\]"):
+    xsens_dot.read_xsens_dot(dot)
+  # NaN / empty fields: the file's line (header lines counted) and the column header.
+  write_ximu3(tmp_path / 'x3', 100, 100.0)
+  rows = f.read_text().splitlines()
+  cells = rows[5].split(',')
+  cells[2] = ''  # data row 5: Gyroscope Y
+  rows[5] = ','.join(cells)
+  f.write_text('\n'.join(rows) + '\n')
+  with pytest.raises(ValueError, match=r"x3/Inertial\.csv: line 6, column 'Gyroscope Y \(deg/s\)' "
+                                       r'is NaN/Inf'):
+    xio.read_ximu3(tmp_path / 'x3')
+  write_dot(dot, 50, 60.0)
+  rows = dot.read_text().splitlines()
+  rows[14] = rows[14].rsplit(',', 4)[0] + ',nan,' + ','.join(rows[14].rsplit(',', 3)[1:])
+  dot.write_text('\n'.join(rows) + '\n')
+  with pytest.raises(ValueError, match=r"Fused_D4CA\.csv: line 15, column 'Acc_Z' is NaN/Inf"):
     xsens_dot.read_xsens_dot(dot)
   # Schema: a device format names no columns.
   raw = tmp_path / 'raw'

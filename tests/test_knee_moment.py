@@ -96,5 +96,5 @@ def test_nan_in_one_step_costs_that_step(tmp_path, caplog):
   with caplog.at_level('WARNING'):
     b = _build(tmp_path, tmp_path / 'raw')
   assert b.info.splits['train'].num_examples == 19
-  assert (f"{p}:subject_01 step 3: 5 NaN/Inf samples in ['GyroX_CHEST'] (first at sample 30): "
-          'that step is dropped' in caplog.text)
+  assert (f"{p}:subject_01 step 3: 5 NaN/Inf samples in ['GyroX_CHEST'] (first at sample 31 of "
+          'the step, counting from 1): that step is dropped' in caplog.text)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
 
@@ -148,8 +147,9 @@ def test_schema_and_data_errors(tmp_path):
       ({'time_rate': 50.0}, r'S01_walk\.csv: time column implies 50\.000 Hz, expected 100 Hz'),
       ({'acc_scale': 9.81}, r"S01_walk\.csv site trunk: accelerometer declared in 'g'.*"
        r'look like m/s\^2'),
-      ({'nan_at': 40}, r"S01_walk\.csv: columns \['shank_gyr_x', 'shank_gyr_y', 'shank_gyr_z'\] "
-       r'has 1 NaN/Inf'),
+      # Data row 40 from 0 = file line 42 (the header is line 1).
+      ({'nan_at': 40}, r"S01_walk\.csv: line 42, column 'shank_gyr_y' is NaN/Inf \(1 NaN/Inf "
+       r"value\(s\) in \['shank_gyr_y'\]\)"),
   ]
   # Bad data in one trial leave that trial out (with the reason in the metadata); the other
   # subject builds. A build whose every trial fails is the error, naming the reasons.
@@ -181,36 +181,101 @@ def test_schema_and_data_errors(tmp_path):
   assert lab_files.load_schema(schema)['sample_rate_hz'] == 100.0
 
 
-def test_a_rate_without_time_column_is_checked_against_the_gait(tmp_path, caplog):
+def _rate_case(tmp_path, raw, sites, rate, files, **schema):
+  schema = fx.write_schema(raw / 'schema.yaml', {
+      'sample_rate_hz': rate, 'sites': sites, 'subjects': [{'id': 1, 'files': files}], **schema})
+  return _build(tmp_path / f'at{rate}', raw, schema, static_threshold_g=0.0)
+
+
+def test_a_wrong_rate_without_time_column_stops_the_build(tmp_path):
+  """A synthetic 100 Hz walk (shank and foot) in a CSV without a time column: declared at 200
+  or 50 Hz the build stops, naming the rate the signals show; declared at 100 Hz it builds.
+  The same for a 50 Hz x-IMU3 export without its Timestamp column declared at 100 Hz."""
+  raw = tmp_path / 'raw'
+  sites = fx.write_synthetic_walk_csv(raw / 'walk.csv')
+  for rate, words in ((200, 'about 1/2 of the declared rate'), (50, 'about 2x the declared')):
+    with pytest.raises(ValueError, match=rf'walk\.csv: sample_rate_hz: {rate} contradicts the '
+                       rf'data: .*site RightLeg: (9\d|10\d) Hz, {words}.*rate_confirmed: true'):
+      _rate_case(tmp_path, raw, sites, rate, ['walk.csv'])
+    assert not list((tmp_path / f'at{rate}' / 'out').iterdir())  # a failed build leaves nothing
+  b = _rate_case(tmp_path, raw, sites, 100, ['walk.csv'])
+  assert b.info.metadata['rate_verified'] == {str(raw / 'walk.csv'): True}
+  est = b.info.metadata['rate_check'][str(raw / 'walk.csv')]['sites']
+  assert all(90 < est[s]['estimate_hz'] < 110 for s in sites)
+  # An x-IMU3 Inertial.csv at 50 Hz with its Timestamp column cut off, declared at 100 Hz.
+  xio = tmp_path / 'xio'
+  sites = fx.write_synthetic_walk_csv(xio / 'Inertial.csv', ('RightLeg',), fs=50.0, xio=True)
+  with pytest.raises(ValueError, match=r'Inertial\.csv: sample_rate_hz: 100 contradicts the '
+                     r'data: .*site RightLeg: (4\d|5\d) Hz, about 1/2 of the declared rate'):
+    _rate_case(tmp_path, xio, sites, 100, ['Inertial.csv'])
+
+
+def test_real_walk_declared_at_twice_or_half_its_rate(tmp_path):
+  """The real 120 Hz shank walk as a CSV without its time column: 240 and 60 Hz stop the build,
+  120 Hz builds with the rate verified."""
+  src = REAL_IMU / 'walking_xsens_lowerLeg.txt'
+  if not src.exists():
+    pytest.skip(f'real Xsens file absent: {src} (shared data folder not present)')
+  from data_prep.readers import xsens
+  e = xsens.read_xsens_txt(src)
+  raw = tmp_path / 'raw'
+  raw.mkdir()
+  e.table[list(xsens.ACC_COLS + xsens.GYR_COLS)].to_csv(raw / 'shank.csv', index=False)
+  sites = {'shank': {'acc': list(xsens.ACC_COLS), 'gyr': list(xsens.GYR_COLS)}}
+  for rate, words in ((240, 'about 1/2 of'), (60, 'about 2x')):
+    with pytest.raises(ValueError, match=rf'shank\.csv: sample_rate_hz: {rate} contradicts the '
+                       rf'data: .*site shank: 1[12]\d Hz, {words} the declared rate'):
+      _rate_case(tmp_path, raw, sites, rate, ['shank.csv'])
+  b = _rate_case(tmp_path, raw, sites, 120, ['shank.csv'])
+  assert b.info.metadata['rate_verified'] == {str(raw / 'shank.csv'): True}
+  assert b.info.splits['train'].num_examples == 29  # 3511 samples at 120 Hz -> 29 s at 100 Hz
+
+
+def test_a_rate_the_signals_cannot_show_needs_rate_confirmed(tmp_path, caplog):
+  """Signals that do not show the rate (the fixture's gyro and acc are not one sensor's) stop
+  the build with a request to confirm it; rate_confirmed: true builds, unverified."""
   raw = tmp_path / 'raw'
   fx.write_csv_trial(raw / 'S01_walk.csv', 1, 70.0, [1.2])
   schema = fx.csv_schema(subjects=[{'id': 1, 'files': ['S01_*.csv'], 'mass_kg': 70.0}])
   del schema['time_column']
-  with caplog.at_level('WARNING', logger='data_prep.builders.lab_files'):
-    b = _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
-  # The fixture's gyroscopes repeat at 10 Hz, not a gait: the declared rate stays unverified.
+  with pytest.raises(ValueError, match=r'S01_walk\.csv: sample_rate_hz: 100 cannot be checked: '
+                     r'no time_column, and the signals do not show the rate \(site trunk: .*\)\. '
+                     r'Name the file.s time column in time_column, or confirm the rate with '
+                     r'rate_confirmed: true in .*schema\.yaml'):
+    _build(tmp_path, raw, fx.write_schema(raw / 'schema.yaml', schema))
+  b = _build(tmp_path / 'ok', raw, fx.write_schema(raw / 'schema.yaml',
+                                                   {**schema, 'rate_confirmed': True}))
   assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): False}
-  assert any('the gait cannot confirm the declared 100 Hz (at the declared 100 Hz the signal '
-             'repeats every 0.10 s (10.00 Hz), outside' in r.getMessage() for r in caplog.records)
-  # A gait rhythm (1.8 steps a second on the shank) confirms the declared rate.
-  df = pd.read_csv(raw / 'S01_walk.csv')
-  t = np.arange(len(df)) / 100.0
-  for c in [c for c in df.columns if '_gyr_' in c]:
-    df[c] = 200.0 * np.sin(2 * np.pi * 0.9 * t) ** 2 + np.random.default_rng(1).normal(
-        0.0, 5.0, len(df))
-  df.to_csv(raw / 'S01_walk.csv', index=False)
-  b = _build(tmp_path / 'gait', raw, fx.write_schema(raw / 'schema.yaml', schema))
-  assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): True}
-  # Gyroscopes without a rhythm (noise): built, flagged unverified, with a warning.
-  df = pd.read_csv(raw / 'S01_walk.csv')
-  for c in [c for c in df.columns if '_gyr_' in c]:
-    df[c] = np.random.default_rng(0).normal(0.0, 60.0, len(df))
-  df.to_csv(raw / 'S01_walk.csv', index=False)
-  with caplog.at_level('WARNING', logger='data_prep.builders.lab_files'):
-    b = _build(tmp_path / 'still', raw, fx.write_schema(raw / 'schema.yaml', schema))
-  assert b.info.metadata['rate_verified'] == {str(raw / 'S01_walk.csv'): False}
-  assert any('cannot confirm the declared 100 Hz (no clear gait period)' in r.getMessage()
-             for r in caplog.records)
+  assert b.info.metadata['rate_check'][str(raw / 'S01_walk.csv')]['verdict'] == 'undecided'
+  with pytest.raises(ValueError, match='rate_confirmed is for tables without a time column'):
+    lab_files.load_schema(fx.write_schema(raw / 'bad.yaml', fx.csv_schema(rate_confirmed=True)))
+
+
+def test_a_failed_build_leaves_nothing_and_shows_the_layout_once(tmp_path):
+  """Every builder that reads files, given an empty manual_dir: one error showing its layout
+  once, and nothing left under the records folder."""
+  from data_prep import convert
+
+  (tmp_path / 'empty').mkdir()
+  built = []
+  for name in convert.BUILDERS:
+    cls = convert.get_builder_class(name)
+    if not getattr(cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+      continue
+    built.append(name)
+    opts = {'schema': str(fx.write_schema(tmp_path / 'schema.yaml', fx.csv_schema()))} \
+        if cls is LabFiles else {}
+    cfg = convert.builder_config(cls, sample_rate_hz=100, window_length=64, options=opts)
+    out = tmp_path / 'out'
+    with pytest.raises(FileNotFoundError) as e:
+      records.build(cls, out, cfg, manual_dir=str(tmp_path / 'empty'))
+    msg = str(e.value)
+    assert msg.startswith(f'manual_dir {tmp_path / "empty"} does not exist or is empty. Expected '
+                          f'layout:\n'), (name, msg)
+    layout_line = msg.splitlines()[1]
+    assert msg.count(layout_line) == 1, (name, msg)
+    assert not out.exists() or not list(out.iterdir()), (name, list(out.rglob('*')))
+  assert len(built) == 6, built
 
 
 def _xsens_tree(raw, counter_start=0):

@@ -88,11 +88,15 @@ def test_sample_rate_check():
     preprocess.check_sample_rate(t, 100.0, 'trial.mat')
 
 
-def test_check_finite_names_field():
+def test_check_finite_names_line_and_column():
   x = np.zeros((5, 3))
   x[3, 1] = np.nan
-  with pytest.raises(ValueError, match=r'f\.csv: acc has 1 NaN/Inf samples \(first at index'):
-    preprocess.check_finite(x, 'acc', 'f.csv')
+  x[4, 2] = np.inf
+  with pytest.raises(ValueError, match=r"f\.csv: line 6, column 'ay' is NaN/Inf \(2 NaN/Inf "
+                     r"value\(s\) in \['ay', 'az'\]\)"):
+    preprocess.check_finite(x, 'acc', 'f.csv', ['ax', 'ay', 'az'], np.arange(5) + 3)
+  with pytest.raises(ValueError, match=r"f\.h5: row 4 \(counting from 1\), column 'acc\[1\]'"):
+    preprocess.check_finite(x, 'acc', 'f.h5', row_name='row')
 
 
 def _walk(fs=100.0, seconds=6.0):

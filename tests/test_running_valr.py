@@ -42,6 +42,24 @@ def test_valr_from_column_and_from_vgrf_agree_with_hand_values(tmp_path):
   assert _labels(b2) == want
 
 
+def test_step_messages_keep_the_stored_numbers_after_a_nan_drop(tmp_path, caplog):
+  """Step 1 of subject 0 holds a NaN (dropped with a warning); step 4 has no contact in its
+  vGRF: the error names step 4, the number it has in the file, not its place among the kept
+  steps."""
+  import h5py
+
+  p = tmp_path / 'raw' / 'running.h5'
+  running.write_file(p)
+  with h5py.File(p, 'a') as f:
+    f['subject_0'][1, 50, 3] = np.nan
+    f['subject_0'][4, :, 7] = 0.0
+  with caplog.at_level('WARNING'), pytest.raises(ValueError, match=r'subject_0: step 4 has 0 '
+                                                 r'stances in the vGRF column'):
+    _build(tmp_path, tmp_path / 'raw', valr_from='vgrf')
+  assert ("subject_0 step 1: 1 NaN/Inf samples in ['L_SHANK_Gyro_X'] (first at sample 51 of "
+          'the step, counting from 1): that step is dropped' in caplog.text)
+
+
 def test_errors(tmp_path):
   raw = tmp_path / 'raw'
   running.write_file(raw / 'running.h5')

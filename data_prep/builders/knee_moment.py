@@ -153,8 +153,9 @@ class KneeMoment(records.ImuWindowBuilder):
     return self.fan_out(items, self._subject_examples, self.DATASET)
 
   # Subclasses (running_valr) override the label and the columns they need.
+  # ``steps``: the stored number of each row of x (rows with NaN/Inf were dropped), for messages.
   def _labels(self, x: np.ndarray, cols: list[str], starts: np.ndarray, ends: np.ndarray,
-              where: str) -> dict[str, np.ndarray]:
+              where: str, steps: np.ndarray) -> dict[str, np.ndarray]:
     kfm = x[:, :, column(cols, ('EXT_KM_X', 'KFM'), where)]
     kam = x[:, :, column(cols, ('EXT_KM_Y', 'KAM'), where)]
     return {'peak_kfm': np.array([gait_events.peak_in_first_half(kfm[i], s, e)
@@ -162,13 +163,13 @@ class KneeMoment(records.ImuWindowBuilder):
             'peak_kam': np.array([gait_events.peak_in_first_half(kam[i], s, e)
                                   for i, (s, e) in enumerate(zip(starts, ends, strict=True))])}
 
-  def _stances(self, x, cols, lengths, where):
+  def _stances(self, x, cols, lengths, where, steps):
     """(start, end) of stance per step."""
     if str(self._opt('stance_from', 'padding')) == 'force_phase':
       fp = x[:, :, column(cols, ('force_phase',), where)] > 0.5
       if not fp.any(axis=1).all():
         bad = int(np.argmin(fp.any(axis=1)))
-        raise ValueError(f'{where}: step {bad} has no force_phase samples')
+        raise ValueError(f'{where}: step {steps[bad]} has no force_phase samples')
       start = np.argmax(fp, axis=1)
       end = fp.shape[1] - np.argmax(fp[:, ::-1], axis=1)
       return start, end
@@ -191,7 +192,7 @@ class KneeMoment(records.ImuWindowBuilder):
     if (lengths <= 2 * self.PAD + 1).any():
       bad = int(np.argmax(lengths <= 2 * self.PAD + 1))
       raise ValueError(f'{where}: step {steps[bad]} has only {lengths[bad]} non-zero samples')
-    starts, ends = self._stances(x, cols, lengths, where)
+    starts, ends = self._stances(x, cols, lengths, where, steps)
     stance_s = float(np.median(ends - starts)) / self.SOURCE_RATE_HZ
     self._check_stance_duration(stance_s, where)
     acc = np.stack([x[:, :, i] for i in acc_idx], axis=1)  # [n, site, T, 3]
@@ -211,7 +212,7 @@ class KneeMoment(records.ImuWindowBuilder):
                                    still_s=0.2)
       if mode == 'body' and 'FOOT' not in s and preprocess.as_bool(self._opt('check_axes', True)):
         axes.check_up_axis(a, s, where)  # the mean specific force over whole steps ~ +g up
-    labels = self._labels(x, cols, starts, ends, where)
+    labels = self._labels(x, cols, starts, ends, where, steps)
     t_len = cfg.window_length
     fs = float(cfg.sample_rate_hz)
     for n in range(x.shape[0]):

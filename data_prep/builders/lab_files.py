@@ -23,6 +23,8 @@ real Xsens shank file of docs/bring_your_own_data.md)::
     - {id: 1, files: [walking_xsens_lowerLeg.txt], mass_kg: 70, height_m: 1.75}
   # optional:
   time_column: time              # csv / hdf5: checks the declared rate (jitter: resampled)
+  rate_confirmed: true           # csv / hdf5 without time_column, where the signals cannot
+                                 # confirm sample_rate_hz (data_prep/rate_check.py)
   time_unit: s                   # of time_column: s | ms | us
   hdf5_key: data                 # hdf5: dataset (2-D + 'columns' attribute) or group of columns
   force: {vertical: Fz, unit: N, threshold_n: 20}   # same file and rate as the IMU columns
@@ -60,7 +62,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from data_prep import axes, gait_events, preprocess, records, source
+from data_prep import axes, gait_events, preprocess, rate_check, records, source
 from data_prep.readers import c3d, devices, tables, timestamps, xsens
 
 log = logging.getLogger(__name__)
@@ -68,14 +70,14 @@ log = logging.getLogger(__name__)
 FORMATS = ('csv', 'hdf5', 'xsens', 'c3d') + devices.FORMATS
 TARGET_UNITS = {'peak_vgrf': 'BW', 'valr': 'BW/s'}
 _TOP_KEYS = {'sample_rate_hz', 'format', 'sites', 'subjects', 'time_column', 'time_unit',
-             'hdf5_key', 'force', 'targets', 'description'}
+             'hdf5_key', 'force', 'targets', 'description', 'rate_confirmed'}
 _SITE_KEYS = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'axes', 'rotation', 'calibrate', 'suffix'}
 _SUBJECT_KEYS = {'id', 'name', 'files', 'mass_kg', 'height_m'}
 _EXT = {'.csv': 'csv', '.tsv': 'csv', '.h5': 'hdf5', '.hdf5': 'hdf5', '.txt': 'xsens',
         '.c3d': 'c3d'}
 # Keys that describe the columns, units or time of a table: device formats read those from the
 # device's own files instead.
-_NOT_FOR_DEVICES = {'time_column', 'time_unit', 'hdf5_key', 'force', 'targets'}
+_NOT_FOR_DEVICES = {'time_column', 'time_unit', 'hdf5_key', 'force', 'targets', 'rate_confirmed'}
 _SITE_NOT_FOR_DEVICES = {'acc', 'gyr', 'acc_unit', 'gyr_unit', 'suffix'}
 LAYOUT = """  <manual_dir>/schema.yaml (or pass --option schema=PATH) and the trial files it lists
       (CSV / HDF5 / Xsens text / C3D, or x-IMU3 / NGIMU folders, APDM .h5, Xsens DOT .csv),
@@ -111,6 +113,13 @@ def load_schema(path: str | os.PathLike) -> dict[str, Any]:
     raise ValueError(f'{path}: {sorted(_NOT_FOR_DEVICES & set(s))} not used with format '
                      f'{s["format"]!r}: the device files give time, columns and units (force '
                      f'and targets need csv, hdf5 or c3d)')
+  if 'rate_confirmed' in s:
+    if not isinstance(s['rate_confirmed'], bool):
+      raise ValueError(f'{path}: rate_confirmed must be true or false, got {s["rate_confirmed"]!r}')
+    if s.get('time_column') or s.get('format') in ('xsens', 'c3d'):
+      raise ValueError(f'{path}: rate_confirmed is for tables without a time column (csv, hdf5); '
+                       f'here the {"time column" if s.get("time_column") else "file header"} '
+                       f'gives the rate')
   if 'time_unit' in s:
     if not s.get('time_column'):
       raise ValueError(f'{path}: time_unit {s["time_unit"]!r} given without time_column')
@@ -213,7 +222,7 @@ class LabFiles(records.ImuWindowBuilder):
             'axes': axes.mapping_json(maps, 'body' if any(m.declared for m in maps.values())
                                       else 'sensor'),
             'source_rate_hz': (float(s['sample_rate_hz']) if s.get('sample_rate_hz')
-                               else None),  # None: per trial, from the device files
+                               else None),  # device files: set per trial (_record_rate)
             'subjects': {str(int(sub['id'])): {k: sub.get(k) for k in ('name', 'mass_kg',
                                                                        'height_m')}
                          for sub in s['subjects']},
@@ -290,8 +299,10 @@ class LabFiles(records.ImuWindowBuilder):
     sites = s['sites']
     fmt = self._format(stem if os.path.splitext(stem)[1] else stem + '.txt')
     if fmt in devices.FORMATS:
-      acc_si, gyr_si, fs = devices.read_trial(fmt, stem, list(sites), s.get('sample_rate_hz'))
-      return acc_si, gyr_si, None, fs, None
+      acc_si, gyr_si, fs, said, ok = devices.read_trial(
+          fmt, stem, list(sites), s.get('sample_rate_hz'), int(self._opt('max_gap', 10)))
+      self._record_rate(stem, fs, said)
+      return acc_si, gyr_si, None, fs, ok
     fs = float(s['sample_rate_hz'])
     force = s.get('force') or {}
     acc, gyr, vf = [], [], None
@@ -321,7 +332,8 @@ class LabFiles(records.ImuWindowBuilder):
         vf = tables.require_columns(df, [force['vertical']], stem)[:, 0]
       if t is not None:  # jitter or dropped rows: onto the uniform grid at the real times
         cols = np.concatenate(acc + gyr + ([vf[:, None]] if vf is not None else []), axis=1)
-        parts = np.split(timestamps.on_grid([t], [cols], fs, [stem])[0],
+        parts = np.split(timestamps.on_grid([t], [cols], fs, [stem],
+                                            lines=[df.attrs.get('lines')])[0],
                          np.arange(3, 6 * len(acc) + 1, 3), axis=1)
         acc, gyr = parts[:len(acc)], parts[len(acc):2 * len(acc)]
         vf = parts[-1][:, 0] if vf is not None else None
@@ -332,12 +344,47 @@ class LabFiles(records.ImuWindowBuilder):
     if vf is not None:
       vf = preprocess.to_si(vf, force.get('unit', 'N'), 'force', stem)
     if fmt in ('csv', 'hdf5') and not s.get('time_column'):  # the rate is the schema's word only
-      verified, says = preprocess.gait_rate_check(gyr_si, fs)
-      self.info.metadata.setdefault('rate_verified', {})[stem] = verified
-      if not verified:
-        log.warning('%s: no time_column, and the gait cannot confirm the declared %g Hz (%s); '
-                    'taken as is, rate_verified: false in metadata.json', stem, fs, says)
+      self._check_rate(acc_si, gyr_si, fs, stem)
     return acc_si, gyr_si, vf, fs, ok
+
+  def _record_rate(self, stem: str, fs: float, said: str) -> None:
+    """A device trial's rate in metadata.json: ``source_rates_hz`` per trial (with where it
+    came from) and ``source_rate_hz`` the trials' rate while they agree within 1 % (else None:
+    see the per-trial rates)."""
+    meta = self.info.metadata
+    rates = meta.setdefault('source_rates_hz', {})
+    rates[stem] = {'hz': round(float(fs), 4), 'from': said}
+    hz = [r['hz'] for r in rates.values()]
+    meta['source_rate_hz'] = hz[0] if max(hz) <= 1.01 * min(hz) else None
+
+  def _check_rate(self, acc: np.ndarray, gyr: np.ndarray, fs: float, stem: str) -> None:
+    """A declared rate without a time column must be confirmed by the signals
+    (``rate_check``: the rate at which the gyro turns the accelerometer into a steady gravity)
+    or by ``rate_confirmed: true`` in the schema; a contradiction or no answer stops the build."""
+    verdict, says, figures = rate_check.check_declared_rate(acc, gyr, fs, list(self.sites()))
+    self.info.metadata.setdefault('rate_verified', {})[stem] = verdict == 'verified'
+    self.info.metadata.setdefault('rate_check', {})[stem] = {'verdict': verdict, 'sites': figures}
+    if verdict == 'verified':
+      log.info('%s: sample_rate_hz %g confirmed by the signals (%s)', stem, fs, says)
+      return
+    confirmed = self.schema.get('rate_confirmed') is True
+    if verdict == 'contradicted':
+      msg = (f'{stem}: sample_rate_hz: {fs:g} contradicts the data: the gyroscope turns the '
+             f'accelerometer into a steady gravity at another rate ({says}). Set sample_rate_hz '
+             f'to the rate the file was recorded at, or name its time column in time_column')
+      if not confirmed:
+        raise ValueError(f'{msg}; if {fs:g} Hz is right after all, add rate_confirmed: true to '
+                         f'{self._schema_path}')
+      log.warning('%s; built at %g Hz as rate_confirmed: true in the schema says, '
+                  'rate_verified: false in metadata.json', msg, fs)
+      return
+    if not confirmed:
+      raise ValueError(f'{stem}: sample_rate_hz: {fs:g} cannot be checked: no time_column, and '
+                       f'the signals do not show the rate ({says}). Name the file\'s time column '
+                       f'in time_column, or confirm the rate with rate_confirmed: true in '
+                       f'{self._schema_path}')
+    log.info('%s: sample_rate_hz %g taken as confirmed in the schema (the signals do not show '
+             'the rate: %s)', stem, fs, says)
 
   def _read_xsens(self, stem: str, fs: float):
     """Per-site acc, gyr lists and ok [T] or None: with a packet counter, the rows go on its

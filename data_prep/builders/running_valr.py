@@ -51,19 +51,19 @@ class RunningValr(KneeMoment):
   def sites(self) -> tuple[str, ...]:
     return tuple(preprocess.as_list(self._opt('sites', None))) or self.SITES
 
-  def _stances(self, x, cols, lengths, where):
+  def _stances(self, x, cols, lengths, where, steps):
     if str(self._opt('valr_from', 'column')) == 'vgrf':
-      return self._vgrf_stances(x, cols, where)
+      return self._vgrf_stances(x, cols, where, steps)
     return np.zeros(len(lengths), np.int64), lengths
 
-  def _vgrf_stances(self, x, cols, where):
+  def _vgrf_stances(self, x, cols, where, steps):
     f = x[:, :, column(cols, (str(self._opt('vgrf_column', 'vGRF')),), where)]
     starts, ends = [], []
     for n in range(f.shape[0]):
       st = gait_events.detect_stances(f[n], self.SOURCE_RATE_HZ)
       if len(st) != 1:
-        raise ValueError(f'{where}: step {n} has {len(st)} stances in the vGRF column (expected '
-                         f'one complete contact above 20 N)')
+        raise ValueError(f'{where}: step {steps[n]} has {len(st)} stances in the vGRF column '
+                         f'(expected one complete contact above 20 N)')
       starts.append(st[0, 0])
       ends.append(st[0, 1])
     return np.array(starts), np.array(ends)
@@ -76,7 +76,7 @@ class RunningValr(KneeMoment):
       raise ValueError(f'{where}: median stance of {stance_s:.3f} s at {self.SOURCE_RATE_HZ:g} Hz '
                        f'is not running ({lo}-{hi} s); is the sampling rate right?')
 
-  def _labels(self, x, cols, starts, ends, where) -> dict[str, np.ndarray]:
+  def _labels(self, x, cols, starts, ends, where, steps) -> dict[str, np.ndarray]:
     t_len = self.builder_config.window_length
     if t_len > x.shape[1]:
       raise ValueError(f'{where}: window_length {t_len} is longer than the stored steps '
@@ -84,9 +84,14 @@ class RunningValr(KneeMoment):
     if str(self._opt('valr_from', 'column')) == 'vgrf':
       f = x[:, :, column(cols, (str(self._opt('vgrf_column', 'vGRF')),), where)]
       mass = x[:, 0, column(cols, ('body weight', 'body_weight'), where)]
-      return {'valr': np.array([
-          gait_events.valr_bw_per_s(f[n], starts[n], ends[n], self.SOURCE_RATE_HZ, mass[n])
-          for n in range(x.shape[0])])}
+      valr = []
+      for n in range(x.shape[0]):
+        try:
+          valr.append(gait_events.valr_bw_per_s(f[n], starts[n], ends[n], self.SOURCE_RATE_HZ,
+                                                mass[n]))
+        except ValueError as e:
+          raise ValueError(f'{where}: step {steps[n]}: {e}') from e
+      return {'valr': np.array(valr)}
     v = x[:, :, column(cols, ('VALR',), where)]
     return {'valr': v[np.arange(len(v)), np.argmax(np.abs(v), axis=1)]}
 

@@ -62,7 +62,8 @@ def read_apdm(path: str | os.PathLike) -> dict[str, Recording]:
         x = np.asarray(g[key], dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != 3:
           raise ValueError(f'{where}/{key}: shape {x.shape}, expected [n, 3]')
-        x = preprocess.check_finite(x, key, where)
+        x = preprocess.check_finite(x, key, f'{where}/{key}', [f'{key} {a}' for a in 'XYZ'],
+                                    row_name='sample')
         unit = _text(g[key].attrs.get('Units')) or unit
         data[quantity] = preprocess.to_si(x, unit, quantity, f'{where}/{key} Units')
       t = np.asarray(g['Time'], dtype=np.float64).ravel() * 1e-6

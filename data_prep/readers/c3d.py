@@ -29,7 +29,8 @@ class C3dAnalogs:
     if missing:
       raise KeyError(f'{self.path}: missing analog channel(s) {missing}; found {self.labels}')
     x = self.data[:, [idx[n] for n in names]]
-    return preprocess.check_finite(x, f'analog channels {list(names)}', self.path)
+    return preprocess.check_finite(x, f'analog channels {list(names)}', self.path, list(names),
+                                   row_name='analog sample')
 
   def unit_of(self, name: str) -> str:
     return self.units[self.labels.index(name)] if self.units else ''

@@ -77,8 +77,10 @@ def match(sites: Sequence[str], names: Sequence[str], where: str, prefix: bool) 
   return out
 
 
-def read_sites(fmt: str, path: str | os.PathLike, sites: Sequence[str]) -> dict[str, Recording]:
-  """The recording of every site in one trial, matched by device name."""
+def read_sites(fmt: str, path: str | os.PathLike, sites: Sequence[str],
+               max_gap: int = 10) -> dict[str, Recording]:
+  """The recording of every site in one trial, matched by device name (``max_gap``: the
+  packet-counter limit of formats with a counter, Xsens DOT)."""
   path = os.fspath(path)
   if fmt == 'apdm':
     recs = apdm.read_apdm(path)
@@ -86,7 +88,9 @@ def read_sites(fmt: str, path: str | os.PathLike, sites: Sequence[str]) -> dict[
   if fmt not in _READERS:
     raise ValueError(f'{path}: format {fmt!r} is not a device format; expected one of {FORMATS}')
   files = devices_in(fmt, path)
-  return {s: _READERS[fmt](files[n]) for s, n in match(sites, list(files), path, True).items()}
+  kw = {'max_gap': max_gap} if fmt == 'xsens_dot' else {}
+  return {s: _READERS[fmt](files[n], **kw)
+          for s, n in match(sites, list(files), path, True).items()}
 
 
 def _where(rec: Recording) -> str:
@@ -94,14 +98,16 @@ def _where(rec: Recording) -> str:
 
 
 def read_trial(fmt: str, path: str | os.PathLike, sites: Sequence[str],
-               declared_hz: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-  """acc, gyr [site, T, 3] (SI, sensor frames) on one uniform grid, and its rate in Hz.
+               declared_hz: float | None = None, max_gap: int = 10):
+  """acc, gyr [site, T, 3] (SI, sensor frames) on one uniform grid, its rate in Hz, where the
+  rate comes from (for metadata), and ok [T] (False near packet-counter gaps over ``max_gap``,
+  which windows must not touch; None for formats without a counter).
 
   The rate is the one the device files state (checked against the timestamps within 2 %), else
   the timestamps' median step. A declared ``sample_rate_hz`` must agree within 1 % (a ValueError
   naming where the device states its rate) and is then used for the grid.
   """
-  recs = read_sites(fmt, path, sites)
+  recs = read_sites(fmt, path, sites, max_gap)
   rates = {}
   for site, rec in recs.items():
     stamped = preprocess.rate_from_time(rec.time_s, _where(rec))
@@ -114,14 +120,22 @@ def read_trial(fmt: str, path: str | os.PathLike, sites: Sequence[str],
     raise preprocess.TrialError(f'{path}: sensors at different rates '
                                 f'{ {s: round(r, 3) for s, r in rates.items()} } Hz; record '
                                 f'every sensor of a trial at one rate')
+  rec = next(iter(recs.values()))
+  said = rec.rate_source or f'the timestamps of {_where(rec)} (median step)'
   if declared_hz is not None:
     if abs(rate - float(declared_hz)) > 0.01 * float(declared_hz):
-      rec = next(iter(recs.values()))
       source = rec.rate_source or f'{_where(rec)} (timestamps)'
       raise ValueError(f'{source}: {rate:.4g} Hz, but the schema says sample_rate_hz: '
                        f'{float(declared_hz):g}')
     rate = float(declared_hz)
-  vals = timestamps.on_grid([r.time_s for r in recs.values()],
-                            [np.concatenate([r.acc, r.gyr], axis=1) for r in recs.values()],
-                            rate, [_where(r) for r in recs.values()])
-  return (np.stack([v[:, :3] for v in vals]), np.stack([v[:, 3:] for v in vals]), rate)
+    said = f'the schema (agrees with {said})'
+  masked = any(r.ok is not None for r in recs.values())
+  vals = timestamps.on_grid(
+      [r.time_s for r in recs.values()],
+      [np.concatenate([r.acc, r.gyr] + ([(r.ok if r.ok is not None else np.ones(len(r.acc)))
+                                          [:, None].astype(np.float64)] if masked else []), 1)
+       for r in recs.values()], rate, [_where(r) for r in recs.values()],
+      lines=[r.lines for r in recs.values()])
+  ok = np.all([v[:, 6] > 0.999 for v in vals], axis=0) if masked else None
+  return (np.stack([v[:, :3] for v in vals]), np.stack([v[:, 3:6] for v in vals]), rate, said,
+          ok)

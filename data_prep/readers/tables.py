@@ -56,12 +56,23 @@ def load_mat_table(path: str | os.PathLike, variable: str | None = None) -> pd.D
 
 
 def require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> np.ndarray:
-  """[T, len(columns)] float64 from a DataFrame; KeyError naming missing columns, NaN checked."""
+  """[T, len(columns)] float64 from a DataFrame; KeyError naming missing columns, NaN checked
+  (the error names the file's line from ``df.attrs['lines']`` where the reader recorded it,
+  else the row counted from 1)."""
   missing = [c for c in columns if c not in df.columns]
   if missing:
     raise KeyError(f'{where}: missing column(s) {missing}; found {list(df.columns)[:40]}')
   x = df[list(columns)].to_numpy(dtype=np.float64)
-  return preprocess.check_finite(x, f'columns {list(columns)}', where)
+  return preprocess.check_finite(x, f'columns {list(columns)}', where, list(columns),
+                                 df.attrs.get('lines'), df.attrs.get('row_name', 'row'))
+
+
+def line_numbers(lines: Sequence[str], first: int, n_rows: int) -> np.ndarray | None:
+  """The file line number (from 1) of each of ``n_rows`` table rows read from the non-blank
+  lines from index ``first`` of ``lines`` on (blank lines are skipped by the parsers); None
+  where the counts differ (a row spanning lines: then rows are counted instead)."""
+  nums = [i + 1 for i in range(first, len(lines)) if lines[i].strip()]
+  return np.asarray(nums, np.int64) if len(nums) == n_rows else None
 
 
 def find_column(df: pd.DataFrame, name: str) -> str | None:
@@ -86,8 +97,11 @@ def read_csv_table(path: str | os.PathLike) -> pd.DataFrame:
   if len(text) == len(df) + 1:  # one header line, one line per row: line numbers are known
     head = text[0][1]
     sep = '\t' if '\t' in head else (';' if ';' in head else ',')
-    df, _ = drop_half_written_last_row(df, np.asarray([n for n, _ in text[1:]]), text[-1][1],
-                                       head, sep, path)
+    df, lines = drop_half_written_last_row(df, np.asarray([n for n, _ in text[1:]]),
+                                           text[-1][1], head, sep, path)
+    df.attrs['lines'] = lines
+  else:
+    df.attrs['row_name'] = 'data row'  # (counting from 1 after the header)
   return df
 
 
@@ -120,12 +134,16 @@ def read_h5_table(path: str | os.PathLike, key: str | None = None) -> pd.DataFra
       raise KeyError(f'{path}: no dataset {key!r}; found {list(f.keys())}')
     obj = f[key]
     if isinstance(obj, h5py.Group):
-      return pd.DataFrame({k: np.asarray(obj[k]) for k in obj.keys()})
+      df = pd.DataFrame({k: np.asarray(obj[k]) for k in obj.keys()})
+      df.attrs['row_name'] = 'row'
+      return df
     cols = h5_columns(obj.attrs.get('columns', f.attrs.get('columns')), f'{path}:{key}')
     x = np.asarray(obj)
   if x.ndim != 2 or x.shape[1] != len(cols):
     raise ValueError(f'{path}:{key}: shape {x.shape} does not match {len(cols)} column names')
-  return pd.DataFrame(x, columns=cols)
+  df = pd.DataFrame(x, columns=cols)
+  df.attrs['row_name'] = 'row'
+  return df
 
 
 def h5_columns(attr, where: str) -> list[str]:

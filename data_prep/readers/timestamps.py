@@ -4,10 +4,12 @@ Devices and CSV exports stamp every sample; the builders want samples on a unifo
 rate. ``on_grid`` keeps the samples as they are when every step is within ``tol`` (1 %) of the
 sample interval and the series start together; otherwise (jitter, dropped samples, sensors that
 start apart) it interpolates each series linearly at its real times onto ``start + k / rate``
-over the time span they share, and says so in one log line. Repeated timestamps (rows logged
-twice, as NGIMU logs have) are dropped. Time going back, or a gap of more than ``max_gap`` sample
-intervals (interpolation would invent the movement), is a ``preprocess.TrialError`` naming the
-file and the data row (rows count from 1 after the header).
+over the time span they share, and says so in one log line. The packet-counter rule holds for
+timestamps too: a row written twice (timestamp and values repeated) loses its copy with a
+warning; a timestamp repeated with other values, time going back, or a gap of more than
+``max_gap`` sample intervals (interpolation would invent the movement; never spliced) is a
+``preprocess.TrialError`` naming the file and its line (where the reader knows it; else the data
+row, counted from 1 after the header).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ class Recording:
   """One sensor as read from its device files: times (s), acc (m/s^2), gyr (rad/s), sensor frame.
 
   ``rate_hz`` is the rate the device files state (None: only the timestamps tell) and
-  ``rate_source`` where they state it, for error messages.
+  ``rate_source`` where they state it, for error messages; ``lines`` the file's line number of
+  each sample (messages), ``ok`` False inside packet-counter gaps over max_gap (None: no counter).
   """
 
   path: str
@@ -42,6 +45,8 @@ class Recording:
   gyr: np.ndarray
   rate_hz: float | None = None
   rate_source: str = ''
+  lines: np.ndarray | None = None
+  ok: np.ndarray | None = None
 
 
 def time_factor(unit: str, where: str = '') -> float:
@@ -58,35 +63,60 @@ def to_seconds(t: np.ndarray, unit: str, where: str = '') -> np.ndarray:
   return np.asarray(t, dtype=np.float64) * time_factor(unit, where)
 
 
-def _checked(t: np.ndarray, x: np.ndarray, rate_hz: float, where: str, max_gap: float):
-  """(t, x) without repeated timestamps, and the largest step error in sample intervals."""
+def _at(i: int, lines: np.ndarray | None) -> str:
+  """Data row i (from 0) as a message names it: the file's line where known."""
+  return f'file line {int(lines[i])}' if lines is not None else f'data row {i + 1}'
+
+
+def _checked(t: np.ndarray, x: np.ndarray, rate_hz: float, where: str, max_gap: float,
+             lines: np.ndarray | None = None):
+  """(t, x) without repeated rows, and the largest step error in sample intervals.
+
+  A timestamp repeated with identical values is a row written twice: the copy is dropped with a
+  warning naming the lines. Repeated with other values (which is right is unknown) or going back,
+  it is a ``TrialError`` (the packet-counter rule, ``preprocess.fill_counter_gaps``).
+  """
   t = np.asarray(t, dtype=np.float64)
   x = np.asarray(x, dtype=np.float64)
   if t.ndim != 1 or x.shape[0] != t.shape[0] or t.size < 2:
     raise preprocess.TrialError(f'{where}: need a 1-D time column of 2+ samples matching the '
                                 f'data, got times {t.shape} for data {x.shape}')
-  preprocess.check_finite(t, 'time column', where)
+  preprocess.check_finite(t, 'time column', where, lines=lines)
   d = np.diff(t)
   if (d < 0).any():
     i = int(np.argmax(d < 0))
-    raise preprocess.TrialError(f'{where}: time goes back at data row {i + 2} ({t[i]:.6f} -> '
-                                f'{t[i + 1]:.6f} s; data rows count from 1 after the header)')
+    raise preprocess.TrialError(f'{where}: time goes back at {_at(i + 1, lines)} ({t[i]:.6f} -> '
+                                f'{t[i + 1]:.6f} s)')
+  rep = np.flatnonzero(d == 0)
+  same = np.all(x[rep] == x[rep + 1], axis=tuple(range(1, x.ndim))) if rep.size else rep
+  if rep.size and not same.all():
+    i = int(rep[np.argmin(same)])
+    raise preprocess.TrialError(f'{where}: timestamp {t[i]:.6f} s repeated with other values at '
+                                f'{_at(i, lines)} and {_at(i + 1, lines)}; which row is right is '
+                                f'unknown')
+  if rep.size:
+    log.warning('%s: %d row(s) written twice (identical timestamp and values; the first at %s and '
+                '%s): the copies are dropped', where, rep.size, _at(int(rep[0]), lines),
+                _at(int(rep[0]) + 1, lines))
   rows = np.flatnonzero(np.r_[True, d > 0])
   t, x = t[rows], x[rows]
+  lines = lines[rows] if lines is not None else None
   if t.size < 2:
     raise preprocess.TrialError(f'{where}: all {len(d) + 1} timestamps are equal')
   d = np.diff(t) * rate_hz  # steps in sample intervals
   if (d > max_gap).any():
     i = int(np.argmax(d > max_gap))
+    at = f'file line {int(lines[i + 1])}' if lines is not None else f'data row {rows[i + 1] + 1}'
     raise preprocess.TrialError(
         f'{where}: time jumps by {d[i] / rate_hz:.3f} s ({d[i]:.0f} sample intervals at '
-        f'{rate_hz:g} Hz) at data row {rows[i + 1] + 1}; interpolating would invent the movement '
-        f'there: split the recording at the gap')
+        f'{rate_hz:g} Hz) at {at}; interpolating would invent the movement there: split the '
+        f'recording at the gap')
   return t, x, float(np.abs(d - 1.0).max())
 
 
 def on_grid(times: Sequence[np.ndarray], values: Sequence[np.ndarray], rate_hz: float,
-            where: Sequence[str], tol: float = 0.01, max_gap: float = 10.0) -> list[np.ndarray]:
+            where: Sequence[str], tol: float = 0.01, max_gap: float = 10.0,
+            lines: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
   """Samples of one or more series on one uniform grid at ``rate_hz``.
 
   Args:
@@ -95,13 +125,14 @@ def on_grid(times: Sequence[np.ndarray], values: Sequence[np.ndarray], rate_hz: 
     where: per series, the file it came from (errors and the log line name it).
     tol: steps within ``tol`` of 1 / rate_hz (and starts within tol of one interval) count as
       uniform: the samples are kept as they are, the series cut to the shortest.
+    lines: per series, the file's line number of each sample (messages), or None.
   Returns:
     per series, [n, C_i] float64 on the same grid.
   """
   rate_hz = float(rate_hz)
   ts, xs, spread = [], [], []
-  for t, x, w in zip(times, values, where, strict=True):
-    t, x, worst = _checked(t, x, rate_hz, w, max_gap)
+  for t, x, w, ln in zip(times, values, where, lines or [None] * len(times), strict=True):
+    t, x, worst = _checked(t, x, rate_hz, w, max_gap, ln)
     ts.append(t)
     xs.append(x)
     spread.append(worst)

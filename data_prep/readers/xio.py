@@ -21,8 +21,11 @@ NGIMU (SD card or GUI session; folders such as ``NGIMU-Blue - 0029D0B4``)::
 
 The ``/rate/sensors`` key is taken from the Settings.txt of x-io's own example session
 (github.com/xioTechnologies/NGIMU-MATLAB-Import-Logged-Data-Example), not from the NGIMU user
-manual, which was not available here. NGIMU logs can repeat a row; repeated timestamps are
-dropped (x-io's import script removes repeated rows too).
+manual, which was not available here. NGIMU logs can repeat a row: a row repeated whole is
+dropped with a warning (x-io's import script removes repeated rows too); a timestamp repeated
+with other values skips the trial (``timestamps.on_grid``). Neither format has a packet counter:
+the timestamps are checked instead (no going back, gaps over 10 intervals never spliced). A
+half-written last line (the logger stopped mid-write) is dropped with a warning.
 
 Units are read from each column header, ``Name (unit)``, and converted to SI with
 ``preprocess.unit_factor`` (g -> 9.81 m/s^2, the project's value; deg/s -> rad/s); a header that
@@ -62,12 +65,16 @@ def data_file(path: str | os.PathLike, file_name: str) -> str:
                              f'the x-io export {file_name} of one device')
 
 
-def _read(path: str, time_name: str, expected: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Times (s), acc (m/s^2) and gyr (rad/s) [T, 3] of an x-io CSV, units from its header."""
+def _read(path: str, time_name: str, expected: str):
+  """Times (s), acc (m/s^2) and gyr (rad/s) [T, 3] of an x-io CSV, units from its header, and
+  the file line of each row (None where unknown). A half-written last line (the logger stopped
+  mid-write) is dropped with a warning (``tables.drop_half_written_last_row``)."""
   with open(path, encoding='utf-8-sig', errors='replace') as f:
-    head = f.readline().strip()
+    text = f.read().splitlines()
+  head = text[0].strip() if text else ''
+  cells = head.split(',')
   cols: dict[str, tuple[int, str]] = {}
-  for i, cell in enumerate(head.split(',')):
+  for i, cell in enumerate(cells):
     m = _CELL.match(cell)
     if m:
       cols[m.group(1)] = (i, m.group(2))
@@ -82,28 +89,34 @@ def _read(path: str, time_name: str, expected: str) -> tuple[np.ndarray, np.ndar
     raise ValueError(f'{path}: not a regular CSV table ({e})') from e
   if len(table) == 0:
     raise ValueError(f'{path}: the header has no samples under it')
+  lines = tables.line_numbers(text, 1, len(table))
+  if lines is not None:
+    table, lines = tables.drop_half_written_last_row(table, lines, text[lines[-1] - 1], head, ',',
+                                                     path)
 
   def block(names: list[str], quantity: str) -> np.ndarray:
     x = table.iloc[:, [cols[n][0] for n in names]].to_numpy(dtype=np.float64)
-    x = preprocess.check_finite(x, f'columns {names}', path)
+    x = preprocess.check_finite(x, f'columns {names}', path,
+                                [cells[cols[n][0]].strip() for n in names], lines)
     units = {cols[n][1] for n in names}
     if len(units) != 1:
       raise ValueError(f'{path}: line 1: columns {names} have different units {sorted(units)}')
     return preprocess.to_si(x, units.pop(), quantity, f'{path}: line 1: {names[0]}')
 
   t = table.iloc[:, cols[time_name][0]].to_numpy(dtype=np.float64)
-  t = preprocess.check_finite(t, f'column {time_name!r}', path)
+  t = preprocess.check_finite(t, f'column {time_name!r}', path,
+                              [cells[cols[time_name][0]].strip()], lines)
   t = t * time_factor(cols[time_name][1], f'{path}: line 1: column {time_name!r}')
   acc = block([f'Accelerometer {a}' for a in _AXES], 'acc')
   gyr = block([f'Gyroscope {a}' for a in _AXES], 'gyr')
-  return t, acc, gyr
+  return t, acc, gyr, lines
 
 
 def read_ximu3(path: str | os.PathLike) -> Recording:
   """One x-IMU3 device: its export folder or its ``Inertial.csv``. Rate from the timestamps."""
   f = data_file(path, XIMU3_FILE)
-  t, acc, gyr = _read(f, 'Timestamp', XIMU3_HEADER)
-  return Recording(path=f, name=Path(f).parent.name, time_s=t, acc=acc, gyr=gyr)
+  t, acc, gyr, lines = _read(f, 'Timestamp', XIMU3_HEADER)
+  return Recording(path=f, name=Path(f).parent.name, time_s=t, acc=acc, gyr=gyr, lines=lines)
 
 
 def read_ngimu_settings(path: str | os.PathLike) -> dict[str, str]:
@@ -142,7 +155,7 @@ def read_ngimu(path: str | os.PathLike) -> Recording:
   f = data_file(path, NGIMU_FILE)
   settings = str(Path(f).parent / NGIMU_SETTINGS)
   rate = ngimu_rate(settings)
-  t, acc, gyr = _read(f, 'Time', NGIMU_HEADER)
+  t, acc, gyr, lines = _read(f, 'Time', NGIMU_HEADER)
   return Recording(path=f, name=Path(f).parent.name, time_s=t, acc=acc, gyr=gyr, rate_hz=rate,
-                   rate_source=f'{settings} ({NGIMU_RATE_KEY})')
+                   rate_source=f'{settings} ({NGIMU_RATE_KEY})', lines=lines)
 

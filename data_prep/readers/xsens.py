@@ -64,7 +64,8 @@ class XsensExport:
     if missing:
       raise KeyError(f'{self.path}: missing column(s) {missing}; found {list(self.table.columns)}')
     x = self.table[list(names)].to_numpy(dtype=np.float64)
-    return preprocess.check_finite(x, f'columns {list(names)}', self.path)
+    return preprocess.check_finite(x, f'columns {list(names)}', self.path, list(names),
+                                   self.lines)
 
   def acc(self) -> np.ndarray:
     """[T, 3] specific force, m/s^2 (sensor frame)."""

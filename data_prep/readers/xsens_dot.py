@@ -41,8 +41,13 @@ ACC_UNIT, GYR_UNIT = 'm/s^2', 'deg/s'
 HEADER = 'PacketCounter,SampleTimeFine,...,Acc_X,Acc_Y,Acc_Z,Gyr_X,Gyr_Y,Gyr_Z'
 
 
-def read_xsens_dot(path: str | os.PathLike) -> Recording:
-  """One DOT sensor's CSV export: times (s), acc (m/s^2), gyr (rad/s), rate and device tag."""
+def read_xsens_dot(path: str | os.PathLike, max_gap: int = 10) -> Recording:
+  """One DOT sensor's CSV export: times (s), acc (m/s^2), gyr (rad/s), rate and device tag.
+
+  The rows go on the grid of their ``PacketCounter`` through ``preprocess.fill_counter_gaps``
+  (an identical repeat dropped with a warning, another repeat or a step back skips the trial,
+  gaps up to ``max_gap`` packets interpolated, longer ones flagged in ``ok`` and never
+  spliced, the 16-bit wrap unwrapped); a half-written last line is dropped with a warning."""
   path = tables.require_file(path, f'an Xsens DOT CSV export (header lines, then {HEADER})')
   with open(path, encoding='utf-8-sig', errors='replace') as f:
     lines = f.read().splitlines()
@@ -68,11 +73,24 @@ def read_xsens_dot(path: str | os.PathLike) -> Recording:
                      f'SampleTimeFine: {HEADER}')
   if len(table) == 0:
     raise ValueError(f'{path}: the column header has no samples under it')
-  acc = preprocess.check_finite(table[list(ACC_COLS)].to_numpy(np.float64), 'Acc_X..Z', path)
-  gyr = preprocess.check_finite(table[list(GYR_COLS)].to_numpy(np.float64), 'Gyr_X..Z', path)
-  stf = preprocess.check_finite(table['SampleTimeFine'].to_numpy(np.float64), 'SampleTimeFine',
-                                path)
+  at = tables.line_numbers(lines, row + 1, len(table))
+  if at is not None:
+    table, at = tables.drop_half_written_last_row(table, at, lines[at[-1] - 1], lines[row], ',',
+                                                  path)
+
+  def column(names):
+    x = table[list(names)].to_numpy(np.float64)
+    return preprocess.check_finite(x, f'columns {list(names)}', path, list(names), at)
+  acc, gyr = column(ACC_COLS), column(GYR_COLS)
+  stf = column(('SampleTimeFine',))[:, 0]
   t = np.unwrap(stf, period=2.0**32) * 1e-6
+  ok = None
+  if 'PacketCounter' in table:
+    counter = column(('PacketCounter',))[:, 0]
+    _, y, ok = preprocess.fill_counter_gaps(counter, np.c_[t, acc, gyr], max_gap=max_gap,
+                                            where=path, lines=at)
+    t, acc, gyr = y[:, 0], y[:, 1:4], y[:, 4:7]
+    at = None  # rows are now packets (a dropped packet has no line)
   first = int(np.argmax(np.any(np.c_[acc, gyr] != 0.0, axis=1)))
   rate = None
   if 'OutputRate' in header:
@@ -83,4 +101,5 @@ def read_xsens_dot(path: str | os.PathLike) -> Recording:
   return Recording(path=path, name=header.get('DeviceTag') or Path(path).stem,
                    time_s=t[first:], acc=preprocess.to_si(acc[first:], ACC_UNIT, 'acc'),
                    gyr=preprocess.to_si(gyr[first:], GYR_UNIT, 'gyr'), rate_hz=rate,
-                   rate_source=f'{path} (OutputRate)')
+                   rate_source=f'{path} (OutputRate)',
+                   ok=ok[first:] if ok is not None else None)
