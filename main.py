@@ -27,10 +27,18 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:ar
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for data, checkpoints and reports.')
 _XLA_CACHE = flags.DEFINE_string(
-    'xla_cache_dir', '', "Persistent XLA compilation cache ('' = <workdir>/xla_cache, "
-    "'none' = off). Cells of a sweep share compiled steps through it.")
+    'xla_cache_dir', '', "Persistent XLA compilation cache ('' = $SSL_IMU_JAX_XLA_CACHE if set, "
+    "else <workdir>/xla_cache; 'none' = off). Cells of a sweep share compiled steps through it.")
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'Tracebacks for mistakes in the command or config.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def xla_cache_dir(flag: str, workdir: str, environ=os.environ) -> str:
+  """The compilation cache a run uses ('' = none): the flag, else $SSL_IMU_JAX_XLA_CACHE (one
+  cache shared by several work directories, e.g. a test session's), else <workdir>/xla_cache."""
+  if flag == 'none':
+    return ''
+  return flag or environ.get('SSL_IMU_JAX_XLA_CACHE', '') or os.path.join(workdir, 'xla_cache')
 
 
 def enable_compilation_cache(path: str) -> None:
@@ -150,8 +158,9 @@ def main(argv):
 
   tfds.disable_progress_bar()
   workdir = os.path.abspath(_WORKDIR.value)
-  if _XLA_CACHE.value != 'none':
-    enable_compilation_cache(_XLA_CACHE.value or os.path.join(workdir, 'xla_cache'))
+  cache = xla_cache_dir(_XLA_CACHE.value, workdir)
+  if cache:
+    enable_compilation_cache(cache)
   try:
     with run_record(workdir):
       stages.run(_CONFIG.value, workdir)

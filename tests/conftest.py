@@ -86,12 +86,32 @@ def pretrained(tmp_path_factory, toy_dirs):
 
 
 def pytest_configure(config):
-  """One persistent XLA compilation cache per test session: the many tiny runs share programs."""
+  """One persistent XLA compilation cache per test run, shared by the xdist workers (they inherit
+  the controller's environment) and by the main.py subprocesses the tests start
+  ($SSL_IMU_JAX_XLA_CACHE): the many tiny runs compile the same programs once. The process that
+  made it removes it at the end (pytest_unconfigure), so no run leaves a cache in the temp folder.
+  """
   import tempfile
 
   import jax
 
-  cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE') or tempfile.mkdtemp(prefix='jax_cache_')
+  cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE')
+  if not cache:
+    cache = tempfile.mkdtemp(prefix='ssl_imu_jax_test_xla_')
+    os.environ['SSL_IMU_JAX_TEST_CACHE'] = cache
+    config.stash[_CACHE_OWNED] = cache
+  os.environ.setdefault('SSL_IMU_JAX_XLA_CACHE', cache)
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+_CACHE_OWNED = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config):
+  import shutil
+
+  cache = config.stash.get(_CACHE_OWNED, None)
+  if cache:
+    shutil.rmtree(cache, ignore_errors=True)

@@ -58,9 +58,19 @@ def test_the_readme_block_writes_what_it_says(e2e_run):
 
 
 def test_xla_cache_dir_none_keeps_no_cache(e2e_run):
-  assert os.path.isdir(os.path.join(e2e_run, 'xla_cache'))  # the default: one per workdir
+  """The tests' runs share the session's cache ($SSL_IMU_JAX_XLA_CACHE), so no work directory
+  gets its own; 'none' uses none; without flag or variable it is <workdir>/xla_cache."""
+  import main
+
+  shared = os.environ['SSL_IMU_JAX_XLA_CACHE']
+  assert os.path.isdir(shared) and os.listdir(shared)
+  assert not os.path.exists(os.path.join(e2e_run, 'xla_cache'))
   assert os.path.isdir(os.path.join(e2e_run, 'emb', 'embed'))
   assert not os.path.exists(os.path.join(e2e_run, 'emb', 'xla_cache'))
+  assert main.xla_cache_dir('', '/w', {}) == os.path.join('/w', 'xla_cache')
+  assert main.xla_cache_dir('', '/w', {'SSL_IMU_JAX_XLA_CACHE': '/c'}) == '/c'
+  assert main.xla_cache_dir('/f', '/w', {'SSL_IMU_JAX_XLA_CACHE': '/c'}) == '/f'
+  assert main.xla_cache_dir('none', '/w', {'SSL_IMU_JAX_XLA_CACHE': '/c'}) == ''
 
 
 def test_normal_runs_print_no_library_warnings(e2e_run):
