@@ -128,6 +128,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   from ssl_imu_jax import pretrain, report, sweep
 
   main_seed, further, seed_datasets = seed_plan(config)
+  # Every config mistake shows before the first pre-training, not hours later at the sweep.
+  input_pipeline.check_dataset(config.pretrain.data.dataset, 'pretrain.data.dataset')
+  sweep.validate_config(config.sweep, prefix='sweep.', init_from=False)
+  sweep.check_dataset_names(config.sweep, prefix='sweep.')
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
   plans = pretrain_configs(config)
   seed_plans = {k: pretrain_configs(config, seed_datasets, k) for k in further}
@@ -241,6 +245,8 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   if not config.pretrain_run:
     raise ConfigError('config.pretrain_run is required: the pre-training run whose intermediate '
                       'checkpoints to evaluate (set --config.pretrain_run=DIR)')
+  sweep.validate_config(config.sweep, prefix='sweep.', init_from=False)
+  sweep.check_dataset_names(config.sweep, prefix='sweep.')
   run = os.path.abspath(config.pretrain_run)
   ckpt_dir = checkpointing.find_checkpoint_dir(run)
   saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())

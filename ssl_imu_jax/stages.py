@@ -44,6 +44,8 @@ def _data_dir(config, workdir: str) -> str:
 
 
 def _run_prepare(config, workdir):
+  for name in config.datasets:  # every name checked before anything is built
+    input_pipeline.check_dataset(name, 'datasets')
   paths = {}
   for name in config.datasets:
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())

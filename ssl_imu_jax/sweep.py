@@ -56,41 +56,61 @@ TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
 SubjectIdsFn = Callable[[ml_collections.ConfigDict], Sequence[int]]
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Clear errors for a sweep config that cannot run (each names the key)."""
-  for key in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
-              'fraction_seed', 'init_from', 'finetune'):
-    if key not in config:
-      raise ConfigError(f'sweep config lacks key config.{key}')
+def validate_config(config: ml_collections.ConfigDict, prefix: str = '',
+                    init_from: bool = True) -> None:
+  """Clear errors for a sweep config that cannot run (each names the key, ``config.<prefix>``:
+  the paper stage's sweep is ``sweep.``), before any data is built. ``init_from=False``: the
+  caller sets it (the paper stage's own pre-trainings)."""
+  key = f'config.{prefix}'
+  for name in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
+               'fraction_seed', 'init_from', 'finetune'):
+    if name not in config:
+      raise ConfigError(f'sweep config lacks key {key}{name}')
   if not config.datasets:
-    raise ConfigError('config.datasets is empty: name at least one labelled data set')
+    raise ConfigError(f'{key}datasets is empty: name at least one labelled data set')
   bad = [i for i in config.inits if i not in INITS]
   if bad or not config.inits:
-    raise ConfigError(f'config.inits must be a non-empty subset of {INITS}, got {config.inits}')
+    raise ConfigError(f'{key}inits must be a non-empty subset of {INITS}, got {config.inits}')
   bad = [p for p in config.protocols if p not in PROTOCOLS]
   if bad or not config.protocols:
-    raise ConfigError(f'config.protocols must be a non-empty subset of {PROTOCOLS}, got '
+    raise ConfigError(f'{key}protocols must be a non-empty subset of {PROTOCOLS}, got '
                       f'{config.protocols}')
   fr = [float(f) for f in config.fractions]
   if not fr or any(not 0.0 < f <= 1.0 for f in fr) or len(set(fr)) != len(fr):
-    raise ConfigError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
+    raise ConfigError(f'{key}fractions must be distinct values in (0, 1], got '
+                      f'{config.fractions}')
   if int(config.num_folds) < 2:
-    raise ConfigError(f'config.num_folds must be >= 2, got {config.num_folds}')
+    raise ConfigError(f'{key}num_folds must be >= 2, got {config.num_folds}')
   folds_to_run(config)
   seeds = [int(x) for x in config.get('seeds', (0,))]
   if not seeds or len(set(seeds)) != len(seeds):
-    raise ConfigError(f'config.seeds must be distinct integers, got {config.get("seeds")}')
-  if 'pretrained' in config.inits:
+    raise ConfigError(f'{key}seeds must be distinct integers, got {config.get("seeds")}')
+  if 'pretrained' in config.inits and init_from:
     if not init_candidates(config):
-      raise ConfigError("config.init_from (the pre-training checkpoint dir, or several) is "
-                        "required when 'pretrained' is in config.inits")
+      raise ConfigError(f"{key}init_from (the pre-training checkpoint dir, or several) is "
+                        f"required when 'pretrained' is in {key}inits")
     for path in init_candidates(config):
       if not os.path.exists(checkpointing.locate(path)):
-        raise MissingInputError(f'config.init_from: {path!r} does not exist (nor is it a released '
+        raise MissingInputError(f'{key}init_from: {path!r} does not exist (nor is it a released '
                                 f'weights name: {", ".join(checkpointing.released_names())})')
   steps = config.finetune.train.steps
   if int(steps) < 1:
-    raise ConfigError(f'config.finetune.train.steps must be >= 1, got {steps}')
+    raise ConfigError(f'{key}finetune.train.steps must be >= 1, got {steps}')
+  from ssl_imu_jax import finetune  # noqa: PLC0415
+
+  ft = config.finetune
+  if ft.get('input_norm', 'train_subjects') not in finetune.NORM_POLICIES:
+    raise ConfigError(f'{key}finetune.input_norm must be one of {finetune.NORM_POLICIES}, got '
+                      f'{ft.input_norm!r}')
+
+
+def check_dataset_names(config: ml_collections.ConfigDict, prefix: str = '') -> None:
+  """Every name in ``config.datasets`` is a registered data set (a ConfigError naming the key
+  ``<prefix>datasets`` and the valid names), checked before any of them is built."""
+  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+
+  for dataset in config.datasets:
+    input_pipeline.check_dataset(dataset, f'{prefix}datasets')
 
 
 def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
@@ -323,6 +343,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       (default features.train_and_evaluate; never grouped with the deep cells).
   """
   validate_config(config)
+  if subject_ids_fn is None:  # the records are read (injected functions: any names)
+    check_dataset_names(config)
   workdir = os.fspath(workdir)
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
   grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
