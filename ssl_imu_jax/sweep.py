@@ -387,7 +387,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     elif not report_only:
       pending.append((cell, cfg, path, name, expected))
 
-  def record(item, result, took):
+  def record(item, result, took, compiled):
     nonlocal n_trained
     cell, cfg, path, name, expected = item
     dataset, fold, fraction, init, protocol, seed = cell
@@ -399,7 +399,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
     n_trained += 1
     todo.discard(cell)
-    eta.add(cell, took)
+    eta.add(cell, took, compiled)
     done_recs[cell] = rec
     r = report.results_frame([rec])
     r = r[r.subject == report.ALL].pearson_r.to_numpy()
@@ -407,27 +407,29 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
           f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
           flush=True)
 
-  for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
-                           else 1):
-    for item in group:
-      os.makedirs(item[2], exist_ok=True)
-    t0 = time.time()
-    try:
-      if group[0][0][3] == FEATURES:
-        results = [features_fn(group[0][1], group[0][2])]
-      elif len(group) == 1:
-        results = [train_fn(group[0][1], group[0][2])]
-      else:
-        from ssl_imu_jax import multicell
+  with compile_clock() as compiling:
+    for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
+                             else 1):
+      for item in group:
+        os.makedirs(item[2], exist_ok=True)
+      t0, c0 = time.time(), compiling.seconds
+      try:
+        if group[0][0][3] == FEATURES:
+          results = [features_fn(group[0][1], group[0][2])]
+        elif len(group) == 1:
+          results = [train_fn(group[0][1], group[0][2])]
+        else:
+          from ssl_imu_jax import multicell
 
-        results = multicell.train_cells([g[1] for g in group], [g[2] for g in group], data_dir)
-    except Exception as e:
-      e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
-                 f'the cells without results')
-      raise
-    took = (time.time() - t0) / len(group)
-    for item, result in zip(group, results, strict=True):
-      record(item, result, took)
+          results = multicell.train_cells([g[1] for g in group], [g[2] for g in group], data_dir)
+      except Exception as e:
+        e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
+                   f'the cells without results')
+        raise
+      took = (time.time() - t0) / len(group)
+      compiled = min(compiling.seconds - c0, time.time() - t0) / len(group)
+      for item, result in zip(group, results, strict=True):
+        record(item, result, took, compiled)
   records = [done_recs[c] for c in cells if c in done_recs]
   if config.get('final_model', False) and not report_only and {'pretrained', 'random'} & set(
       config.inits):
@@ -545,25 +547,74 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 
 
 class CellTimer:
-  """Time left, learnt per (data set, protocol): their cells differ in cost by 10x or more."""
+  """Time left in the sweep, learnt from the cells this run has trained.
+
+  A cell's time is its training (per cell, roughly constant within a data set, init and
+  protocol; 10x and more between them) plus, for the first cell that runs a program (one per
+  data set and protocol, shared by the inits), its compilation: JAX's trace / lower / compile
+  events during the cell (``compile_clock``; with a warm XLA cache, the cache loads). Counting
+  that first cell's compilation as step time made the estimate 4-5x too high at the start.
+
+  The estimate of a cell not trained yet is the mean training time (compilation excluded) of the
+  trained cells of its (data set, init, protocol); else of its (data set, protocol); else of its
+  data set; else of every trained cell; plus, once per (data set, protocol) that has not run yet,
+  the mean compilation of the programs compiled so far.
+  """
 
   def __init__(self):
-    self._times: dict[tuple[str, str], list[float]] = {}
+    self._times: dict[tuple[str, str, str], list[float]] = {}
+    self._compiles: dict[tuple[str, str], float] = {}
 
-  def add(self, cell, seconds: float) -> None:
-    self._times.setdefault((cell[0], cell[4]), []).append(seconds)
+  def add(self, cell, seconds: float, compile_seconds: float = 0.0) -> None:
+    compile_seconds = min(max(float(compile_seconds), 0.0), float(seconds))
+    self._times.setdefault((cell[0], cell[3], cell[4]), []).append(seconds - compile_seconds)
+    program = (cell[0], cell[4])
+    self._compiles[program] = self._compiles.get(program, 0.0) + compile_seconds
 
   def estimate(self, cell) -> float:
-    """Mean time of the cell's (data set, protocol); else of its data set; else of all cells."""
-    own = self._times.get((cell[0], cell[4]))
+    """Training time of one cell (compilation excluded), from its closest trained kin."""
+    own = self._times.get((cell[0], cell[3], cell[4]))
     if own:
       return float(np.mean(own))
-    same_set = [t for (d, _), ts in self._times.items() if d == cell[0] for t in ts]
+    same_protocol = [t for (d, _, p), ts in self._times.items()
+                     if (d, p) == (cell[0], cell[4]) for t in ts]
+    same_set = [t for (d, _, _), ts in self._times.items() if d == cell[0] for t in ts]
     every = [t for ts in self._times.values() for t in ts]
-    return float(np.mean(same_set or every or [0.0]))
+    return float(np.mean(same_protocol or same_set or every or [0.0]))
 
   def left(self, cells) -> float:
-    return sum(self.estimate(c) for c in cells)
+    cells = list(cells)
+    new_programs = {(c[0], c[4]) for c in cells} - set(self._compiles)
+    per_program = float(np.mean(list(self._compiles.values()))) if self._compiles else 0.0
+    return sum(self.estimate(c) for c in cells) + per_program * len(new_programs)
+
+
+class compile_clock:  # noqa: N801 -- used as a context manager, like a function
+  """``seconds``: time JAX spent tracing, lowering and compiling (persistent-cache loads
+  included) since entering; a listener on ``jax.monitoring``'s duration events."""
+
+  EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+            '/jax/core/compile/jaxpr_to_mlir_module_duration',
+            '/jax/core/compile/backend_compile_duration')
+
+  def __init__(self):
+    self.seconds = 0.0
+
+  def _listen(self, event: str, duration: float, **_) -> None:
+    if event in self.EVENTS:
+      self.seconds += float(duration)
+
+  def __enter__(self):
+    import jax  # noqa: PLC0415
+
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc):
+    import jax  # noqa: PLC0415
+
+    jax.monitoring.unregister_event_duration_listener(self._listen)
+    return False
 
 
 def _fmt_list(x: np.ndarray) -> str:
