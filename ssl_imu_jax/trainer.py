@@ -24,6 +24,7 @@ from ssl_imu_jax.metric_writers import MetricWriter
 # Config keys that do not change what a run computes (where data live, logging, resume policy,
 # and implementation choices equal up to float rounding).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
+                          'train.progress_every_s',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size', 'train.resume',
                           'data.stream', 'cache_embeddings', 'data.mix.manual_dir',
@@ -190,9 +191,10 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   """Runs ``step_fn`` from the latest checkpoint (if any) to ``total_steps``.
 
   ``step_fn(state, batch, rng) -> (state, metrics)`` is compiled, with the state donated.
-  Metrics are fetched from the device only at log / checkpoint steps, one step late so the device
-  never waits for the host. A non-finite loss stops the run with FloatingPointError and nothing is
-  saved after it, so the last good checkpoint stays the latest.
+  Metrics are fetched from the device only at log / checkpoint steps (and for a progress line
+  when ``writer.due()``: at most one per ``progress_every_s`` of wall time), one step late so the
+  device never waits for the host. A non-finite loss stops the run with FloatingPointError and
+  nothing is saved after it, so the last good checkpoint stays the latest.
 
   ``early``: validation every ``early.every`` steps, the best state kept, and a stop after
   ``early.patience`` validations without a new best (saved with each checkpoint, so a resumed
@@ -219,14 +221,20 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   writer.start(start)
   try:
     pending = None  # (step, device metrics) of the previous step, read after the next dispatch
+    shown = None    # the same for a progress line only (nothing written)
     for step, batch in batches(start):
       state, metrics = step_fn(state, batch, rng)
       done = step + 1
       if pending is not None:
         last = _log(writer, *pending)
         pending = None
+      if shown is not None:
+        writer.show(*_fetch(*shown))
+        shown = None
       if done % log_every == 0 or done == total_steps:
         pending = (done, metrics)
+      elif writer.due():
+        shown = (done, metrics)
       stop = False
       if early is not None and (done % early.every == 0 or done == total_steps):
         if pending is not None:  # a NaN loss stops here, before it can become the best
@@ -252,6 +260,8 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
         break
     if pending is not None:
       last = _log(writer, *pending)
+    if shown is not None:
+      writer.show(*_fetch(*shown))
   finally:
     ckpt.wait()  # an interrupted run still completes the saves it started
   return state, last
@@ -293,7 +303,8 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
   meta = {**meta, 'fingerprint': {'config': fingerprint(config), 'data': data_fp}}
   if parallel.is_writer():
     ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
-  writer = MetricWriter(workdir, t.steps, t.progress, tag=tag)
+  writer = MetricWriter(workdir, t.steps, t.progress, tag=tag,
+                        progress_every_s=float(t.get('progress_every_s', 30.0)))
 
   def batches(start):
     return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
@@ -406,9 +417,14 @@ def intervals(train_cfg) -> tuple[int, int, int]:
   return tuple(int(g) if int(g) > 0 else a for g, a in zip(given, auto, strict=True))
 
 
-def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
+def _fetch(step: int, metrics) -> tuple[int, dict[str, float]]:
   host = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
   _check_finite(step, host)
+  return step, host
+
+
+def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
+  step, host = _fetch(step, metrics)
   writer.write(step, host)
   return host
 
