@@ -612,7 +612,7 @@ def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[i
   if sorted(meta.get('train_subjects', [])) != sorted(train_subjects):
     problems.append(f'its training subjects {meta.get("train_subjects")} differ from this '
                     f"run's {train_subjects}")
-  if got_init != want_init:
+  if not trainer.same_path(got_init, want_init):  # a copied work directory: the same place
     problems.append(f'it started from {got_init or "random init"!r}, this run from '
                     f'{want_init or "random init"!r}')
   if problems:

@@ -36,7 +36,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
                       f'{jax.process_count()} processes joined this run. Run it without the '
                       f'multi-host launcher; multi-host stages: {MULTI_HOST_STAGES}')
   os.makedirs(workdir, exist_ok=True)
-  return _RUNNERS[config.stage](config, workdir)
+  from ssl_imu_jax import trainer  # noqa: PLC0415
+
+  with trainer.run_root(workdir):  # paths inside the work directory: relative (a copy resumes)
+    return _RUNNERS[config.stage](config, workdir)
 
 
 def _data_dir(config, workdir: str) -> str:

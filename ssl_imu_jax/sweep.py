@@ -345,7 +345,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   validate_config(config)
   if subject_ids_fn is None:  # the records are read (injected functions: any names)
     check_dataset_names(config)
-  workdir = os.fspath(workdir)
+  with trainer.run_root(workdir):  # paths inside the work directory compare relative to it
+    return _run(config, os.fspath(workdir), train_fn, subject_ids_fn, features_fn)
+
+
+def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
   grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
   train_fn = train_fn or finetune_train_fn()

@@ -7,6 +7,8 @@ resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -42,22 +44,84 @@ def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return out
 
 
+# Paths inside the work directory of this invocation enter fingerprints relative to it, as
+# '<workdir>/...', so a work directory that was copied or moved still resumes (``run_root``).
+WORKDIR = '<workdir>'
+_RUN_ROOT: contextvars.ContextVar[str] = contextvars.ContextVar('ssl_imu_jax_run_root',
+                                                                default='')
+
+
+@contextlib.contextmanager
+def run_root(workdir: str):
+  """Within, config paths inside ``workdir`` (a sweep cell's ``probe_from``, the paper stage's
+  own pre-trainings as ``init_from``) are fingerprinted relative to it. The outermost call wins:
+  a sweep run by the paper stage keeps the paper's work directory as the root."""
+  if _RUN_ROOT.get():
+    yield
+    return
+  token = _RUN_ROOT.set(os.path.normpath(os.path.abspath(workdir)))
+  try:
+    yield
+  finally:
+    _RUN_ROOT.reset(token)
+
+
+def relative_path(value: Any) -> Any:
+  """``value`` as '<workdir>/rel' when it is an absolute path inside the current ``run_root``;
+  anything else as it is."""
+  root = _RUN_ROOT.get()
+  if root and isinstance(value, str) and os.path.isabs(value):
+    path = os.path.normpath(value)
+    if path == root or path.startswith(root + os.sep):
+      return WORKDIR + path[len(root):]
+  return value
+
+
+def _other_root(old: Any, new: Any) -> str | None:
+  """The work directory a stored absolute path was inside, when ``old`` is such a path (written
+  before paths were stored relative to the work directory) and ``new`` is '<workdir>/rel' with
+  ``old`` ending in /rel: the same place of a work directory that was copied or moved since.
+  None otherwise (paths stored relative compare as they are)."""
+  if (isinstance(new, str) and new.startswith(WORKDIR + os.sep) and isinstance(old, str)
+      and os.path.isabs(old)):
+    tail, old = new[len(WORKDIR):], os.path.normpath(old)
+    if old.endswith(tail) and len(old) > len(tail):
+      return old[:-len(tail)]
+  return None
+
+
+def same_path(stored: str, current: str) -> bool:
+  """Whether a path stored by an earlier run names the same place of the work directory as
+  ``current`` (``config_changes`` for one path)."""
+  return not config_changes({'path': stored}, {'path': current})
+
+
 def fingerprint(cfg) -> dict[str, Any]:
-  """A config as flat JSON-able {key: value}, without the keys that do not affect results."""
+  """A config as flat JSON-able {key: value}, without the keys that do not affect results; paths
+  inside the work directory relative to it (``run_root``)."""
   import json  # noqa: PLC0415
 
   flat = _flatten(json.loads(cfg.to_json_best_effort()))
   if not flat.get('data.mix.dataset'):  # no second corpus: its knobs change nothing
     flat = {k: v for k, v in flat.items() if not k.startswith('data.mix.')}
-  return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
+  return {k: relative_path(v) for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-  """'key: old -> new' for every key whose value differs (ignored keys left out)."""
-  old = {k: v for k, v in old.items() if k not in IGNORED_KEYS}
-  new = {k: v for k, v in new.items() if k not in IGNORED_KEYS}
-  return [f'{k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
-          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  """'key: old -> new' for every key whose value differs (ignored keys left out).
+
+  Paths are compared relative to the work directory (``run_root``): an absolute path stored by
+  an older version inside this work directory equals its '<workdir>/...' form, and one inside
+  another directory with the same relative path (the work directory was copied or moved) is the
+  same place when every such path of the fingerprint points into that same other directory.
+  """
+  old = {k: relative_path(v) for k, v in old.items() if k not in IGNORED_KEYS}
+  new = {k: relative_path(v) for k, v in new.items() if k not in IGNORED_KEYS}
+  keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  moved = {k: _other_root(old.get(k), new.get(k)) for k in keys}
+  if len({r for r in moved.values() if r}) == 1:  # one consistent former work directory
+    keys = [k for k in keys if moved[k] is None]
+  return [f'{k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}' for k in keys]
 
 
 def data_fingerprint(windows, train_idx) -> dict[str, Any]:

@@ -390,3 +390,39 @@ def test_a_sweep_with_the_feature_baseline_reports_it_beside_random_init(tmp_pat
   c.finetune.split.validation_fraction = 0.5
   with pytest.raises(ValueError, match=r'split.validation_fraction: 0.0 -> 0.5'):
     sweep.run(c, wd, train_fn=fake, features_fn=feats)
+
+
+def test_a_copied_work_directory_re_reports_and_resumes_without_retraining(tmp_path):
+  import shutil
+
+  def cfg_in(wd, **kw):  # init_from inside the work directory, as the paper stage's
+    os.makedirs(wd / 'pretrain' / 'checkpoints', exist_ok=True)
+    return make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,), seeds=(0,),
+                       init_from=str(wd / 'pretrain' / 'checkpoints'), **kw)
+
+  wd, copy = tmp_path / 'w', tmp_path / 'copy'
+  sweep.run(cfg_in(wd), str(wd), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  table = (wd / 'report' / 'results.csv').read_text()
+  shutil.copytree(wd, copy)
+  idle = FakeTrain()
+  sweep.run(cfg_in(copy, report_only=True), str(copy), train_fn=idle,
+            subject_ids_fn=subject_ids_fn)
+  assert (copy / 'report_partial' / 'results.csv').read_text() == table
+  sweep.run(cfg_in(copy), str(copy), train_fn=idle, subject_ids_fn=subject_ids_fn)
+  assert idle.calls == [] and (copy / 'report' / 'results.csv').read_text() == table
+  # Cells an older version finished hold absolute paths: inside the work directory they were
+  # written in (resumed in place, or copied from there) they are the same place.
+  markers = sorted(copy.glob(f'sweep/*/*/*/*/*/{sweep.CELL_FILE}'))
+  written = {m: json.loads(m.read_text()) for m in markers}
+  assert any(d['config']['probe_from'].startswith('<workdir>/sweep/') for d in written.values())
+  for old_root in (copy, wd):
+    for marker, done in written.items():
+      old = {k: v.replace('<workdir>', str(old_root)) if isinstance(v, str) else v
+             for k, v in done['config'].items()}
+      marker.write_text(json.dumps({**done, 'config': old}))
+    sweep.run(cfg_in(copy), str(copy), train_fn=idle, subject_ids_fn=subject_ids_fn)
+    assert idle.calls == []
+  # another pre-training is still a change
+  with pytest.raises(ValueError, match='init_from'):
+    sweep.run(cfg_in(tmp_path / 'other'), str(copy), train_fn=idle,
+              subject_ids_fn=subject_ids_fn)
