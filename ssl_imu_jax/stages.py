@@ -36,9 +36,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
                       f'{jax.process_count()} processes joined this run. Run it without the '
                       f'multi-host launcher; multi-host stages: {MULTI_HOST_STAGES}')
   os.makedirs(workdir, exist_ok=True)
-  from ssl_imu_jax import trainer  # noqa: PLC0415
+  from ssl_imu_jax import interrupt, trainer  # noqa: PLC0415
 
-  with trainer.run_root(workdir):  # paths inside the work directory: relative (a copy resumes)
+  # Paths inside the work directory are fingerprinted relative to it (a copy resumes), and an
+  # interrupted run names its stage.
+  with trainer.run_root(workdir), interrupt.activity(config.stage):
     return _RUNNERS[config.stage](config, workdir)
 
 

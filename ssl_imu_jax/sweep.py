@@ -43,7 +43,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, report, splits, trainer
+from ssl_imu_jax import checkpointing, files, interrupt, report, splits, trainer
 from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
@@ -341,6 +341,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       (default: read from the TFDS data set).
     features_fn: ``(features_config, cell_workdir) -> result`` of the feature-baseline cells
       (default features.train_and_evaluate; never grouped with the deep cells).
+
+  Under main.py a signal (Ctrl-C, SIGTERM) stops the cell in training at its next step boundary
+  (its checkpoint saved: the rerun resumes it), or the sweep before its next cell.
   """
   validate_config(config)
   if subject_ids_fn is None:  # the records are read (injected functions: any names)
@@ -414,31 +417,37 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
   with compile_clock() as compiling:
     for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
                              else 1):
-      for item in group:
-        os.makedirs(item[2], exist_ok=True)
-      t0, c0 = time.time(), compiling.seconds
-      try:
-        if group[0][0][3] == FEATURES:
-          results = [features_fn(group[0][1], group[0][2])]
-        elif len(group) == 1:
-          results = [train_fn(group[0][1], group[0][2])]
-        else:
-          from ssl_imu_jax import multicell
+      label = (f'sweep cell{"s" if len(group) > 1 else ""} {", ".join(g[3] for g in group)}, '
+               f'{len(cells) - len(todo)} of {len(cells)} cells done')
+      with interrupt.activity(label), interrupt.checked():
+        interrupt.check(note='before it started')  # asked during the last one: stop here
+        for item in group:
+          os.makedirs(item[2], exist_ok=True)
+        t0, c0 = time.time(), compiling.seconds
+        try:
+          if group[0][0][3] == FEATURES:
+            results = [features_fn(group[0][1], group[0][2])]
+          elif len(group) == 1:
+            results = [train_fn(group[0][1], group[0][2])]
+          else:
+            from ssl_imu_jax import multicell
 
-          results = multicell.train_cells([g[1] for g in group], [g[2] for g in group], data_dir)
-      except Exception as e:
-        e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
-                   f'the cells without results')
-        raise
-      took = (time.time() - t0) / len(group)
-      compiled = min(compiling.seconds - c0, time.time() - t0) / len(group)
-      for item, result in zip(group, results, strict=True):
-        record(item, result, took, compiled)
+            results = multicell.train_cells([g[1] for g in group], [g[2] for g in group],
+                                            data_dir)
+        except Exception as e:
+          e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
+                     f'the cells without results')
+          raise
+        took = (time.time() - t0) / len(group)
+        compiled = min(compiling.seconds - c0, time.time() - t0) / len(group)
+        for item, result in zip(group, results, strict=True):
+          record(item, result, took, compiled)
   records = [done_recs[c] for c in cells if c in done_recs]
   if config.get('final_model', False) and not report_only and {'pretrained', 'random'} & set(
       config.inits):
     for dataset in config.datasets:
-      train_final_model(config, workdir, data_dir, dataset, records, train_fn)
+      with interrupt.activity(f'the final model of {dataset}'):
+        train_final_model(config, workdir, data_dir, dataset, records, train_fn)
   report_dir = report_dir_for(config, workdir)
   if report_only:
     if not records:

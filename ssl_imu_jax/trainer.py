@@ -3,6 +3,11 @@
 Resume order (as in big_vision): the run's own latest checkpoint, else a fresh state (which the
 caller may have initialised from a pre-trained checkpoint). The data position is the step, so the
 resumed run sees the same batches as an uninterrupted one.
+
+A signal that asks the run to stop (Ctrl-C, SIGTERM; ``interrupt.py``, installed by main.py) is
+honoured at the next step boundary: the loop saves a checkpoint at that step (marked
+``interrupted``; a resumed run deletes it before its next save, so the checkpoints kept are those
+of an unbroken run) and raises ``interrupt.Interrupted``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, parallel
+from ssl_imu_jax import checkpointing, files, interrupt, parallel
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 
@@ -264,12 +269,19 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   ``early.patience`` validations without a new best (saved with each checkpoint, so a resumed
   run continues the same history).
 
+  A stop asked for by a signal (``interrupt.requested()``) ends the loop at the next step
+  boundary: the validation history and a checkpoint at that step are saved (as at a checkpoint
+  step), then ``interrupt.Interrupted`` is raised.
+
   Returns the final state and the last logged training metrics.
   """
   start = ckpt.latest_step()
+  stale = None  # an interrupted run's extra checkpoint: deleted before this run's first save
   if start is not None:
-    state, _ = ckpt.restore(state)
+    state, saved_meta = ckpt.restore(state)
     start = int(start)
+    if saved_meta.get('interrupted'):
+      stale = start
   else:
     start = 0
   if early is not None:
@@ -283,51 +295,69 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   writer.note(f'{total_steps} steps on {jax.device_count()} {jax.default_backend()} device(s), '
               f'{where}; checkpoints every {checkpoint_every} steps in {ckpt.directory}')
   writer.start(start)
-  try:
-    pending = None  # (step, device metrics) of the previous step, read after the next dispatch
-    shown = None    # the same for a progress line only (nothing written)
-    for step, batch in batches(start):
-      state, metrics = step_fn(state, batch, rng)
-      done = step + 1
-      if pending is not None:
-        last = _log(writer, *pending)
-        pending = None
-      if shown is not None:
-        writer.show(*_fetch(*shown))
-        shown = None
-      if done % log_every == 0 or done == total_steps:
-        pending = (done, metrics)
-      elif writer.due():
-        shown = (done, metrics)
-      stop = False
-      if early is not None and (done % early.every == 0 or done == total_steps):
-        if pending is not None:  # a NaN loss stops here, before it can become the best
-          last = _log(writer, *pending)
-          pending = None
-        stop = early.validate(state, done)
-        writer.write(done, {'loss': early.history[-1]['val_loss']}, prefix='val')
-      if done % checkpoint_every == 0 or done == total_steps or stop:
+
+  def save(done: int, state, pending, metrics, **extra) -> None:
+    """The checkpoint at ``done`` (the pending metrics logged and checked first)."""
+    nonlocal last, stale
+    if pending is not None:
+      last = _log(writer, *pending)
+    else:
+      _check_finite(done, jax.device_get(metrics))
+    if early is not None:
+      early.persist()
+    if stale is not None:  # the kept checkpoints become those of an unbroken run
+      ckpt.delete(stale)
+      stale = None
+    ckpt.save(done, state, {**meta, 'step': done, **extra})
+
+  with interrupt.checked():
+    interrupt.check(start, total_steps)  # asked to stop before the first step
+    try:
+      pending = None  # (step, device metrics) of the previous step, read after the next dispatch
+      shown = None    # the same for a progress line only (nothing written)
+      for step, batch in batches(start):
+        state, metrics = step_fn(state, batch, rng)
+        done = step + 1
         if pending is not None:
           last = _log(writer, *pending)
           pending = None
-        else:
-          _check_finite(done, jax.device_get(metrics))
-        if early is not None:
-          early.persist()
-        ckpt.save(done, state, {**meta, 'step': done})
-      if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
-        writer.write(done, eval_fn(state), prefix='eval')
-      if stop:
-        writer.note(f'stopped early at step {done} ({done / early.steps_per_epoch:.1f} epochs): '
-                    f'no better validation loss in {early.patience} validations since step '
-                    f'{early.best_step}')
-        break
-    if pending is not None:
-      last = _log(writer, *pending)
-    if shown is not None:
-      writer.show(*_fetch(*shown))
-  finally:
-    ckpt.wait()  # an interrupted run still completes the saves it started
+        if shown is not None:
+          writer.show(*_fetch(*shown))
+          shown = None
+        if done % log_every == 0 or done == total_steps:
+          pending = (done, metrics)
+        elif writer.due():
+          shown = (done, metrics)
+        stop = False
+        if early is not None and (done % early.every == 0 or done == total_steps):
+          if pending is not None:  # a NaN loss stops here, before it can become the best
+            last = _log(writer, *pending)
+            pending = None
+          stop = early.validate(state, done)
+          writer.write(done, {'loss': early.history[-1]['val_loss']}, prefix='val')
+        saved = done % checkpoint_every == 0 or done == total_steps or stop
+        if saved:
+          save(done, state, pending, metrics)
+          pending = None
+        if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
+          writer.write(done, eval_fn(state), prefix='eval')
+        if stop:
+          writer.note(f'stopped early at step {done} ({done / early.steps_per_epoch:.1f} '
+                      f'epochs): no better validation loss in {early.patience} validations '
+                      f'since step {early.best_step}')
+          break
+        if interrupt.requested() is not None and done < total_steps:
+          if not saved:
+            save(done, state, pending, metrics, interrupted=True)
+            pending = None
+          ckpt.wait()
+          interrupt.check(done, total_steps)
+      if pending is not None:
+        last = _log(writer, *pending)
+      if shown is not None:
+        writer.show(*_fetch(*shown))
+    finally:
+      ckpt.wait()  # an interrupted run still completes the saves it started
   return state, last
 
 
@@ -388,30 +418,33 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
       workdir, validation.loss_fn, validation.every, validation.patience,
       validation.steps_per_epoch, int(t.steps))
   summary: dict[str, Any] = {}
-  try:
-    done_before = early.saved() if early is not None else {}
-    if done_before.get('finished'):  # stopped (early or not) in an earlier run: nothing to train
-      summary = done_before
-      writer.note(f'already finished (best validation at step {summary["best_step"]}); '
-                  f'nothing to train (checkpoints in {ckpt.directory})')
-      last = {}
-    else:
-      state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
-                               total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
-                               writer=writer, log_every=log_every,
-                               checkpoint_every=checkpoint_every, eval_fn=eval_fn,
-                               eval_every=eval_every if eval_fn is not None else 0, early=early)
+  # A signal after the last step lets the run finish (the final evaluation, the best state):
+  # the caller stops at its next boundary (a sweep: before its next cell).
+  with interrupt.checked():
+    try:
+      done_before = early.saved() if early is not None else {}
+      if done_before.get('finished'):  # stopped (early or not) in an earlier run: nothing to train
+        summary = done_before
+        writer.note(f'already finished (best validation at step {summary["best_step"]}); '
+                    f'nothing to train (checkpoints in {ckpt.directory})')
+        last = {}
+      else:
+        state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
+                                 total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
+                                 writer=writer, log_every=log_every,
+                                 checkpoint_every=checkpoint_every, eval_fn=eval_fn,
+                                 eval_every=eval_every if eval_fn is not None else 0, early=early)
+        if early is not None:
+          early.persist(finished=True)
+          summary = early.summary(finished=True)
       if early is not None:
-        early.persist(finished=True)
-        summary = early.summary(finished=True)
-    if early is not None:
-      state = _keep_best(ckpt, early, state, meta, summary)
-    final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
-  finally:
-    writer.close()
-    ckpt.close()
-    if early is not None:
-      early.close()
+        state = _keep_best(ckpt, early, state, meta, summary)
+      final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
+    finally:
+      writer.close()
+      ckpt.close()
+      if early is not None:
+        early.close()
   return FitResult(state, last, final_eval, ckpt.directory, summary)
 
 
