@@ -7,6 +7,9 @@ Stages: prepare | pretrain | finetune | sweep | paper | budget | predict | evalu
 release.
 A mistake in the command, config or data is one line on stderr and exit status 2
 (``--verbose`` shows its traceback); any other error is a bug and keeps its traceback.
+Ctrl-C or SIGTERM stops a run at the next step boundary with a checkpoint (a second one at once):
+one line says where, rerunning the same command resumes; exit status 130 / 143
+(ssl_imu_jax/interrupt.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_imu_jax import errors, stages
+from ssl_imu_jax import errors, interrupt, stages
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
@@ -161,13 +164,23 @@ def main(argv):
   cache = xla_cache_dir(_XLA_CACHE.value, workdir)
   if cache:
     enable_compilation_cache(cache)
+  import jax
+
+  # One process: a signal stops it at the next step boundary. Several processes (a multi-host
+  # run) keep Python's default handling: each would stop at its own step, out of step.
+  stoppable = interrupt.stop_on_signals() if jax.process_count() == 1 else contextlib.nullcontext()
   try:
-    with run_record(workdir):
+    with stoppable, run_record(workdir):
       stages.run(_CONFIG.value, workdir)
+      if interrupt.requested() is not None:
+        print('the stop request came after the last step: the run is complete', file=sys.stderr)
   except errors.USER_ERRORS as e:
     if _VERBOSE.value:
       raise
     _fail(errors.one_line(e))
+  except interrupt.Interrupted as e:
+    print(e.line(), file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

@@ -139,6 +139,9 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
       'batches_from': 'host',
       'device_data_mb': 1024.0,
       'progress': True,
+      # a progress line at least this often (seconds of wall time) between logged steps; 0 = only
+      # at logged steps. Does not change what a run computes (not in the config fingerprint).
+      'progress_every_s': 30.0,
       # 'auto': a rerun resumes from the latest checkpoint if it ran with the same config and
       # data, and stops naming the changes otherwise; 'force': resume whatever changed.
       'resume': 'auto',

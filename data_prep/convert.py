@@ -102,7 +102,8 @@ def convert(dataset: str, data_dir: str, manual_dir: str | None = None, size: st
   data_dir = os.path.expanduser(data_dir)
   manual_dir = os.path.expanduser(manual_dir) if manual_dir else None
   if not beam_pipeline_options:
-    return records.build(cls, data_dir, cfg, manual_dir=manual_dir)
+    return records.build(cls, data_dir, cfg, manual_dir=manual_dir,
+                         manual_dir_name='--manual_dir')
   try:
     from apache_beam.options.pipeline_options import PipelineOptions  # noqa: PLC0415
   except ImportError as e:
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if not args.dataset:
     ap.error('--dataset is required')
+  if args.dataset not in BUILDERS:
+    print(f'error: --dataset={args.dataset}: unknown data set (valid names: '
+          f'{", ".join(sorted(BUILDERS))}; --list prints them)', file=sys.stderr)
+    return 2
   try:
     path = convert(args.dataset, args.data_dir, args.manual_dir, args.size, args.sample_rate_hz,
                    args.window_length, args.window_stride, args.seed, parse_options(args.option),

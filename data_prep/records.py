@@ -303,20 +303,22 @@ def check_array(x: np.ndarray, shape: tuple[int, ...], field: str, where: str) -
 
 
 def build(builder_cls: type[ImuWindowBuilder], data_dir: str, config: ImuBuilderConfig,
-          manual_dir: str | None = None, beam_options: Any = None) -> str:
+          manual_dir: str | None = None, beam_options: Any = None,
+          manual_dir_name: str = 'config key data.manual_dir') -> str:
   """Builds (or reuses) a data set; returns its directory. Idempotent and atomic (TFDS).
 
   A builder that reads files is fingerprinted first (data_prep/source.py): the folder's name
   ends with the source's hash, so a finished build is reused only for the same files. A file
   changed in place gives a new hash, hence a fresh build; the files that changed since the
   last build from the same folder are named. Without ``manual_dir`` the one finished build of
-  these knobs is reused (several from different sources: an error listing them).
+  these knobs is reused (several from different sources: an error listing them, which names the
+  setting as ``manual_dir_name``: the config key, or ``--manual_dir`` for data_prep.convert).
   ``beam_options`` (apache_beam PipelineOptions; the config's option ``beam=true``) runs the
   builder's Beam path on that runner, with the same reuse, clean-up and metadata.
   """
   instructions = getattr(builder_cls, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)
   if instructions and not manual_dir:
-    return _only_build(builder_cls, os.fspath(data_dir), config, instructions)
+    return _only_build(builder_cls, os.fspath(data_dir), config, instructions, manual_dir_name)
   if not config.source_json:
     config = with_source(builder_cls, config, manual_dir)
   with _quiet_absl():  # TFDS warns about every custom config
@@ -368,8 +370,11 @@ def _recorded_source(path: str) -> dict[str, Any]:
     return {}
 
 
-def _only_build(builder_cls, data_dir: str, config: ImuBuilderConfig, instructions: str) -> str:
+def _only_build(builder_cls, data_dir: str, config: ImuBuilderConfig, instructions: str,
+                manual_dir_name: str = 'config key data.manual_dir') -> str:
   """The one finished build of ``config``'s knobs from any source (no manual_dir given)."""
+  unset = (f'{manual_dir_name} is empty' if manual_dir_name.startswith('config key') else
+           f'{manual_dir_name} is not given')
   found = _builds(data_dir, builder_cls.name, glob.escape(config.name) + '_src-*',
                   str(builder_cls.VERSION))
   if len(found) == 1:
@@ -379,11 +384,11 @@ def _only_build(builder_cls, data_dir: str, config: ImuBuilderConfig, instructio
     return found[0]
   if found:
     listed = '; '.join(f'{p} (from {_recorded_source(p).get("manual_dir", "?")})' for p in found)
-    raise ValueError(f'{builder_cls.name}: config key data.manual_dir is empty and {data_dir} '
-                     f'holds builds from {len(found)} sources ({listed}); name the one you mean '
-                     f'with data.manual_dir')
-  raise FileNotFoundError(f'{builder_cls.name}: config key data.manual_dir is empty; this data '
-                          f'set is built from files you provide. {instructions}')
+    raise ValueError(f'{builder_cls.name}: {unset} and {data_dir} holds builds from '
+                     f'{len(found)} sources ({listed}); name the one you mean with '
+                     f'{manual_dir_name.removeprefix("config key ")}')
+  raise FileNotFoundError(f'{builder_cls.name}: {unset}; this data set is built from files you '
+                          f'provide. {instructions}')
 
 
 def _check_recorded_source(path: str, config: ImuBuilderConfig) -> None:

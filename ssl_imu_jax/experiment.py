@@ -23,7 +23,7 @@ from typing import Any
 
 import ml_collections
 
-from ssl_imu_jax import checkpointing, files, input_pipeline
+from ssl_imu_jax import checkpointing, files, input_pipeline, interrupt
 from ssl_imu_jax.errors import ConfigError
 
 
@@ -128,6 +128,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   from ssl_imu_jax import pretrain, report, sweep
 
   main_seed, further, seed_datasets = seed_plan(config)
+  # Every config mistake shows before the first pre-training, not hours later at the sweep.
+  input_pipeline.check_dataset(config.pretrain.data.dataset, 'pretrain.data.dataset')
+  sweep.validate_config(config.sweep, prefix='sweep.', init_from=False)
+  sweep.check_dataset_names(config.sweep, prefix='sweep.')
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
   plans = pretrain_configs(config)
   seed_plans = {k: pretrain_configs(config, seed_datasets, k) for k in further}
@@ -147,7 +151,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
     print(f'== pre-training {i}/{len(plans)} on {pcfg.data.dataset} at {key[0]:g} Hz / {key[1]} '
           f'samples ({pcfg.train.steps} steps x {pcfg.train.batch_size} windows) -> {out_dir}',
           file=sys.stderr, flush=True)
-    pretrain.run(pcfg, out_dir, data_dir)
+    with interrupt.activity(f'pre-training {i}/{len(plans)} ({os.path.basename(out_dir)})'):
+      pretrain.run(pcfg, out_dir, data_dir)
   seed_ckpts = {k: [os.path.join(seed_pretrain_dir(workdir, key, k), 'checkpoints')
                     for key in kplans] for k, kplans in seed_plans.items()}
   for k, kplans in seed_plans.items():
@@ -157,7 +162,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
       out_dir = seed_pretrain_dir(workdir, key, k)
       print(f'== pre-training seed {k} on {pcfg.data.dataset} at {key[0]:g} Hz / {key[1]} '
             f'samples (for {", ".join(seed_datasets)}) -> {out_dir}', file=sys.stderr, flush=True)
-      pretrain.run(pcfg, out_dir, data_dir)
+      with interrupt.activity(f'pre-training seed {k} ({os.path.basename(out_dir)})'):
+        pretrain.run(pcfg, out_dir, data_dir)
   if config.get('pretrain_only', False):
     ckpts = ckpts + [c for k in further for c in seed_ckpts[k]]
     print('pre-training only (config key pretrain_only): ' + ', '.join(ckpts), flush=True)
@@ -226,6 +232,8 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   if not config.pretrain_run:
     raise ConfigError('config.pretrain_run is required: the pre-training run whose intermediate '
                       'checkpoints to evaluate (set --config.pretrain_run=DIR)')
+  sweep.validate_config(config.sweep, prefix='sweep.', init_from=False)
+  sweep.check_dataset_names(config.sweep, prefix='sweep.')
   run = os.path.abspath(config.pretrain_run)
   ckpt_dir = checkpointing.find_checkpoint_dir(run)
   saved = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())

@@ -51,6 +51,16 @@ def check_protocol(protocol: str) -> None:
     raise ConfigError(f'config key protocol must be one of {PROTOCOLS}, got {protocol!r}')
 
 
+def check_config(config) -> None:
+  """The mistakes a fine-tuning config can show before any data is read or built: the data
+  set's name, the protocol, the input normalisation (each error names its key)."""
+  input_pipeline.check_dataset(config.data.dataset, 'data.dataset')
+  check_protocol(config.protocol)
+  norm_policy(config, bool(config.init_from))
+  if config.get('input_norm', 'train_subjects') == 'checkpoint' and not config.init_from:
+    raise ConfigError("config key input_norm='checkpoint' needs config.init_from")
+
+
 def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.ConfigDict,
                 num_targets: int, use_gyr: bool) -> RegressionModel:
   check_protocol(config.protocol)
@@ -401,6 +411,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
             ws: input_pipeline.WindowSet | None = None) -> Cell:
   """Split, statistics, initial state (random, pre-trained encoder or probe) and programs."""
   os.makedirs(workdir, exist_ok=True)
+  check_config(config)
+  pre = None
+  if config.init_from:
+    pre = pretrained_info(config.init_from)
   ws = ws if ws is not None else load_windows(config, data_dir)
   use_gyr = ws.gyr is not None
   final = int(config.split.fold) == FINAL_FOLD
@@ -424,13 +438,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
   config.train.steps = plan.steps  # what trainer.fit runs (and config.json records)
 
   encoder_cfg = config.model.encoder
-  pre = None
-  if config.init_from:
-    ckpt_dir, pstep, pmeta = pretrained_info(config.init_from)
+  if pre is not None:
+    ckpt_dir, _, pmeta = pre
     check_compatible(pmeta, ws, ckpt_dir)
     encoder_cfg = ml_collections.ConfigDict(pmeta['encoder'])
-    pre = (ckpt_dir, pstep, pmeta)
-  check_protocol(config.protocol)
   probe_dir = ''
   if config.protocol == 'full_from_probe':
     probe_dir = probe_checkpoint(config, workdir, data_dir, train_subjects)
@@ -601,7 +612,7 @@ def probe_checkpoint(config, workdir: str, data_dir: str, train_subjects: list[i
   if sorted(meta.get('train_subjects', [])) != sorted(train_subjects):
     problems.append(f'its training subjects {meta.get("train_subjects")} differ from this '
                     f"run's {train_subjects}")
-  if got_init != want_init:
+  if not trainer.same_path(got_init, want_init):  # a copied work directory: the same place
     problems.append(f'it started from {got_init or "random init"!r}, this run from '
                     f'{want_init or "random init"!r}')
   if problems:

@@ -125,6 +125,21 @@ def resolve_data_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.data_dir or os.path.join(workdir, 'tfds')
 
 
+def check_dataset(name: str, key: str = 'data.dataset') -> None:
+  """A ConfigError naming the config ``key`` and the registered data sets when ``name`` is not
+  one of them (checked before any data is built)."""
+  import difflib  # noqa: PLC0415
+
+  import data_prep  # noqa: PLC0415
+
+  if name in data_prep.BUILDERS:
+    return
+  close = difflib.get_close_matches(str(name), list(data_prep.BUILDERS), n=1)
+  hint = f'; did you mean {close[0]!r}?' if close else ''
+  raise ConfigError(f'config key {key}: unknown data set {name!r}{hint} (valid names: '
+                    f'{", ".join(sorted(data_prep.BUILDERS))})')
+
+
 def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
   """Builds the data set if it is not complete yet (atomic, TFDS); returns its directory.
 
@@ -134,7 +149,11 @@ def ensure_built(data_cfg: ml_collections.ConfigDict, data_dir: str) -> str:
   from data_prep import records
   from ssl_imu_jax import parallel  # noqa: PLC0415
 
-  cls = data_prep.get_builder_class(data_cfg.dataset)
+  try:
+    cls = data_prep.get_builder_class(data_cfg.dataset)
+  except KeyError:
+    check_dataset(data_cfg.dataset)  # an unknown name: the key and the valid names
+    raise
 
   def build():
     return records.build(cls, data_dir, builder_config(data_cfg),

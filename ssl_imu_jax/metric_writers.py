@@ -1,5 +1,7 @@
 """Scalars to a metrics JSONL file, TensorBoard event files (tensorboardX, no TensorFlow) and a
-progress line on stderr (step, loss, retrieval accuracy, steps/s, ETA)."""
+progress line on stderr (step, loss, retrieval accuracy, steps/s, ETA): at every logged step, and
+at least every ``progress_every_s`` of wall time whatever the logging cadence (``due`` / ``show``:
+the line only, nothing written)."""
 
 from __future__ import annotations
 
@@ -25,14 +27,17 @@ def _step_of(line: str) -> int | None:
 class MetricWriter:
   """Writes on process 0 only; safe to call from every host."""
 
-  def __init__(self, logdir: str, total_steps: int, progress: bool = True, tag: str = ''):
+  def __init__(self, logdir: str, total_steps: int, progress: bool = True, tag: str = '',
+               progress_every_s: float = 30.0):
     self.enabled = jax.process_index() == 0
     self.total_steps = total_steps
     self.progress = progress and self.enabled
+    self.progress_every_s = float(progress_every_s)
     self.tag = tag
     self._tb = None
     self._t0 = None
     self._s0 = 0
+    self._last_line = time.monotonic()
     if self.enabled:
       os.makedirs(logdir, exist_ok=True)
       self._jsonl = open(os.path.join(logdir, 'metrics.jsonl'), 'a')  # noqa: SIM115
@@ -47,6 +52,7 @@ class MetricWriter:
     so compilation does not enter the ETA. A run resumed at ``step`` drops the rows an
     interrupted run logged after it (they are logged again), so every step appears once."""
     self._t0, self._s0 = None, step
+    self._last_line = time.monotonic()
     if self.enabled:
       self._truncate_after(step)
 
@@ -64,6 +70,17 @@ class MetricWriter:
     """One line about the run (what runs, resuming or not, finished) on the progress stream."""
     if self.progress:
       print(f'[{self.tag}] {message}', file=sys.stderr, flush=True)
+
+  def due(self) -> bool:
+    """Whether a progress line is due: ``progress_every_s`` of wall time since the last line (a
+    clock read; the caller then fetches that step's metrics, one step late, for ``show``)."""
+    return (self.progress and self.progress_every_s > 0
+            and time.monotonic() - self._last_line >= self.progress_every_s)
+
+  def show(self, step: int, scalars: Mapping[str, float]) -> None:
+    """A training progress line between logged steps (not written to metrics.jsonl)."""
+    if self.progress:
+      self._progress(step, scalars, 'train')
 
   def write(self, step: int, scalars: Mapping[str, float], prefix: str = 'train') -> None:
     if not self.enabled:
@@ -89,6 +106,7 @@ class MetricWriter:
     timing = f'{rate:.2f} steps/s ETA {eta:.0f}s' if rate == rate else 'timing from here on'
     print(f'[{self.tag}] {prefix} step {step}/{self.total_steps} {shown} {timing}',
           file=sys.stderr, flush=True)
+    self._last_line = time.monotonic()
 
   def close(self) -> None:
     if self.enabled:

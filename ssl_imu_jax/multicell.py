@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, finetune, input_pipeline, parallel, trainer
+from ssl_imu_jax import checkpointing, finetune, input_pipeline, interrupt, parallel, trainer
 from ssl_imu_jax.metric_writers import MetricWriter
 
 _GROUP_STEPS: dict[Any, Any] = {}
@@ -111,18 +111,22 @@ def train_cells(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
       for s in range(int(t.steps))]).astype(np.int32)
   writers = [MetricWriter(c.workdir, t.steps, progress=False) for c in cells]
   last: list[dict[str, float]] = [{} for _ in cells]
-  try:
-    for s in range(int(t.steps)):
-      states, metrics = step_fn(states, data, jax.device_put(idx_all[s], by_cell), rngs)
-      done = s + 1
-      if done % log_every == 0 or done == t.steps:
-        host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
-        for i, w in enumerate(writers):
-          last[i] = {k: float(v[i]) for k, v in host.items()}
-          w.write(done, last[i])
-  finally:
-    for w in writers:
-      w.close()
+  with interrupt.checked():
+    try:
+      for s in range(int(t.steps)):
+        states, metrics = step_fn(states, data, jax.device_put(idx_all[s], by_cell), rngs)
+        done = s + 1
+        if done % log_every == 0 or done == t.steps:
+          host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+          for i, w in enumerate(writers):
+            last[i] = {k: float(v[i]) for k, v in host.items()}
+            w.write(done, last[i])
+        if done < t.steps:  # a signal: stop here; a group keeps no checkpoint (module docstring)
+          interrupt.check(done, int(t.steps), note='cells trained as one program keep no '
+                          'checkpoint: they train again from step 0')
+    finally:
+      for w in writers:
+        w.close()
   results = []
   states = jax.device_get(states)
   for i, cell in enumerate(cells):

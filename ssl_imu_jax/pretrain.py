@@ -146,6 +146,9 @@ def build_training(config: ml_collections.ConfigDict, sample_shape: tuple[int, .
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
   """Pre-trains (or resumes) into ``workdir``; returns the last training and eval metrics."""
   os.makedirs(workdir, exist_ok=True)
+  input_pipeline.check_dataset(config.data.dataset, 'data.dataset')
+  if input_pipeline.mix_config(config.data) is not None:
+    input_pipeline.check_dataset(config.data.mix.dataset, 'data.mix.dataset')
   if config.ssl.negatives not in ('global', 'local'):
     raise ConfigError(f"config key ssl.negatives must be 'global' or 'local', got "
                       f'{config.ssl.negatives!r}')

@@ -36,7 +36,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
                       f'{jax.process_count()} processes joined this run. Run it without the '
                       f'multi-host launcher; multi-host stages: {MULTI_HOST_STAGES}')
   os.makedirs(workdir, exist_ok=True)
-  return _RUNNERS[config.stage](config, workdir)
+  from ssl_imu_jax import interrupt, trainer  # noqa: PLC0415
+
+  # Paths inside the work directory are fingerprinted relative to it (a copy resumes), and an
+  # interrupted run names its stage.
+  with trainer.run_root(workdir), interrupt.activity(config.stage):
+    return _RUNNERS[config.stage](config, workdir)
 
 
 def _data_dir(config, workdir: str) -> str:
@@ -44,6 +49,8 @@ def _data_dir(config, workdir: str) -> str:
 
 
 def _run_prepare(config, workdir):
+  for name in config.datasets:  # every name checked before anything is built
+    input_pipeline.check_dataset(name, 'datasets')
   paths = {}
   for name in config.datasets:
     data_cfg = ml_collections.ConfigDict(config.data.to_dict())

@@ -43,7 +43,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, report, splits, trainer
+from ssl_imu_jax import checkpointing, files, interrupt, report, splits, trainer
 from ssl_imu_jax import metrics as metrics_lib
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 
@@ -56,41 +56,61 @@ TrainFn = Callable[[ml_collections.ConfigDict, str], Mapping[str, Any]]
 SubjectIdsFn = Callable[[ml_collections.ConfigDict], Sequence[int]]
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Clear errors for a sweep config that cannot run (each names the key)."""
-  for key in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
-              'fraction_seed', 'init_from', 'finetune'):
-    if key not in config:
-      raise ConfigError(f'sweep config lacks key config.{key}')
+def validate_config(config: ml_collections.ConfigDict, prefix: str = '',
+                    init_from: bool = True) -> None:
+  """Clear errors for a sweep config that cannot run (each names the key, ``config.<prefix>``:
+  the paper stage's sweep is ``sweep.``), before any data is built. ``init_from=False``: the
+  caller sets it (the paper stage's own pre-trainings)."""
+  key = f'config.{prefix}'
+  for name in ('datasets', 'fractions', 'inits', 'protocols', 'num_folds', 'fold_seed',
+               'fraction_seed', 'init_from', 'finetune'):
+    if name not in config:
+      raise ConfigError(f'sweep config lacks key {key}{name}')
   if not config.datasets:
-    raise ConfigError('config.datasets is empty: name at least one labelled data set')
+    raise ConfigError(f'{key}datasets is empty: name at least one labelled data set')
   bad = [i for i in config.inits if i not in INITS]
   if bad or not config.inits:
-    raise ConfigError(f'config.inits must be a non-empty subset of {INITS}, got {config.inits}')
+    raise ConfigError(f'{key}inits must be a non-empty subset of {INITS}, got {config.inits}')
   bad = [p for p in config.protocols if p not in PROTOCOLS]
   if bad or not config.protocols:
-    raise ConfigError(f'config.protocols must be a non-empty subset of {PROTOCOLS}, got '
+    raise ConfigError(f'{key}protocols must be a non-empty subset of {PROTOCOLS}, got '
                       f'{config.protocols}')
   fr = [float(f) for f in config.fractions]
   if not fr or any(not 0.0 < f <= 1.0 for f in fr) or len(set(fr)) != len(fr):
-    raise ConfigError(f'config.fractions must be distinct values in (0, 1], got {config.fractions}')
+    raise ConfigError(f'{key}fractions must be distinct values in (0, 1], got '
+                      f'{config.fractions}')
   if int(config.num_folds) < 2:
-    raise ConfigError(f'config.num_folds must be >= 2, got {config.num_folds}')
+    raise ConfigError(f'{key}num_folds must be >= 2, got {config.num_folds}')
   folds_to_run(config)
   seeds = [int(x) for x in config.get('seeds', (0,))]
   if not seeds or len(set(seeds)) != len(seeds):
-    raise ConfigError(f'config.seeds must be distinct integers, got {config.get("seeds")}')
-  if 'pretrained' in config.inits:
+    raise ConfigError(f'{key}seeds must be distinct integers, got {config.get("seeds")}')
+  if 'pretrained' in config.inits and init_from:
     if not init_candidates(config):
-      raise ConfigError("config.init_from (the pre-training checkpoint dir, or several) is "
-                        "required when 'pretrained' is in config.inits")
+      raise ConfigError(f"{key}init_from (the pre-training checkpoint dir, or several) is "
+                        f"required when 'pretrained' is in {key}inits")
     for path in init_candidates(config):
       if not os.path.exists(checkpointing.locate(path)):
-        raise MissingInputError(f'config.init_from: {path!r} does not exist (nor is it a released '
+        raise MissingInputError(f'{key}init_from: {path!r} does not exist (nor is it a released '
                                 f'weights name: {", ".join(checkpointing.released_names())})')
   steps = config.finetune.train.steps
   if int(steps) < 1:
-    raise ConfigError(f'config.finetune.train.steps must be >= 1, got {steps}')
+    raise ConfigError(f'{key}finetune.train.steps must be >= 1, got {steps}')
+  from ssl_imu_jax import finetune  # noqa: PLC0415
+
+  ft = config.finetune
+  if ft.get('input_norm', 'train_subjects') not in finetune.NORM_POLICIES:
+    raise ConfigError(f'{key}finetune.input_norm must be one of {finetune.NORM_POLICIES}, got '
+                      f'{ft.input_norm!r}')
+
+
+def check_dataset_names(config: ml_collections.ConfigDict, prefix: str = '') -> None:
+  """Every name in ``config.datasets`` is a registered data set (a ConfigError naming the key
+  ``<prefix>datasets`` and the valid names), checked before any of them is built."""
+  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+
+  for dataset in config.datasets:
+    input_pipeline.check_dataset(dataset, f'{prefix}datasets')
 
 
 def folds_to_run(config: ml_collections.ConfigDict) -> list[int]:
@@ -321,9 +341,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       (default: read from the TFDS data set).
     features_fn: ``(features_config, cell_workdir) -> result`` of the feature-baseline cells
       (default features.train_and_evaluate; never grouped with the deep cells).
+
+  Under main.py a signal (Ctrl-C, SIGTERM) stops the cell in training at its next step boundary
+  (its checkpoint saved: the rerun resumes it), or the sweep before its next cell.
   """
   validate_config(config)
-  workdir = os.fspath(workdir)
+  if subject_ids_fn is None:  # the records are read (injected functions: any names)
+    check_dataset_names(config)
+  with trainer.run_root(workdir):  # paths inside the work directory compare relative to it
+    return _run(config, os.fspath(workdir), train_fn, subject_ids_fn, features_fn)
+
+
+def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
   grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
   train_fn = train_fn or finetune_train_fn()
@@ -365,7 +394,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     elif not report_only:
       pending.append((cell, cfg, path, name, expected))
 
-  def record(item, result, took):
+  def record(item, result, took, compiled):
     nonlocal n_trained
     cell, cfg, path, name, expected = item
     dataset, fold, fraction, init, protocol, seed = cell
@@ -377,7 +406,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
     files.write_json_atomic(os.path.join(path, CELL_FILE), {'config': expected, 'record': rec})
     n_trained += 1
     todo.discard(cell)
-    eta.add(cell, took)
+    eta.add(cell, took, compiled)
     done_recs[cell] = rec
     r = report.results_frame([rec])
     r = r[r.subject == report.ALL].pearson_r.to_numpy()
@@ -385,32 +414,40 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
           f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
           flush=True)
 
-  for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
-                           else 1):
-    for item in group:
-      os.makedirs(item[2], exist_ok=True)
-    t0 = time.time()
-    try:
-      if group[0][0][3] == FEATURES:
-        results = [features_fn(group[0][1], group[0][2])]
-      elif len(group) == 1:
-        results = [train_fn(group[0][1], group[0][2])]
-      else:
-        from ssl_imu_jax import multicell
+  with compile_clock() as compiling:
+    for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped
+                             else 1):
+      label = (f'sweep cell{"s" if len(group) > 1 else ""} {", ".join(g[3] for g in group)}, '
+               f'{len(cells) - len(todo)} of {len(cells)} cells done')
+      with interrupt.activity(label), interrupt.checked():
+        interrupt.check(note='before it started')  # asked during the last one: stop here
+        for item in group:
+          os.makedirs(item[2], exist_ok=True)
+        t0, c0 = time.time(), compiling.seconds
+        try:
+          if group[0][0][3] == FEATURES:
+            results = [features_fn(group[0][1], group[0][2])]
+          elif len(group) == 1:
+            results = [train_fn(group[0][1], group[0][2])]
+          else:
+            from ssl_imu_jax import multicell
 
-        results = multicell.train_cells([g[1] for g in group], [g[2] for g in group], data_dir)
-    except Exception as e:
-      e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
-                 f'the cells without results')
-      raise
-    took = (time.time() - t0) / len(group)
-    for item, result in zip(group, results, strict=True):
-      record(item, result, took)
+            results = multicell.train_cells([g[1] for g in group], [g[2] for g in group],
+                                            data_dir)
+        except Exception as e:
+          e.add_note(f'in sweep cell(s) {", ".join(g[3] for g in group)}; rerun to resume from '
+                     f'the cells without results')
+          raise
+        took = (time.time() - t0) / len(group)
+        compiled = min(compiling.seconds - c0, time.time() - t0) / len(group)
+        for item, result in zip(group, results, strict=True):
+          record(item, result, took, compiled)
   records = [done_recs[c] for c in cells if c in done_recs]
   if config.get('final_model', False) and not report_only and {'pretrained', 'random'} & set(
       config.inits):
     for dataset in config.datasets:
-      train_final_model(config, workdir, data_dir, dataset, records, train_fn)
+      with interrupt.activity(f'the final model of {dataset}'):
+        train_final_model(config, workdir, data_dir, dataset, records, train_fn)
   report_dir = report_dir_for(config, workdir)
   if report_only:
     if not records:
@@ -523,25 +560,74 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 
 
 class CellTimer:
-  """Time left, learnt per (data set, protocol): their cells differ in cost by 10x or more."""
+  """Time left in the sweep, learnt from the cells this run has trained.
+
+  A cell's time is its training (per cell, roughly constant within a data set, init and
+  protocol; 10x and more between them) plus, for the first cell that runs a program (one per
+  data set and protocol, shared by the inits), its compilation: JAX's trace / lower / compile
+  events during the cell (``compile_clock``; with a warm XLA cache, the cache loads). Counting
+  that first cell's compilation as step time made the estimate 4-5x too high at the start.
+
+  The estimate of a cell not trained yet is the mean training time (compilation excluded) of the
+  trained cells of its (data set, init, protocol); else of its (data set, protocol); else of its
+  data set; else of every trained cell; plus, once per (data set, protocol) that has not run yet,
+  the mean compilation of the programs compiled so far.
+  """
 
   def __init__(self):
-    self._times: dict[tuple[str, str], list[float]] = {}
+    self._times: dict[tuple[str, str, str], list[float]] = {}
+    self._compiles: dict[tuple[str, str], float] = {}
 
-  def add(self, cell, seconds: float) -> None:
-    self._times.setdefault((cell[0], cell[4]), []).append(seconds)
+  def add(self, cell, seconds: float, compile_seconds: float = 0.0) -> None:
+    compile_seconds = min(max(float(compile_seconds), 0.0), float(seconds))
+    self._times.setdefault((cell[0], cell[3], cell[4]), []).append(seconds - compile_seconds)
+    program = (cell[0], cell[4])
+    self._compiles[program] = self._compiles.get(program, 0.0) + compile_seconds
 
   def estimate(self, cell) -> float:
-    """Mean time of the cell's (data set, protocol); else of its data set; else of all cells."""
-    own = self._times.get((cell[0], cell[4]))
+    """Training time of one cell (compilation excluded), from its closest trained kin."""
+    own = self._times.get((cell[0], cell[3], cell[4]))
     if own:
       return float(np.mean(own))
-    same_set = [t for (d, _), ts in self._times.items() if d == cell[0] for t in ts]
+    same_protocol = [t for (d, _, p), ts in self._times.items()
+                     if (d, p) == (cell[0], cell[4]) for t in ts]
+    same_set = [t for (d, _, _), ts in self._times.items() if d == cell[0] for t in ts]
     every = [t for ts in self._times.values() for t in ts]
-    return float(np.mean(same_set or every or [0.0]))
+    return float(np.mean(same_protocol or same_set or every or [0.0]))
 
   def left(self, cells) -> float:
-    return sum(self.estimate(c) for c in cells)
+    cells = list(cells)
+    new_programs = {(c[0], c[4]) for c in cells} - set(self._compiles)
+    per_program = float(np.mean(list(self._compiles.values()))) if self._compiles else 0.0
+    return sum(self.estimate(c) for c in cells) + per_program * len(new_programs)
+
+
+class compile_clock:  # noqa: N801 -- used as a context manager, like a function
+  """``seconds``: time JAX spent tracing, lowering and compiling (persistent-cache loads
+  included) since entering; a listener on ``jax.monitoring``'s duration events."""
+
+  EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+            '/jax/core/compile/jaxpr_to_mlir_module_duration',
+            '/jax/core/compile/backend_compile_duration')
+
+  def __init__(self):
+    self.seconds = 0.0
+
+  def _listen(self, event: str, duration: float, **_) -> None:
+    if event in self.EVENTS:
+      self.seconds += float(duration)
+
+  def __enter__(self):
+    import jax  # noqa: PLC0415
+
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc):
+    import jax  # noqa: PLC0415
+
+    jax.monitoring.unregister_event_duration_listener(self._listen)
+    return False
 
 
 def _fmt_list(x: np.ndarray) -> str:

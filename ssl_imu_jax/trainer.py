@@ -3,10 +3,17 @@
 Resume order (as in big_vision): the run's own latest checkpoint, else a fresh state (which the
 caller may have initialised from a pre-trained checkpoint). The data position is the step, so the
 resumed run sees the same batches as an uninterrupted one.
+
+A signal that asks the run to stop (Ctrl-C, SIGTERM; ``interrupt.py``, installed by main.py) is
+honoured at the next step boundary: the loop saves a checkpoint at that step (marked
+``interrupted``; a resumed run deletes it before its next save, so the checkpoints kept are those
+of an unbroken run) and raises ``interrupt.Interrupted``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -17,13 +24,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, parallel
+from ssl_imu_jax import checkpointing, files, interrupt, parallel
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.metric_writers import MetricWriter
 
 # Config keys that do not change what a run computes (where data live, logging, resume policy,
 # and implementation choices equal up to float rounding).
 IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'train.progress',
+                          'train.progress_every_s',
                           'train.checkpoint_every', 'train.eval_every', 'train.max_to_keep',
                           'train.prefetch', 'train.eval_batch_size', 'train.resume',
                           'data.stream', 'cache_embeddings', 'data.mix.manual_dir',
@@ -41,22 +49,84 @@ def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   return out
 
 
+# Paths inside the work directory of this invocation enter fingerprints relative to it, as
+# '<workdir>/...', so a work directory that was copied or moved still resumes (``run_root``).
+WORKDIR = '<workdir>'
+_RUN_ROOT: contextvars.ContextVar[str] = contextvars.ContextVar('ssl_imu_jax_run_root',
+                                                                default='')
+
+
+@contextlib.contextmanager
+def run_root(workdir: str):
+  """Within, config paths inside ``workdir`` (a sweep cell's ``probe_from``, the paper stage's
+  own pre-trainings as ``init_from``) are fingerprinted relative to it. The outermost call wins:
+  a sweep run by the paper stage keeps the paper's work directory as the root."""
+  if _RUN_ROOT.get():
+    yield
+    return
+  token = _RUN_ROOT.set(os.path.normpath(os.path.abspath(workdir)))
+  try:
+    yield
+  finally:
+    _RUN_ROOT.reset(token)
+
+
+def relative_path(value: Any) -> Any:
+  """``value`` as '<workdir>/rel' when it is an absolute path inside the current ``run_root``;
+  anything else as it is."""
+  root = _RUN_ROOT.get()
+  if root and isinstance(value, str) and os.path.isabs(value):
+    path = os.path.normpath(value)
+    if path == root or path.startswith(root + os.sep):
+      return WORKDIR + path[len(root):]
+  return value
+
+
+def _other_root(old: Any, new: Any) -> str | None:
+  """The work directory a stored absolute path was inside, when ``old`` is such a path (written
+  before paths were stored relative to the work directory) and ``new`` is '<workdir>/rel' with
+  ``old`` ending in /rel: the same place of a work directory that was copied or moved since.
+  None otherwise (paths stored relative compare as they are)."""
+  if (isinstance(new, str) and new.startswith(WORKDIR + os.sep) and isinstance(old, str)
+      and os.path.isabs(old)):
+    tail, old = new[len(WORKDIR):], os.path.normpath(old)
+    if old.endswith(tail) and len(old) > len(tail):
+      return old[:-len(tail)]
+  return None
+
+
+def same_path(stored: str, current: str) -> bool:
+  """Whether a path stored by an earlier run names the same place of the work directory as
+  ``current`` (``config_changes`` for one path)."""
+  return not config_changes({'path': stored}, {'path': current})
+
+
 def fingerprint(cfg) -> dict[str, Any]:
-  """A config as flat JSON-able {key: value}, without the keys that do not affect results."""
+  """A config as flat JSON-able {key: value}, without the keys that do not affect results; paths
+  inside the work directory relative to it (``run_root``)."""
   import json  # noqa: PLC0415
 
   flat = _flatten(json.loads(cfg.to_json_best_effort()))
   if not flat.get('data.mix.dataset'):  # no second corpus: its knobs change nothing
     flat = {k: v for k, v in flat.items() if not k.startswith('data.mix.')}
-  return {k: v for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
+  return {k: relative_path(v) for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
 
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-  """'key: old -> new' for every key whose value differs (ignored keys left out)."""
-  old = {k: v for k, v in old.items() if k not in IGNORED_KEYS}
-  new = {k: v for k, v in new.items() if k not in IGNORED_KEYS}
-  return [f'{k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
-          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  """'key: old -> new' for every key whose value differs (ignored keys left out).
+
+  Paths are compared relative to the work directory (``run_root``): an absolute path stored by
+  an older version inside this work directory equals its '<workdir>/...' form, and one inside
+  another directory with the same relative path (the work directory was copied or moved) is the
+  same place when every such path of the fingerprint points into that same other directory.
+  """
+  old = {k: relative_path(v) for k, v in old.items() if k not in IGNORED_KEYS}
+  new = {k: relative_path(v) for k, v in new.items() if k not in IGNORED_KEYS}
+  keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  moved = {k: _other_root(old.get(k), new.get(k)) for k in keys}
+  if len({r for r in moved.values() if r}) == 1:  # one consistent former work directory
+    keys = [k for k in keys if moved[k] is None]
+  return [f'{k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}' for k in keys]
 
 
 def data_fingerprint(windows, train_idx) -> dict[str, Any]:
@@ -190,20 +260,28 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   """Runs ``step_fn`` from the latest checkpoint (if any) to ``total_steps``.
 
   ``step_fn(state, batch, rng) -> (state, metrics)`` is compiled, with the state donated.
-  Metrics are fetched from the device only at log / checkpoint steps, one step late so the device
-  never waits for the host. A non-finite loss stops the run with FloatingPointError and nothing is
-  saved after it, so the last good checkpoint stays the latest.
+  Metrics are fetched from the device only at log / checkpoint steps (and for a progress line
+  when ``writer.due()``: at most one per ``progress_every_s`` of wall time), one step late so the
+  device never waits for the host. A non-finite loss stops the run with FloatingPointError and
+  nothing is saved after it, so the last good checkpoint stays the latest.
 
   ``early``: validation every ``early.every`` steps, the best state kept, and a stop after
   ``early.patience`` validations without a new best (saved with each checkpoint, so a resumed
   run continues the same history).
 
+  A stop asked for by a signal (``interrupt.requested()``) ends the loop at the next step
+  boundary: the validation history and a checkpoint at that step are saved (as at a checkpoint
+  step), then ``interrupt.Interrupted`` is raised.
+
   Returns the final state and the last logged training metrics.
   """
   start = ckpt.latest_step()
+  stale = None  # an interrupted run's extra checkpoint: deleted before this run's first save
   if start is not None:
-    state, _ = ckpt.restore(state)
+    state, saved_meta = ckpt.restore(state)
     start = int(start)
+    if saved_meta.get('interrupted'):
+      stale = start
   else:
     start = 0
   if early is not None:
@@ -217,43 +295,69 @@ def train_loop(*, state: Any, step_fn: Callable, rng: jax.Array, total_steps: in
   writer.note(f'{total_steps} steps on {jax.device_count()} {jax.default_backend()} device(s), '
               f'{where}; checkpoints every {checkpoint_every} steps in {ckpt.directory}')
   writer.start(start)
-  try:
-    pending = None  # (step, device metrics) of the previous step, read after the next dispatch
-    for step, batch in batches(start):
-      state, metrics = step_fn(state, batch, rng)
-      done = step + 1
-      if pending is not None:
-        last = _log(writer, *pending)
-        pending = None
-      if done % log_every == 0 or done == total_steps:
-        pending = (done, metrics)
-      stop = False
-      if early is not None and (done % early.every == 0 or done == total_steps):
-        if pending is not None:  # a NaN loss stops here, before it can become the best
-          last = _log(writer, *pending)
-          pending = None
-        stop = early.validate(state, done)
-        writer.write(done, {'loss': early.history[-1]['val_loss']}, prefix='val')
-      if done % checkpoint_every == 0 or done == total_steps or stop:
+
+  def save(done: int, state, pending, metrics, **extra) -> None:
+    """The checkpoint at ``done`` (the pending metrics logged and checked first)."""
+    nonlocal last, stale
+    if pending is not None:
+      last = _log(writer, *pending)
+    else:
+      _check_finite(done, jax.device_get(metrics))
+    if early is not None:
+      early.persist()
+    if stale is not None:  # the kept checkpoints become those of an unbroken run
+      ckpt.delete(stale)
+      stale = None
+    ckpt.save(done, state, {**meta, 'step': done, **extra})
+
+  with interrupt.checked():
+    interrupt.check(start, total_steps)  # asked to stop before the first step
+    try:
+      pending = None  # (step, device metrics) of the previous step, read after the next dispatch
+      shown = None    # the same for a progress line only (nothing written)
+      for step, batch in batches(start):
+        state, metrics = step_fn(state, batch, rng)
+        done = step + 1
         if pending is not None:
           last = _log(writer, *pending)
           pending = None
-        else:
-          _check_finite(done, jax.device_get(metrics))
-        if early is not None:
-          early.persist()
-        ckpt.save(done, state, {**meta, 'step': done})
-      if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
-        writer.write(done, eval_fn(state), prefix='eval')
-      if stop:
-        writer.note(f'stopped early at step {done} ({done / early.steps_per_epoch:.1f} epochs): '
-                    f'no better validation loss in {early.patience} validations since step '
-                    f'{early.best_step}')
-        break
-    if pending is not None:
-      last = _log(writer, *pending)
-  finally:
-    ckpt.wait()  # an interrupted run still completes the saves it started
+        if shown is not None:
+          writer.show(*_fetch(*shown))
+          shown = None
+        if done % log_every == 0 or done == total_steps:
+          pending = (done, metrics)
+        elif writer.due():
+          shown = (done, metrics)
+        stop = False
+        if early is not None and (done % early.every == 0 or done == total_steps):
+          if pending is not None:  # a NaN loss stops here, before it can become the best
+            last = _log(writer, *pending)
+            pending = None
+          stop = early.validate(state, done)
+          writer.write(done, {'loss': early.history[-1]['val_loss']}, prefix='val')
+        saved = done % checkpoint_every == 0 or done == total_steps or stop
+        if saved:
+          save(done, state, pending, metrics)
+          pending = None
+        if eval_fn is not None and eval_every and (done % eval_every == 0 or done == total_steps):
+          writer.write(done, eval_fn(state), prefix='eval')
+        if stop:
+          writer.note(f'stopped early at step {done} ({done / early.steps_per_epoch:.1f} '
+                      f'epochs): no better validation loss in {early.patience} validations '
+                      f'since step {early.best_step}')
+          break
+        if interrupt.requested() is not None and done < total_steps:
+          if not saved:
+            save(done, state, pending, metrics, interrupted=True)
+            pending = None
+          ckpt.wait()
+          interrupt.check(done, total_steps)
+      if pending is not None:
+        last = _log(writer, *pending)
+      if shown is not None:
+        writer.show(*_fetch(*shown))
+    finally:
+      ckpt.wait()  # an interrupted run still completes the saves it started
   return state, last
 
 
@@ -293,7 +397,8 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
   meta = {**meta, 'fingerprint': {'config': fingerprint(config), 'data': data_fp}}
   if parallel.is_writer():
     ckpt.write_config(config.to_json_best_effort(indent=2, sort_keys=True))
-  writer = MetricWriter(workdir, t.steps, t.progress, tag=tag)
+  writer = MetricWriter(workdir, t.steps, t.progress, tag=tag,
+                        progress_every_s=float(t.get('progress_every_s', 30.0)))
 
   def batches(start):
     return input_pipeline.train_iterator(windows, train_idx, t.batch_size, config.seed, start,
@@ -313,30 +418,33 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
       workdir, validation.loss_fn, validation.every, validation.patience,
       validation.steps_per_epoch, int(t.steps))
   summary: dict[str, Any] = {}
-  try:
-    done_before = early.saved() if early is not None else {}
-    if done_before.get('finished'):  # stopped (early or not) in an earlier run: nothing to train
-      summary = done_before
-      writer.note(f'already finished (best validation at step {summary["best_step"]}); '
-                  f'nothing to train (checkpoints in {ckpt.directory})')
-      last = {}
-    else:
-      state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
-                               total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
-                               writer=writer, log_every=log_every,
-                               checkpoint_every=checkpoint_every, eval_fn=eval_fn,
-                               eval_every=eval_every if eval_fn is not None else 0, early=early)
+  # A signal after the last step lets the run finish (the final evaluation, the best state):
+  # the caller stops at its next boundary (a sweep: before its next cell).
+  with interrupt.checked():
+    try:
+      done_before = early.saved() if early is not None else {}
+      if done_before.get('finished'):  # stopped (early or not) in an earlier run: nothing to train
+        summary = done_before
+        writer.note(f'already finished (best validation at step {summary["best_step"]}); '
+                    f'nothing to train (checkpoints in {ckpt.directory})')
+        last = {}
+      else:
+        state, last = train_loop(state=state, step_fn=step_fn, rng=jax.random.key(config.seed),
+                                 total_steps=t.steps, batches=batches, ckpt=ckpt, meta=meta,
+                                 writer=writer, log_every=log_every,
+                                 checkpoint_every=checkpoint_every, eval_fn=eval_fn,
+                                 eval_every=eval_every if eval_fn is not None else 0, early=early)
+        if early is not None:
+          early.persist(finished=True)
+          summary = early.summary(finished=True)
       if early is not None:
-        early.persist(finished=True)
-        summary = early.summary(finished=True)
-    if early is not None:
-      state = _keep_best(ckpt, early, state, meta, summary)
-    final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
-  finally:
-    writer.close()
-    ckpt.close()
-    if early is not None:
-      early.close()
+        state = _keep_best(ckpt, early, state, meta, summary)
+      final_eval = dict(eval_fn(state)) if eval_fn is not None else {}
+    finally:
+      writer.close()
+      ckpt.close()
+      if early is not None:
+        early.close()
   return FitResult(state, last, final_eval, ckpt.directory, summary)
 
 
@@ -406,9 +514,14 @@ def intervals(train_cfg) -> tuple[int, int, int]:
   return tuple(int(g) if int(g) > 0 else a for g, a in zip(given, auto, strict=True))
 
 
-def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
+def _fetch(step: int, metrics) -> tuple[int, dict[str, float]]:
   host = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
   _check_finite(step, host)
+  return step, host
+
+
+def _log(writer: MetricWriter, step: int, metrics) -> dict[str, float]:
+  step, host = _fetch(step, metrics)
   writer.write(step, host)
   return host
 

@@ -3,6 +3,7 @@ early stopping on validation subjects (the best state is the one scored and save
 
 import json
 import os
+import signal
 import types
 
 import jax
@@ -13,7 +14,7 @@ import optax
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import checkpointing, finetune, train_state, trainer
+from ssl_imu_jax import checkpointing, finetune, interrupt, train_state, trainer
 
 
 def _train_cfg(**kw):
@@ -63,8 +64,9 @@ def test_the_run_time_optimiser_equals_adamw():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
 
 
-def _toy_fit(tmp_path, losses, patience, steps=12, every=2, kill_at=None):
-  """trainer.fit on a counter state whose validation losses are scripted by step."""
+def _toy_fit(tmp_path, losses, patience, steps=12, every=2, kill_at=None, signal_at=None):
+  """trainer.fit on a counter state whose validation losses are scripted by step; ``kill_at``:
+  a KeyboardInterrupt in the validation of that step, ``signal_at``: a SIGTERM there."""
   cfg = ml_collections.ConfigDict({'seed': 0, 'train': {
       'steps': steps, 'batch_size': 1, 'log_every': 1, 'checkpoint_every': 3,
       'eval_every': 0, 'max_to_keep': 2, 'prefetch': 0, 'progress': False,
@@ -86,6 +88,8 @@ def _toy_fit(tmp_path, losses, patience, steps=12, every=2, kill_at=None):
     seen.append(n)
     if kill_at is not None and n == kill_at:
       raise KeyboardInterrupt('simulated kill')
+    if signal_at is not None and n == signal_at:
+      os.kill(os.getpid(), signal.SIGTERM)
     return losses[n]
 
   import ssl_imu_jax.input_pipeline as ip
@@ -133,6 +137,25 @@ def test_early_stopping_keeps_and_saves_the_best_state_and_resumes(tmp_path):
   out, seen = _toy_fit(tmp_path / 'c', losses, patience=0)
   assert seen == [10, 12] and int(out.state['n']) == 8             # best from before the kill
   assert [h['step'] for h in out.validation['history']] == [2, 4, 6, 8, 10, 12]
+
+
+def test_a_signal_stops_at_the_step_with_its_history_and_the_rerun_continues_it(tmp_path):
+  losses = {2: 5.0, 4: 3.0, 6: 3.5, 8: 2.0, 10: 2.5, 12: 2.6}
+  unbroken, _ = _toy_fit(tmp_path / 'a', losses, patience=0)
+  with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted) as info:
+    _toy_fit(tmp_path / 'b', losses, patience=0, signal_at=10)     # SIGTERM in step 10's check
+  assert (info.value.step, info.value.exit_code) == (10, 143)
+  ckpt_dir = str(tmp_path / 'b' / 'checkpoints')
+  _, meta = checkpointing.read_meta(ckpt_dir)
+  assert meta['step'] == 10 and meta['interrupted']                # saved at the step reached
+  with open(tmp_path / 'b' / trainer.VALIDATION_FILE) as f:
+    assert [h['step'] for h in json.load(f)['history']] == [2, 4, 6, 8, 10]
+  out, seen = _toy_fit(tmp_path / 'b', losses, patience=0)
+  assert seen == [12] and int(out.state['n']) == 8                 # step 10 not validated again
+  assert out.validation == unbroken.validation
+  ckpt = checkpointing.Checkpointer(ckpt_dir)
+  assert ckpt.all_steps() == checkpointing.Checkpointer(str(tmp_path / 'a' / 'checkpoints')
+                                                        ).all_steps() == [9, 12]
 
 
 def test_a_budget_that_ends_while_improving_is_flagged(tmp_path):

@@ -149,10 +149,56 @@ def _one_line_error(proc) -> str:
     (('--config=configs/finetune.py:tiny', '--config.stage=fly'), 'config key stage='),
     (('--config=configs/prepare.py:tiny', "--config.datasets=('movi_imu',)"),
      'movi_imu: config key data.manual_dir is empty'),
+    # a wrong data set name, before anything is built: the key and the valid names
+    (('--config=configs/finetune.py:tiny', '--config.data.dataset=synthetic_walking_gfr'),
+     "config key data.dataset: unknown data set 'synthetic_walking_gfr'; did you mean "
+     "'synthetic_walking_grf'? (valid names: camargo2021, "),
+    (('--config=configs/sweep.py:tiny', "--config.datasets=('synthetic_walking_grf','kfm')",
+      "--config.inits=('random',)"),
+     "config key datasets: unknown data set 'kfm'"),
+    (('--config=configs/prepare.py:tiny', "--config.datasets=('synthetic_movi','movi')"),
+     "config key datasets: unknown data set 'movi'; did you mean 'movi_imu'?"),
 ])
 def test_user_mistakes_are_one_line(tmp_path, args, expected):
   line = _one_line_error(run_main(str(tmp_path), *args, check=False))
   assert expected in line
+  assert not os.path.exists(os.path.join(tmp_path, 'tfds'))  # nothing was built
+
+
+def test_config_mistakes_show_before_any_data_is_built(tmp_path):
+  from configs import finetune as finetune_config
+  from configs import paper as paper_config
+  from ssl_imu_jax import experiment, finetune
+  from ssl_imu_jax.errors import ConfigError
+
+  cfg = paper_config.get_config('tiny')
+  cfg.sweep.protocols = ('linear_probe', 'full_from_prob')
+  with pytest.raises(ConfigError, match=r'^config.sweep.protocols must be a non-empty subset'):
+    experiment.run(cfg, str(tmp_path))  # not after the pre-trainings
+  cfg = paper_config.get_config('tiny')
+  cfg.sweep.datasets = ('synthetic_walking_grf', 'nope')
+  with pytest.raises(ConfigError, match=r"^config key sweep.datasets: unknown data set 'nope'"):
+    experiment.run(cfg, str(tmp_path))
+  cfg = finetune_config.get_config('tiny')
+  cfg.protocol = 'probe'
+  with pytest.raises(ConfigError, match='config key protocol must be one of'):
+    finetune.prepare(cfg, str(tmp_path / 'ft'), str(tmp_path / 'tfds'))
+  cfg.protocol, cfg.init_from = 'linear_probe', str(tmp_path / 'no_such_run')
+  with pytest.raises(FileNotFoundError, match='config key init_from'):
+    finetune.prepare(cfg, str(tmp_path / 'ft'), str(tmp_path / 'tfds'))
+  assert sorted(os.listdir(tmp_path)) == ['ft']  # no records, no pre-training
+
+
+def test_convert_names_its_own_flags(tmp_path, capsys):
+  from data_prep import convert
+
+  assert convert.main(['--dataset=movi_imu', f'--data_dir={tmp_path}']) == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: movi_imu: --manual_dir is not given;')
+  assert 'data.manual_dir' not in err
+  assert convert.main(['--dataset=movi', f'--data_dir={tmp_path}']) == 2
+  err = capsys.readouterr().err.splitlines()
+  assert len(err) == 1 and err[0].startswith('error: --dataset=movi: unknown data set (valid names')
 
 
 def test_verbose_shows_the_traceback(tmp_path):

@@ -229,17 +229,34 @@ def test_dataset_subject_ids_reads_tfds(tmp_path, monkeypatch):
     sweep.dataset_subject_ids(cfg)
 
 
-def test_cell_timer_learns_per_dataset_and_protocol():
+def test_cell_timer_learns_per_dataset_init_and_protocol_without_compilation():
   timer = sweep.CellTimer()
   kfm = ('kfm', 0, 1.0, 'random', 'full_from_probe', 0)
   valr = ('valr', 0, 1.0, 'random', 'full_from_probe', 0)
-  timer.add(kfm, 20.0)
+  timer.add(kfm, 30.0, compile_seconds=10.0)  # the first cell of a program compiles it
   timer.add(kfm, 22.0)
   timer.add(valr, 2.0)
+  assert timer.estimate(('kfm', 3, 0.1, 'random', 'full_from_probe', 1)) == 21.0
+  # no pre-trained kfm cell yet: its data set and protocol; then its own
   assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'full_from_probe', 1)) == 21.0
-  assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'linear_probe', 1)) == 21.0  # its set
-  assert timer.estimate(('grf', 0, 1.0, 'random', 'linear_probe', 0)) == pytest.approx(44 / 3)
-  assert timer.left([kfm, valr, valr]) == 25.0
+  timer.add(('kfm', 1, 1.0, 'pretrained', 'full_from_probe', 0), 12.0)
+  assert timer.estimate(('kfm', 3, 0.1, 'pretrained', 'full_from_probe', 1)) == 12.0
+  assert timer.estimate(('kfm', 3, 0.1, 'random', 'linear_probe', 1)) == 18.0  # its data set
+  grf = ('grf', 0, 1.0, 'random', 'linear_probe', 0)
+  assert timer.estimate(grf) == 14.0  # every cell (20, 22, 2, 12)
+  # one compilation (the mean of those measured: 10 and 0) for the program not run yet
+  assert timer.left([kfm, valr, grf]) == 21.0 + 2.0 + 14.0 + 5.0
+
+
+def test_compile_clock_counts_what_jax_compiles():
+  import jax
+
+  with sweep.compile_clock() as clock:
+    jax.jit(lambda x: x * 3.0 + 1.0).lower(2.0).compile()
+  assert clock.seconds > 0.0
+  seen = clock.seconds
+  jax.jit(lambda x: x * 5.0).lower(2.0).compile()  # after the clock stopped
+  assert clock.seconds == seen
 
 
 def test_a_subset_of_folds_reports_apart_from_the_full_report(tmp_path, capsys):
@@ -373,3 +390,39 @@ def test_a_sweep_with_the_feature_baseline_reports_it_beside_random_init(tmp_pat
   c.finetune.split.validation_fraction = 0.5
   with pytest.raises(ValueError, match=r'split.validation_fraction: 0.0 -> 0.5'):
     sweep.run(c, wd, train_fn=fake, features_fn=feats)
+
+
+def test_a_copied_work_directory_re_reports_and_resumes_without_retraining(tmp_path):
+  import shutil
+
+  def cfg_in(wd, **kw):  # init_from inside the work directory, as the paper stage's
+    os.makedirs(wd / 'pretrain' / 'checkpoints', exist_ok=True)
+    return make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,), seeds=(0,),
+                       init_from=str(wd / 'pretrain' / 'checkpoints'), **kw)
+
+  wd, copy = tmp_path / 'w', tmp_path / 'copy'
+  sweep.run(cfg_in(wd), str(wd), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)
+  table = (wd / 'report' / 'results.csv').read_text()
+  shutil.copytree(wd, copy)
+  idle = FakeTrain()
+  sweep.run(cfg_in(copy, report_only=True), str(copy), train_fn=idle,
+            subject_ids_fn=subject_ids_fn)
+  assert (copy / 'report_partial' / 'results.csv').read_text() == table
+  sweep.run(cfg_in(copy), str(copy), train_fn=idle, subject_ids_fn=subject_ids_fn)
+  assert idle.calls == [] and (copy / 'report' / 'results.csv').read_text() == table
+  # Cells an older version finished hold absolute paths: inside the work directory they were
+  # written in (resumed in place, or copied from there) they are the same place.
+  markers = sorted(copy.glob(f'sweep/*/*/*/*/*/{sweep.CELL_FILE}'))
+  written = {m: json.loads(m.read_text()) for m in markers}
+  assert any(d['config']['probe_from'].startswith('<workdir>/sweep/') for d in written.values())
+  for old_root in (copy, wd):
+    for marker, done in written.items():
+      old = {k: v.replace('<workdir>', str(old_root)) if isinstance(v, str) else v
+             for k, v in done['config'].items()}
+      marker.write_text(json.dumps({**done, 'config': old}))
+    sweep.run(cfg_in(copy), str(copy), train_fn=idle, subject_ids_fn=subject_ids_fn)
+    assert idle.calls == []
+  # another pre-training is still a change
+  with pytest.raises(ValueError, match='init_from'):
+    sweep.run(cfg_in(tmp_path / 'other'), str(copy), train_fn=idle,
+              subject_ids_fn=subject_ids_fn)
