@@ -118,7 +118,7 @@ def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   sub = p.add_subparsers(dest='what', required=True)
   s = sub.add_parser('synthetic', help='simulate one subject walking and plot it')
-  s.add_argument('--out', default='synthetic_example.png')
+  s.add_argument('--out', default='runs/plots/synthetic_example.png')
   s.add_argument('--seconds', type=float, default=4.0)
   s.add_argument('--speed', type=float, default=1.3)
   s.add_argument('--subject', type=int, default=0)
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
   s.add_argument('--rate', type=float, default=100.0)
   x = sub.add_parser('xsens', help='plot an Xsens MT Manager text export')
   x.add_argument('path')
-  x.add_argument('--out', default='real_xsens_shank.png')
+  x.add_argument('--out', default='runs/plots/real_xsens_shank.png')
   x.add_argument('--seconds', type=float, default=4.0)
   x.add_argument('--start', type=float, default=10.0)
   x.add_argument('--axes', default=XSENS_SHANK_AXES,

@@ -144,7 +144,7 @@ def test_h5_steps_and_tables(tmp_path):
 
 def test_signal_plots_put_the_real_shank_in_the_body_frame(tmp_path, monkeypatch):
   """plot_signals draws the real file rotated by its axis map: standing, gravity reads on +y
-  (the synthetic shank's nominal frame), and the plot goes to the current directory."""
+  (the synthetic shank's nominal frame), and the plot goes to runs/plots/ (ignored by git)."""
   if not REAL_IMU.exists():
     pytest.skip(f'real Xsens file absent: {REAL_IMU} (shared data folder not present)')
   from data_prep import plot_signals
@@ -157,7 +157,7 @@ def test_signal_plots_put_the_real_shank_in_the_body_frame(tmp_path, monkeypatch
     plot_signals.parse_axes('up')
   monkeypatch.chdir(tmp_path)
   plot_signals.main(['xsens', str(REAL_IMU), '--seconds', '1'])
-  assert (tmp_path / 'real_xsens_shank.png').stat().st_size > 1000
+  assert (tmp_path / 'runs' / 'plots' / 'real_xsens_shank.png').stat().st_size > 1000
 
 
 def test_broken_tables_name_their_file(tmp_path):
