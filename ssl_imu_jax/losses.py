@@ -1,4 +1,5 @@
-"""Contrastive losses (reference NCE, InfoNCE) and regression losses, with retrieval accuracy.
+"""Contrastive losses (reference NCE, InfoNCE), regression losses and the masked-reconstruction
+loss, with retrieval accuracy.
 
 ``reference_nce`` is the loss of the reference code (Tan et al., "nce_loss_groups_of_positive"):
 acc rows scored against gyr columns (one direction), cosine similarity / temperature; each row's
@@ -242,3 +243,11 @@ def mse(pred_BxK, target_BxK, weights_B=None):
   if weights_B is None:
     return jnp.mean(err)
   return jnp.sum(weights_B * err) / jnp.maximum(jnp.sum(weights_B), 1.0)
+
+
+def masked_mse(pred_BxTxC, target_BxTxC, mask_BxT):
+  """The masked-reconstruction loss (Tan et al. 2024): squared error of the masked time steps
+  only, averaged over those steps and every channel; unmasked steps do not count."""
+  err = jnp.mean((pred_BxTxC - target_BxTxC) ** 2, axis=-1)
+  m = mask_BxT.astype(err.dtype)
+  return jnp.sum(m * err) / jnp.maximum(jnp.sum(m), 1.0)
