@@ -42,7 +42,7 @@ def test_the_mask_is_one_contiguous_block_at_the_ratio():
   for row, s in zip(m, starts, strict=True):
     assert row[s:s + 16].all()  # contiguous
   assert len(set(starts.tolist())) > 10  # drawn per sample
-  with pytest.raises(ValueError, match='ssl.mask_ratio'):
+  with pytest.raises(ValueError, match='mask ratio 0.001 masks 0 of 128'):
     transformer.contiguous_mask(jax.random.key(1), 2, 128, 0.001)
 
 

@@ -34,7 +34,7 @@ def contiguous_mask(rng: jax.Array, batch: int, length: int, ratio: float) -> ja
   drawn uniformly (a new draw per call, as the reference draws per sample and step)."""
   n = int(round(ratio * length))
   if not 0 < n < length:
-    raise ValueError(f'ssl.mask_ratio={ratio} masks {n} of {length} steps; expected 0 < n < '
+    raise ValueError(f'mask ratio {ratio} masks {n} of {length} steps; expected 0 < n < '
                      f'{length}')
   start = jax.random.randint(rng, (batch, 1), 0, length - n + 1)
   t = jnp.arange(length)[None, :]
