@@ -78,6 +78,7 @@ def test_the_step_loss_is_the_mse_of_exactly_the_masked_steps_with_a_new_mask_ea
   tokens = np.concatenate([batch['acc'].transpose(0, 2, 1, 3).reshape(B, T, 3 * N) / 2.5,
                            batch['gyr'].transpose(0, 2, 1, 3).reshape(B, T, 3 * N) / 0.7], -1)
   n_masked = round(0.125 * T)
+  apply = jax.jit(model.apply, static_argnames='train')
   masks = []
   for k in range(2):
     before = jax.device_get(state)
@@ -89,13 +90,13 @@ def test_the_step_loss_is_the_mse_of_exactly_the_masked_steps_with_a_new_mask_ea
       assert len(idx) == n_masked and np.all(np.diff(idx) == 1)
     masks.append(mask)
     acc, gyr = batch['acc'] / 2.5, batch['gyr'] / 0.7
-    _, recon = model.apply({'params': before.params}, acc, gyr, mask, train=True,
-                           rngs={'dropout': drop_rng})
+    _, recon = apply({'params': before.params}, acc, gyr, mask, train=True,
+                     rngs={'dropout': drop_rng})
     err = (np.asarray(recon, np.float64) - tokens) ** 2
     assert float(m['loss']) == pytest.approx(err[mask].mean(), rel=1e-5)
     # Discriminating: the unmasked steps, or dropout off, give other numbers.
     assert abs(err[~mask].mean() - float(m['loss'])) > 1e-3 * float(m['loss'])
-    _, no_drop = model.apply({'params': before.params}, acc, gyr, mask, train=False)
+    _, no_drop = apply({'params': before.params}, acc, gyr, mask, train=False)
     assert abs(((np.asarray(no_drop) - tokens) ** 2)[mask].mean() - float(m['loss'])) > 1e-6
   assert (masks[0] != masks[1]).any(axis=1).sum() >= B // 2  # a new block at the next step
   other = np.asarray(contiguous_mask(pretrain.masked_step_rngs(jax.random.key(4), 0)[1], B, T,
