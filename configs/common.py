@@ -116,6 +116,24 @@ def optimizer_config(learning_rate: float, weight_decay: float = 1e-5) -> ml_col
       # Weight decay on kernels only (not BatchNorm scales / biases, biases, the temperature);
       # False decays every parameter, as the reference's torch AdamW does (at 1e-5, a tiny gap).
       'decay_kernels_only': True,
+      # 'warmup_cosine': linear warm-up over warmup_fraction, then cosine decay;
+      # 'cosine_times_warmup': cosine over all steps x a linear warm-up factor (the masked
+      # reference's torch CosineAnnealingLR + pytorch_warmup, ssl_imu_jax/train_state.py)
+      'schedule': 'warmup_cosine',
+  })
+
+
+def transformer_config(size: str) -> ml_collections.ConfigDict:
+  """The masked-reconstruction Transformer (models/transformer.py; Tan et al. 2024): the
+  reference's sizes by default, a small one for 'tiny'."""
+  tiny = size == 'tiny'
+  return ml_collections.ConfigDict({
+      'width': 32 if tiny else 192,
+      'depth': 2 if tiny else 6,
+      'heads': 4 if tiny else 8,
+      'ff': 64 if tiny else 512,
+      'dropout': 0.1,
+      'pos_base_factor': 2.0,     # the sinusoid's base is pos_base_factor x T (reference: 2T)
   })
 
 

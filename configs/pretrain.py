@@ -4,6 +4,18 @@ The default is the reference recipe (Tan et al. 2023): one ResNet shared by acc 
 heads Dense-BatchNorm-ReLU-Dense, the reference NCE loss (tau 0.1), AdamW 1e-4, 20 % warm-up then
 cosine decay. ':default,two_encoder' selects this project's first design instead.
 
+',masked' (e.g. ':tiny,masked', ':masked') selects the masked-reconstruction objective of Tan et
+al. 2024 instead (ssl.objective='masked'; issue 27): a post-LN Transformer over one token per time
+step (every site's acc channels, then every site's gyr channels), one contiguous block of
+ssl.mask_ratio of the window replaced by a learned input-space token, MSE on the masked steps of
+the input scaled by one pooled std per modality (ssl.normalization='scale'); AdamW 1e-4 with
+weight decay 0.01 on every parameter, cosine x linear warm-up factor over the first 20 %. The
+budget (steps, batch) stays this config's, so both objectives compare at one budget (the
+reference ran 5e4 steps of 64). Setting --config.ssl.objective=masked alone keeps the NCE
+optimiser; the ',masked' argument sets every knob.
+
+  python main.py --config=configs/pretrain.py:tiny,masked --workdir=runs/pretrain_masked_tiny
+
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/pretrain_tiny
   python main.py --config=configs/pretrain.py --workdir=runs/pretrain \
       --config.optimizer.learning_rate=3e-4 --config.train.steps=10000
@@ -17,7 +29,9 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  size, variant = common.parse_args(arg)
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  masked = 'masked' in parts
+  size, variant = common.parse_args(','.join(p for p in parts if p != 'masked'))
   tiny = size == 'tiny'
   c = ml_collections.ConfigDict()
   c.stage = 'pretrain'
@@ -43,8 +57,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # >0: the loss in column blocks of this many site-windows, memory ~ M x chunk instead of
       # M x M (M = global batch x sites); equal to the dense loss. 0: dense (faster when it fits).
       'chunk_size': 0,
+      # 'nce' (the keys above) | 'masked' (the keys below; the ',masked' config argument)
+      'objective': 'masked' if masked else 'nce',
+      'mask_ratio': 0.125,     # masked: one contiguous block of this fraction of each window
+      # input scaling: 'mean_std' (subtract the pooled mean, divide by the pooled std, per
+      # modality) | 'scale' (divide only, the masked reference's StandardScaler(with_mean=False))
+      'normalization': 'scale' if masked else 'mean_std',
   })
+  c.model.transformer = common.transformer_config(size)  # the masked objective's backbone
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3 if tiny else 1e-4)
+  if masked:  # torch AdamW: decay 0.01 on every parameter; the warm-up multiplies the cosine
+    c.optimizer.weight_decay = 0.01
+    c.optimizer.decay_kernels_only = False
+    c.optimizer.schedule = 'cosine_times_warmup'
   c.train = common.train_config(steps=60 if tiny else 3000, batch_size=16 if tiny else 64)
   return c

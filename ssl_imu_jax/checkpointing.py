@@ -16,8 +16,29 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssl_imu_jax import files
+from ssl_imu_jax.errors import ConfigError
 
 CONFIG_FILE = 'config.json'
+
+
+def objective(meta: dict[str, Any]) -> str:
+  """The pre-training objective a checkpoint's meta record names ('nce' for records written
+  before ``ssl.objective`` existed, and for fine-tuning checkpoints)."""
+  if meta.get('objective'):
+    return str(meta['objective'])
+  return str(((meta.get('config') or {}).get('ssl') or {}).get('objective', 'nce'))
+
+
+def require_nce(meta: dict[str, Any], where: str, use: str) -> None:
+  """A one-line ConfigError when the checkpoint at ``where`` was not pre-trained with NCE (its
+  ResNet encoder is what ``use`` loads): the masked Transformer has no such encoder, and
+  fine-tuning, embedding and releasing it come with issue 27, step 3."""
+  obj = objective(meta)
+  if obj != 'nce':
+    raise ConfigError(f"{where}: pre-trained with ssl.objective={obj!r} (the masked-"
+                      f"reconstruction Transformer); {use} needs an ssl.objective='nce' "
+                      f'checkpoint (its ResNet encoder): fine-tuning from the masked Transformer '
+                      f'is not implemented yet (issue 27, step 3)')
 
 
 class Checkpointer:

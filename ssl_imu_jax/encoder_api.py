@@ -80,7 +80,9 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
     checkpoint_dir: a run directory, its ``checkpoints`` directory, or one step directory
       ``checkpoints/<step>``. Pre-training checkpoints are the intended input; a fine-tuning
       checkpoint works too (its encoders as fine-tuned, with its fold's normalisation; an
-      accelerometer-only fine-tune has no gyr encoder).
+      accelerometer-only fine-tune has no gyr encoder). A masked-reconstruction Transformer
+      (``ssl.objective='masked'``) is refused with a ConfigError naming the objective (its
+      encoder API comes with issue 27, step 3).
     step: which step (default: the step directory given, else the latest).
 
   Returns:
@@ -117,6 +119,7 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
   if kind not in KINDS:
     raise ValueError(f'{where}: a {kind!r} checkpoint; load_encoder needs one of {KINDS} '
                      f'(a pre-training checkpoint is the intended input)')
+  checkpointing.require_nce(meta, where, 'load_encoder')
   for key in ('encoder', 'normalization', 'config'):
     if key not in meta:
       raise ValueError(f'{where}: the meta record has no {key!r} entry')

@@ -243,6 +243,7 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
     raise ConfigError(f'config.steps {missing} have no checkpoint in {ckpt_dir} (saved: {saved}; '
                       f'raise the pre-training max_to_keep to keep intermediate steps)')
   _, meta = checkpointing.read_meta(ckpt_dir, steps[-1])
+  checkpointing.require_nce(meta, f'config.pretrain_run: {ckpt_dir}', 'the budget curve')
   batch = int(meta['config']['train']['batch_size'])
   base = config.sweep.copy_and_resolve_references()
   base.unlock()

@@ -186,7 +186,11 @@ def make_predict_step(model: RegressionModel):
 
 def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   """(checkpoints dir, step, meta) of a pre-training run, its checkpoints dir (latest step) or
-  one step directory ``<checkpoints>/<step>`` (an intermediate budget)."""
+  one step directory ``<checkpoints>/<step>`` (an intermediate budget).
+
+  Only NCE (ResNet) pre-trainings: a masked-reconstruction Transformer checkpoint
+  (``ssl.objective='masked'``) is refused with a one-line ConfigError naming the objective;
+  fine-tuning from it is issue 27, step 3."""
   from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
   try:
@@ -197,6 +201,7 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   if meta.get('kind') != 'pretrain':
     raise ConfigError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
                       f'expected a pre-training checkpoint')
+  checkpointing.require_nce(meta, f'config key init_from: {ckpt_dir}', 'fine-tuning')
   return ckpt_dir, step, meta
 
 

@@ -375,12 +375,24 @@ def select_sites(ws: WindowSet, sites: Sequence[str]) -> WindowSet:
                              gyr=None if ws.gyr is None else ws.gyr[:, idx], sites=tuple(sites))
 
 
-def fit_input_stats(ws: WindowSet, idx: np.ndarray, chunk: int = 4096) -> dict[str, float]:
+INPUT_NORMALIZATIONS = ('mean_std', 'scale')
+
+
+def fit_input_stats(ws: WindowSet, idx: np.ndarray, chunk: int = 4096,
+                    normalization: str = 'mean_std') -> dict[str, float]:
   """One mean / std per modality over the given (training) windows, as the reference does.
 
   In memory, over all of them at once; streamed (``RecordArray``), in chunks of windows merged
   with float64 accumulators (count, mean, sum of squared deviations), so memory stays bounded.
+
+  ``normalization='scale'``: the same pooled std, with the mean recorded as 0, so normalising
+  divides only (sklearn's ``StandardScaler(with_mean=False)``, whose scale is still the std
+  about the mean: the masked-reconstruction reference, one scaler over all acc channels and one
+  over all gyr channels).
   """
+  if normalization not in INPUT_NORMALIZATIONS:
+    raise ConfigError(f'config key ssl.normalization must be one of {INPUT_NORMALIZATIONS}, got '
+                      f'{normalization!r}')
   stats = {}
   for name, x in (('acc', ws.acc), ('gyr', ws.gyr)):
     if x is None:
@@ -400,7 +412,7 @@ def fit_input_stats(ws: WindowSet, idx: np.ndarray, chunk: int = 4096) -> dict[s
       count += k
     else:
       std = float(np.sqrt(m2 / max(count, 1)))
-    stats[f'{name}_mean'] = float(mean)
+    stats[f'{name}_mean'] = float(mean) if normalization == 'mean_std' else 0.0
     stats[f'{name}_std'] = float(max(std, 1e-6))
   return stats
 
@@ -498,9 +510,11 @@ def padded_batches(idx: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarra
     yield np.concatenate([part, np.repeat(part[-1:], batch_size - len(part))]), len(part)
 
 
-def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int,
-                 sharding) -> Iterator[tuple[dict[str, jax.Array], int]]:
+def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int, sharding,
+                 with_index: bool = False) -> Iterator[tuple[dict[str, jax.Array], int]]:
   """Fixed-size batches over ``idx`` in order; the last is padded, with ``weights`` 0 on pads.
+  ``with_index``: also ``index`` [B] int32, each window's index in ``ws`` (per-window random
+  draws that do not depend on the batch size).
 
   Yields (device batch, number of real windows in it). One batch shape -> one compilation.
   """
@@ -508,6 +522,8 @@ def eval_batches(ws: WindowSet, idx: np.ndarray, batch_size: int,
   for padded, n_real in padded_batches(idx, batch_size):
     batch = gather(ws, padded, with_targets=ws.targets.shape[1] > 0)
     batch['weights'] = (np.arange(batch_size) < n_real).astype(np.float32)
+    if with_index:
+      batch['index'] = padded.astype(np.int32)
     yield to_global({k: v[local] for k, v in batch.items()}, sharding), n_real
 
 

@@ -1,5 +1,6 @@
 """Model cards: a pre-training run's (the packaged template templates/pretrain_model_card.md
-filled from its checkpoint record) and a fine-tuned model's (``render_finetune``)."""
+filled from its checkpoint record; ``render_masked`` for the masked-reconstruction objective) and
+a fine-tuned model's (``render_finetune``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def _mix_note(mix: dict[str, Any] | None) -> str:
 def render(meta: dict[str, Any], train_metrics: dict[str, float],
            eval_metrics: dict[str, float], released: bool = False) -> str:
   """The pre-training card; ``released``: of a release (weights/), which omits the heads."""
+  if meta.get('objective', 'nce') == 'masked':
+    return render_masked(meta, train_metrics, eval_metrics)
   cfg = meta['config']
   aug = cfg.get('augment', {})
   on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if aug.get(k)]
@@ -72,6 +75,67 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   text = importlib.resources.files('ssl_imu_jax').joinpath(TEMPLATE).read_text(encoding='utf-8')
   lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith('<!--')]
   return ''.join(lines).format(**fields)
+
+
+def render_masked(meta: dict[str, Any], train_metrics: dict[str, float],
+                  eval_metrics: dict[str, float]) -> str:
+  """The card of a masked-reconstruction pre-training (``ssl.objective='masked'``)."""
+  cfg, ds, enc, norm = meta['config'], meta['dataset'], meta['encoder'], meta['normalization']
+  opt, train = cfg['optimizer'], cfg['train']
+  tokens = list(meta.get('tokens', []))
+  gyr = 'gyr_std' in norm
+  scale = ', '.join(f'{k}={v:.4g}' for k, v in sorted(norm.items()))
+  schedule = ('cosine over all steps x a linear warm-up factor over the first '
+              f"{opt['warmup_fraction']:g} of them" if opt.get('schedule') == 'cosine_times_warmup'
+              else f"warm-up {opt['warmup_fraction']:g} of the steps then cosine decay")
+  mix = _mix_note(ds.get('mix'))
+  lines = [
+      '# Model card: ssl_imu_jax masked-reconstruction pre-training (Transformer)',
+      '',
+      '## What it is',
+      f"A post-LayerNorm Transformer ({enc['depth']} layers, width {enc['width']}, "
+      f"{enc['heads']} heads, feed-forward {enc['ff']}, dropout {enc['dropout']}, fixed sinusoid "
+      f"with base {enc['pos_base_factor']:g} x T) over one token per time step of a window "
+      f"[T={ds['window_length']} samples at {ds['sample_rate_hz']} Hz]: {len(tokens)} channels, "
+      'every site\'s accelerometer x, y, z' + (', then every site\'s gyroscope x, y, z' if gyr
+                                                 else ' (accelerometer-only corpus: no gyroscope)')
+      + f" (sites in order: {', '.join(ds['sites'])}).",
+      '',
+      '## How it was pre-trained',
+      f"- Objective: ssl.objective='masked' (Tan et al. 2024): one contiguous block of "
+      f"{meta.get('mask_ratio', cfg['ssl']['mask_ratio']):g} of each window, drawn per window and "
+      'step, replaced by a learned input-space token; MSE of the reconstruction on the masked '
+      'steps only.',
+      f"- Data: `{ds['name']}` split `{ds['split']}`, {ds['num_windows']} windows from "
+      f"{len(ds['subjects'])} subjects.{mix}",
+      f"- Optimiser: AdamW, peak learning rate {opt['learning_rate']}, weight decay "
+      f"{opt['weight_decay']} on "
+      + ('kernels only' if opt.get('decay_kernels_only') else 'every parameter')
+      + f", {train['steps']} steps, batch {train['batch_size']}, {schedule}.",
+      f"- Input scaling (fitted on the pre-training subjects, ssl.normalization="
+      f"'{cfg['ssl'].get('normalization', 'mean_std')}'): {scale}.",
+      '',
+      '## Which parts are pre-trained',
+      '| parameters | state |',
+      '|---|---|',
+      '| `transformer` (embedding, mask token, layers) | pre-trained |',
+      '| `transformer/reconstruction` | pre-trained, used only by the reconstruction loss |',
+      '',
+      '## Final metrics',
+      f'- training (last logged step): {_fmt(train_metrics)}',
+      '- held-out subjects (masked MSE on fixed per-window masks; zero_loss: predicting 0; '
+      f'mean_loss: predicting each channel\'s mean over the unmasked steps): {_fmt(eval_metrics)}',
+      '',
+      '## Use',
+      'Fine-tuning, `load_encoder` and releases take NCE (ResNet) checkpoints only for now and '
+      'refuse this one with a one-line error: fine-tuning from the masked Transformer is issue 27, '
+      'step 3.',
+      '',
+      '## Limits',
+      'Pre-trained on the data named above only. The synthetic corpus (if named above) is a '
+      'physics model, not people.',
+  ]
+  return '\n'.join(lines) + '\n'
 
 
 def source_line(src) -> str:

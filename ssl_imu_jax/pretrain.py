@@ -1,7 +1,14 @@
-"""Self-supervised pre-training: acc vs gyr InfoNCE over a device mesh.
+"""Self-supervised pre-training over a device mesh, with one of two objectives
+(``config.ssl.objective``):
+
+- 'nce' (the default): acc vs gyr InfoNCE on a ResNet encoder (Tan et al. 2023);
+- 'masked': masked reconstruction on a Transformer (Tan et al. 2024): one contiguous block of
+  each window replaced by a learned token, MSE on the masked steps (``make_masked_train_step``).
+  It needs no gyroscope, so accelerometer-only corpora pre-train with it.
 
 Entry point ``run(config, workdir)``; checkpoints in ``<workdir>/checkpoints`` with the config
-beside them (``config.json``) and a model card (``MODEL_CARD.md``).
+beside them (``config.json``) and a model card (``MODEL_CARD.md``). The checkpoint's meta record
+names the objective (``meta['objective']``).
 """
 
 from __future__ import annotations
@@ -18,9 +25,36 @@ from ssl_imu_jax import files, input_pipeline, losses, parallel, steps, train_st
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ContrastiveModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
+from ssl_imu_jax.models.transformer import (
+    MaskedImuModel,
+    contiguous_mask,
+    imu_tokens,
+    token_channels,
+)
+
+OBJECTIVES = ('nce', 'masked')
+# The eval masks' random stream: window i of the held-out split is masked with
+# fold_in(fold_in(key(seed), EVAL_MASK_STREAM), i) at every evaluation, whatever the batch size.
+EVAL_MASK_STREAM = 0x6D61736B
 
 
-def build_model(config: ml_collections.ConfigDict) -> ContrastiveModel:
+def objective(config: ml_collections.ConfigDict) -> str:
+  """``config.ssl.objective`` ('nce' for configs written before the key existed)."""
+  obj = str(config.ssl.get('objective', 'nce'))
+  if obj not in OBJECTIVES:
+    raise ConfigError(f'config key ssl.objective must be one of {OBJECTIVES}, got {obj!r}')
+  return obj
+
+
+def build_model(config: ml_collections.ConfigDict, use_gyr: bool = True):
+  """The objective's model: ``ContrastiveModel`` (nce) or ``MaskedImuModel`` (masked; sizes
+  from ``config.model.transformer``; ``use_gyr=False`` for an accelerometer-only corpus)."""
+  if objective(config) == 'masked':
+    t = config.model.transformer
+    return MaskedImuModel(width=int(t.width), depth=int(t.depth), heads=int(t.heads),
+                          ff=int(t.ff), dropout=float(t.dropout),
+                          pos_base_factor=float(t.pos_base_factor), use_gyr=use_gyr,
+                          dtype=dtype_from_name(config.train.compute_dtype))
   return ContrastiveModel(encoder_config=config.model.encoder,
                           projection_dims=tuple(config.model.projection_dims),
                           temperature=config.ssl.temperature,
@@ -72,12 +106,14 @@ def make_gradient_fn(config: ml_collections.ConfigDict, model: ContrastiveModel,
   return gradients
 
 
-def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, tx,
-                    schedule, num_devices: int):
+def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, num_devices: int):
   """``(state, batch, rng) -> (state, metrics)``; batch = {'acc','gyr'} [B, N, T, 3] raw units.
 
   The input normalisation comes from ``state.norm``. The state is donated by the caller's jit.
+  ``ssl.objective='masked'``: ``make_masked_train_step``.
   """
+  if objective(config) == 'masked':
+    return make_masked_train_step(config, model, tx, schedule)
   gradients = make_gradient_fn(config, model, num_devices)
 
   def step(state: train_state.TrainState, batch, rng):
@@ -93,8 +129,101 @@ def make_train_step(config: ml_collections.ConfigDict, model: ContrastiveModel, 
   return step
 
 
-def make_eval_step(config: ml_collections.ConfigDict, model: ContrastiveModel):
-  """Loss and retrieval accuracy (top-1 / top-5 within the batch) on padded eval batches."""
+def masked_inputs(state: train_state.TrainState, batch, use_gyr: bool):
+  """(acc, gyr or None) of a batch, normalised with ``state.norm`` (with
+  ``ssl.normalization='scale'`` the means are 0: divided only)."""
+  stats = state.norm
+  acc = steps.normalize(batch['acc'], stats['acc_mean'], stats['acc_std'])
+  gyr = steps.normalize(batch['gyr'], stats['gyr_mean'], stats['gyr_std']) if use_gyr else None
+  return acc, gyr
+
+
+def masked_step_rngs(rng: jax.Array, step) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(augmentation, mask, dropout) keys of training step ``step`` from the run's key: a new mask
+  and new dropout every step."""
+  aug, mask, dropout = jax.random.split(jax.random.fold_in(rng, step), 3)
+  return aug, mask, dropout
+
+
+def make_masked_train_step(config: ml_collections.ConfigDict, model: MaskedImuModel, tx,
+                           schedule):
+  """``(state, batch, rng) -> (state, metrics)`` of the masked objective (Tan et al. 2024).
+
+  batch = {'acc', 'gyr'} [B, N, T, 3] raw units (gyr [B, N, T, 0] or ignored for an
+  accelerometer-only corpus); tokens [B, T, C] (``imu_tokens``: C = 6N, acc channels first,
+  site-major), scaled by ``state.norm``; one contiguous block of round(mask_ratio x T) steps per
+  window (``contiguous_mask`` [B, T], drawn from this step's key: a new block every step)
+  replaced by the learned token; dropout on (this step's key); loss = ``losses.masked_mse`` of
+  the reconstruction [B, T, C] against the scaled tokens, on the masked steps only.
+
+  Multi-device: the batch is sharded on the mesh axis 'data' and the state replicated, as for
+  NCE, and jit computes the loss over the global batch. Unlike NCE, the loss needs no global
+  negatives: each window's term depends on that window alone, so the global loss is the mean of
+  the per-device means (every window masks the same number of steps), and its gradient is the
+  mean of the per-device gradients -- plain data parallelism. (``ssl.negatives``,
+  ``ssl.chunk_size`` do not apply.) The mask and dropout draws are the same on any device count
+  (threefry keys, partitionable). The state is donated by the caller's jit.
+  """
+  ratio = float(config.ssl.mask_ratio)
+  use_gyr = model.use_gyr
+
+  def loss_fn(params, acc, gyr, mask, dropout_rng):
+    _, recon = model.apply({'params': params}, acc, gyr, mask, train=True,
+                           rngs={'dropout': dropout_rng})
+    return losses.masked_mse(recon, imu_tokens(acc, gyr), mask)
+
+  grad_fn = jax.value_and_grad(loss_fn)
+
+  def step(state: train_state.TrainState, batch, rng):
+    aug_rng, mask_rng, dropout_rng = masked_step_rngs(rng, state.step)
+    acc, gyr = steps.apply_augmentation(aug_rng, batch['acc'],
+                                        batch['gyr'] if use_gyr else None, config.augment)
+    acc, gyr = masked_inputs(state, {'acc': acc, 'gyr': gyr}, use_gyr)
+    mask = contiguous_mask(mask_rng, acc.shape[0], acc.shape[2], ratio)
+    loss, grads = grad_fn(state.params, acc, gyr, mask, dropout_rng)
+    new_state, norms = steps.apply_gradients(state, tx, schedule, grads, state.batch_stats)
+    return new_state, {'loss': loss, **norms}
+
+  return step
+
+
+def eval_masks(seed: int, index_B, length: int, ratio: float) -> jax.Array:
+  """[B, T] eval masks: window ``index_B[b]`` of the held-out split gets the same block at every
+  evaluation, whatever the batch size or device count, so evaluations compare."""
+  key = jax.random.fold_in(jax.random.key(seed), EVAL_MASK_STREAM)
+  one = lambda i: contiguous_mask(jax.random.fold_in(key, i), 1, length, ratio)[0]  # noqa: E731
+  return jax.vmap(one)(index_B)
+
+
+def make_masked_eval_step(config: ml_collections.ConfigDict, model: MaskedImuModel):
+  """Masked MSE on padded eval batches (dropout off, the fixed ``eval_masks``), beside two
+  references on the same masked steps: ``zero_loss`` (predicting 0 = the scaled signal's mean
+  square) and ``mean_loss`` (predicting each channel's mean over the window's unmasked steps)."""
+  ratio = float(config.ssl.mask_ratio)
+  use_gyr = model.use_gyr
+
+  def step(state, batch):
+    acc, gyr = masked_inputs(state, batch, use_gyr)
+    x = imu_tokens(acc, gyr)
+    mask = eval_masks(config.seed, batch['index'], x.shape[1], ratio)
+    _, recon = model.apply({'params': state.params}, acc, gyr, mask, train=False)
+    # Padding windows (weight 0) leave the mask; every real window masks the same number of
+    # steps, so the mean over masked steps is the mean of the windows' masked MSEs.
+    real = mask & (batch['weights'][:, None] > 0)
+    visible = (~mask)[..., None].astype(x.dtype)
+    visible_mean = jnp.sum(visible * x, 1, keepdims=True) / jnp.sum(visible, 1, keepdims=True)
+    return {'loss': losses.masked_mse(recon, x, real),
+            'zero_loss': losses.masked_mse(jnp.zeros_like(x), x, real),
+            'mean_loss': losses.masked_mse(jnp.broadcast_to(visible_mean, x.shape), x, real)}
+
+  return step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, model):
+  """Loss and retrieval accuracy (top-1 / top-5 within the batch) on padded eval batches;
+  ``ssl.objective='masked'``: ``make_masked_eval_step``."""
+  if objective(config) == 'masked':
+    return make_masked_eval_step(config, model)
 
   def step(state, batch):
     stats = state.norm
@@ -127,20 +256,56 @@ def build_training(config: ml_collections.ConfigDict, sample_shape: tuple[int, .
   of ``run`` (the one implementation; benchmarks/pretrain_throughput.py times it too).
 
   ``sample_shape`` is one batch's [1, N, T, 3]; ``stats`` the input normalisation
-  (``input_pipeline.fit_input_stats``); ``mesh`` defaults to all devices.
+  (``input_pipeline.fit_input_stats``; without gyr statistics the corpus is accelerometer-only);
+  ``mesh`` defaults to all devices.
   """
   mesh = parallel.make_mesh() if mesh is None else mesh
   n_dev = mesh.devices.size
   parallel.check_batch(config.train.batch_size, mesh)
   if config.train.batch_size % config.train.grad_accum_steps:
     raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
-  model = build_model(config)
+  if objective(config) == 'masked' and int(config.train.grad_accum_steps) != 1:
+    raise ConfigError("config key train.grad_accum_steps must be 1 with ssl.objective='masked' "
+                      '(gradient accumulation is implemented for the NCE step only)')
+  model = build_model(config, use_gyr='gyr_std' in stats)
   tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
   state = steps.init_state(config, model, tx, tuple(sample_shape), mesh, stats)
   dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
   step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
                     in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
   return Training(model, tx, schedule, state, step_fn, mesh, dsh, rep)
+
+
+def check_mask_ratio(config: ml_collections.ConfigDict) -> None:
+  """ssl.mask_ratio must mask at least one step and leave at least one visible."""
+  t, ratio = int(config.data.window_length), float(config.ssl.mask_ratio)
+  n = int(round(ratio * t))
+  if not 0 < n < t:
+    raise ConfigError(f'config key ssl.mask_ratio={ratio} masks {n} of the {t} steps of a window '
+                      f'(data.window_length); expected at least 1 and fewer than {t}')
+
+
+def make_eval_fn(config: ml_collections.ConfigDict, model, held_out: input_pipeline.WindowSet,
+                 setup: Training):
+  """``state -> {metric: mean over the held-out windows}``: the objective's eval step over fixed,
+  padded batches (pads weigh 0)."""
+  eval_step = jax.jit(make_eval_step(config, model),
+                      in_shardings=(setup.replicated, setup.data_sharding))
+  eval_bs = steps.eval_batch_size(config.train.eval_batch_size, setup.mesh)
+  with_index = objective(config) == 'masked'  # per-window eval masks
+
+  def eval_fn(st):
+    tot, n = {}, 0
+    for batch, n_real in input_pipeline.eval_batches(held_out, np.arange(len(held_out)),
+                                                     eval_bs, setup.data_sharding,
+                                                     with_index=with_index):
+      m = jax.device_get(eval_step(st, batch))
+      for k, v in m.items():
+        tot[k] = tot.get(k, 0.0) + float(v) * n_real
+      n += n_real
+    return {k: v / n for k, v in tot.items()}
+
+  return eval_fn
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[str, Any]:
@@ -155,25 +320,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   if config.ssl.get('loss', 'info_nce') not in losses.LOSSES:
     raise ConfigError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
                       f'{config.ssl.loss!r}')
+  obj = objective(config)
+  if obj == 'masked':
+    check_mask_ratio(config)
   stream = bool(config.data.get('stream', False))
   train, held_out = input_pipeline.load_corpus(config.data, data_dir, stream=stream)
   path = train.path
-  if train.gyr is None:
+  if train.gyr is None and obj == 'nce':
     raise ConfigError(
-        f'{path}: {config.data.dataset!r} is accelerometer-only, and this pre-training contrasts '
-        f'the accelerometer window of a sensor with its gyroscope window, so it has nothing to '
-        f'pair; pre-train on a corpus with gyroscopes (or use released weights) and fine-tune '
-        f'on this one with --config.data.use_gyr=False (the acc encoder alone)')
+        f"{path}: {config.data.dataset!r} is accelerometer-only, and ssl.objective='nce' "
+        f'contrasts the accelerometer window of a sensor with its gyroscope window, so it has '
+        f'nothing to pair; pre-train it with the masked objective (configs/pretrain.py:masked, '
+        f"ssl.objective='masked': reconstruction of the acc channels), or pre-train on a corpus "
+        f'with gyroscopes (or use released weights) and fine-tune on this one with '
+        f'--config.data.use_gyr=False (the acc encoder alone)')
   if held_out is not None:
     shared = set(train.subject_id.tolist()) & set(held_out.subject_id.tolist())
     if shared:
       raise ConfigError(f'{path}: subjects {sorted(shared)[:5]} are in both {config.data.split!r} '
                         f'and {config.data.eval_split!r}')
-  stats = input_pipeline.fit_input_stats(train, np.arange(len(train)))
+  stats = input_pipeline.fit_input_stats(
+      train, np.arange(len(train)), normalization=str(config.ssl.get('normalization', 'mean_std')))
 
   setup = build_training(config, (1,) + tuple(train.acc.shape[1:]), stats)
-  model, state, step_fn, mesh = setup.model, setup.state, setup.step_fn, setup.mesh
-  dsh, rep = setup.data_sharding, setup.replicated
+  model, state, step_fn = setup.model, setup.state, setup.step_fn
+  dsh = setup.data_sharding
 
   meta = {
       'kind': 'pretrain',
@@ -184,24 +355,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
                   'subjects': sorted(set(train.subject_id.tolist())),
                   **({'mix': train.metadata['mix']} if 'mix' in train.metadata else {})},
       'normalization': stats,
-      'encoder': config.model.encoder.to_dict(),
+      'objective': obj,
       'data_position': 'step',  # batches are a pure function of (data seed, step)
   }
-  eval_fn = None
-  if held_out is not None and len(held_out):
-    eval_step = jax.jit(make_eval_step(config, model), in_shardings=(rep, dsh))
-    eval_bs = steps.eval_batch_size(config.train.eval_batch_size, mesh)
-
-    def eval_fn(st):
-      tot, n = {}, 0
-      for batch, n_real in input_pipeline.eval_batches(held_out, np.arange(len(held_out)),
-                                                       eval_bs, dsh):
-        m = jax.device_get(eval_step(st, batch))
-        for k, v in m.items():
-          tot[k] = tot.get(k, 0.0) + float(v) * n_real
-        n += n_real
-      return {k: v / n for k, v in tot.items()}
-
+  if obj == 'masked':  # the network is the Transformer; its tokens' channels, in order
+    meta['encoder'] = {'backbone': 'transformer', **config.model.transformer.to_dict()}
+    meta['tokens'] = token_channels(train.sites, train.gyr is not None)
+    meta['mask_ratio'] = float(config.ssl.mask_ratio)
+  else:
+    meta['encoder'] = config.model.encoder.to_dict()
+  eval_fn = (make_eval_fn(config, model, held_out, setup)
+             if held_out is not None and len(held_out) else None)
   out = trainer.fit(config, workdir, train, np.arange(len(train)), state=state, step_fn=step_fn,
                     meta=meta, tag='pretrain', sharding=dsh, eval_fn=eval_fn)
   write_model_card(workdir, meta, out.last, out.final_eval)

@@ -227,6 +227,7 @@ def export(config: ml_collections.ConfigDict) -> str:
   if meta.get('kind') != 'pretrain':
     raise ConfigError(f'config key checkpoint: {ckpt_dir} holds a {meta.get("kind")!r} '
                       f'checkpoint; a release is made from a pre-training')
+  checkpointing.require_nce(meta, f'config key checkpoint: {ckpt_dir}', 'a release')
   d = meta['dataset']
   rate, window = float(d['sample_rate_hz']), int(d['window_length'])
   name = str(config.get('name', '') or '') or checkpointing.release_name(

@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ssl_imu_jax.errors import ConfigError
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -28,8 +30,22 @@ class TrainState:
   norm: Any
 
 
+SCHEDULES = ('warmup_cosine', 'cosine_times_warmup')
+
+
+def _schedule_name(opt: ml_collections.ConfigDict) -> str:
+  name = str(opt.get('schedule', 'warmup_cosine'))
+  if name not in SCHEDULES:
+    raise ConfigError(f'config key optimizer.schedule must be one of {SCHEDULES}, got {name!r}')
+  return name
+
+
 def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay."""
+  """``optimizer.schedule``: 'warmup_cosine' (the default): linear warm-up over
+  ``warmup_fraction`` of the steps, then cosine decay over the rest; 'cosine_times_warmup':
+  ``cosine_times_warmup`` (the masked-reconstruction reference's)."""
+  if _schedule_name(opt) == 'cosine_times_warmup':
+    return lambda step: cosine_times_warmup(opt, step, total_steps)
   warmup = int(round(opt.warmup_fraction * total_steps))
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0 if warmup else opt.learning_rate, peak_value=opt.learning_rate,
@@ -37,10 +53,28 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
       end_value=opt.learning_rate * opt.final_lr_fraction)
 
 
+def cosine_times_warmup(opt: ml_collections.ConfigDict, step, total_steps):
+  """The learning rate of Tan et al. 2024 (torch ``CosineAnnealingLR`` over all steps, dampened by
+  ``pytorch_warmup.LinearWarmup``): cosine(step / total) x min(1, (step + 1) / W), W =
+  round(warmup_fraction x total) (factor 1 when W = 0). The warm-up multiplies the cosine from
+  step 0; it does not precede it (../shared/docs/masked-recipe.md §5, §9.5). The step-0 rate is
+  peak / W, not 0."""
+  total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
+  step = jnp.asarray(step, jnp.float32)
+  peak = opt.learning_rate
+  end = peak * opt.final_lr_fraction
+  warmup = jnp.round(opt.warmup_fraction * total)
+  cosine = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.clip(step / total, 0.0, 1.0)))
+  factor = jnp.where(warmup > 0, jnp.minimum(1.0, (step + 1.0) / jnp.maximum(warmup, 1.0)), 1.0)
+  return cosine * factor
+
+
 def warmup_cosine(opt: ml_collections.ConfigDict, step, total_steps):
   """``make_schedule``'s rate with the run's length a traced value (equal up to rounding), so
   one compiled step serves runs of any length (fine-tuning cells that stop after a number of
   passes over their own training windows)."""
+  if _schedule_name(opt) == 'cosine_times_warmup':
+    return cosine_times_warmup(opt, step, total_steps)
   total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
   step = jnp.asarray(step, jnp.float32)
   peak = opt.learning_rate

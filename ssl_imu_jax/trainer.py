@@ -39,6 +39,15 @@ IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'tra
                           'model.encoder.conv_impl'})
 
 
+# Keys added after fingerprints were first written, with the value their absence meant: a key at
+# that value is left out of the fingerprint, so checkpoints written before the key existed still
+# resume. Keys of the masked objective are left out of a run with another objective (they change
+# nothing there).
+ABSENT_MEANS = {'ssl.objective': 'nce', 'ssl.normalization': 'mean_std',
+                'optimizer.schedule': 'warmup_cosine'}
+MASKED_ONLY = ('ssl.mask_ratio', 'model.transformer.')
+
+
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
   out = {}
   for k, v in d.items():
@@ -109,6 +118,9 @@ def fingerprint(cfg) -> dict[str, Any]:
   flat = _flatten(json.loads(cfg.to_json_best_effort()))
   if not flat.get('data.mix.dataset'):  # no second corpus: its knobs change nothing
     flat = {k: v for k, v in flat.items() if not k.startswith('data.mix.')}
+  if flat.get('ssl.objective', 'nce') != 'masked':
+    flat = {k: v for k, v in flat.items() if not k.startswith(MASKED_ONLY)}
+  flat = {k: v for k, v in flat.items() if k not in ABSENT_MEANS or v != ABSENT_MEANS[k]}
   return {k: relative_path(v) for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
 

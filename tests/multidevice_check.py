@@ -6,6 +6,7 @@ meshes are built in this one process so they see the same XLA flags. Prints one 
 measured differences; the test asserts on them.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice_check.py
+  python tests/multidevice_check.py masked   # the masked-reconstruction step only
 """
 
 from __future__ import annotations
@@ -234,6 +235,41 @@ def check_multicell(out, mesh1, mesh8, rng):
   }
 
 
+def check_masked(out, mesh1, mesh8, rng):
+  """The masked-reconstruction step (ssl.objective='masked', dropout on) on 8 devices == 1
+  device: the same masks and dropout draws, the mean of the per-device losses."""
+  cfg = pretrain_config.get_config('tiny,masked')
+  cfg.data.window_length = T
+  cfg.model.transformer.update(width=16, depth=1, heads=2, ff=32)
+  cfg.train.batch_size = GLOBAL_BATCH
+  cfg.optimizer.warmup_fraction = 0.0
+  model = pretrain.build_model(cfg)
+  tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
+  host_batch = _batch(np.random.default_rng(4), with_targets=False)
+  norm = {**_norm(host_batch, with_targets=False), 'acc_mean': 0.0, 'gyr_mean': 0.0}
+  host_state = jax.device_get(steps.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1, norm))
+  res = [_run(_compiled(pretrain.make_train_step(cfg, model, tx, schedule, n), mesh), host_state,
+              host_batch, mesh, rng) for n, mesh in ((1, mesh1), (N_DEV, mesh8))]
+  _compare('pretrain_masked', out, host_state, *res)
+
+  # The attention's key bias shifts every score of a query equally, which the softmax cancels: its
+  # true gradient is 0, and Adam's first step turns the rounding noise (which differs between
+  # meshes) into steps of up to +-lr. It is compared apart, against that bound.
+  def split(params):
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
+    key_bias = {jax.tree_util.keystr(p): v for p, v in flat if 'key' in jax.tree_util.keystr(p)
+                and jax.tree_util.keystr(p).endswith("['bias']")}
+    rest = {jax.tree_util.keystr(p): v for p, v in flat if jax.tree_util.keystr(p) not in key_bias}
+    return key_bias, rest
+
+  (kb1, rest1), (kb8, rest8) = split(res[0][0].params), split(res[1][0].params)
+  m = out['pretrain_masked']
+  m['params_max_diff'] = _max_abs_diff(rest1, rest8)
+  m['key_bias_max_diff'] = _max_abs_diff(kb1, kb8)
+  m['key_bias_names'] = sorted(kb1)
+  m['learning_rate'] = float(cfg.optimizer.learning_rate)
+
+
 def main() -> None:
   out = {'device_count': jax.device_count(), 'backend': jax.default_backend()}
   if jax.device_count() < N_DEV:
@@ -241,6 +277,10 @@ def main() -> None:
                        f'{os.environ.get("XLA_FLAGS")!r} was not applied before jax started')
   mesh1, mesh8 = parallel.make_mesh(1), parallel.make_mesh(N_DEV)
   rng = jax.random.key(0)
+  if sys.argv[1:] == ['masked']:  # tests/test_masked_pretrain.py: the masked step only
+    check_masked(out, mesh1, mesh8, rng)
+    print(json.dumps(out))
+    return
   check_pretrain(out, mesh1, mesh8, rng)
   check_finetune(out, mesh1, mesh8, rng)
   check_multicell(out, mesh1, mesh8, rng)

@@ -47,6 +47,16 @@ class ToyUnlabelled(records.ImuWindowBuilder):
       yield key, self.example(acc, gyr, s, trial)
 
 
+class ToyAccOnly(ToyUnlabelled):
+  """toy_unlabelled's windows without the gyroscope (an accelerometer-only corpus)."""
+
+  WITH_GYR = False
+
+  def _generate_examples(self, subjects):
+    for key, acc, _, s, trial, _ in unlabelled_windows(subjects, self.builder_config.window_length):
+      yield key, self.example(acc, None, s, trial)
+
+
 class ToyLabelled(records.ImuWindowBuilder):
   """2 sites, 10 subjects, label y = 1 + amplitude (BW)."""
 
@@ -81,3 +91,4 @@ def register():
 
   data_prep.BUILDERS.setdefault('toy_unlabelled', 'toy_data:ToyUnlabelled')
   data_prep.BUILDERS.setdefault('toy_labelled', 'toy_data:ToyLabelled')
+  data_prep.BUILDERS.setdefault('toy_acc_only', 'toy_data:ToyAccOnly')

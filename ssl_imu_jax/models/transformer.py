@@ -6,8 +6,9 @@ Built to the reference's details (../shared/docs/masked-recipe.md §2-4, §9): t
 ``TransformerEncoderLayer`` semantics (post-LayerNorm, eps 1e-5, ReLU, dropout at the attention
 weights, the attention output, the feed-forward hidden layer and its output), a fixed sinusoid
 whose base is 2·T (not 10,000) added after the embedding, and a mask token in input space that
-replaces the raw channels before the embedding. Issue 27, step 1: the model, mask and loss; the
-pre-training objective that uses them comes next.
+replaces the raw channels before the embedding. ``MaskedImuModel`` takes the project's
+[B, N, T, 3] acc / gyr windows and makes the tokens (``imu_tokens``); ssl_imu_jax/pretrain.py
+trains it with ``ssl.objective='masked'`` (issue 27, step 2). Fine-tuning from it is step 3.
 """
 
 from __future__ import annotations
@@ -39,6 +40,26 @@ def contiguous_mask(rng: jax.Array, batch: int, length: int, ratio: float) -> ja
   start = jax.random.randint(rng, (batch, 1), 0, length - n + 1)
   t = jnp.arange(length)[None, :]
   return (t >= start) & (t < start + n)
+
+
+def imu_tokens(acc_BxNxTx3, gyr_BxNxTx3=None):
+  """[B, T, C] tokens, one per time step: every site's acc x, y, z (site by site, in the
+  windows' site order), then every site's gyr x, y, z; C = 6N, or 3N without gyr (None or a
+  zero-width array). The reference's channel order (../shared/docs/masked-recipe.md §1)."""
+  def per_step(x):
+    b, n, t, k = x.shape
+    return jnp.transpose(x, (0, 2, 1, 3)).reshape(b, t, n * k)
+
+  parts = [per_step(acc_BxNxTx3)]
+  if gyr_BxNxTx3 is not None and gyr_BxNxTx3.shape[-1]:
+    parts.append(per_step(gyr_BxNxTx3))
+  return jnp.concatenate(parts, axis=-1)
+
+
+def token_channels(sites, use_gyr: bool) -> list[str]:
+  """The name of each token channel in ``imu_tokens``' order, e.g. 'acc/pelvis/x'."""
+  mods = ('acc', 'gyr') if use_gyr else ('acc',)
+  return [f'{m}/{s}/{a}' for m in mods for s in sites for a in 'xyz']
 
 
 def _uniform_half(key, shape, dtype=jnp.float32):
@@ -97,3 +118,25 @@ class MaskedTransformer(nn.Module):
                        name=f'layer{i}')(h, train)
     recon = nn.Dense(channels, dtype=self.dtype, name='reconstruction')(h)
     return h.astype(jnp.float32), recon.astype(jnp.float32)
+
+
+class MaskedImuModel(nn.Module):
+  """The project's windows to the Transformer: (acc [B, N, T, 3], gyr [B, N, T, 3] or None,
+  optional mask [B, T]) -> ([B, T, width] tokens, [B, T, C] reconstruction of ``imu_tokens``).
+  ``use_gyr=False`` (an accelerometer-only corpus): gyr is ignored, C = 3N. Inputs are expected
+  normalised (the pre-training step scales them)."""
+
+  width: int = 192
+  depth: int = 6
+  heads: int = 8
+  ff: int = 512
+  dropout: float = 0.1
+  pos_base_factor: float = 2.0
+  use_gyr: bool = True
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, acc, gyr=None, mask=None, train: bool = False):
+    x = imu_tokens(acc, gyr if self.use_gyr else None)
+    return MaskedTransformer(self.width, self.depth, self.heads, self.ff, self.dropout,
+                             self.pos_base_factor, self.dtype, name='transformer')(x, mask, train)
