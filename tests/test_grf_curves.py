@@ -24,7 +24,7 @@ EDGE = 40                     # output samples kept clear of the trial ends (fil
 G = 9.81
 # Tolerances, in BW·s (module docstring of each test says why).
 NEWTON_REL = 0.005            # |∫V dt - T - Δv_z/g| / T
-STEADY_REL = {'walk': 0.01, 'run': 0.04}   # |∫V dt / T - 1|
+STEADY_REL = {'walk': 0.015, 'run': 0.04}   # |∫V dt / T - 1|
 HORIZONTAL_BW_S = 0.005       # |∫AP dt|, |∫ML dt| over a stride
 HALF_STANCE_BW_S = 0.002      # |∫F_h dt - Δv_h/g| over the first half of each right stance
 ALIGN_RMS_BW = 0.025          # RMS of V - the internal-rate force plate at the output instants
@@ -109,14 +109,15 @@ def test_stride_vertical_impulse_is_body_weight_times_stride_time(trials, name):
   filter), largest where a stride's ends cut through a heel-strike transient that the anti-
   alias filter spreads across the boundary (measured 0.26 % in rear-foot running, ≤ 0.06 %
   otherwise).
-  (b) A steady stride: ∫V dt = BW × T within 1 % (walking) / 4 % (running). By (a) the gap is
+  (b) A steady stride: ∫V dt = BW × T within 1.5 % (walking) / 4 % (running). By (a) the gap is
   Δv_z / (g T), the change of the vertical CoM velocity between two right heel strikes. Running:
   touchdown ends a ballistic flight (dv_z/dt = -g), so a touchdown δt off the steady rhythm
   changes v_z by g δt, a relative gap of δt / T; the model's step-time jitter is CV 2 % of a
   step, ~1 % of a stride, and the gap is a difference of two touchdowns, so 3σ · √2 · 1 % ≈
-  4 %. Walking: at heel strike |dv_z/dt| = |F/W - 1| g ≲ 0.3 g (the total force stays within
-  0.7-1.3 BW there) with jitter CV 1.5 % of a step: 0.3 · 3 · √2 · 0.75 % ≈ 1 %. Measured
-  (these trials and 12 others): walking ≤ 0.5 %, running ≤ 3.0 %.
+  4 %. Walking: at heel strike |dv_z/dt| = |F/W - 1| g ≲ 0.4 g (the total force is 1.1-1.4
+  BW there, the hand-over being centred in double support) with jitter CV 1.5 % of a step:
+  0.4 · 3 · √2 · 0.75 % ≈ 1.3 %. Measured
+  (these four trials: 0.35 % and 2.3 %; a survey of 18 trials): walking ≤ 0.5 %, running ≤ 3.0 %.
   """
   tr = trials[name]
   d = _deviations(tr)
@@ -269,3 +270,9 @@ def test_example_validates_curves(tmp_path):
     b.example(acc, None, 0, 0, where='w')
   with pytest.raises(ValueError, match='at least one'):
     records.curve_spec('BW', 'x', present=(False, False, False))
+
+
+def test_movi_refuses_curves(tmp_path):
+  with pytest.raises(ValueError, match='option curves is for the labelled sets'):
+    records.build(sb.SyntheticMovi, str(tmp_path), records.make_config(
+        'tiny', FS, 32, options={'curves': True}))

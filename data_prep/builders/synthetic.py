@@ -167,6 +167,12 @@ class SyntheticMovi(_SyntheticBase):
     return gen.internal_factor(float(self.builder_config.sample_rate_hz),
                                2 * float(self.builder_config.sample_rate_hz))
 
+  def curves(self) -> dict[str, Any]:
+    if preprocess.as_bool(self._opt('curves', False)):
+      raise ValueError('synthetic_movi: option curves is for the labelled sets (its activities '
+                       'other than gait and hopping have no force plate)')
+    return {}
+
   def extra_metadata(self) -> dict[str, Any]:
     meta = super().extra_metadata()
     tr, va = MOVI_SUBJECTS[self.builder_config.size]
