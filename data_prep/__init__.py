@@ -14,6 +14,7 @@ BUILDERS = {
     'running_valr': 'data_prep.builders.running_valr:RunningValr',
     'ipol_gait': 'data_prep.builders.ipol_gait:IpolGait',
     'lab_files': 'data_prep.builders.lab_files:LabFiles',
+    'real_running_grf': 'data_prep.builders.real_running_grf:RealRunningGrf',
 }
 
 

@@ -12,9 +12,14 @@ Every example is one window:
                                          continuous time, e.g. pre-segmented steps)
   sample_rate_hz float32
   <target>       float32                 one scalar feature per label (labelled sets only)
+  <curve>        float32 [T, A]          one per curve label (builders that declare curves:
+                                         ``curves()``), e.g. ``grf_curve`` [T, 3], axes
+                                         (ML, AP, V); an axis the source lacks is NaN throughout
 
 Data-set level facts live in the builder's metadata (``metadata.json``): the IMU site names in
-channel order, the sample rate, the window length, the target names and units, the subject names.
+channel order, the sample rate, the window length, the target names and units, the subject names,
+and, only where the builder declares curve labels, ``curves`` (name -> axes, which axes are
+present, unit, frame, foot). Readers that only know scalar labels (``targets``) never see them.
 Records are written as ArrayRecord (no TensorFlow) and read with ``tfds.data_source``.
 TFDS writes into an ``incomplete.*`` directory and renames it on success, so an interrupted build
 never leaves a data set that reads as complete; ``build`` removes what a failed build had begun
@@ -121,8 +126,11 @@ def _slug(v: Any) -> str:
 
 
 def window_features(n_imu: int, window_length: int, targets: Sequence[str] = (),
-                    with_gyr: bool = True) -> tfds.features.FeaturesDict:
-  """The FeaturesDict of the record contract (module docstring)."""
+                    with_gyr: bool = True,
+                    curves: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tfds.features.FeaturesDict:
+  """The FeaturesDict of the record contract (module docstring); ``curves``: name -> spec
+  (``curve_spec``), each a float32 [window_length, len(axes)] feature."""
   shape = (n_imu, window_length, 3)
   feats: dict[str, Any] = {
       'acc': tfds.features.Tensor(shape=shape, dtype=np.float32),
@@ -137,7 +145,29 @@ def window_features(n_imu: int, window_length: int, targets: Sequence[str] = (),
     if t in feats:
       raise ValueError(f'target name {t!r} collides with a record field')
     feats[t] = np.float32
+  for name, spec in dict(curves or {}).items():
+    if name in feats:
+      raise ValueError(f'curve name {name!r} collides with a record field or target')
+    feats[name] = tfds.features.Tensor(shape=(window_length, len(spec['axes'])),
+                                       dtype=np.float32)
   return tfds.features.FeaturesDict(feats)
+
+
+# The axes of a GRF curve, in the reference's order (masked-recipe.md section 6).
+GRF_AXES = ('ML', 'AP', 'V')
+
+
+def curve_spec(unit: str, frame: str, axes: Sequence[str] = GRF_AXES,
+               present: Sequence[bool] | None = None, **facts: Any) -> dict[str, Any]:
+  """One curve label's metadata: its ``axes`` (column order), which are ``present`` (an absent
+  axis is NaN in every record), ``unit``, ``frame`` (what the axes mean, signs included), plus
+  builder facts (e.g. ``foot``)."""
+  axes = [str(a) for a in axes]
+  present = [True] * len(axes) if present is None else [bool(p) for p in present]
+  if len(present) != len(axes) or not any(present):
+    raise ValueError(f'curve spec: present {present} must flag each of the axes {axes}, '
+                     'at least one of them')
+  return {'axes': axes, 'present': present, 'unit': str(unit), 'frame': str(frame), **facts}
 
 
 class _LocalDatasetInfo(tfds.core.DatasetInfo):
@@ -156,7 +186,8 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     TARGETS: mapping target name -> unit string ('' for unlabelled sets).
     WITH_GYR: whether records carry ``gyr``.
     DESCRIPTION: one paragraph.
-  and yield examples through ``self.example(...)`` which validates them.
+  may override ``curves()`` (curve labels, none by default), and yield examples through
+  ``self.example(...)`` which validates them.
   """
 
   VERSION = tfds.core.Version('1.1.0')
@@ -209,6 +240,12 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
     """Builder-specific metadata merged into metadata.json (e.g. subject names, axis mapping)."""
     return {}
 
+  def curves(self) -> dict[str, dict[str, Any]]:
+    """Curve labels of this build: name -> ``curve_spec(...)``. None by default; a builder
+    that declares some writes them beside its scalar labels (features and metadata ``curves``).
+    """
+    return {}
+
   def _download_and_prepare(self, dl_manager, download_config=None):
     """TFDS's generation; on Beam (option ``beam``) then ``subject_ids`` from the written
     records: ``example`` notes every subject with a record as it goes, but on Beam the examples
@@ -231,6 +268,9 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
         'with_gyr': bool(self.WITH_GYR),
         'units': {'acc': 'm/s^2', 'gyr': 'rad/s'},
     }
+    curves = self.curves()
+    if curves:  # absent otherwise: the metadata of builds without curves stays as it was
+      meta['curves'] = curves
     meta.update(self.extra_metadata())
     if cfg.source_json:
       meta['source'] = json.loads(cfg.source_json)
@@ -238,16 +278,19 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=self.DESCRIPTION or (self.__doc__ or '').strip(),
         features=window_features(len(self.sites()), cfg.window_length, tuple(self.TARGETS),
-                                 self.WITH_GYR),
+                                 self.WITH_GYR, curves),
         metadata=tfds.core.MetadataDict(meta),
     )
 
   def example(self, acc: np.ndarray, gyr: np.ndarray | None, subject_id: int, trial: int,
               targets: Mapping[str, float] | None = None, where: str = '',
-              start: float | None = None) -> dict[str, Any]:
+              start: float | None = None,
+              curves: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Validates one window against the contract; ``where`` names the source in errors.
 
     ``start``: the window's first sample index in its trial at the output rate (None: unknown).
+    ``curves``: name -> [T, A] array for each curve label the builder declares; present axes
+    must be finite, absent ones are written as NaN whatever was passed.
     """
     cfg = self.builder_config
     shape = (len(self.sites()), cfg.window_length, 3)
@@ -275,7 +318,27 @@ class ImuWindowBuilder(tfds.core.GeneratorBasedBuilder):
       if not np.isfinite(v):
         raise ValueError(f'{where}: target {k!r} is {v}')
       ex[k] = v
+    specs = self.curves()
+    curves = dict(curves or {})
+    if set(curves) != set(specs):
+      raise ValueError(f'{where}: curve labels {sorted(curves)} given, the data set declares '
+                       f'{sorted(specs)}')
+    for k, spec in specs.items():
+      ex[k] = check_curve(curves[k], cfg.window_length, spec, k, where)
     return ex
+
+
+def check_curve(x: np.ndarray, window_length: int, spec: Mapping[str, Any], field: str,
+                where: str) -> np.ndarray:
+  """float32 [T, A] copy of a curve: shape checked, present axes finite, absent axes NaN."""
+  present = np.asarray(spec['present'], bool)
+  x = np.array(x, dtype=np.float32)
+  if x.shape != (window_length, len(present)):
+    raise ValueError(f'{where}: curve {field!r} has shape {x.shape}, expected '
+                     f'{(window_length, len(present))} (axes {list(spec["axes"])})')
+  check_array(x[:, present], (window_length, int(present.sum())), field, where)
+  x[:, ~present] = np.nan
+  return x
 
 
 def written_subject_ids(builder, chunk: int = 1024) -> list[int]:

@@ -30,6 +30,9 @@ from typing import Any
 RUNTIME_OPTIONS = frozenset({'beam', 'strict'})
 # Options covered by the fingerprint itself, kept out of the folder name (absolute paths).
 PATH_OPTIONS = frozenset({'schema', 'schema_sha'})
+# Options that add labels to the same windows of the same subjects: part of a build's identity
+# (folder name, ``options``), not of whose subjects they are (``id``).
+LABEL_OPTIONS = frozenset({'curves'})
 
 
 def reads_files(builder_cls) -> bool:
@@ -56,8 +59,8 @@ def subject_source_id(dataset: str, manual_dir: str | None, size: str = '', seed
   if files:
     root = os.path.realpath(os.path.expanduser(manual_dir)) if manual_dir else ''
     return _digest({'manual_dir': root}, 12)
-  return _digest({'dataset': dataset, 'size': size, 'seed': int(seed),
-                  'options': _identity_options(options or {})}, 12)
+  opts = {k: v for k, v in _identity_options(options or {}).items() if k not in LABEL_OPTIONS}
+  return _digest({'dataset': dataset, 'size': size, 'seed': int(seed), 'options': opts}, 12)
 
 
 def list_files(root: Path, patterns) -> list[Path]:

@@ -250,6 +250,37 @@ def load_split(path: str, split: str, sites: Sequence[str] = (), use_gyr: bool =
                    path=str(path), start_s=start_s)
 
 
+def curve_specs(path: str) -> dict[str, dict[str, Any]]:
+  """The curve labels of a built data set: name -> spec (axes, present, unit, frame, ...;
+  ``data_prep.records.curve_spec``); {} for a set with scalar labels only."""
+  import tensorflow_datasets as tfds
+
+  return dict((tfds.builder_from_directory(path).info.metadata or {}).get('curves') or {})
+
+
+def load_curves(path: str, split: str, name: str = 'grf_curve', chunk: int = 1024
+                ) -> tuple[np.ndarray, dict[str, Any]]:
+  """One curve label of every window of a split, in record order (the order of ``load_split``,
+  so row i belongs to window i of its ``WindowSet``): float32 [n, T, A] and its spec. Absent
+  axes (spec ``present`` False) are NaN. ``load_split`` itself reads scalar labels only."""
+  specs = curve_specs(path)
+  if name not in specs:
+    raise ConfigError(f'{path}: no curve label {name!r}; it has {sorted(specs) or "none"} '
+                      '(synthetic sets: builder option curves=True)')
+  _, src = _source(path, split)
+  n = len(src)
+  out = None
+  for lo in range(0, n, chunk):
+    exs = src.__getitems__(list(range(lo, min(n, lo + chunk))))
+    part = np.stack([np.asarray(e[name], np.float32) for e in exs])
+    if out is None:
+      out = np.empty((n,) + part.shape[1:], np.float32)
+    out[lo:lo + len(part)] = part
+  if out is None:
+    raise ValueError(f'{path}: split {split!r} is empty')
+  return out, specs[name]
+
+
 def concatenate(parts: Sequence[WindowSet]) -> WindowSet:
   """The windows of several splits of one data set as one set (in the order given)."""
   first = parts[0]

@@ -275,7 +275,7 @@ def test_a_failed_build_leaves_nothing_and_shows_the_layout_once(tmp_path):
     layout_line = msg.splitlines()[1]
     assert msg.count(layout_line) == 1, (name, msg)
     assert not out.exists() or not list(out.iterdir()), (name, list(out.rglob('*')))
-  assert len(built) == 6, built
+  assert len(built) == 7, built
 
 
 def _xsens_tree(raw, counter_start=0):

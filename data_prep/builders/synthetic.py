@@ -11,8 +11,11 @@ Knobs (``records.make_config``): size 'tiny' | 'default' | 'large', sample_rate_
 internal simulation runs at an integer multiple and is decimated with an anti-alias filter),
 window_length T, window_stride (movi only), seed, and options: ``workers``
 (worker processes, default 1 at size tiny, else min(2, CPUs); forked, or spawned once JAX is
-imported, see ``_run``) and, for movi, ``drop_static``
-(the reference static-window filter, default False).
+imported, see ``_run``), for movi ``drop_static`` (the reference static-window filter, default
+False) and, for the labelled sets, ``curves`` (default False): each window also carries
+``grf_curve``, the labelled foot's 3-axis GRF over the window (float32 [T, 3], BW, axes
+(ML, AP, V), ``generate.CURVE_FRAME``). Without the option the records are exactly those of
+before (the option only adds a field; the generator draws the same random numbers).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from data_prep import records
+from data_prep import preprocess, records
 from data_prep.synthetic import generate as gen
 
 SIZES = ('tiny', 'default', 'large')
@@ -112,6 +115,17 @@ class _LabelledBase(_SyntheticBase):
   def _n_subjects(self) -> int:
     return gen.LABELLED[self.NAME_FOR_SEED][3]
 
+  def _with_curves(self) -> bool:
+    return preprocess.as_bool(self._opt('curves', False))
+
+  def curves(self) -> dict[str, dict[str, Any]]:
+    if not self._with_curves():
+      return {}
+    side = gen.LABELLED[self.NAME_FOR_SEED][1]
+    return {'grf_curve': records.curve_spec(
+        'BW', gen.CURVE_FRAME, foot={'r': 'right', 'l': 'left'}[side],
+        source='synthetic force plate (plan.grf), FIR-decimated like the IMUs')}
+
   def _split_generators(self, dl_manager):
     del dl_manager
     return {'train': self._generate_examples()}
@@ -120,15 +134,18 @@ class _LabelledBase(_SyntheticBase):
     cfg = self.builder_config
     (target,) = tuple(self.TARGETS)
     n_steps = STEPS_PER_SUBJECT[_size(cfg)]
+    with_curves = self._with_curves()
     jobs = [(self.NAME_FOR_SEED, cfg.seed, sid, self.sites(), float(cfg.sample_rate_hz),
-             int(cfg.window_length), n_steps) for sid in range(self._n_subjects())]
+             int(cfg.window_length), n_steps) + ((True,) if with_curves else ())
+            for sid in range(self._n_subjects())]
     for sid, steps in enumerate(_run(gen.labelled_subject, jobs, self._workers())):
       if not steps:
         raise RuntimeError(f'{self.name}: subject {sid} produced no complete step')
-      for trial, step, acc, gyr, label, start in steps:
+      for trial, step, acc, gyr, label, start, *curve in steps:
         where = f'{self.name} subject {sid} trial {trial} step {step}'
         yield f'{sid:03d}_{trial:03d}_{step:03d}', self.example(
-            acc, gyr, sid, trial, {target: label}, where=where, start=start)
+            acc, gyr, sid, trial, {target: label}, where=where, start=start,
+            curves={'grf_curve': curve[0]} if with_curves else None)
 
 
 class SyntheticMovi(_SyntheticBase):
@@ -149,6 +166,12 @@ class SyntheticMovi(_SyntheticBase):
   def _q(self) -> int:
     return gen.internal_factor(float(self.builder_config.sample_rate_hz),
                                2 * float(self.builder_config.sample_rate_hz))
+
+  def curves(self) -> dict[str, Any]:
+    if preprocess.as_bool(self._opt('curves', False)):
+      raise ValueError('synthetic_movi: option curves is for the labelled sets (its activities '
+                       'other than gait and hopping have no force plate)')
+    return {}
 
   def extra_metadata(self) -> dict[str, Any]:
     meta = super().extra_metadata()

@@ -12,6 +12,7 @@ import dataclasses
 import zlib
 
 import numpy as np
+from scipy import signal as sps
 
 from data_prep import gait_events as ge
 from data_prep.synthetic import activities, anthropometry, gait, kinematics, sensors
@@ -95,6 +96,38 @@ def step_labels(sim: SimResult, body: anthropometry.Body, side: str) -> list[dic
       rec['peak_kfm'] = ge.peak_in_first_half(knee_m[:, 0], s, e)
     out.append(rec)
   return out
+
+
+# What a GRF curve of the synthetic force plate is (records.curve_spec; docs/synthetic_data.md).
+CURVE_FRAME = ('walking-heading frame of the trial (the subject walks or runs straight along '
+               'it): ML + to the subject\'s right, AP + forward (direction of travel), V + up '
+               '(against gravity); the force of the ground on the body (on the foot), so V >= 0 '
+               'in stance')
+
+
+def grf_curve(sim: SimResult, body: anthropometry.Body, side: str) -> np.ndarray:
+  """One foot's ground reaction force at the output rate: float32 [T_out, 3] in body weights,
+  axes (ML, AP, V) of ``CURVE_FRAME``, sample i at the time of the IMU's sample i.
+
+  The force plate of the simulation (``plan.grf``, internal rate, N, world frame x right,
+  y forward, z up) divided by body weight and band-limited and decimated exactly like the IMU
+  signals (``sensors.measure``: zero-phase FIR anti-alias filter, factor q), so inputs and
+  targets share one time base and bandwidth. The filter's ringing leaves a few hundredths of
+  a BW around contact edges (swing is then not exactly 0; the metric's 0.02 BW mask is
+  applied to the curve, as to measured data).
+  """
+  plan = sim.plan
+  if plan.grf is None:
+    raise ValueError(f'{plan.name}: this motion has no force plate')
+  if plan.world_yaw is not None or np.any(plan.heading != 0.0):
+    raise ValueError(f'{plan.name}: the heading turns; the world frame is not the walking-'
+                     'heading frame of CURVE_FRAME')
+  f = np.asarray(plan.grf[side], np.float64) / body.weight_n
+  if sim.q > 1:
+    f = sps.decimate(f, sim.q, ftype='fir', axis=0, zero_phase=True)
+  if f.shape[0] != sim.acc.shape[1]:
+    raise AssertionError(f'GRF curve has {f.shape[0]} samples, the IMU {sim.acc.shape[1]}')
+  return f.astype(np.float32)
 
 
 def movi_activity(subject, activity: str, duration_s: float, fs_out: float, q: int, rng,
@@ -188,10 +221,12 @@ def _conditions(name: str, subject, k: int, rng) -> tuple[anthropometry.Subject,
 
 
 def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_out: float,
-                     window: int, n_steps: int
-                     ) -> list[tuple[int, int, np.ndarray, np.ndarray, float, int]]:
+                     window: int, n_steps: int, curves: bool = False
+                     ) -> list[tuple]:
   """Step windows [(trial, step, acc, gyr, label, start)] of one subject of a labelled data set
-  (``start``: the window's first sample in its trial at ``fs_out``).
+  (``start``: the window's first sample in its trial at ``fs_out``). With ``curves`` each tuple
+  ends with the window's GRF curve of the labelled foot (``grf_curve``: [window, 3], BW); the
+  curve draws no random numbers, so every other field is the same with and without it.
 
   Windows are aligned to steps like the real sets (datasets.md section 5): VALR - the window
   starts min(0.05 s, T/4) before the left foot's contact; peak vGRF - the right foot's peak
@@ -217,6 +252,7 @@ def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_
     plan = gait.gait_plan(sub, mode, speed, dur, fs_out * q, rng, strike=strike)
     sim = simulate(sub, plan, mounts, fs_out, q, rng)
     n = sim.acc.shape[1]
+    curve = None
     for j, st in enumerate(step_labels(sim, subject.body, side)):
       if key == 'valr':
         start = st['hs_out'] - min(int(round(0.05 * fs_out)), window // 4)
@@ -227,8 +263,13 @@ def labelled_subject(name: str, seed: int, sid: int, sites: tuple[str, ...], fs_
       label = st[key]
       if start < edge or start + window > n - edge or not np.isfinite(label):
         continue
-      out.append((k, j, sim.acc[:, start:start + window], sim.gyr[:, start:start + window],
-                  float(label), int(start)))
+      item = (k, j, sim.acc[:, start:start + window], sim.gyr[:, start:start + window],
+              float(label), int(start))
+      if curves:
+        if curve is None:
+          curve = grf_curve(sim, subject.body, side)
+        item += (curve[start:start + window],)
+      out.append(item)
       if len(out) >= n_steps:
         break
     k += 1
