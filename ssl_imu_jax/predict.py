@@ -37,7 +37,7 @@ import pandas as pd
 from ssl_imu_jax import checkpointing, files, input_pipeline, metrics, stats
 from ssl_imu_jax.encoder_api import apply_in_batches, check_window_shape, resolve_checkpoint
 from ssl_imu_jax.errors import ConfigError, MissingInputError
-from ssl_imu_jax.models import RegressionModel
+from ssl_imu_jax.models.sequence import regression_model
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
 
 
@@ -92,10 +92,10 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
       'config': cfg, 'validation_subjects': meta.get('validation_subjects', []),
       'source': meta.get('source') or recorded_source(cfg['data']),
   }
-  model = RegressionModel(encoder_config=ml_collections.ConfigDict(meta['encoder']),
-                          head_dims=tuple(cfg['model']['head_dims']), num_targets=len(targets),
-                          use_gyr=use_gyr, dropout_rate=float(cfg['model']['dropout_rate']),
-                          dtype=dtype_from_name(cfg['train'].get('compute_dtype', 'float32')))
+  model = regression_model(ml_collections.ConfigDict(meta['encoder']),
+                           head_dims=tuple(cfg['model']['head_dims']), num_targets=len(targets),
+                           use_gyr=use_gyr, dropout_rate=float(cfg['model']['dropout_rate']),
+                           dtype=dtype_from_name(cfg['train'].get('compute_dtype', 'float32')))
   n_sites = len(sites) if sites else 1
   x = jax.ShapeDtypeStruct((1, n_sites, info['window_length'], 3), jnp.float32)
   abstract = jax.eval_shape(lambda k, a, g: model.init(k, a, g, False), jax.random.key(0), x, x)
