@@ -59,6 +59,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'validation_seed': 0,
   })
   c.model = common.model_config(size, variant)
+  # The random-init arm's backbone: 'resnet' (model.encoder) | 'transformer' (model.transformer,
+  # the masked-reconstruction Transformer: mean-pooled tokens into the head, or a head per token
+  # for a curve target). A pre-trained arm takes the backbone its checkpoint records.
+  c.model.backbone = 'resnet'
+  c.model.transformer = common.transformer_config(size)
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3)
   c.train = common.train_config(steps=60 if tiny else 1000, batch_size=32 if tiny else 256)

@@ -31,14 +31,15 @@ def objective(meta: dict[str, Any]) -> str:
 
 def require_nce(meta: dict[str, Any], where: str, use: str) -> None:
   """A one-line ConfigError when the checkpoint at ``where`` was not pre-trained with NCE (its
-  ResNet encoder is what ``use`` loads): the masked Transformer has no such encoder, and
-  fine-tuning, embedding and releasing it come with issue 27, step 3."""
+  ResNet encoder is what ``use`` loads). Used by ``load_encoder``, releases and the budget
+  curve, which take the ResNet only; fine-tuning takes the masked Transformer too (issue 27,
+  step 3b: ``finetune.pretrained_info``)."""
   obj = objective(meta)
   if obj != 'nce':
     raise ConfigError(f"{where}: pre-trained with ssl.objective={obj!r} (the masked-"
                       f"reconstruction Transformer); {use} needs an ssl.objective='nce' "
-                      f'checkpoint (its ResNet encoder): fine-tuning from the masked Transformer '
-                      f'is not implemented yet (issue 27, step 3)')
+                      f'checkpoint (its ResNet encoder): of the masked Transformer, only '
+                      f'fine-tuning (config key init_from) is implemented (issue 27, step 3)')
 
 
 class Checkpointer:

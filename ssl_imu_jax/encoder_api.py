@@ -81,8 +81,8 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
       ``checkpoints/<step>``. Pre-training checkpoints are the intended input; a fine-tuning
       checkpoint works too (its encoders as fine-tuned, with its fold's normalisation; an
       accelerometer-only fine-tune has no gyr encoder). A masked-reconstruction Transformer
-      (``ssl.objective='masked'``) is refused with a ConfigError naming the objective (its
-      encoder API comes with issue 27, step 3).
+      (``ssl.objective='masked'``) is refused with a ConfigError naming the objective (only
+      fine-tuning takes it: config key init_from, finetune.py).
     step: which step (default: the step directory given, else the latest).
 
   Returns:

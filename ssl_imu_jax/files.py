@@ -55,3 +55,8 @@ def jsonable(obj: Any) -> Any:
   if isinstance(obj, np.ndarray):
     return obj.tolist()
   return obj
+
+
+def write_npz_atomic(path: str, **arrays: np.ndarray) -> None:
+  """``np.savez`` of ``arrays`` to ``path`` (ending .npz), atomically."""
+  write_atomic(path, lambda tmp: np.savez(tmp, **arrays))

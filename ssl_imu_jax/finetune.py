@@ -4,6 +4,14 @@
 label's units and writes ``<workdir>/result.json`` (atomically: its presence means the cell is
 complete) and ``<workdir>/model_card.md``. ``split.fold = -1`` (FINAL_FOLD) trains a model to
 deploy on every subject of the data set, with no test fold.
+
+Two backbones: the 1-D ResNet (NCE pre-training, ``model.encoder``) and the masked-
+reconstruction Transformer (``ssl.objective='masked'`` pre-training; models/sequence.py). A
+pre-trained arm takes its backbone from the checkpoint's meta record (the Transformer's tokens
+must be the checkpoint's, meta['tokens']: ``match_tokens``); a random arm from
+``model.backbone`` ('resnet' | 'transformer', sizes in ``model.transformer``). The Transformer's
+inputs are scaled only (one pooled std per modality, refit on the training subjects: the masked
+reference's normalisation).
 """
 
 from __future__ import annotations
@@ -33,7 +41,14 @@ from ssl_imu_jax import (
 )
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 from ssl_imu_jax.models import ENCODERS, RegressionModel
-from ssl_imu_jax.models.ssl_imu import dtype_from_name, encoder_spec
+from ssl_imu_jax.models.sequence import regression_model
+from ssl_imu_jax.models.ssl_imu import (
+    dtype_from_name,
+    encoder_spec,
+    is_transformer,
+    transformer_sizes,
+)
+from ssl_imu_jax.models.transformer import token_channels
 
 RESULT_FILE = 'result.json'
 # 'linear_probe': only the head trains (encoder frozen); 'full_from_probe': the reference's two
@@ -41,6 +56,7 @@ RESULT_FILE = 'result.json'
 # from a fresh head.
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
 NORM_POLICIES = ('train_subjects', 'checkpoint', 'auto')
+BACKBONES = ('resnet', 'transformer')
 PROBE_DIR = 'probe'
 FINAL_FOLD = -1  # split.fold of a final model: all subjects train, none are held out
 MODEL_CARD = 'model_card.md'
@@ -59,17 +75,34 @@ def check_config(config) -> None:
   norm_policy(config, bool(config.init_from))
   if config.get('input_norm', 'train_subjects') == 'checkpoint' and not config.init_from:
     raise ConfigError("config key input_norm='checkpoint' needs config.init_from")
+  backbone_config(config)
+
+
+def backbone_config(config) -> ml_collections.ConfigDict:
+  """The encoder config of a random-init arm: ``model.encoder`` (the ResNet; an encoder config
+  that names ``backbone: 'transformer'`` itself, as a sweep's random arm copies it from the
+  pre-trained arm's checkpoint, is the Transformer), or, with ``model.backbone='transformer'``,
+  ``{'backbone': 'transformer', **model.transformer}``. A pre-trained arm uses its checkpoint's."""
+  backbone = str(config.model.get('backbone', 'resnet'))
+  if backbone not in BACKBONES:
+    raise ConfigError(f'config key model.backbone must be one of {BACKBONES}, got {backbone!r}')
+  if backbone == 'transformer':
+    sizes = config.model.get('transformer') or {}
+    return ml_collections.ConfigDict({'backbone': 'transformer', **transformer_sizes(sizes)})
+  return config.model.encoder
 
 
 def build_model(config: ml_collections.ConfigDict, encoder_cfg: ml_collections.ConfigDict,
-                num_targets: int, use_gyr: bool) -> RegressionModel:
+                num_targets: int, use_gyr: bool, curve: bool = False):
+  """The fine-tuning model (``models.sequence.regression_model``) of ``encoder_cfg``'s
+  backbone; ``curve``: a per-time-step head (``num_targets`` = the curve's axes)."""
   check_protocol(config.protocol)
-  return RegressionModel(encoder_config=encoder_cfg, head_dims=tuple(config.model.head_dims),
-                         num_targets=num_targets, use_gyr=use_gyr,
-                         freeze_encoder=config.protocol == 'linear_probe',
-                         encoder_bn_adapt=bool(config.get('linear_probe_bn_adapt', True)),
-                         dropout_rate=config.model.dropout_rate,
-                         dtype=dtype_from_name(config.train.compute_dtype))
+  return regression_model(encoder_cfg, head_dims=tuple(config.model.head_dims),
+                          num_targets=num_targets, use_gyr=use_gyr,
+                          freeze_encoder=config.protocol == 'linear_probe',
+                          encoder_bn_adapt=bool(config.get('linear_probe_bn_adapt', True)),
+                          dropout_rate=config.model.dropout_rate,
+                          dtype=dtype_from_name(config.train.compute_dtype), curve=curve)
 
 
 def _inputs(batch, stats, use_gyr):
@@ -79,8 +112,17 @@ def _inputs(batch, stats, use_gyr):
   return acc, gyr
 
 
+def target_loss(model, pred, y):
+  """MSE of standardised targets: scalar targets [B, K] as before; a curve [B, T, A] over its
+  present (finite) entries only (``losses.present_mse``: an axis the source lacks is NaN)."""
+  if getattr(model, 'curve', False):
+    return losses.present_mse(pred, y)
+  return losses.mse(pred, y)
+
+
 def make_train_step(config, model: RegressionModel, tx, schedule):
-  """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets.
+  """``(state, batch, rng) -> (state, metrics)``; MSE on standardised targets (a curve target:
+  over its present entries, ``target_loss``).
 
   Input and target statistics come from ``state.norm`` (fitted on the training subjects), and
   so does the schedule's length (``schedule_steps``): one compiled step serves every cell.
@@ -102,7 +144,7 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
     def loss_fn(params):
       pred, new_vars = model.apply({'params': params, 'batch_stats': state.batch_stats}, acc, gyr,
                                    train=True, mutable=['batch_stats'], rngs={'dropout': drop_rng})
-      return losses.mse(pred, y), new_vars.get('batch_stats', state.batch_stats)
+      return target_loss(model, pred, y), new_vars.get('batch_stats', state.batch_stats)
 
     (loss, bstats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats,
@@ -112,15 +154,19 @@ def make_train_step(config, model: RegressionModel, tx, schedule):
   return step
 
 
-def cache_refusal(config) -> str:
+def cache_refusal(config, encoder_cfg=None) -> str:
   """Why this run cannot train on cached embeddings ('' = it can): the encoder must be frozen
-  (a linear probe), its BatchNorm in inference mode and the inputs unaugmented, so that every
-  window's embedding is one fixed array."""
+  (a linear probe), its BatchNorm in inference mode (the Transformer: no dropout) and the
+  inputs unaugmented, so that every window's embedding is one fixed array."""
   if not config.get('cache_embeddings', True):
     return 'cache_embeddings=False'
   if config.protocol != 'linear_probe':
     return f'protocol {config.protocol!r} trains the encoder'
-  if config.get('linear_probe_bn_adapt', True):
+  if encoder_cfg is not None and is_transformer(encoder_cfg):
+    if transformer_sizes(encoder_cfg)['dropout'] > 0:
+      return ("the frozen Transformer's dropout stays on during the probe (the masked "
+              'reference)')
+  elif config.get('linear_probe_bn_adapt', True):
     return ("the frozen encoder's BatchNorm adapts to each batch (linear_probe_bn_adapt=True, "
             'the reference default)')
   on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if config.augment.get(k)]
@@ -141,9 +187,9 @@ def make_cached_train_step(config, model: RegressionModel, tx, schedule):
 
     def loss_fn(params):
       pred = model.apply({'params': params, 'batch_stats': state.batch_stats}, batch['acc'],
-                         train=True, method=RegressionModel.from_embedding,
+                         train=True, method='from_embedding',
                          rngs={'dropout': drop_rng})
-      return losses.mse(pred, y)
+      return target_loss(model, pred, y)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     new_state, norms = steps.apply_gradients(state, tx, schedule, grads, state.batch_stats,
@@ -156,7 +202,7 @@ def make_cached_train_step(config, model: RegressionModel, tx, schedule):
 def make_cached_predict_step(model: RegressionModel):
   def predict(state, batch):
     pred = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, batch['acc'],
-                       train=False, method=RegressionModel.from_embedding)
+                       train=False, method='from_embedding')
     return pred * state.norm['y_std'] + state.norm['y_mean']
 
   return predict
@@ -166,7 +212,7 @@ def make_embed_step(model: RegressionModel):
   def embed(state, batch):
     acc, gyr = _inputs(batch, state.norm, model.use_gyr)
     return model.apply({'params': state.params, 'batch_stats': state.batch_stats}, acc, gyr,
-                       train=False, method=RegressionModel.embed)
+                       train=False, method='embed')
 
   return embed
 
@@ -188,9 +234,9 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   """(checkpoints dir, step, meta) of a pre-training run, its checkpoints dir (latest step) or
   one step directory ``<checkpoints>/<step>`` (an intermediate budget).
 
-  Only NCE (ResNet) pre-trainings: a masked-reconstruction Transformer checkpoint
-  (``ssl.objective='masked'``) is refused with a one-line ConfigError naming the objective;
-  fine-tuning from it is issue 27, step 3."""
+  Either objective: an NCE pre-training (its ResNet encoder) or a masked-reconstruction one
+  (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer').
+  (``load_encoder``, releases and the budget curve still refuse a masked checkpoint.)"""
   from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
   try:
@@ -201,7 +247,9 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   if meta.get('kind') != 'pretrain':
     raise ConfigError(f'config key init_from: {ckpt_dir} holds a {meta.get("kind")!r} checkpoint, '
                       f'expected a pre-training checkpoint')
-  checkpointing.require_nce(meta, f'config key init_from: {ckpt_dir}', 'fine-tuning')
+  if checkpointing.objective(meta) == 'masked' and not is_transformer(meta.get('encoder', {})):
+    raise ConfigError(f"config key init_from: {ckpt_dir}: pre-trained with ssl.objective="
+                      f"'masked' but its meta record names no Transformer encoder")
   return ckpt_dir, step, meta
 
 
@@ -269,7 +317,8 @@ class Programs:
 _PROGRAMS: dict[str, Programs] = {}
 
 
-def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape, mesh) -> Programs:
+def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape, mesh,
+             curve: bool = False) -> Programs:
   """Programs shared by every run that differs only in data (fold, fraction, init, statistics):
   a sweep traces and compiles them once per process instead of once per cell."""
   key = json.dumps({
@@ -279,12 +328,12 @@ def programs(config, encoder_cfg, num_targets: int, use_gyr: bool, sample_shape,
       'bn_adapt': bool(config.get('linear_probe_bn_adapt', True)),
       'optimizer': optimizer_config(config).to_dict(), 'augment': config.augment.to_dict(),
       'dtype': config.train.compute_dtype,
-      'k': num_targets, 'gyr': use_gyr,
+      'k': num_targets, 'gyr': use_gyr, 'curve': bool(curve),
       'shape': list(sample_shape), 'devices': [d.id for d in mesh.devices.flat],
   }, sort_keys=True, default=str)
   if key not in _PROGRAMS:
     dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
-    model = build_model(config, encoder_cfg, num_targets, use_gyr)
+    model = build_model(config, encoder_cfg, num_targets, use_gyr, curve=curve)
     frozen = (lambda p: p[0] in ENCODERS) if config.protocol == 'linear_probe' else None
     tx, schedule = train_state.make_optimizer(optimizer_config(config), None, frozen)
     train_step = make_train_step(config, model, tx, schedule)
@@ -312,9 +361,12 @@ def norm_policy(config, pretrained: bool) -> str:
   return mode
 
 
-def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
+def input_stats(config, ws, train_idx, pretrain_meta, scale_only: bool = False
+                ) -> dict[str, float]:
   """Input normalisation: statistics of this cell's training subjects, or the pre-trained
   encoder's own statistics (its input contract, as ``load_encoder`` applies them).
+  ``scale_only`` (the Transformer): the training subjects' pooled std per modality, means 0
+  (``fit_input_stats(normalization='scale')``, the masked reference's scaler).
 
   ``config.input_norm``: 'train_subjects' (the default: refit on every fold's training subjects
   for the pre-trained and the random arm alike, as the reference does, so the two arms differ
@@ -327,7 +379,39 @@ def input_stats(config, ws, train_idx, pretrain_meta) -> dict[str, float]:
   if norm_policy(config, pretrain_meta is not None) == 'checkpoint':
     keep = ('acc_mean', 'acc_std') + (('gyr_mean', 'gyr_std') if ws.gyr is not None else ())
     return {k: float(pretrain_meta['normalization'][k]) for k in keep}
-  return input_pipeline.fit_input_stats(ws, train_idx)
+  return input_pipeline.fit_input_stats(ws, train_idx,
+                                        normalization='scale' if scale_only else 'mean_std')
+
+
+def match_tokens(ws: input_pipeline.WindowSet, tokens: list[str] | None,
+                 where: str) -> input_pipeline.WindowSet:
+  """The windows a Transformer takes: with a pre-trained one's ``tokens`` (meta['tokens'],
+  e.g. 'acc/pelvis/x'), its sites in its order and its modalities (a checkpoint pre-trained
+  without gyroscopes drops the windows' gyr), so every token channel means what it meant in
+  pre-training; a ConfigError names what the data lack. ``tokens`` None (random init): the
+  windows as they are."""
+  if tokens is None:
+    return ws
+  tokens = [str(t) for t in tokens]
+  sites = list(dict.fromkeys(t.split('/')[1] for t in tokens if t.startswith('acc/')))
+  use_gyr = any(t.startswith('gyr/') for t in tokens)
+  missing = [s_ for s_ in sites if s_ not in ws.sites]
+  if missing:
+    raise ConfigError(f'{where}: its Transformer was pre-trained on the sites {sites}; '
+                      f'{ws.path} lacks {missing} (it has {list(ws.sites)}; config key '
+                      f'data.imu_sites)')
+  if use_gyr and ws.gyr is None:
+    raise ConfigError(f'{where}: its Transformer was pre-trained with gyroscope tokens; '
+                      f'{ws.path} is read without gyr (config key data.use_gyr, or an '
+                      f'accelerometer-only data set)')
+  out = ws
+  if list(ws.sites) != sites:
+    out = input_pipeline.select_sites(ws, sites)
+  if not use_gyr and ws.gyr is not None:
+    out = dataclasses.replace(out, gyr=None)
+  if token_channels(out.sites, out.gyr is not None) != tokens:
+    raise ConfigError(f'{where}: its tokens {tokens} cannot be made from {ws.path}')
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,6 +474,19 @@ class Cell:
 _WINDOWS: dict[Any, input_pipeline.WindowSet] = {}
 
 
+def curve_target(targets, path: str) -> str:
+  """The curve label ``data.targets`` names ('' = scalar labels only). A curve target is
+  fine-tuned alone: with other labels beside it, a ConfigError."""
+  if not targets:
+    return ''
+  specs = input_pipeline.curve_specs(path)
+  curves = [t for t in targets if t in specs]
+  if curves and len(targets) > 1:
+    raise ConfigError(f'config key data.targets={list(targets)}: a curve label '
+                      f'({curves[0]!r}) is fine-tuned alone; name only it')
+  return curves[0] if curves else ''
+
+
 def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
   """The labelled windows of ``config.data``. The last set read is kept, read-only, for the next
   run in this process (a sweep's cells read one data set after another, each many times)."""
@@ -398,8 +495,12 @@ def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
          str(config.data.imu_sites), bool(config.data.use_gyr),
          str(config.data.get('targets', ())))
   if key not in _WINDOWS:
+    targets = tuple(config.data.get('targets', ()) or ())
+    curve = curve_target(targets, path)
     ws = input_pipeline.load_split(path, config.data.split, config.data.imu_sites,
-                                   config.data.use_gyr, targets=config.data.get('targets', ()))
+                                   config.data.use_gyr, targets=() if curve else targets)
+    if curve:
+      ws = input_pipeline.with_curve_target(ws, config.data.split, curve)
     for a in (ws.acc, ws.gyr, ws.subject_id, ws.trial, ws.targets, ws.start_s):
       if a is not None:
         a.flags.writeable = False
@@ -421,6 +522,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
   if config.init_from:
     pre = pretrained_info(config.init_from)
   ws = ws if ws is not None else load_windows(config, data_dir)
+  encoder_cfg = backbone_config(config)
+  if pre is not None:
+    check_compatible(pre[2], ws, pre[0])
+    encoder_cfg = ml_collections.ConfigDict(pre[2]['encoder'])
+  transformer = is_transformer(encoder_cfg)
+  if transformer:
+    ws = match_tokens(ws, pre[2].get('tokens') if pre else None,
+                      f'config key init_from: {pre[0]}' if pre else 'model.backbone')
   use_gyr = ws.gyr is not None
   final = int(config.split.fold) == FINAL_FOLD
   if final:
@@ -442,22 +551,18 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
   config = config.copy_and_resolve_references()
   config.train.steps = plan.steps  # what trainer.fit runs (and config.json records)
 
-  encoder_cfg = config.model.encoder
-  if pre is not None:
-    ckpt_dir, _, pmeta = pre
-    check_compatible(pmeta, ws, ckpt_dir)
-    encoder_cfg = ml_collections.ConfigDict(pmeta['encoder'])
   probe_dir = ''
   if config.protocol == 'full_from_probe':
     probe_dir = probe_checkpoint(config, workdir, data_dir, train_subjects)
-  stats = input_stats(config, ws, train_idx, pre[2] if pre else None)
+  stats = input_stats(config, ws, train_idx, pre[2] if pre else None, scale_only=transformer)
   target_stats = input_pipeline.fit_target_stats(ws, train_idx)
 
   mesh = parallel.make_mesh()
   parallel.check_batch(config.train.batch_size, mesh)
   rep = parallel.replicated(mesh)
-  progs = programs(config, encoder_cfg, len(ws.target_names), use_gyr,
-                   (1,) + ws.acc.shape[1:], mesh)
+  curve = ws.curve is not None
+  progs = programs(config, encoder_cfg, ws.targets.shape[-1] if curve else len(ws.target_names),
+                   use_gyr, (1,) + ws.acc.shape[1:], mesh, curve=curve)
   norm = {'acc_mean': 0.0, 'acc_std': 1.0, 'gyr_mean': 0.0, 'gyr_std': 1.0, **stats,
           'y_mean': target_stats['mean'], 'y_std': target_stats['std'],
           'schedule_steps': float(plan.steps)}
@@ -468,14 +573,17 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
     state = load_encoders(state, progs.tx, pre[0], pre[1], rep)
   meta = {'kind': 'finetune', 'config': config.to_dict(), 'normalization': stats,
           'target_normalization': target_stats, 'targets': list(ws.target_names),
+          **({'curve': ws.curve} if curve else {}),
           'encoder': encoder_cfg.to_dict(), 'init_from': pre[0] if pre else '',
           'probe_from': probe_dir, 'protocol': config.protocol, 'seed': int(config.seed),
           'train_subjects': train_subjects, 'validation_subjects': val_subjects,
           'test_subjects': test_subjects, 'final': final, 'budget': dataclasses.asdict(plan),
           'norm_policy': norm_policy(config, pre is not None),
+          'input_scaling': 'scale' if transformer else 'mean_std',
+          **({'tokens': token_channels(ws.sites, use_gyr)} if transformer else {}),
           'source': input_pipeline.source_summary(ws, config.data),
           **input_pipeline.input_facts(ws)}
-  refusal = cache_refusal(config)
+  refusal = cache_refusal(config, encoder_cfg)
   windows, step_fn, predict = ws, progs.step, progs.predict
   if not refusal:  # a frozen encoder in inference mode: embed once, train the head on that
     windows = embedded_windows(progs, state, ws, np.union1d(np.union1d(train_idx, val_idx),
@@ -495,6 +603,7 @@ def finish(cell: Cell, state, last: dict[str, float],
   y_pred = predict_windows(cell.predict, state, cell.windows, test_idx,
                            config.train.eval_batch_size, cell.mesh)
   y_true = ws.targets[test_idx]
+  curve = ws.curve is not None
   result = {
       'final': meta['final'],
       'dataset': config.data.dataset,
@@ -516,17 +625,47 @@ def finish(cell: Cell, state, last: dict[str, float],
       'test_subjects': meta['test_subjects'],
       'train_loss': last.get('loss', float('nan')),
       'training': training_summary(cell, validation or {}),
-      'metrics': {} if meta['final'] else {
+      'metrics': {} if meta['final'] or curve else {
           t: metrics.regression_metrics(y_true[:, k], y_pred[:, k])
           for k, t in enumerate(ws.target_names)},
-      'predictions': {'subject_id': ws.subject_id[test_idx].tolist(),
-                      'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
+      'predictions': {} if curve else {'subject_id': ws.subject_id[test_idx].tolist(),
+                                       'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
+  if curve:
+    result.update(curve_result(cell, y_true, y_pred))
   card = model_card.render_finetune(meta, ckpt_step=int(config.train.steps), result=result)
   files.write_text_atomic(os.path.join(cell.workdir, MODEL_CARD), card)
   files.write_json_atomic(os.path.join(cell.workdir, RESULT_FILE), result)
-  result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
+  result['predictions'] = {k: np.asarray(v) if k != 'file' else v
+                           for k, v in result['predictions'].items()}
+  if curve:  # the curves themselves are in the .npz beside result.json; returned as arrays
+    result['predictions'].update(y_true=y_true, y_pred=y_pred)
   return result
+
+
+CURVES_FILE = 'curves.npz'
+
+
+def curve_result(cell: Cell, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+  """The result.json fields of a curve target: ``curve`` (its spec), ``curve_metrics``
+  (``metrics.curve_metrics``: per test subject over the samples where the true vertical force
+  exceeds 0.02 BW, RMSE, rRMSE, R² and r per present axis, then mean ± sd over subjects), and
+  ``predictions`` naming ``curves.npz`` (subject_id [n], y_true / y_pred [n, T, A] in the
+  label's units) instead of listing the curves."""
+  ws, test_idx = cell.ws, cell.test_idx
+  spec = dict(ws.curve)
+  axes = tuple(spec['axes'])
+  sid = ws.subject_id[test_idx]
+  files.write_npz_atomic(os.path.join(cell.workdir, CURVES_FILE), subject_id=sid,
+                         trial=ws.trial[test_idx], window=test_idx.astype(np.int64),
+                         y_true=y_true.astype(np.float32), y_pred=y_pred.astype(np.float32))
+  scored = {}
+  if len(test_idx):
+    scored = metrics.curve_metrics(y_true, y_pred, sid, axes=axes,
+                                   present=tuple(bool(p) for p in spec['present']))
+  return {'curve': {k: spec[k] for k in ('axes', 'present', 'unit', 'frame') if k in spec},
+          'curve_metrics': scored,
+          'predictions': {'subject_id': sid.tolist(), 'file': CURVES_FILE}}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -538,12 +677,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 def validation_loss(cell: Cell, state) -> float:
   """MSE of the standardised targets on the cell's validation windows (inference mode): the
-  quantity the training loss minimises, on subjects the cell does not train on."""
+  quantity the training loss minimises, on subjects the cell does not train on (a curve: over
+  its present entries, as ``target_loss``)."""
   y_pred = predict_windows(cell.predict, state, cell.windows, cell.val_idx,
                            cell.config.train.eval_batch_size, cell.mesh)
   t = cell.meta['target_normalization']
-  z = (y_pred - cell.ws.targets[cell.val_idx]) / np.asarray(t['std'], np.float64)
-  return float(np.mean(z ** 2))
+  y_true = cell.ws.targets[cell.val_idx]
+  z = (y_pred - y_true) / np.asarray(t['std'], np.float64)
+  return float(np.mean(z[np.isfinite(y_true)] ** 2))  # a curve's absent entries do not count
 
 
 def fit_and_finish(cell: Cell) -> dict[str, Any]:
@@ -687,5 +828,7 @@ def predict_windows(predict, state, ws, idx, batch_size: int, mesh) -> np.ndarra
   out = []
   for batch, n_real in input_pipeline.eval_batches(ws, idx, bs, parallel.data_sharding(mesh)):
     out.append(np.asarray(jax.device_get(predict(state, batch)))[:n_real])
-  return np.concatenate(out) if out else np.zeros((0, len(ws.target_names)), np.float32)
+  if out:
+    return np.concatenate(out)
+  return np.zeros((0,) + tuple(ws.targets.shape[1:]), np.float32)
 

@@ -44,6 +44,10 @@ class WindowSet:
   metadata: dict[str, Any]
   path: str = ''
   start_s: np.ndarray | None = None  # [n] float32 window start in its trial (s); NaN = unknown
+  # A curve target (``with_curve_target``): ``targets`` is then [n, T, A] (NaN where the source
+  # lacks an axis), ``target_names`` the curve's one name, and this its spec (axes, present,
+  # unit, frame: data_prep.records.curve_spec).
+  curve: dict[str, Any] | None = None
 
   def __len__(self) -> int:
     return len(self.subject_id)
@@ -281,6 +285,17 @@ def load_curves(path: str, split: str, name: str = 'grf_curve', chunk: int = 102
   return out, specs[name]
 
 
+def with_curve_target(ws: WindowSet, split: str, name: str = 'grf_curve') -> WindowSet:
+  """``ws`` (split ``split`` of its records, as ``load_split`` read it) with the curve label
+  ``name`` as its target, row for row: ``targets`` [n, T, A], ``target_names`` (name,),
+  ``curve`` its spec."""
+  curves, spec = load_curves(ws.path, split, name)
+  if len(curves) != len(ws):
+    raise ValueError(f'{ws.path}: {len(curves)} curves for {len(ws)} windows')
+  return dataclasses.replace(ws, targets=curves, target_names=(name,),
+                             target_units=(str(spec.get('unit', '')),), curve=dict(spec))
+
+
 def concatenate(parts: Sequence[WindowSet]) -> WindowSet:
   """The windows of several splits of one data set as one set (in the order given)."""
   first = parts[0]
@@ -449,7 +464,18 @@ def fit_input_stats(ws: WindowSet, idx: np.ndarray, chunk: int = 4096,
 
 
 def fit_target_stats(ws: WindowSet, idx: np.ndarray) -> dict[str, list[float]]:
+  """Target standardisation from the windows ``idx`` (the training subjects'): per scalar
+  label its mean and std; for a curve target (``ws.curve``) per axis a scale only, as the
+  masked reference does (StandardScaler(with_mean=False): mean recorded as 0, std of all the
+  axis' samples about their mean; an absent axis gets 1) and ``present``."""
   y = ws.targets[idx].astype(np.float64)
+  if ws.curve is not None:
+    flat = y.reshape(-1, y.shape[-1])
+    present = [bool(p) and bool(np.isfinite(flat[:, a]).any())
+               for a, p in enumerate(ws.curve.get('present', [True] * flat.shape[1]))]
+    std = [float(max(np.nanstd(flat[:, a]), 1e-6)) if p else 1.0
+           for a, p in enumerate(present)]
+    return {'mean': [0.0] * len(std), 'std': std, 'present': present}
   return {'mean': y.mean(0).tolist(), 'std': np.maximum(y.std(0), 1e-6).tolist()}
 
 

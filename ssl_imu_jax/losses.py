@@ -251,3 +251,12 @@ def masked_mse(pred_BxTxC, target_BxTxC, mask_BxT):
   err = jnp.mean((pred_BxTxC - target_BxTxC) ** 2, axis=-1)
   m = mask_BxT.astype(err.dtype)
   return jnp.sum(m * err) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def present_mse(pred, target):
+  """Mean squared error over the target's finite entries only (a curve target [B, T, A] whose
+  source lacks an axis, or a sample, holds NaN there): absent entries neither count nor pass a
+  gradient."""
+  present = jnp.isfinite(target)
+  err = jnp.where(present, pred - jnp.where(present, target, 0.0), 0.0)
+  return jnp.sum(err ** 2) / jnp.maximum(jnp.sum(present.astype(err.dtype)), 1.0)

@@ -127,9 +127,10 @@ def render_masked(meta: dict[str, Any], train_metrics: dict[str, float],
       f'mean_loss: predicting each channel\'s mean over the unmasked steps): {_fmt(eval_metrics)}',
       '',
       '## Use',
-      'Fine-tuning, `load_encoder` and releases take NCE (ResNet) checkpoints only for now and '
-      'refuse this one with a one-line error: fine-tuning from the masked Transformer is issue 27, '
-      'step 3.',
+      'Fine-tune it with `--config.init_from=<this checkpoints folder>` (configs/finetune.py: '
+      'the encoder is copied, the reconstruction head is not; peak values through the tokens\' '
+      'mean over time, curves through a head per token). `load_encoder`, releases and the budget '
+      'curve take NCE (ResNet) checkpoints only and refuse this one with a one-line error.',
       '',
       '## Limits',
       'Pre-trained on the data named above only. The synthetic corpus (if named above) is a '
@@ -146,6 +147,15 @@ def source_line(src) -> str:
   where = f"files in `{src['manual_dir']}`" if src.get('manual_dir') else 'generated'
   digest = f", files hash {src['hash']}" if src.get('hash') else ''
   return f"`{src.get('dataset')}`, {where} (source id {src.get('id')}{digest})"
+
+
+def curve_lines(curve: dict[str, Any] | None) -> list[str]:
+  """The model card's line on a curve output (none for scalar labels)."""
+  if not curve:
+    return []
+  axes = [a for a, p in zip(curve['axes'], curve['present'], strict=True) if p]
+  return [f"- a curve per window, [T, {len(curve['axes'])}]: axes {', '.join(axes)} "
+          f"(absent axes NaN; frame: {curve.get('frame', 'unknown')})"]
 
 
 def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any] | None = None,
@@ -197,6 +207,7 @@ def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any]
       '',
       '## Outputs',
       *[f'- `{t}`' + (f' ({u})' if u else '') for t, u in zip(targets, units, strict=True)],
+      *curve_lines(meta.get('curve')),
       '',
       '## Accuracy',
   ]
@@ -210,6 +221,15 @@ def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any]
                    f"± {m.get('within_subject_r_sd', nan):.3f} over {m.get('n_subjects', 0)} "
                    f"subjects, pooled r {m.get('pooled_r', nan):.3f}, "
                    f"RMSE {m.get('rmse', nan):.4g} ({m.get('cells', '')})")
+  elif result and (result.get('curve_metrics') or {}).get('summary'):
+    lines.append(f"On this run's held-out subjects {meta.get('test_subjects')}, per subject over "
+                 'the samples where the true vertical force exceeds 0.02 BW, mean ± sd over '
+                 'subjects:')
+    for axis, m in result['curve_metrics']['summary'].items():
+      lines.append(f"- {axis}: RMSE {m['rmse']['mean']:.4g} ± {m['rmse']['sd']:.4g}, rRMSE "
+                   f"{m['rrmse']['mean']:.1f} ± {m['rrmse']['sd']:.1f} %, R² "
+                   f"{m['r2']['mean']:.3f} ± {m['r2']['sd']:.3f}, r "
+                   f"{m['pearson_r']['mean']:.3f} ± {m['pearson_r']['sd']:.3f}")
   elif result and result.get('metrics'):
     lines.append(f"On this run's held-out subjects {meta.get('test_subjects')} (pooled):")
     for t in targets:

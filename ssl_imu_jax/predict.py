@@ -12,6 +12,13 @@ predictions.csv, predictions.json (columns, units, provenance) and, where the da
 model's labels, metrics.json, summary.md, scatter.png and bland_altman.png; trial.png shows one
 trial's predictions over its IMU signal. The folder is written whole or not at all.
 
+A model fine-tuned on a curve target (a GRF curve per window, ``info['curve']``) predicts
+[batch, T, A]; the stage then writes predictions.csv long (one row per window and time step:
+``time_s`` in the trial, ``pred_<axis>`` [, ``true_<axis>``] per present axis), curves.npz (the
+arrays [n, T, A] with subject_id, trial, start_s), where the data carry the curve metrics.json
+and summary.md (``metrics.curve_metrics`` per subject, mean ± sd over subjects), and trial.png
+draws the predicted curves over the measured ones (``plot_trial_curves``).
+
 Held out means held out: the model's checkpoint records its training (and validation) subjects
 and the source of its training records (data_prep/source.py: ``id`` names whose subjects they
 are, the resolved folder of files, or a generated set's size / seed / options). Subject ids of
@@ -23,6 +30,7 @@ Metrics on windows of subjects the model was trained on are refused, naming them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -37,7 +45,7 @@ import pandas as pd
 from ssl_imu_jax import checkpointing, files, input_pipeline, metrics, stats
 from ssl_imu_jax.encoder_api import apply_in_batches, check_window_shape, resolve_checkpoint
 from ssl_imu_jax.errors import ConfigError, MissingInputError
-from ssl_imu_jax.models import RegressionModel
+from ssl_imu_jax.models.sequence import regression_model
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
 
 
@@ -56,6 +64,8 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
       that order; normalisation is applied inside. Returns [batch, K] in the labels' units
       (``info['targets']``, ``info['units']``). BatchNorm runs in inference mode, so each window
       is predicted independently of the rest of the batch. A wrong shape is a ValueError.
+      A curve model (``info['curve']`` set) returns [batch, T, A] in the curve's unit, axes
+      ``info['curve']['axes']`` (absent axes are meaningless: the model never saw them).
     params: the Flax variables ({'params', 'batch_stats'}) of encoder and head.
     info: 'checkpoint_dir', 'step', 'dataset', 'sites', 'sample_rate_hz', 'window_length',
       'frame', 'use_gyr', 'input_units', 'targets', 'units', 'normalization',
@@ -91,11 +101,15 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
       'test_subjects': meta.get('test_subjects', []), 'final': bool(meta.get('final')),
       'config': cfg, 'validation_subjects': meta.get('validation_subjects', []),
       'source': meta.get('source') or recorded_source(cfg['data']),
+      'curve': meta.get('curve'),
   }
-  model = RegressionModel(encoder_config=ml_collections.ConfigDict(meta['encoder']),
-                          head_dims=tuple(cfg['model']['head_dims']), num_targets=len(targets),
-                          use_gyr=use_gyr, dropout_rate=float(cfg['model']['dropout_rate']),
-                          dtype=dtype_from_name(cfg['train'].get('compute_dtype', 'float32')))
+  curve = info['curve']
+  model = regression_model(ml_collections.ConfigDict(meta['encoder']),
+                           head_dims=tuple(cfg['model']['head_dims']),
+                           num_targets=len(curve['axes']) if curve else len(targets),
+                           curve=bool(curve),
+                           use_gyr=use_gyr, dropout_rate=float(cfg['model']['dropout_rate']),
+                           dtype=dtype_from_name(cfg['train'].get('compute_dtype', 'float32')))
   n_sites = len(sites) if sites else 1
   x = jax.ShapeDtypeStruct((1, n_sites, info['window_length'], 3), jnp.float32)
   abstract = jax.eval_shape(lambda k, a, g: model.init(k, a, g, False), jax.random.key(0), x, x)
@@ -109,7 +123,8 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
   t, rate = info['window_length'], info['sample_rate_hz']
 
   def predict_fn(params, acc, gyr=None):
-    """[batch, n_sites, T, 3] acc (m/s^2) [, gyr (rad/s)] -> [batch, K] in label units."""
+    """[batch, n_sites, T, 3] acc (m/s^2) [, gyr (rad/s)] -> [batch, K] in label units (a
+    curve model: [batch, T, A])."""
     acc = jnp.asarray(acc, jnp.float32)
     check_window_shape('acc', acc.shape, t, rate)
     if sites and acc.shape[1] != len(sites):
@@ -262,6 +277,10 @@ def load_windows(config, info, workdir: str) -> input_pipeline.WindowSet:
   path = input_pipeline.ensure_built(d, input_pipeline.resolve_data_dir(config, workdir))
   names = [d.split] if d.split else list(tfds.builder_from_directory(path).info.splits)
   parts = [input_pipeline.load_split(path, name, use_gyr=info['use_gyr']) for name in names]
+  curve = (info.get('curve') or {}) and info['targets'][0]
+  if curve and curve in input_pipeline.curve_specs(path):  # the measured curves, to score
+    parts = [input_pipeline.with_curve_target(ws, name, curve)
+             for ws, name in zip(parts, names, strict=True)]
   ws = parts[0] if len(parts) == 1 else input_pipeline.concatenate(parts)
   ws = dataclasses.replace(ws, metadata={**ws.metadata,
                                          'source': input_pipeline.source_summary(ws, d)})
@@ -430,13 +449,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, require_labels: bool = 
         f'--config.allow_training_subjects=True for a training-set score')
   y_pred = apply_in_batches(predict_fn, params, ws.acc, ws.gyr if info['use_gyr'] else None,
                             int(config.batch_size))
-  df, labelled = prediction_frame(ws, y_pred, info, overlap)
+  if info.get('curve'):
+    df, labelled = curve_frame(ws, y_pred, info, overlap)
+    write = functools.partial(_write_curve_outputs, y_pred=y_pred)
+  else:
+    df, labelled = prediction_frame(ws, y_pred, info, overlap)
+    write = _write_outputs
   out_dir = os.path.join(workdir, stage)
   tmp = f'{out_dir}.tmp.{os.getpid()}'
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   try:
-    paths, scores = _write_outputs(config, ws, df, labelled, info, tmp, overlap)
+    paths, scores = write(config, ws, df, labelled, info, tmp, overlap)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)  # a partial folder never replaces a complete one
     raise
@@ -447,11 +471,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, require_labels: bool = 
     print(scope_of(overlap), flush=True)
   for t, s in scores.items():
     tag = 'training-set ' if overlap else ''
+    if info.get('curve'):
+      print(f'{tag}{t}: ' + '; '.join(
+          f'{a} RMSE {m["rmse"]["mean"]:.4g} ± {m["rmse"]["sd"]:.4g} {s["unit"]}, r '
+          f'{m["pearson_r"]["mean"]:.3f}' for a, m in s['summary'].items())
+          + f' (mean ± sd over {s["n_subjects"]} subjects)', flush=True)
+      continue
     print(f'{tag}{t}: within-subject r {s["within_subject_r"]:.3f} ± '
           f'{s["within_subject_r_sd"]:.3f} ({s["within_subject_n"]} subjects), '
           f'pooled r {s["pooled"]["pearson_r"]:.3f}, '
           f'RMSE {s["pooled"]["rmse"]:.4g} {s["unit"]}', flush=True)
-  print(f'{stage}: {len(df)} windows -> {out_dir}', flush=True)
+  print(f'{stage}: {len(ws)} windows -> {out_dir}', flush=True)
   return paths
 
 
@@ -509,3 +539,166 @@ def plot_trial_choice(config, ws: input_pipeline.WindowSet) -> tuple[int, int]:
     raise ConfigError(f'config key plot_trial={spec!r}: no such subject/trial in {ws.path}; '
                       f'some that exist: {[f"{a}/{b}" for a, b in pairs]}')
   return s, t
+
+
+def curve_frame(ws: input_pipeline.WindowSet, y_pred: np.ndarray, info: dict[str, Any],
+                overlap: list[int] = ()) -> tuple[pd.DataFrame, list[str]]:
+  """The predictions of a curve model, long: one row per window and time step (subject_id,
+  subject, trial, start_s, window, trained_on, step, time_s = start_s + step / rate (NaN when
+  the start is unknown), pred_<axis> [, true_<axis>] for the curve's present axes). Returns
+  (frame, [the curve's name] when the windows carry its measured curve, else [])."""
+  name, curve = info['targets'][0], info['curve']
+  n, t_len, _ = y_pred.shape
+  subjects = ws.metadata.get('subjects') or {}
+  names = np.asarray([str((subjects.get(str(s)) or {}).get('name') or s)
+                      if isinstance(subjects, dict) else str(s) for s in ws.subject_id])
+  start = (ws.start_s if ws.start_s is not None else np.full(n, np.nan)).astype(np.float64)
+  step = np.tile(np.arange(t_len), n)
+  rep = lambda a: np.repeat(np.asarray(a), t_len)  # noqa: E731
+  df = pd.DataFrame({'subject_id': rep(ws.subject_id), 'subject': rep(names),
+                     'trial': rep(ws.trial), 'start_s': rep(start), 'window': rep(np.arange(n)),
+                     'trained_on': rep(np.isin(ws.subject_id, np.asarray(list(overlap),
+                                                                          np.int64))),
+                     'step': step, 'time_s': rep(start) + step / float(ws.sample_rate_hz)})
+  labelled = [name] if ws.curve is not None and ws.target_names == (name,) else []
+  for a, (axis, present) in enumerate(zip(curve['axes'], curve['present'], strict=True)):
+    if not present:
+      continue
+    df[f'pred_{axis}'] = y_pred[:, :, a].ravel()
+    if labelled:
+      df[f'true_{axis}'] = ws.targets[:, :, a].ravel()
+  return df, labelled
+
+
+def score_curves(ws: input_pipeline.WindowSet, y_pred: np.ndarray, info: dict[str, Any],
+                 overlap: list[int] = ()) -> dict[str, Any]:
+  """``metrics.curve_metrics`` of the windows' measured curves (per subject over the samples
+  where the true vertical force exceeds 0.02 BW; mean ± sd over subjects), with its scope."""
+  name, curve = info['targets'][0], info['curve']
+  m = metrics.curve_metrics(ws.targets, y_pred, ws.subject_id, axes=tuple(curve['axes']),
+                            present=tuple(bool(p) for p in curve['present']))
+  return {name: {'scope': scope_of(list(overlap)), 'training_set_score': bool(overlap),
+                 'training_subjects_scored': list(overlap), 'unit': curve.get('unit', ''),
+                 'n_windows': len(ws), 'n_subjects': len(set(ws.subject_id.tolist())), **m}}
+
+
+def curve_summary_markdown(scores: dict[str, Any], info: dict[str, Any], data_name: str) -> str:
+  lines = [f'# Curve predictions of {info["checkpoint_dir"]} on {data_name}', '']
+  for t, s in scores.items():
+    if s.get('training_set_score'):
+      lines += [f'**{s["scope"]}**', '']
+    u = f' ({s["unit"]})' if s['unit'] else ''
+    lines += [f'## {t}{u}', '',
+              f'Per subject over the samples where the true vertical force exceeds '
+              f'{metrics.STANCE_THRESHOLD_BW} BW, then mean ± sd over {s["n_subjects"]} '
+              f'subjects ({s["n_windows"]} windows):', '',
+              '| axis | RMSE | rRMSE % | R² | r |', '|---|---|---|---|---|']
+    for axis, m in s['summary'].items():
+      lines.append(f'| {axis} | {m["rmse"]["mean"]:.4g} ± {m["rmse"]["sd"]:.4g} | '
+                   f'{m["rrmse"]["mean"]:.1f} ± {m["rrmse"]["sd"]:.1f} | '
+                   f'{m["r2"]["mean"]:.3f} ± {m["r2"]["sd"]:.3f} | '
+                   f'{m["pearson_r"]["mean"]:.3f} ± {m["pearson_r"]["sd"]:.3f} |')
+    lines += ['', '| subject | axis | samples | RMSE | rRMSE % | R² | r |',
+              '|---|---|---|---|---|---|---|']
+    lines += [f'| {q["subject"]} | {q["axis"]} | {q["n_samples"]} | {q["rmse"]:.4g} | '
+              f'{q["rrmse"]:.1f} | {q["r2"]:.3f} | {q["pearson_r"]:.3f} |'
+              for q in s['per_subject']]
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def plot_trial_curves(ws: input_pipeline.WindowSet, y_pred: np.ndarray, info: dict[str, Any],
+                      subject_id: int, trial: int, path: str) -> None:
+  """One trial: |acc| of the first site over time, and below it every window's predicted curve
+  (solid) over the measured one (dashed, where the data carry it), per present axis; windows
+  placed at their start in the trial (end to end when the records carry no start)."""
+  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+
+  plt = pyplot()
+  curve = info['curve']
+  sel = np.flatnonzero((ws.subject_id == subject_id) & (ws.trial == trial))
+  fs, t_len = ws.sample_rate_hz, ws.window_length
+  starts = (ws.start_s[sel].astype(float) if ws.start_s is not None
+            else np.full(len(sel), np.nan))
+  known = bool(np.isfinite(starts).all())
+  if not known:
+    starts = np.arange(len(sel)) * t_len / fs
+  order = np.argsort(starts, kind='stable')
+  sel, starts = sel[order], starts[order]
+  measured = ws.curve is not None and ws.target_names == (info['targets'][0],)
+  fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 5.5))
+  colours = ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')
+  for j, (i, st) in enumerate(zip(sel, starts, strict=True)):
+    t = st + np.arange(t_len) / fs
+    top.plot(t, np.linalg.norm(ws.acc[i, 0], axis=-1), lw=0.7, color='tab:gray', alpha=0.7)
+    for a, (axis, present) in enumerate(zip(curve['axes'], curve['present'], strict=True)):
+      if not present:
+        continue
+      c = colours[a % len(colours)]
+      bottom.plot(t, y_pred[i, :, a], '-', lw=1.0, color=c,
+                  label=f'predicted {axis}' if j == 0 else None)
+      if measured:
+        bottom.plot(t, ws.targets[i, :, a], '--', lw=1.0, color=c, alpha=0.8,
+                    label=f'measured {axis}' if j == 0 else None)
+  unit = curve.get('unit', '')
+  top.set_ylabel(f'|acc| {ws.sites[0]} (m/s^2)', fontsize=8)
+  bottom.set_ylabel(f'{info["targets"][0]}' + (f' ({unit})' if unit else ''), fontsize=8)
+  bottom.set_xlabel('time in trial (s)' if known else
+                    'windows placed end to end (s; the records carry no start times)', fontsize=8)
+  bottom.legend(fontsize=7, ncol=2)
+  bottom.grid(True, alpha=0.3)
+  top.set_title(f'subject {subject_id}, trial {trial}: {len(sel)} windows, predicted (solid)'
+                + (' over measured (dashed)' if measured else ''), fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _write_curve_outputs(config, ws, df, labelled, info, tmp, overlap=(), *, y_pred
+                         ) -> tuple[dict[str, str], dict[str, Any]]:
+  """A curve model's output files into the folder ``tmp``; returns ({name: path}, scores)."""
+  paths = {'predictions': os.path.join(tmp, 'predictions.csv')}
+  df.to_csv(paths['predictions'], index=False, float_format='%.8g')
+  curve, unit = info['curve'], info['curve'].get('unit', '')
+  u = f', {unit}' if unit else ''
+  columns = {'subject_id': 'subject id in the data set', 'subject': 'subject name',
+             'trial': 'trial index within the subject',
+             'start_s': 'window start in its trial, s (empty: unknown)',
+             'window': 'row index in the data set (the window)',
+             'trained_on': 'the model was trained (or early-stopped) on this subject',
+             'step': 'time step within the window', 'time_s': 'start_s + step / rate, s'}
+  for axis, present in zip(curve['axes'], curve['present'], strict=True):
+    if present:
+      columns[f'pred_{axis}'] = f'predicted {info["targets"][0]} {axis}{u}'
+      if labelled:
+        columns[f'true_{axis}'] = f'measured {info["targets"][0]} {axis}{u}'
+  arrays = {'y_pred': y_pred.astype(np.float32), 'subject_id': ws.subject_id,
+            'trial': ws.trial, 'start_s': (ws.start_s if ws.start_s is not None
+                                           else np.full(len(ws), np.nan, np.float32))}
+  if labelled:
+    arrays['y_true'] = ws.targets.astype(np.float32)
+  paths['curves'] = os.path.join(tmp, 'curves.npz')
+  files.write_npz_atomic(paths['curves'], **arrays)
+  paths['description'] = os.path.join(tmp, 'predictions.json')
+  files.write_json_atomic(paths['description'], {
+      'columns': columns, 'curve': curve, 'axes': list(curve['axes']),
+      'curves_file': 'curves.npz: y_pred [, y_true] [windows, T, axes], subject_id, trial, start_s',
+      'checkpoint_dir': info['checkpoint_dir'], 'step': info['step'], 'data': ws.path,
+      'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
+      'window_length': ws.window_length, 'n_windows': len(ws), 'scope': scope_of(list(overlap)),
+      'training_set_score': bool(overlap and labelled),
+      'training_subjects_scored': list(overlap), 'data_source': ws.metadata.get('source'),
+      'model_source': info.get('source')})
+  scores: dict[str, Any] = {}
+  if labelled:
+    scores = score_curves(ws, y_pred, info, overlap)
+    paths['metrics'] = os.path.join(tmp, 'metrics.json')
+    files.write_json_atomic(paths['metrics'], scores)
+    paths['summary'] = os.path.join(tmp, 'summary.md')
+    files.write_text_atomic(paths['summary'], curve_summary_markdown(
+        scores, info, os.path.basename(os.path.dirname(ws.path)) or ws.path))
+  if config.get('plot', True) and len(ws):
+    subject_id, trial = plot_trial_choice(config, ws)
+    paths['trial_plot'] = os.path.join(tmp, 'trial.png')
+    plot_trial_curves(ws, y_pred, info, subject_id, trial, paths['trial_plot'])
+  return paths, scores

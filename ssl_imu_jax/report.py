@@ -21,6 +21,14 @@ beside it.
 The feature baseline (init 'features', protocol 'ridge': ``features.py``) is a third arm: it has
 no protocol of its own, so its value at a fraction stands beside every deep protocol's row, and
 the pre-trained arm is compared with it as with random init (Δr, interval, paired t).
+
+A curve target (a GRF curve per window, issue 27) is scored per test subject by
+``metrics.curve_metrics`` when the cell finishes; its record carries those rows
+(``curve_metrics``), not the curves, and ``curves.csv`` (``curves_frame``, columns
+CURVE_COLUMNS) holds them tidily: one row per (cell, target, axis, test subject) plus one row per
+(cell, target, axis) with ``subject='all'``, the mean over the subjects (``*_sd`` their sd).
+Curve cells add no rows to results.csv and the tables built on it (whose columns stay as they
+were).
 """
 
 from __future__ import annotations
@@ -68,6 +76,10 @@ HEADLINE_COLUMNS = ('task', 'target', 'protocol', 'fraction', 'within_r_pretrain
                     'pooled_r_features')
 EFFICIENCY_COLUMNS = ('task', 'target', 'protocol', 'grid_fraction', 'percent_less',
                       'times_less_grid', 'times_less_interp', 'ci_low', 'ci_high', 'p_reach')
+CURVE_COLUMNS = ('task', 'target', 'unit', 'axis', 'init', 'protocol', 'fraction', 'fold', 'seed',
+                 'norm_policy', 'inputs', 'subject', 'n_samples', 'rmse', 'rrmse', 'r2',
+                 'pearson_r', 'rmse_sd', 'rrmse_sd', 'r2_sd', 'pearson_r_sd', 'n_subjects',
+                 'n_train', 'n_train_subjects', 'steps', 'epochs_run', 'best_epoch')
 N_BOOT = 1000
 BOOT_SEED = 0
 
@@ -85,6 +97,9 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
     raise ValueError(f'fine-tune result of {task} fold{fold} frac{fraction:g} {init}_{protocol} '
                      f'lacks key(s) {missing}; expected {list(RESULT_KEYS)}')
   pred = result['predictions']
+  if result.get('curve'):
+    return _curve_record(result, task=task, init=init, protocol=protocol, fraction=fraction,
+                         fold=fold, steps=steps, seed=seed, norm_policy=norm_policy)
   for k in ('subject_id', 'y_true', 'y_pred'):
     if k not in pred:
       raise ValueError(f"fine-tune result: 'predictions' lacks {k!r}")
@@ -119,6 +134,72 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
   }
 
 
+def _curve_record(result: Mapping[str, Any], *, task: str, init: str, protocol: str,
+                  fraction: float, fold: int, steps: int | None, seed: int,
+                  norm_policy: str) -> dict[str, Any]:
+  """The record of a curve cell: the cell keys and counts as for scalars, the curve's spec and
+  its per-subject ``curve_metrics`` (the curves stay in the cell's curves.npz)."""
+  train_s = sorted(int(s) for s in result['train_subjects'])
+  test_s = sorted(int(s) for s in result['test_subjects'])
+  if set(train_s) & set(test_s):
+    raise ValueError(f'{task} fold{fold}: subject(s) {sorted(set(train_s) & set(test_s))} are '
+                     f'in both the training and the test set')
+  return {
+      'task': str(task), 'init': str(init), 'protocol': str(protocol),
+      'fraction': float(fraction), 'fold': int(fold), 'seed': int(seed),
+      'norm_policy': str(norm_policy),
+      'inputs': 'acc+gyr' if result.get('use_gyr', True) else 'acc only',
+      'steps': None if steps is None else int(steps),
+      'training': {k: v for k, v in (result.get('training') or {}).items()
+                   if k in TRAINING_KEYS},
+      'targets': [str(t) for t in result['targets']],
+      'units': [str(u) for u in result['units']],
+      'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
+      'train_subjects': train_s, 'test_subjects': test_s,
+      'curve': dict(result['curve']),
+      'curve_metrics': {'per_subject': list((result.get('curve_metrics') or {}).get(
+          'per_subject', []))},
+      'predictions': {'subject_id': [int(s) for s in result['predictions']['subject_id']],
+                      'file': result['predictions'].get('file', '')},
+  }
+
+
+def curves_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+  """The tidy curve table (columns CURVE_COLUMNS) of the curve records among ``records``: their
+  per-subject rows, and per (cell, target, axis) the mean and sd over subjects
+  (``stats.mean_sd``; subject 'all')."""
+  rows = []
+  for rec in records:
+    if not rec.get('curve'):
+      continue
+    training = rec.get('training') or {}
+    base = {k: rec[k] for k in ('task', 'init', 'protocol', 'fraction', 'fold', 'n_train')}
+    base.update(seed=int(rec.get('seed', 0)), norm_policy=str(rec.get('norm_policy') or ''),
+                inputs=str(rec.get('inputs') or 'acc+gyr'), steps=rec.get('steps'),
+                n_train_subjects=len(rec['train_subjects']),
+                epochs_run=training.get('epochs_run'), best_epoch=training.get('best_epoch'),
+                target=rec['targets'][0], unit=rec['units'][0])
+    per = rec['curve_metrics']['per_subject']
+    for axis in [a for a, p in zip(rec['curve']['axes'], rec['curve']['present'], strict=True)
+                 if p]:
+      mine = [r for r in per if r['axis'] == axis]
+      for r in mine:
+        rows.append({**base, 'axis': axis, 'subject': str(r['subject']),
+                     'n_samples': int(r['n_samples']), 'n_subjects': 1,
+                     **{k: r[k] for k in metrics_lib.CURVE_METRICS}})
+      if mine:
+        summary = {}
+        for k in metrics_lib.CURVE_METRICS:
+          mean, sd, _ = stats.mean_sd([r[k] for r in mine])
+          summary[k], summary[f'{k}_sd'] = mean, sd
+        rows.append({**base, 'axis': axis, 'subject': ALL, 'n_subjects': len(mine),
+                     'n_samples': int(sum(r['n_samples'] for r in mine)), **summary})
+  df = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+  if len(df):
+    df['fraction'] = df['fraction'].astype(float)
+  return df
+
+
 def _cell_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
   return (str(rec['task']), str(rec['init']), str(rec['protocol']), float(rec['fraction']),
           int(rec['fold']), int(rec.get('seed', 0)))
@@ -139,6 +220,8 @@ def results_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                        f'{dict(zip(CELL_KEYS, key, strict=True))}; give them different seeds or '
                        f'report them separately')
     seen[key] = n
+    if rec.get('curve'):  # scored per subject and axis: curves_frame
+      continue
     pred = rec['predictions']
     sid = np.asarray(pred['subject_id'], dtype=np.int64)
     y_true = np.asarray(pred['y_true'], dtype=np.float64).reshape(len(sid), -1)
@@ -773,6 +856,9 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
   for name, frame in (('results', df), ('headline', headline_frame(df)),
                       ('efficiency', efficiency_frame(df)), ('convergence', convergence_frame(df))):
     files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), frame.to_csv(index=False))
+  curves = curves_frame(records)
+  if len(curves):
+    files.write_text_atomic(os.path.join(report_dir, 'curves.csv'), curves.to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
   files.write_text_atomic(os.path.join(report_dir, 'summary.md'), md)
   return table

@@ -44,8 +44,9 @@ IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'tra
 # resume. Keys of the masked objective are left out of a run with another objective (they change
 # nothing there).
 ABSENT_MEANS = {'ssl.objective': 'nce', 'ssl.normalization': 'mean_std',
-                'optimizer.schedule': 'warmup_cosine'}
-MASKED_ONLY = ('ssl.mask_ratio', 'model.transformer.')
+                'optimizer.schedule': 'warmup_cosine', 'model.backbone': 'resnet'}
+MASKED_ONLY = ('ssl.mask_ratio',)
+TRANSFORMER_ONLY = ('model.transformer.',)  # a run of the ResNet leaves these out
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -118,8 +119,11 @@ def fingerprint(cfg) -> dict[str, Any]:
   flat = _flatten(json.loads(cfg.to_json_best_effort()))
   if not flat.get('data.mix.dataset'):  # no second corpus: its knobs change nothing
     flat = {k: v for k, v in flat.items() if not k.startswith('data.mix.')}
-  if flat.get('ssl.objective', 'nce') != 'masked':
+  masked = flat.get('ssl.objective', 'nce') == 'masked'
+  if not masked:
     flat = {k: v for k, v in flat.items() if not k.startswith(MASKED_ONLY)}
+  if not (masked or flat.get('model.backbone', 'resnet') == 'transformer'):
+    flat = {k: v for k, v in flat.items() if not k.startswith(TRANSFORMER_ONLY)}
   flat = {k: v for k, v in flat.items() if k not in ABSENT_MEANS or v != ABSENT_MEANS[k]}
   return {k: relative_path(v) for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 

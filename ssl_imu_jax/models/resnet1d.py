@@ -165,7 +165,10 @@ class ResNet1D(nn.Module):
     return blocks
 
   @nn.compact
-  def __call__(self, x_BxNxTxC, train: bool):
+  def __call__(self, x_BxNxTxC, train: bool, sequence: bool = False):
+    """[B, N, D] pooled embeddings; ``sequence``: the last stage's feature map before the
+    time pool, [B, N, T', D] (T' = T / 32 for the reference; ``embed`` per time step), the
+    input of the per-time-step curve head (ssl_imu.RegressionModel with ``curve``)."""
     b, n, t, c = x_BxNxTxC.shape
     x = x_BxNxTxC.reshape(b * n, t, c).astype(self.dtype)
     x = _conv(self.widths[0], self.stem_kernel, self.stem_stride, self.conv_bias, self.dtype,
@@ -179,7 +182,10 @@ class ResNet1D(nn.Module):
         x = ResidualBlock(width, self.kernel_size, strides, self.norm, self.conv_bias,
                           self.zero_init_residual, conv_impl=self.conv_impl, dtype=self.dtype,
                           name=f'stage{i}_block{j}')(x, train)
-    x = jnp.mean(x, axis=1)
+    if not sequence:
+      x = jnp.mean(x, axis=1)
     if self.embed_dim:
       x = nn.Dense(self.embed_dim, dtype=self.dtype, name='embed')(x)
+    if sequence:
+      return x.reshape(b, n, x.shape[1], self.out_dim).astype(jnp.float32)
     return x.reshape(b, n, self.out_dim).astype(jnp.float32)

@@ -6,6 +6,7 @@ Parameter trees (the names are the checkpoint contract):
   ContrastiveModel: <encoders>, acc_projection, gyr_projection[, log_temperature]
   RegressionModel:  <encoders>, head
   ImuEncoder:       <encoders>
+  the Transformer (models/sequence.py TransformerRegressionModel): transformer, head
 Fine-tuning and ``load_encoder`` copy the encoder subtrees (params and batch_stats).
 """
 
@@ -24,7 +25,26 @@ import numpy as np
 from ssl_imu_jax.models.heads import MLP
 from ssl_imu_jax.models.resnet1d import ResNet1D
 
-ENCODERS = ('encoder', 'acc_encoder', 'gyr_encoder')  # every name an encoder subtree can have
+# every name an encoder subtree can have ('transformer': the masked-reconstruction backbone)
+ENCODERS = ('encoder', 'acc_encoder', 'gyr_encoder', 'transformer')
+
+
+def is_transformer(cfg) -> bool:
+  """Whether an encoder config (``model.encoder``, a checkpoint's meta['encoder']) describes
+  the Transformer backbone (``backbone: 'transformer'``, its sizes beside) rather than the
+  ResNet."""
+  get = cfg.get if hasattr(cfg, 'get') else (lambda k, d=None: getattr(cfg, k, d))
+  return str(get('backbone', 'resnet') or 'resnet') == 'transformer'
+
+
+TRANSFORMER_DEFAULTS = {'width': 192, 'depth': 6, 'heads': 8, 'ff': 512, 'dropout': 0.1,
+                        'pos_base_factor': 2.0}
+
+
+def transformer_sizes(cfg) -> dict[str, Any]:
+  """The Transformer's sizes of an encoder config (missing keys: the reference's)."""
+  get = cfg.get if hasattr(cfg, 'get') else (lambda k, d=None: getattr(cfg, k, d))
+  return {k: type(v)(get(k, v)) for k, v in TRANSFORMER_DEFAULTS.items()}
 
 
 def dtype_from_name(name: str):
@@ -50,6 +70,8 @@ def make_encoder(cfg: ml_collections.ConfigDict, dtype, name: str | None = None)
 def encoder_spec(cfg) -> dict[str, Any]:
   """The encoder a config describes, with the reference values filled in: two configs with
   equal specs build the same model (a checkpoint's config may predate a key)."""
+  if is_transformer(cfg):
+    return {'backbone': 'transformer', **transformer_sizes(cfg)}
   enc = make_encoder(cfg, jnp.float32)
   spec = {f.name: getattr(enc, f.name) for f in dataclasses.fields(enc)
           if f.name not in ('parent', 'name', 'dtype')}
@@ -144,6 +166,13 @@ class RegressionModel(nn.Module):
   ``freeze_encoder`` (linear probe) puts the encoder behind stop_gradient; its BatchNorm runs in
   training mode (statistics adapt to the downstream data, as in the reference) when
   ``encoder_bn_adapt``, else in inference mode with the pre-trained statistics.
+
+  ``curve`` (a curve target, e.g. a GRF curve [B, T, A]; ``num_targets`` = A): the per-time-step
+  head. The last stage's feature map of every site and modality before the time pool
+  ([B, N, T', D], T' = T / 32 for the reference ResNet) is concatenated per time step
+  ([B, T', N·D·modalities]), upsampled linearly to the window's T steps
+  (``jax.image.resize``, half-sample centres) and the head maps each step to A values. With the
+  default linear head the whole decoder is linear in the feature map.
   """
 
   encoder_config: ml_collections.ConfigDict
@@ -154,6 +183,7 @@ class RegressionModel(nn.Module):
   encoder_bn_adapt: bool = True
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  curve: bool = False
 
   def setup(self):
     _setup_encoders(self, self.encoder_config, self.dtype, self.use_gyr)
@@ -161,12 +191,17 @@ class RegressionModel(nn.Module):
                     dtype=self.dtype)
 
   def embed(self, acc, gyr, train: bool):
+    """[B, N, E] per-site embeddings; ``curve``: [B, T, F] per-time-step features."""
     enc_train = train and (self.encoder_bn_adapt or not self.freeze_encoder)
     acc_enc, gyr_enc = _encoders(self, self.use_gyr)
-    parts = [acc_enc(acc, enc_train)]
+    parts = [acc_enc(acc, enc_train, sequence=self.curve)]
     if self.use_gyr:
-      parts.append(gyr_enc(gyr, enc_train))
-    h = jnp.concatenate(parts, axis=-1)  # [B, N, D * n_modalities]
+      parts.append(gyr_enc(gyr, enc_train, sequence=self.curve))
+    h = jnp.concatenate(parts, axis=-1)  # [B, N, D * n_modalities] (curve: [B, N, T', ...])
+    if self.curve:
+      b, n, t_short, e = h.shape
+      h = jnp.transpose(h, (0, 2, 1, 3)).reshape(b, t_short, n * e)
+      h = jax.image.resize(h, (b, acc.shape[2], n * e), 'linear')
     if self.freeze_encoder:
       h = jax.lax.stop_gradient(h)
     return h
@@ -176,5 +211,8 @@ class RegressionModel(nn.Module):
     return self.from_embedding(h, train)
 
   def from_embedding(self, h_BxNxE, train: bool):
-    """The head on per-site embeddings [B, N, E] (what ``embed`` returns; cached probes)."""
+    """The head on per-site embeddings [B, N, E] (what ``embed`` returns; cached probes);
+    ``curve``: on every time step of [B, T, F] -> [B, T, A]."""
+    if self.curve:
+      return self.head(h_BxNxE, train)
     return self.head(h_BxNxE.reshape(h_BxNxE.shape[0], -1), train)

@@ -8,7 +8,8 @@ weights, the attention output, the feed-forward hidden layer and its output), a 
 whose base is 2·T (not 10,000) added after the embedding, and a mask token in input space that
 replaces the raw channels before the embedding. ``MaskedImuModel`` takes the project's
 [B, N, T, 3] acc / gyr windows and makes the tokens (``imu_tokens``); ssl_imu_jax/pretrain.py
-trains it with ``ssl.objective='masked'`` (issue 27, step 2). Fine-tuning from it is step 3.
+trains it with ``ssl.objective='masked'`` (issue 27, step 2); fine-tuning builds the same
+backbone without its reconstruction head (``reconstruct=False``; models/sequence.py).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class EncoderLayer(nn.Module):
 
 class MaskedTransformer(nn.Module):
   """[B, T, C] normalised channels (+ an optional [B, T] mask) -> ([B, T, width] tokens,
-  [B, T, C] reconstruction). The reference size: width 192, depth 6, 8 heads, feed-forward 512."""
+  [B, T, C] reconstruction). The reference size: width 192, depth 6, 8 heads, feed-forward 512.
+  ``reconstruct=False`` (fine-tuning): no reconstruction head, (tokens, None)."""
 
   width: int = 192
   depth: int = 6
@@ -104,6 +106,7 @@ class MaskedTransformer(nn.Module):
   dropout: float = 0.1
   pos_base_factor: float = 2.0  # the sinusoid's base is pos_base_factor · T
   dtype: jnp.dtype = jnp.float32
+  reconstruct: bool = True
 
   @nn.compact
   def __call__(self, x, mask=None, train: bool = False):
@@ -116,6 +119,8 @@ class MaskedTransformer(nn.Module):
     for i in range(self.depth):
       h = EncoderLayer(self.width, self.heads, self.ff, self.dropout, dtype=self.dtype,
                        name=f'layer{i}')(h, train)
+    if not self.reconstruct:
+      return h.astype(jnp.float32), None
     recon = nn.Dense(channels, dtype=self.dtype, name='reconstruction')(h)
     return h.astype(jnp.float32), recon.astype(jnp.float32)
 
