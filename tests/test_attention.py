@@ -88,3 +88,23 @@ def test_bfloat16_fused_attention_is_close_to_float32():
   low = transformer.dot_product_attention(q, k, v, deterministic=True, dtype=jnp.bfloat16)
   assert low.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(low, np.float32), ref, atol=5e-2)
+
+
+
+def test_attention_weights_are_dropped_per_window_and_head():
+  """torch drops each attention weight independently; flax's default (broadcast_dropout=True)
+  would share one [T, T] keep-mask across windows and heads. The layer draws its attention
+  dropout as [B, heads, T, T] bits (the one 4-d draw; the other dropouts are [B, T, width])."""
+  x = jnp.ones((2, 12, 16))
+  layer = _layer(True, 0.1)
+  params = layer.init(jax.random.key(1), x, train=False)
+  jaxpr = str(jax.make_jaxpr(lambda p: layer.apply(p, x, train=True,
+                                                   rngs={'dropout': jax.random.key(2)}))(params))
+  assert 'u32[2,4,12,12]' in jaxpr and 'u32[1,1,12,12]' not in jaxpr
+  # and the function drops per element when asked to: identical windows and heads differ
+  q = jnp.ones((2, 12, 4, 8))
+  out = transformer.dot_product_attention(q, q, q, dropout_rate=0.5, deterministic=False,
+                                          broadcast_dropout=False,
+                                          dropout_rng=jax.random.key(3))
+  assert float(jnp.max(jnp.abs(out[0] - out[1]))) > 1e-2
+  assert float(jnp.max(jnp.abs(out[:, :, 0] - out[:, :, 1]))) > 1e-2

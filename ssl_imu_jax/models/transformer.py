@@ -111,7 +111,9 @@ class EncoderLayer(nn.Module):
   x = LN(x + drop(W2 drop(relu(W1 x)))).
 
   Attention: ``dot_product_attention`` (fused where no attention weight is dropped);
-  ``fused_attention=False`` keeps flax's explicit softmax path everywhere (for comparisons)."""
+  ``fused_attention=False`` keeps flax's explicit softmax path everywhere (for comparisons).
+  Attention weights are dropped element by element (``broadcast_dropout=False``), as torch does;
+  flax's default shares one [T, T] mask across every window and head."""
 
   width: int
   heads: int
@@ -127,8 +129,8 @@ class EncoderLayer(nn.Module):
     attention_fn = dot_product_attention if self.fused_attention else nn.dot_product_attention
     a = nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width,
                                         dropout_rate=self.dropout, deterministic=det,
-                                        dtype=self.dtype, attention_fn=attention_fn,
-                                        name='attention')(x, x)
+                                        broadcast_dropout=False, dtype=self.dtype,
+                                        attention_fn=attention_fn, name='attention')(x, x)
     x = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name='norm1')(
         x + nn.Dropout(self.dropout, deterministic=det)(a))
     h = nn.relu(nn.Dense(self.ff, dtype=self.dtype, name='linear1')(x))
