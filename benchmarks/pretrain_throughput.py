@@ -32,67 +32,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import lockstep  # noqa: E402  (the shared method: benchmarks/lockstep.py)
+from lockstep import (  # noqa: E402  (the shared method: benchmarks/lockstep.py)
+  TORCH_MISSING,
+  Server,
+  best_of,
+  cpu_model,
+  flops_of,
+  jax_matmul_peak,
+  pin_cpus,
+  project_in_float64,
+  rss_mb,
+  serve,
+  worker_matmul,
+)
+
 # configs/paper.py's pre-training corpus, synthetic_movi, has the 17 MoVi IMU sites
 # (data_prep.records.MOVI_SITES; imu_sites=() keeps all of them); checked in pretrain_config().
 N_SITES, AXES = 17, 3
-TORCH_MISSING = ('PyTorch is not installed; it is an optional benchmark extra. Install it with\n'
-                 "  .venv/bin/pip install torch==2.13.0   (or: pip install -e '.[bench]')")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def pin_cpus(threads: int) -> list[int]:
-  """Restrict this process to ``threads`` CPUs (both XLA and PyTorch size their pools from it)."""
-  cpus = sorted(os.sched_getaffinity(0))[:threads]
-  os.sched_setaffinity(0, cpus)
-  os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
-  return cpus
-
-
-def cpu_model() -> str:
-  """The CPU's model name and its widest vector ISA (from /proc/cpuinfo)."""
-  name, flags = 'unknown CPU', set()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        key, _, value = line.partition(':')
-        if key.strip() == 'model name' and name == 'unknown CPU':
-          name = value.strip()
-        elif key.strip() == 'flags' and not flags:
-          flags = set(value.split())
-  except OSError:
-    pass
-  isa = ('AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'SSE')
-  extra = [x for x, f in (('FMA', 'fma'), ('AMX', 'amx_tile'), ('AVX512-BF16', 'avx512_bf16'))
-           if f in flags]
-  return f"{name} ({', '.join([isa, *extra])}; {os.cpu_count()} CPUs)"
-
-
-def rss_mb() -> tuple[float, float]:
-  """(current, peak) resident set size of this process in MB."""
-  current = 0.0
-  with open('/proc/self/status') as f:
-    for line in f:
-      if line.startswith('VmRSS:'):
-        current = int(line.split()[1]) / 1024
-  return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_busy_seconds() -> float:
-  """CPU-seconds all processes on the machine have spent busy so far (from /proc/stat)."""
-  with open('/proc/stat') as f:
-    fields = [int(v) for v in f.readline().split()[1:]]
-  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-  return (sum(fields[:8]) - idle) / os.sysconf('SC_CLK_TCK')
 
 
 def pretrain_config(batch_size: int):
@@ -119,23 +86,6 @@ def fake_batch(batch_size: int, window: int, seed: int = 0):
   stats = {'acc_mean': float(acc.mean()), 'acc_std': float(acc.std()),
            'gyr_mean': float(gyr.mean()), 'gyr_std': float(gyr.std())}
   return acc, gyr, stats
-
-
-def time_steps(run_step, warmup: int, steps: int) -> list[float]:
-  for _ in range(warmup):
-    run_step()
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    run_step()
-    times.append(time.perf_counter() - t0)
-  return times
-
-
-def flops_of(lowered_or_compiled) -> float:
-  cost = lowered_or_compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost.get('flops', float('nan')))
 
 
 # ----------------------------------------------------------------------------- JAX side
@@ -181,7 +131,6 @@ def model_flops(cfg, setup, state, batch, rng) -> float:
 def setup_jax(args):
   """Builds and compiles the project's step; returns (run_step, info, extras)."""
   import jax
-  import jax.numpy as jnp
 
   base_rss, _ = rss_mb()
   if args.plain_convs:
@@ -200,9 +149,7 @@ def setup_jax(args):
 
   # The matmul peak, timed between the steps so that it sees the same load from other processes.
   n = args.matmul_size
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  matmul = jax.jit(lambda x, y: x @ y).lower(a, a).compile()
-  matmul(a, a).block_until_ready()
+  matmul = jax_matmul_peak(n)
 
   info = {
       'framework': 'jax_plain_convs' if args.plain_convs else 'jax',
@@ -214,31 +161,7 @@ def setup_jax(args):
       'jax_version': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
       'matmul_size': n,
   }
-  return run_step, info, {'matmul': lambda: matmul(a, a).block_until_ready()}
-
-
-def worker_matmul(args) -> dict:
-  """float32 matmul peak of JAX (the denominator) and, for context, of PyTorch."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-
-  n = args.matmul_size
-  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
-  f = jax.jit(lambda x, y: x @ y)
-  f(a, a).block_until_ready()
-  best = min(time_steps(lambda: f(a, a).block_until_ready(), 0, args.matmul_repeats))
-  out = {'framework': 'matmul', 'n': n, 'jax_best_s': best, 'jax_flops_per_s': 2 * n**3 / best}
-  try:
-    import torch
-  except ImportError:
-    return out
-  torch.set_num_threads(args.threads)
-  t = torch.from_numpy(np.asarray(a))
-  torch.mm(t, t)
-  best_t = min(time_steps(lambda: torch.mm(t, t), 0, args.matmul_repeats))
-  out.update(torch_best_s=best_t, torch_flops_per_s=2 * n**3 / best_t)
-  return out
+  return run_step, info, {'matmul': matmul}
 
 
 # ----------------------------------------------------------------------------- PyTorch side
@@ -289,34 +212,6 @@ def setup_torch(args):
       'compiled': args.torch_compile, 'mkldnn': torch.backends.mkldnn.is_available(),
   }
   return run_step, info, {}
-
-
-def serve(setup, args) -> None:
-  """Lock-step protocol with the driver: 'step' (or an extra such as 'matmul') runs and times
-  one call, 'quit' reports."""
-  run_step, info, extras = setup(args)
-  calls = {'step': run_step, **extras}
-  times = {name: [] for name in calls}
-  print('READY', flush=True)
-  cpu = 0.0
-  for line in sys.stdin:
-    name = line.strip()
-    if name == 'quit':
-      break
-    c0, t0 = time.process_time(), time.perf_counter()
-    calls[name]()
-    times[name].append(time.perf_counter() - t0)
-    if name == 'step':
-      cpu += time.process_time() - c0
-    print(f'TIME {times[name][-1]}', flush=True)
-  info.update(times=times.pop('step'), peak_rss_mb=rss_mb()[1], step_cpu_s=cpu,
-              **{f'{k}_times': v for k, v in times.items()})
-  print('RESULT ' + json.dumps(info), flush=True)
-
-
-def best_of(fn, steps: int) -> float:
-  fn()
-  return min(time_steps(fn, 0, steps))
 
 
 def breakdown_jax(args) -> dict:
@@ -434,8 +329,6 @@ def float64_gradient_errors(tr, cfg, model, params0, bstats0, acc, gyr, stats) -
   jnp.float32)`` at the encoder / head outputs and in the loss) are redirected to float64 while
   it is traced, by giving its modules a ``jnp`` whose ``float32`` is ``float64``.
   """
-  import types
-
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -443,24 +336,13 @@ def float64_gradient_errors(tr, cfg, model, params0, bstats0, acc, gyr, stats) -
 
   from ssl_imu_jax import pretrain, steps
 
-  jnp64 = types.ModuleType('jax.numpy, float32 -> float64')
-  jnp64.__dict__.update(jnp.__dict__)
-  jnp64.float32 = jnp.float64
-  patched = [m for name, m in list(sys.modules.items())
-             if name.startswith('ssl_imu_jax') and getattr(m, 'jnp', None) is jnp]
-  try:
-    for m in patched:
-      m.jnp = jnp64
-    with jax.enable_x64(True):
-      f64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
-      x = {k: steps.normalize(jnp.asarray(v, jnp.float64), stats[f'{k}_mean'], stats[f'{k}_std'])
-           for k, v in (('acc', acc), ('gyr', gyr))}
-      grad_fn = jax.jit(pretrain.make_gradient_fn(cfg, model.clone(dtype=jnp.float64), 1))
-      loss_j, _, _, g_j = grad_fn(f64(params0), f64(bstats0), x['acc'], x['gyr'])
-      loss_j, g_j = np.asarray(loss_j), jax.device_get(g_j)
-  finally:
-    for m in patched:
-      m.jnp = jnp
+  with project_in_float64():
+    f64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
+    x = {k: steps.normalize(jnp.asarray(v, jnp.float64), stats[f'{k}_mean'], stats[f'{k}_std'])
+         for k, v in (('acc', acc), ('gyr', gyr))}
+    grad_fn = jax.jit(pretrain.make_gradient_fn(cfg, model.clone(dtype=jnp.float64), 1))
+    loss_j, _, _, g_j = grad_fn(f64(params0), f64(bstats0), x['acc'], x['gyr'])
+    loss_j, g_j = np.asarray(loss_j), jax.device_get(g_j)
   if loss_j.dtype != np.float64:
     raise RuntimeError(f'the float64 JAX loss came out {loss_j.dtype}: a float32 cast in the '
                        'project that float64_gradient_errors does not redirect')
@@ -588,71 +470,16 @@ def worker_cmd(kind: str, args, batch_size: int = 0) -> tuple[list[str], dict]:
 def run_worker(kind: str, args, batch_size: int = 0) -> dict:
   """One-shot worker (check, matmul, breakdown) in a fresh subprocess."""
   cmd, env = worker_cmd(kind, args, batch_size)
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-  for line in proc.stdout.splitlines():
-    if line.startswith('RESULT '):
-      return json.loads(line[len('RESULT '):])
-  sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
-  raise RuntimeError(f'{kind} worker failed with exit code {proc.returncode}')
-
-
-class Server:
-  """A framework's step, compiled in its own subprocess and run on request."""
-
-  def __init__(self, kind: str, args, batch_size: int):
-    cmd, env = worker_cmd(kind, args, batch_size)
-    self.kind, self.batch_size = kind, batch_size
-    self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-    self._expect('READY')
-
-  def _expect(self, prefix: str) -> str:
-    for line in self.proc.stdout:
-      if line.startswith(prefix):
-        return line[len(prefix):].strip()
-    self.proc.wait()
-    raise RuntimeError(f'{self.kind} worker (batch {self.batch_size}) exited with code '
-                       f'{self.proc.returncode} before sending {prefix}')
-
-  def step(self, call: str = 'step') -> float:
-    self.proc.stdin.write(call + '\n')
-    self.proc.stdin.flush()
-    return float(self._expect('TIME '))
-
-  def finish(self) -> dict:
-    self.proc.stdin.write('quit\n')
-    self.proc.stdin.flush()
-    result = json.loads(self._expect('RESULT '))
-    self.proc.wait()
-    return result
+  return lockstep.run_worker(cmd, env, kind)
 
 
 def measure(frameworks: list[str], args, batch_size: int) -> dict:
   """Both frameworks in lock-step: JAX step, PyTorch step, JAX step, ... (the idle one waits on
   a pipe), so load from other processes on a shared machine hits both alike."""
-  servers = {}
-  try:
-    for kind in frameworks:  # start (and compile) one after the other
-      servers[kind] = Server(kind, args, batch_size)
-    wall, busy = 0.0, 0.0
-    for i in range(args.warmup + args.steps):
-      for srv in servers.values():
-        w0, b0 = time.perf_counter(), cpu_busy_seconds()
-        srv.step()
-        if i >= args.warmup:
-          wall, busy = wall + time.perf_counter() - w0, busy + cpu_busy_seconds() - b0
-      if 'jax' in servers:  # the peak of the row, timed under the same load
-        for _ in range(args.matmul_per_round):
-          servers['jax'].step('matmul')
-    out = {kind: srv.finish() for kind, srv in servers.items()}
-    # CPU time used by anything else on the machine during the timed steps, in cores.
-    own = sum(r['step_cpu_s'] * args.steps / (args.warmup + args.steps) for r in out.values())
-    out['other_load'] = max(0.0, busy - own) / wall
-    return out
-  finally:
-    for srv in servers.values():
-      if srv.proc.poll() is None:
-        srv.proc.kill()
+  def start(kind):
+    return Server(*worker_cmd(kind, args, batch_size), f'{kind} worker (batch {batch_size})')
+
+  return lockstep.measure(frameworks, start, args)
 
 
 def timed(result: dict, args) -> list[float]:

@@ -10,6 +10,12 @@ replaces the raw channels before the embedding. ``MaskedImuModel`` takes the pro
 [B, N, T, 3] acc / gyr windows and makes the tokens (``imu_tokens``); ssl_imu_jax/pretrain.py
 trains it with ``ssl.objective='masked'`` (issue 27, step 2); fine-tuning builds the same
 backbone without its reconstruction head (``reconstruct=False``; models/sequence.py).
+
+Attention goes through ``jax.nn.dot_product_attention`` (``dot_product_attention`` below, flax's
+``attention_fn`` hook, so the parameters are flax's as before) wherever the attention weights are
+not dropped: inference, or a dropout rate of 0. In training with attention-weight dropout it keeps
+flax's explicit softmax-dropout path, since ``jax.nn.dot_product_attention`` has no dropout
+argument (benchmarks/transformer_throughput.py times both).
 """
 
 from __future__ import annotations
@@ -63,6 +69,39 @@ def token_channels(sites, use_gyr: bool) -> list[str]:
   return [f'{m}/{s}/{a}' for m in mods for s in sites for a in 'xyz']
 
 
+def dot_product_attention(query, key, value, bias=None, mask=None, broadcast_dropout=True,
+                          dropout_rng=None, dropout_rate=0.0, deterministic=False, dtype=None,
+                          precision=None, module=None):
+  """flax ``attention_fn``: [B, T, heads, head_dim] query / key / value -> [B, T, heads,
+  head_dim], softmax(q k^T / sqrt(head_dim)) v.
+
+  Where the attention weights are not dropped (``deterministic`` or ``dropout_rate`` 0) this is
+  ``jax.nn.dot_product_attention``: one fused attention op that XLA lowers as it sees fit, and on
+  a GPU with bfloat16 / float16 inputs cuDNN's fused (flash) kernel (``implementation='cudnn'``,
+  falling back to XLA's where cuDNN refuses the shapes or is absent, checked while tracing;
+  cuDNN has no float32 flash kernel). The softmax is computed in float32 there.
+
+  With dropout on in training it is ``flax.linen.dot_product_attention``, the explicit path:
+  weights = softmax(...), dropped elementwise, then multiplied by v, because
+  ``jax.nn.dot_product_attention`` cannot drop attention weights. ``module`` (flax's weight
+  sowing) is honoured on that path only.
+  """
+  if dropout_rate > 0.0 and not deterministic:
+    return nn.dot_product_attention(
+        query, key, value, bias, mask, broadcast_dropout=broadcast_dropout,
+        dropout_rng=dropout_rng, dropout_rate=dropout_rate, deterministic=False, dtype=dtype,
+        precision=precision, module=module)
+  if dtype is not None:
+    query, key, value = (x.astype(dtype) for x in (query, key, value))
+  if (jax.default_backend() == 'gpu'
+      and query.dtype in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))):
+    try:
+      return jax.nn.dot_product_attention(query, key, value, bias, mask, implementation='cudnn')
+    except (NotImplementedError, ValueError, RuntimeError):
+      pass  # cuDNN absent or these shapes unsupported: XLA's lowering below
+  return jax.nn.dot_product_attention(query, key, value, bias, mask)
+
+
 def _uniform_half(key, shape, dtype=jnp.float32):
   """U(-0.5, 0.5), the reference's mask-token init."""
   return jax.random.uniform(key, shape, dtype, -0.5, 0.5)
@@ -70,7 +109,12 @@ def _uniform_half(key, shape, dtype=jnp.float32):
 
 class EncoderLayer(nn.Module):
   """torch ``nn.TransformerEncoderLayer(norm_first=False)``: x = LN(x + drop(attn(x))),
-  x = LN(x + drop(W2 drop(relu(W1 x))))."""
+  x = LN(x + drop(W2 drop(relu(W1 x)))).
+
+  Attention: ``dot_product_attention`` (fused where no attention weight is dropped);
+  ``fused_attention=False`` keeps flax's explicit softmax path everywhere (for comparisons).
+  Attention weights are dropped element by element (``broadcast_dropout=False``), as torch does;
+  flax's default shares one [T, T] mask across every window and head."""
 
   width: int
   heads: int
@@ -78,13 +122,16 @@ class EncoderLayer(nn.Module):
   dropout: float = 0.1
   eps: float = 1e-5
   dtype: jnp.dtype = jnp.float32
+  fused_attention: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool):
     det = not train
+    attention_fn = dot_product_attention if self.fused_attention else nn.dot_product_attention
     a = nn.MultiHeadDotProductAttention(num_heads=self.heads, qkv_features=self.width,
                                         dropout_rate=self.dropout, deterministic=det,
-                                        dtype=self.dtype, name='attention')(x, x)
+                                        broadcast_dropout=False, dtype=self.dtype,
+                                        attention_fn=attention_fn, name='attention')(x, x)
     x = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name='norm1')(
         x + nn.Dropout(self.dropout, deterministic=det)(a))
     h = nn.relu(nn.Dense(self.ff, dtype=self.dtype, name='linear1')(x))
