@@ -173,6 +173,11 @@ def test_select_checkpoint_picks_the_matching_rate_and_window(tmp_path, toy_dirs
   cfg48 = tiny_pretrain_config(window_length=48)
   cfg48.train.steps = 1
   cfg48.train.checkpoint_every = 1
+  # Only the checkpoint's rate and window matter here: the smallest encoder and no held-out
+  # evaluation, so that its one step compiles little.
+  cfg48.model.encoder.update({'widths': (8,), 'blocks_per_stage': (1,), 'kernel_size': 3,
+                              'stem_kernel': 3})
+  cfg48.data.eval_split = ''
   pretrain.run(cfg48, str(tmp_path / 'pre48'), toy_dirs['data_dir'])
   cands = [pretrained['workdir'], str(tmp_path / 'pre48')]
   data = tiny_finetune_config(window_length=48).data

@@ -81,7 +81,9 @@ def launch(tmp_path_factory):
   launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS)))
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_backend_optimization_level=0')
-  shared = {'tfds': tmp / 'tfds', 'cache': tmp / 'xla_cache'}
+  # The session's XLA cache (shared by the xdist workers; test_kill_resume.py pre-trains the same
+  # programs with the same flags), so that each program compiles once per test run.
+  shared = {'tfds': tmp / 'tfds', 'cache': os.environ['SSL_IMU_JAX_TEST_CACHE']}
 
   def run(workdir: Path, args: list[str], ready: tuple[int, int] | None = None):
     t0 = time.time()

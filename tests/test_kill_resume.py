@@ -25,7 +25,7 @@ from ssl_imu_jax import checkpointing
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-STEPS = 12
+STEPS = 8
 KILL_AFTER = 4  # kill once a checkpoint of at least this step is complete
 TIMEOUT_S = 300
 
@@ -92,12 +92,14 @@ def runs(tmp_path_factory):
   launcher = tmp / 'launch_main.py'
   launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS), kill_after=KILL_AFTER))
   cmd_base = [sys.executable, str(launcher), '--config=configs/pretrain.py:tiny',
-              f'--xla_cache_dir={tmp / "xla_cache"}',
+              f'--xla_cache_dir={os.environ["SSL_IMU_JAX_TEST_CACHE"]}',
               '--config.data.dataset=toy_unlabelled', '--config.data.window_length=32',
               f'--config.data_dir={tmp / "tfds"}', f'--config.train.steps={STEPS}',
               '--config.train.checkpoint_every=2', '--config.train.log_every=1',
-              '--config.train.progress=False',
-              # A smaller encoder than 'tiny' and no LLVM optimisation: compiling dominates.
+              '--config.train.progress=False', '--config.train.batch_size=8',
+              # A smaller encoder than 'tiny' and no LLVM optimisation: compiling dominates. The
+              # steps, batch and encoder are test_interrupt.py's pre-training's, and the XLA cache
+              # is the session's (shared by the xdist workers): its programs are compiled once.
               '--config.model.encoder.widths=(8,16)',
               '--config.model.encoder.blocks_per_stage=(1,1)',
               '--config.model.encoder.kernel_size=3']

@@ -130,16 +130,43 @@ def test_rerun_resumes_instead_of_starting_over(e2e_run):
   assert run['code']['commit'] and run['machine']['cpu_count']
 
 
-def _one_line_error(proc) -> str:
-  """A user's mistake: exit status 2 and one 'error:' line on stderr, no traceback."""
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-  errs = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
-  assert len(errs) == 1, proc.stderr[-2000:]
-  return errs[0]
+# The command-line mistakes below each run main.py's entry point (absl's app.run with
+# main.parse_flags, as `python main.py` does) in a process of its own, forked from one Python
+# process that imported main.py, TFDS and the data set registry once: a fresh interpreter per
+# command paid those imports again each time. Each child has its own work directory, sys.argv,
+# unparsed flags, stdout and stderr (file descriptors 1 and 2); an exception that escapes is
+# written as the interpreter writes it (a traceback, exit status 1).
+CLI_DRIVER = """\
+import json, os, sys, traceback
+sys.path.insert(0, {root!r})
+from absl import app
+import data_prep, main, tensorflow_datasets  # noqa: F401 -- imported once, before the forks
+cases, results, out = sys.argv[1], sys.argv[2], []
+for i, argv in enumerate(json.load(open(cases))):
+  err = f'{{results}}.{{i}}.stderr'
+  pid = os.fork()
+  if pid == 0:
+    fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.dup2(fd, 2)
+    sys.argv = argv
+    try:
+      app.run(main.main, argv=argv, flags_parser=main.parse_flags)
+      code = 0
+    except SystemExit as e:
+      code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+      traceback.print_exc()
+      code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  _, status = os.waitpid(pid, 0)
+  out.append({{'returncode': os.waitstatus_to_exitcode(status), 'stderr': open(err).read()}})
+json.dump(out, open(results, 'w'))
+"""
 
-
-@pytest.mark.parametrize('args,expected', [
+MISTAKES = [
     (('--config=configs/finetune.py:tiny', '--config.train.stepz=3'),
      "--config.train.stepz: config.train has no key 'stepz'; did you mean config.train.steps?"),
     (('--config=configs/sweep.py:tiny',),
@@ -158,11 +185,43 @@ def _one_line_error(proc) -> str:
      "config key datasets: unknown data set 'kfm'"),
     (('--config=configs/prepare.py:tiny', "--config.datasets=('synthetic_movi','movi')"),
      "config key datasets: unknown data set 'movi'; did you mean 'movi_imu'?"),
-])
-def test_user_mistakes_are_one_line(tmp_path, args, expected):
-  line = _one_line_error(run_main(str(tmp_path), *args, check=False))
+]
+VERBOSE = ('--config=configs/finetune.py:tiny', '--config.stage=fly', '--verbose')
+
+
+@pytest.fixture(scope='module')
+def cli_runs(tmp_path_factory):
+  """{case: (returncode, stderr, workdir)} of MISTAKES' commands (by index) and 'verbose'."""
+  tmp = tmp_path_factory.mktemp('cli')
+  cases = {i: args for i, (args, _) in enumerate(MISTAKES)} | {'verbose': VERBOSE}
+  argvs = [[os.path.join(ROOT, 'main.py'), f'--workdir={tmp / str(k)}', *args]
+           for k, args in cases.items()]
+  (tmp / 'driver.py').write_text(CLI_DRIVER.format(root=ROOT))
+  (tmp / 'argv.json').write_text(json.dumps(argvs))
+  proc = subprocess.run([sys.executable, str(tmp / 'driver.py'), str(tmp / 'argv.json'),
+                         str(tmp / 'out.json')], cwd=ROOT, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp / 'out.json').read_text())
+  return {k: (r['returncode'], r['stderr'], tmp / str(k))
+          for k, r in zip(cases, results, strict=True)}
+
+
+def _one_line_error(returncode: int, stderr: str) -> str:
+  """A user's mistake: exit status 2 and one 'error:' line on stderr, no traceback."""
+  assert returncode == 2, stderr[-2000:]
+  assert 'Traceback' not in stderr, stderr[-2000:]
+  errs = [ln for ln in stderr.splitlines() if ln.startswith('error: ')]
+  assert len(errs) == 1, stderr[-2000:]
+  return errs[0]
+
+
+@pytest.mark.parametrize('case,expected', list(enumerate(e for _, e in MISTAKES)))
+def test_user_mistakes_are_one_line(cli_runs, case, expected):
+  returncode, stderr, workdir = cli_runs[case]
+  line = _one_line_error(returncode, stderr)
   assert expected in line
-  assert not os.path.exists(os.path.join(tmp_path, 'tfds'))  # nothing was built
+  assert not os.path.exists(os.path.join(workdir, 'tfds'))  # nothing was built
 
 
 def test_config_mistakes_show_before_any_data_is_built(tmp_path):
@@ -201,10 +260,9 @@ def test_convert_names_its_own_flags(tmp_path, capsys):
   assert len(err) == 1 and err[0].startswith('error: --dataset=movi: unknown data set (valid names')
 
 
-def test_verbose_shows_the_traceback(tmp_path):
-  proc = run_main(str(tmp_path), '--config=configs/finetune.py:tiny', '--config.stage=fly',
-                  '--verbose', check=False)
-  assert proc.returncode != 0 and 'Traceback' in proc.stderr and 'ConfigError' in proc.stderr
+def test_verbose_shows_the_traceback(cli_runs):
+  returncode, stderr, _ = cli_runs['verbose']
+  assert returncode != 0 and 'Traceback' in stderr and 'ConfigError' in stderr
 
 
 def test_prepare_plot_draws_the_synthetic_signals(tmp_path):
