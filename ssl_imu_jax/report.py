@@ -112,6 +112,20 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
     raise ValueError(f"fine-tune result: predictions y_true {y_true.shape} / y_pred "
                      f"{y_pred.shape} do not match {len(targets)} targets {targets} "
                      f"with units {units}")
+  return {
+      **_cell_keys(result, task=task, init=init, protocol=protocol, fraction=fraction,
+                   fold=fold, steps=steps, seed=seed, norm_policy=norm_policy),
+      'targets': targets, 'units': units,
+      'predictions': {'subject_id': sid.tolist(), 'y_true': y_true.tolist(),
+                      'y_pred': y_pred.tolist()},
+  }
+
+
+def _cell_keys(result: Mapping[str, Any], *, task: str, init: str, protocol: str,
+               fraction: float, fold: int, steps: int | None, seed: int,
+               norm_policy: str) -> dict[str, Any]:
+  """The keys every cell record carries (which cell, its inputs, training length, counts and
+  subjects), after checking that no subject is on both sides of the split."""
   train_s = sorted(int(s) for s in result['train_subjects'])
   test_s = sorted(int(s) for s in result['test_subjects'])
   overlap = set(train_s) & set(test_s)
@@ -126,11 +140,8 @@ def make_record(result: Mapping[str, Any], *, task: str, init: str, protocol: st
       'steps': None if steps is None else int(steps),
       'training': {k: v for k, v in (result.get('training') or {}).items()
                    if k in TRAINING_KEYS},
-      'targets': targets, 'units': units,
       'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
       'train_subjects': train_s, 'test_subjects': test_s,
-      'predictions': {'subject_id': sid.tolist(), 'y_true': y_true.tolist(),
-                      'y_pred': y_pred.tolist()},
   }
 
 
@@ -139,23 +150,11 @@ def _curve_record(result: Mapping[str, Any], *, task: str, init: str, protocol: 
                   norm_policy: str) -> dict[str, Any]:
   """The record of a curve cell: the cell keys and counts as for scalars, the curve's spec and
   its per-subject ``curve_metrics`` (the curves stay in the cell's curves.npz)."""
-  train_s = sorted(int(s) for s in result['train_subjects'])
-  test_s = sorted(int(s) for s in result['test_subjects'])
-  if set(train_s) & set(test_s):
-    raise ValueError(f'{task} fold{fold}: subject(s) {sorted(set(train_s) & set(test_s))} are '
-                     f'in both the training and the test set')
   return {
-      'task': str(task), 'init': str(init), 'protocol': str(protocol),
-      'fraction': float(fraction), 'fold': int(fold), 'seed': int(seed),
-      'norm_policy': str(norm_policy),
-      'inputs': 'acc+gyr' if result.get('use_gyr', True) else 'acc only',
-      'steps': None if steps is None else int(steps),
-      'training': {k: v for k, v in (result.get('training') or {}).items()
-                   if k in TRAINING_KEYS},
+      **_cell_keys(result, task=task, init=init, protocol=protocol, fraction=fraction,
+                   fold=fold, steps=steps, seed=seed, norm_policy=norm_policy),
       'targets': [str(t) for t in result['targets']],
       'units': [str(u) for u in result['units']],
-      'n_train': int(result['n_train']), 'n_test': int(result['n_test']),
-      'train_subjects': train_s, 'test_subjects': test_s,
       'curve': dict(result['curve']),
       'curve_metrics': {'per_subject': list((result.get('curve_metrics') or {}).get(
           'per_subject', []))},
