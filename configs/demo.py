@@ -8,7 +8,7 @@ r"""The main job on the embedded synthetic data: released encoder -> sweep -> re
 The paper stage (configs/paper.py) sized for `make demo` on a 2-core CPU: the reference recipe
 (shared encoder, linear head, linear probe then full_from_probe, per-fold normalisation for both
 arms, within-subject r) on the three synthetic tasks at their own rates and windows, folds 0-2
-of the 5 subject-wise folds (``--config.sweep.folds="()"`` runs all five: 20 min instead of 12),
+of the 5 subject-wise folds (``--config.sweep.folds="()"`` runs all five: 20 min instead of 8 idle),
 fine-tuned from the released encoders weights/synthetic_movi_<rate>hz_<T> (pre-trained by
 configs/paper.py:cpu; their model cards say how) against random init and the feature baseline
 (ridge on hand features), all of the labels, each stage up to 30 epochs at batch 16 with early
