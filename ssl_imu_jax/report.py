@@ -199,6 +199,35 @@ def curves_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
   return df
 
 
+def curve_summary(curves: pd.DataFrame) -> pd.DataFrame:
+  """The reference's curve table from ``curves_frame``: per (task, target, axis, init, protocol,
+  fraction), each metric's mean and sd over test subjects (a subject's values first averaged
+  over its fine-tuning seeds, so each subject counts once)."""
+  keys = ['task', 'target', 'unit', 'axis', 'init', 'protocol', 'fraction']
+  per = curves[curves.subject != ALL]
+  per = per.groupby(keys + ['subject'], sort=False)[list(metrics_lib.CURVE_METRICS)].mean()
+  rows = []
+  for key, g in per.reset_index().groupby(keys, sort=False):
+    row = dict(zip(keys, key, strict=True))
+    for k in metrics_lib.CURVE_METRICS:
+      row[k], row[f'{k}_sd'], row['n_subjects'] = stats.mean_sd(g[k])
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def curve_markdown(curves: pd.DataFrame) -> str:
+  """summary.md's section for curve targets: ``curve_summary`` as a table."""
+  table = curve_summary(curves)
+  rows = [[r.task, f'{r.target} ({r.unit})', r.axis, r.init, r.protocol, f'{r.fraction:.0%}',
+           str(r.n_subjects)] + [f'{getattr(r, k):.3f} ± {getattr(r, k + "_sd"):.3f}'
+                                 for k in metrics_lib.CURVE_METRICS]
+          for r in table.itertuples()]
+  return ('## Curve targets: mean ± sd over test subjects (samples with true vertical force > '
+          f'{metrics_lib.STANCE_THRESHOLD_BW} BW)\n\n'
+          + _markdown(['task', 'target', 'axis', 'init', 'protocol', 'fraction', 'subjects',
+                       'RMSE', 'rRMSE (%)', 'R²', 'r'], rows) + '\n')
+
+
 def _cell_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
   return (str(rec['task']), str(rec['init']), str(rec['protocol']), float(rec['fraction']),
           int(rec['fold']), int(rec.get('seed', 0)))
@@ -859,6 +888,8 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
   if len(curves):
     files.write_text_atomic(os.path.join(report_dir, 'curves.csv'), curves.to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
+  if len(curves):
+    md = md.rstrip('\n') + '\n\n' + curve_markdown(curves)
   files.write_text_atomic(os.path.join(report_dir, 'summary.md'), md)
   return table
 
