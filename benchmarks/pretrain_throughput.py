@@ -532,21 +532,7 @@ def main(argv=None) -> int:
   p.add_argument('--quick', action='store_true', help='smoke run: B=4,16, 1 warm-up, 2 steps')
   p.add_argument('--steps', type=int, default=5, help='timed steps per measurement')
   p.add_argument('--warmup', type=int, default=1, help='untimed steps first')
-  p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
-                 help='CPUs (and threads) for both frameworks; default: all available')
-  p.add_argument('--matmul_size', type=int, default=2048)
-  p.add_argument('--matmul_repeats', type=int, default=10, help='standalone matmul repeats')
-  p.add_argument('--matmul_per_round', type=int, default=2,
-                 help='JAX matmuls timed after every lock-step round (the peak of the row)')
-  p.add_argument('--xla_flags', default='', help='appended to XLA_FLAGS for the JAX workers')
-  p.add_argument('--torch_optimizer', default='default', choices=('default', 'foreach', 'fused'))
-  p.add_argument('--torch_compile', action='store_true', help='torch.compile the PyTorch step')
-  p.add_argument('--torch_omp_wait_policy', default='passive',
-                 choices=('passive', 'active', 'unset'),
-                 help="OMP_WAIT_POLICY for PyTorch's OpenMP threads; spinning ('active', or "
-                 "'unset' = the runtime's default) slows PyTorch several-fold whenever another "
-                 'process uses a core')
-  p.add_argument('--frameworks', default='jax,torch', help='which sides to time (jax, torch)')
+  lockstep.add_common_args(p)
   p.add_argument('--baseline', action='store_true',
                  help='also time, in the same lock-step rounds, the project step with every '
                  'convolution through XLA (before the banded-matmul convolutions)')

@@ -327,22 +327,11 @@ def main(argv=None) -> int:
   p.add_argument('--quick', action='store_true', help='smoke run: B=4, 1 warm-up, 2 steps')
   p.add_argument('--steps', type=int, default=3, help='timed steps per row')
   p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
-  p.add_argument('--threads', type=int, default=len(os.sched_getaffinity(0)),
-                 help='CPUs (and threads) for both frameworks; default: all available')
   p.add_argument('--size', default='', help="configs/pretrain.py size ('' reference, 'tiny')")
   p.add_argument('--sites', type=int, default=SITES, help='IMUs (tokens have 6 x sites channels)')
-  p.add_argument('--matmul_size', type=int, default=2048)
-  p.add_argument('--matmul_repeats', type=int, default=10, help='standalone matmul repeats')
-  p.add_argument('--matmul_per_round', type=int, default=2,
-                 help='JAX matmuls timed after every lock-step round (the peak of the row)')
-  p.add_argument('--xla_flags', default='', help='appended to XLA_FLAGS for the JAX workers')
-  p.add_argument('--torch_optimizer', default='default', choices=('default', 'foreach', 'fused'))
-  p.add_argument('--torch_compile', action='store_true', help='torch.compile the PyTorch step')
   p.add_argument('--torch_bf16', default='autocast', choices=('autocast', 'float32'),
                  help='the PyTorch side of bfloat16 rows')
-  p.add_argument('--torch_omp_wait_policy', default='passive',
-                 choices=('passive', 'active', 'unset'))
-  p.add_argument('--frameworks', default='jax,torch', help='which sides to time (jax, torch)')
+  lockstep.add_common_args(p)
   p.add_argument('--check_batch', type=int, default=4, help='windows in the equivalence check')
   p.add_argument('--grad_tol', type=float, default=1e-6,
                  help='largest relative gradient difference accepted in float64 (the fused '
