@@ -9,7 +9,7 @@ A mistake in the command, config or data is one line on stderr and exit status 2
 (``--verbose`` shows its traceback); any other error is a bug and keeps its traceback.
 Ctrl-C or SIGTERM stops a run at the next step boundary with a checkpoint (a second one at once):
 one line says where, rerunning the same command resumes; exit status 130 / 143
-(ssl_imu_jax/interrupt.py).
+(ssl_imu_jax/training/interrupt.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ssl_imu_jax import errors, interrupt, stages
+from ssl_imu_jax import errors, stages
+from ssl_imu_jax.training import interrupt
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (path[:arg]).',
                                           lock_config=True)
@@ -118,10 +119,11 @@ def _last_error_line(e: BaseException) -> str:
 def run_record(workdir: str):
   """``<workdir>/run.json``: the command, code version and machine of every invocation of this
   work directory (a resumed run has several), their times and the total wall time; results/
-  provenance (ssl_imu_jax.publish collect) reads it."""
+  provenance (ssl_imu_jax.evaluation.publish collect) reads it."""
   import time
 
-  from ssl_imu_jax import files, parallel, publish
+  from ssl_imu_jax import files, parallel
+  from ssl_imu_jax.evaluation import publish
 
   if not parallel.is_writer():
     yield

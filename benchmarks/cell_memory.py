@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from configs import finetune as finetune_config
-from ssl_imu_jax import finetune, parallel, steps, train_state
+from ssl_imu_jax import parallel
+from ssl_imu_jax.training import finetune, steps, train_state
 
 
 def group_bytes(cfg, n_cells: int, batch: int, sites: int, window: int) -> int:

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_imu_jax import losses
+from ssl_imu_jax.training import losses
 
 
 def loss_and_grad(loss: str, chunk: int):

@@ -76,7 +76,7 @@ def rss_child(path: str, stream: bool, batch: int, batches: int) -> dict:
   """Runs in a fresh process: resident memory after imports, after loading, after batches."""
   import numpy as np
 
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   input_pipeline._source(path, 'train')  # TFDS's own start-up cost is part of the baseline
   base, base_anon = vm_kb('VmRSS'), vm_kb('RssAnon')
@@ -128,7 +128,8 @@ def throughput(path: str, args) -> list[dict]:
   import numpy as np
 
   from configs import pretrain as pretrain_config
-  from ssl_imu_jax import input_pipeline, pretrain
+  from ssl_imu_jax.data import input_pipeline
+  from ssl_imu_jax.training import pretrain
 
   mem = input_pipeline.load_split(path, 'train')
   streamed = input_pipeline.load_split(path, 'train', stream=True)
@@ -207,7 +208,7 @@ def main(argv=None) -> int:
 
   import jax
 
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   t_start = time.perf_counter()
   cpu = next((ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo')

@@ -1,6 +1,6 @@
 r"""Pre-training throughput: the project's compiled step vs the same step in PyTorch (CPU).
 
-One step is ``ssl_imu_jax.pretrain``'s train step for the reference pre-training
+One step is ``ssl_imu_jax.training.pretrain``'s train step for the reference pre-training
 (``configs/paper.py`` -> ``pretrain``, the default argument): input normalisation, the shared
 [3, 4, 6, 3] ResNet1D on acc and then on gyr, the projection heads (Dense-BatchNorm-ReLU-Dense),
 the reference NCE loss (tau 0.1), backward, AdamW with the warm-up + cosine schedule and weight
@@ -102,7 +102,7 @@ def jax_training(args, batch_size: int):
   """(config, pretrain.build_training(...), batch on the data sharding, rng, stats)."""
   import jax
 
-  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.training import pretrain
 
   cfg = pretrain_config(batch_size)
   acc, gyr, stats = fake_batch(batch_size, cfg.data.window_length)
@@ -116,8 +116,8 @@ def model_flops(cfg, setup, state, batch, rng) -> float:
   nominal FLOPs, what PyTorch computes), from the lowered (not compiled) program."""
   import jax
 
-  from ssl_imu_jax import pretrain
   from ssl_imu_jax.models import resnet1d
+  from ssl_imu_jax.training import pretrain
 
   saved = resnet1d._as_matmul
   resnet1d._as_matmul = lambda *a, **k: False
@@ -220,8 +220,8 @@ def breakdown_jax(args) -> dict:
   import jax.numpy as jnp
   import optax
 
-  from ssl_imu_jax import losses, steps
   from ssl_imu_jax.models import resnet1d
+  from ssl_imu_jax.training import losses, steps
 
   b = args.batch_size
   cfg, setup, batch, rng, stats = jax_training(args, b)
@@ -334,7 +334,7 @@ def float64_gradient_errors(tr, cfg, model, params0, bstats0, acc, gyr, stats) -
   import numpy as np
   import torch
 
-  from ssl_imu_jax import pretrain, steps
+  from ssl_imu_jax.training import pretrain, steps
 
   with project_in_float64():
     f64 = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
@@ -374,7 +374,7 @@ def worker_check(args) -> dict:
   import optax
   import torch
 
-  from ssl_imu_jax import pretrain, steps
+  from ssl_imu_jax.training import pretrain, steps
 
   torch.set_num_threads(args.threads)
   b = args.check_batch

@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from configs import sweep as sweep_config
-from ssl_imu_jax import checkpointing, finetune, input_pipeline, multicell, sweep
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.evaluation import sweep
+from ssl_imu_jax.training import checkpointing, finetune, multicell
 
 TASKS = {'synthetic_walking_kfm': (100.0, 128), 'synthetic_walking_grf': (200.0, 128),
          'synthetic_running_valr': (200.0, 64)}

@@ -1,6 +1,6 @@
 """A PyTorch twin of the project's reference pre-training step, for the throughput benchmark only.
 
-The same function as ``ssl_imu_jax.pretrain.make_train_step`` with the default config
+The same function as ``ssl_imu_jax.training.pretrain.make_train_step`` with the default config
 (``configs/paper.py`` -> ``pretrain``): one ResNet1D (``models/resnet1d.py``: stem conv k=49
 stride 2 + BatchNorm + ReLU + max-pool 3/2; basic blocks [3, 4, 6, 3], widths 16/32/64/128, k=9,
 symmetric padding k // 2, no conv bias, 1x1 strided conv + BatchNorm on the skip where the shape

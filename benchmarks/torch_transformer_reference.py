@@ -10,8 +10,8 @@ dropout=0.1, batch_first=True), 6)`` (torch defaults: post-LN, ReLU, LayerNorm e
 norm); ``Linear(192 -> C)``; MSE over the masked steps only; torch AdamW (weight decay 0.01 on
 every parameter) with the cosine x linear warm-up factor schedule. The step also scales the raw
 windows by one std per modality (the reference's ``StandardScaler(with_mean=False)``) and lays
-them out as tokens, as ``ssl_imu_jax.pretrain.make_masked_train_step`` does, and returns the
-norms the JAX step logs.
+them out as tokens, as ``ssl_imu_jax.training.pretrain.make_masked_train_step`` does, and returns
+the norms the JAX step logs.
 
 :func:`load_flax` copies a JAX ``MaskedImuModel`` initialisation into the twin: flax's separate
 query / key / value ``DenseGeneral`` kernels [W, heads, head_dim] become torch's packed

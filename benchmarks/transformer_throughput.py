@@ -1,9 +1,9 @@
 r"""Masked-reconstruction pre-training throughput: the project's compiled Transformer step vs
 the reference model's step in PyTorch (CPU), by the method of pretrain_throughput.py.
 
-One step is ``ssl_imu_jax.pretrain``'s masked train step (``configs/pretrain.py:masked``, built
-by ``pretrain.build_training``, the function ``pretrain.run`` trains with): the windows scaled by
-one std per modality, laid out as one token per time step (every site's acc, then gyr: 48
+One step is ``ssl_imu_jax.training.pretrain``'s masked train step (``configs/pretrain.py:masked``,
+built by ``pretrain.build_training``, the function ``pretrain.run`` trains with): the windows scaled
+by one std per modality, laid out as one token per time step (every site's acc, then gyr: 48
 channels for the reference's 8 IMUs), one contiguous block of 12.5 % of the 128 steps per sample
 replaced by the learned input-space mask token, Linear(48 -> 192) + sinusoid (base 2T), six
 post-LN layers (192 wide, 8 heads, feed-forward 512, dropout 0.1), Linear(192 -> 48), MSE on the
@@ -115,8 +115,8 @@ def check_equivalence(cfg, batch_size: int = 4, sites: int = SITES, seed: int = 
   import optax
   import torch
 
-  from ssl_imu_jax import losses, pretrain, train_state
   from ssl_imu_jax.models.transformer import contiguous_mask, imu_tokens
+  from ssl_imu_jax.training import losses, pretrain, train_state
 
   tt = import_twin()
   if threads:
@@ -220,7 +220,7 @@ def setup_jax(args):
   """The project's masked step, built and compiled; (run_step, info, extras)."""
   import jax
 
-  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.training import pretrain
 
   base_rss, _ = lockstep.rss_mb()
   cfg = masked_config(args.batch_size, args.size, args.dropout, args.dtype)

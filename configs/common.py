@@ -118,7 +118,7 @@ def optimizer_config(learning_rate: float, weight_decay: float = 1e-5) -> ml_col
       'decay_kernels_only': True,
       # 'warmup_cosine': linear warm-up over warmup_fraction, then cosine decay;
       # 'cosine_times_warmup': cosine over all steps x a linear warm-up factor (the masked
-      # reference's torch CosineAnnealingLR + pytorch_warmup, ssl_imu_jax/train_state.py)
+      # reference's torch CosineAnnealingLR + pytorch_warmup, ssl_imu_jax/training/train_state.py)
       'schedule': 'warmup_cosine',
   })
 
@@ -167,7 +167,8 @@ def train_config(steps: int, batch_size: int) -> ml_collections.ConfigDict:
 
 
 def augment_config() -> ml_collections.ConfigDict:
-  """On-device augmentation switches, all off (defined beside the code, ssl_imu_jax/augment.py)."""
-  from ssl_imu_jax import augment
+  """On-device augmentation switches, all off (defined beside the code in
+  ssl_imu_jax/training/augment.py)."""
+  from ssl_imu_jax.training import augment
 
   return augment.default_config()

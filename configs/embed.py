@@ -8,7 +8,7 @@ r"""Per-IMU embeddings of a data set from a pre-trained encoder (for analyses ou
       --config.data.dataset=synthetic_walking_kfm --config.data.split=train
 
 Writes <workdir>/embed/<dataset>_<split>_{embeddings,subject_id,trial[,targets]}.npy and a JSON
-describing them (ssl_imu_jax/encoder_api.py). ``checkpoint`` is required: a run dir, its
+describing them (ssl_imu_jax/deploy/encoder_api.py). ``checkpoint`` is required: a run dir, its
 ``checkpoints`` dir or one ``checkpoints/<step>`` dir. ``data.sample_rate_hz`` and
 ``data.window_length`` left at 0 are taken from the checkpoint (the encoder only makes sense on
 windows of the rate and length it was trained on); a different explicit value is an error.

@@ -9,7 +9,8 @@ One pre-training on synthetic_movi per distinct (sample rate, window) of the dat
 static windows, mean acc std < 0.2 g, dropped), then the sweep: 5-fold subject-wise CV x the
 paper's fractions (10-100 %) x ``sweep.seeds`` x {pre-trained, random} x {linear probe,
 full_from_probe}, each data set against the checkpoint pre-trained at its rate and window, beside
-the feature baseline (ridge on hand features, ssl_imu_jax/features.py) on the same splits.
+the feature baseline (ridge on hand features, ssl_imu_jax/evaluation/features.py) on the same
+splits.
 Rerunning resumes. Arguments: 'tiny' | 'default' (the reference budget: 10,000 pre-training steps x
 256 windows; 1,000 fine-tuning steps x 256) | 'cpu' (the default data sized for an overnight run on
 2 CPU cores: 3-5 h estimated from the demo's cell times, not yet timed end to end) | 'large';

@@ -15,7 +15,7 @@ new subjects); ``data.dataset`` + ``data.manual_dir`` a registered data set or a
 folder (``data.options.schema``); ``recording`` + ``schema`` one file. Rate and window are the
 model's (the converter resamples); sites are taken by name. Metrics on the model's own training
 subjects (same source) are refused unless ``--config.allow_training_subjects=True`` (then labelled
-a training-set score). Writes <workdir>/<stage>/ (ssl_imu_jax/predict.py).
+a training-set score). Writes <workdir>/<stage>/ (ssl_imu_jax/deploy/predict.py).
 """
 
 import ml_collections

@@ -8,7 +8,8 @@ r"""Released weights: a pre-training checkpoint's encoder -> weights/<name>/ (ca
 ``name`` '' = <dataset>_<rate>hz_<window>; ``out_dir`` '' = the repository's weights/;
 ``report`` (optional) a sweep report: the card quotes the rows of its data sets fine-tuned from
 this checkpoint from ``results`` (required with it), the name of the committed results/ folder
-of that run (`python -m ssl_imu_jax.publish collect`), through a results block; ``licence``
+of that run (`python -m ssl_imu_jax.evaluation.publish collect`), through a results block;
+``licence``
 '' = the known licence of the training data set.
 """
 

@@ -1,5 +1,6 @@
 r"""The paper's experiment: subject-wise CV x fractions x seeds x {pre-trained, random} x protocol,
-beside the feature baseline (ridge on hand-computed window features, ssl_imu_jax/features.py).
+beside the feature baseline (ridge on hand-computed window features,
+ssl_imu_jax/evaluation/features.py).
 
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/pretrain_tiny
   python main.py --config=configs/sweep.py:tiny --workdir=runs/sweep_tiny \
@@ -65,7 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # protocol, largest fraction, first seed) in <workdir>/final/<dataset>, to deploy with predict.
   c.final_model = False
   # >1: up to this many cells of one data set and protocol train as one vmapped program
-  # (ssl_imu_jax/multicell.py; equal results); 1: one after the other.
+  # (ssl_imu_jax/training/multicell.py; equal results); 1: one after the other.
   c.max_cells_per_program = 1
   c.finetune = finetune.get_config(arg)
   return c

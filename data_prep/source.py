@@ -14,7 +14,7 @@ folder names carry no source hash and do not change.
 builder that reads files (subject 3 of /data/ipol is the same person after a file there is
 re-exported; subject 3 of /data/other is someone else), the data set, size, seed and options for
 a generated set. A model records the ``id`` of its training records; evaluate / predict compare
-ids to tell whether a subject id names a training subject (ssl_imu_jax/predict.py).
+ids to tell whether a subject id names a training subject (ssl_imu_jax/deploy/predict.py).
 """
 
 from __future__ import annotations

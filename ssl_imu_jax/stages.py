@@ -8,7 +8,7 @@ from typing import Any
 
 import ml_collections
 
-from ssl_imu_jax import input_pipeline
+from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
 
 
@@ -36,7 +36,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> Any:
                       f'{jax.process_count()} processes joined this run. Run it without the '
                       f'multi-host launcher; multi-host stages: {MULTI_HOST_STAGES}')
   os.makedirs(workdir, exist_ok=True)
-  from ssl_imu_jax import interrupt, trainer  # noqa: PLC0415
+  from ssl_imu_jax.training import interrupt, trainer  # noqa: PLC0415
 
   # Paths inside the work directory are fingerprinted relative to it (a copy resumes), and an
   # interrupted run names its stage.
@@ -69,7 +69,7 @@ def _run_prepare(config, workdir):
 
 
 def _run_pretrain(config, workdir):
-  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.training import pretrain
 
   out = pretrain.run(config, os.path.join(workdir, 'pretrain'), _data_dir(config, workdir))
   if out['train']:
@@ -81,7 +81,8 @@ def _run_pretrain(config, workdir):
 
 
 def _run_finetune(config, workdir):
-  from ssl_imu_jax import finetune, report
+  from ssl_imu_jax.evaluation import report
+  from ssl_imu_jax.training import finetune
 
   out = os.path.join(workdir, 'finetune')
   res = finetune.train_and_evaluate(config, out, _data_dir(config, workdir))
@@ -100,21 +101,21 @@ def _run_finetune(config, workdir):
 
 
 def _run_sweep(config, workdir):
-  from ssl_imu_jax import sweep
+  from ssl_imu_jax.evaluation import sweep
 
   return sweep.run(config, workdir)
 
 
 def _run_paper(config, workdir):
   """Per-task pre-training, then the sweep against the matching checkpoints -> table."""
-  from ssl_imu_jax import experiment
+  from ssl_imu_jax.evaluation import experiment
 
   return experiment.run(config, workdir)
 
 
 def _run_budget(config, workdir):
   """Downstream gain and retrieval against pre-training steps (intermediate checkpoints)."""
-  from ssl_imu_jax import experiment
+  from ssl_imu_jax.evaluation import experiment
 
   return experiment.budget_curve(config, workdir)
 
@@ -126,27 +127,27 @@ def _run_demo(config, workdir):
 
 def _run_predict(config, workdir):
   """A fine-tuned model applied to new recordings -> predictions.csv (+ metrics with labels)."""
-  from ssl_imu_jax import predict
+  from ssl_imu_jax.deploy import predict
 
   return predict.run(config, workdir)
 
 
 def _run_evaluate(config, workdir):
   """``predict`` on a labelled set the model never saw, with its metrics."""
-  from ssl_imu_jax import predict
+  from ssl_imu_jax.deploy import predict
 
   return predict.run(config, workdir, require_labels=True)
 
 
 def _run_embed(config, workdir):
-  from ssl_imu_jax import encoder_api
+  from ssl_imu_jax.deploy import encoder_api
 
   return encoder_api.embed_stage(config, workdir)
 
 
 def _run_release(config, workdir):
   """A pre-training checkpoint's encoder -> weights/<name>/ with its card and checksums."""
-  from ssl_imu_jax import release
+  from ssl_imu_jax.deploy import release
 
   return release.export(config)
 

@@ -48,7 +48,7 @@ def tiny_finetune_config(window_length: int = 32):
 def killed_at_step(monkeypatch, step: int) -> None:
   """Makes the training iterator raise KeyboardInterrupt (a kill) when it reaches ``step``,
   until the test restores it with ``monkeypatch.undo()``."""
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   real = input_pipeline.train_iterator
 
@@ -64,7 +64,7 @@ def killed_at_step(monkeypatch, step: int) -> None:
 @pytest.fixture(scope='session')
 def toy_dirs(tmp_path_factory):
   """Built toy data sets (once per session): {'data_dir', 'unlabelled', 'labelled'}."""
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   return {
@@ -77,7 +77,7 @@ def toy_dirs(tmp_path_factory):
 @pytest.fixture(scope='session')
 def pretrained(tmp_path_factory, toy_dirs):
   """A tiny pre-training run: {'workdir', 'ckpt_dir', 'out', 'config'}."""
-  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.training import pretrain
 
   cfg = tiny_pretrain_config()
   workdir = str(tmp_path_factory.mktemp('pre'))

@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 
 from configs import finetune as finetune_config  # noqa: E402
 from configs import pretrain as pretrain_config  # noqa: E402
-from ssl_imu_jax import finetune, input_pipeline, parallel, pretrain, steps, train_state  # noqa: E402
+from ssl_imu_jax import parallel  # noqa: E402
+from ssl_imu_jax.data import input_pipeline  # noqa: E402
+from ssl_imu_jax.training import finetune, pretrain, steps, train_state  # noqa: E402
 
 GLOBAL_BATCH = 16
 N_SITES = 2
@@ -196,7 +198,7 @@ def check_multicell(out, mesh1, mesh8, rng):
   """A group of 8 fine-tuning cells (multicell.py), cells sharded over 8 devices == 1 device."""
   import types
 
-  from ssl_imu_jax import multicell
+  from ssl_imu_jax.training import multicell
 
   cfg = finetune_config.get_config('tiny')
   cfg.data.window_length = T

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from ssl_imu_jax import augment as aug
+from ssl_imu_jax.training import augment as aug
 
 
 @functools.partial(jax.jit, static_argnums=3)

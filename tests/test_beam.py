@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import convert, preprocess
-from ssl_imu_jax import input_pipeline
+from ssl_imu_jax.data import input_pipeline
 
 try:
   import apache_beam as beam

@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_imu_jax import checkpointing, trainer
-from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax.training import checkpointing, trainer
+from ssl_imu_jax.training.metric_writers import MetricWriter
 
 
 def _state(seed=0):

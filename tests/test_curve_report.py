@@ -3,7 +3,7 @@ the reference's curve metrics, each subject's values first averaged over its fin
 
 import numpy as np
 
-from ssl_imu_jax import report
+from ssl_imu_jax.evaluation import report
 
 
 def _record(seed, fold, values):

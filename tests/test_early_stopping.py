@@ -14,7 +14,7 @@ import optax
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import checkpointing, finetune, interrupt, train_state, trainer
+from ssl_imu_jax.training import checkpointing, finetune, interrupt, train_state, trainer
 
 
 def _train_cfg(**kw):
@@ -92,7 +92,7 @@ def _toy_fit(tmp_path, losses, patience, steps=12, every=2, kill_at=None, signal
       os.kill(os.getpid(), signal.SIGTERM)
     return losses[n]
 
-  import ssl_imu_jax.input_pipeline as ip
+  import ssl_imu_jax.data.input_pipeline as ip
   real = ip.train_iterator
   ip.train_iterator = lambda ws, idx, bs, seed, start, steps, sh, prefetch=0: (
       (s, {'x': np.zeros(1)}) for s in range(start, steps))

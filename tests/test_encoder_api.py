@@ -13,16 +13,11 @@ from conftest import ROOT
 
 import ssl_imu_jax
 from configs import embed as embed_config
-from ssl_imu_jax import (
-  checkpointing,
-  encoder_api,
-  input_pipeline,
-  pretrain,
-  stages,
-  steps,
-  train_state,
-)
+from ssl_imu_jax import stages
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.deploy import encoder_api
 from ssl_imu_jax.models import ContrastiveModel
+from ssl_imu_jax.training import checkpointing, pretrain, steps, train_state
 
 
 def readme_snippet() -> str:

@@ -10,8 +10,8 @@ from conftest import tiny_finetune_config, tiny_pretrain_config
 from configs import budget as budget_config
 from configs import paper as paper_config
 from configs import release as release_config
-from ssl_imu_jax import experiment
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import experiment
 
 
 def test_one_pretraining_per_distinct_rate_and_window():
@@ -70,7 +70,7 @@ def test_budget_curve_on_intermediate_checkpoints(tmp_path, toy_dirs, pretrained
 
 def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
   from configs import sweep as sweep_config
-  from ssl_imu_jax import sweep
+  from ssl_imu_jax.evaluation import sweep
 
   c = sweep_config.get_config('tiny')
   c.datasets = ('toy_labelled',)
@@ -88,7 +88,7 @@ def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
 
 
 def test_paper_comparison_table_and_targets(tmp_path):
-  from ssl_imu_jax import report
+  from ssl_imu_jax.evaluation import report
 
   head = [  # task, fraction, pre, rand, delta, p
       ('synthetic_walking_kfm', 0.1, 0.80, 0.70, 0.10, 0.01),
@@ -140,7 +140,7 @@ def test_paper_comparison_table_and_targets(tmp_path):
 
 def test_the_demo_fine_tunes_from_the_released_weights_of_each_task():
   from configs import demo as demo_config
-  from ssl_imu_jax import checkpointing
+  from ssl_imu_jax.training import checkpointing
 
   c = demo_config.get_config()
   assert not c.pretrain_from_scratch and demo_config.get_config('tiny').pretrain_from_scratch
@@ -156,7 +156,8 @@ def test_the_demo_fine_tunes_from_the_released_weights_of_each_task():
 
 def test_paper_stage_from_released_weights_pretrains_nothing(tmp_path, toy_dirs, pretrained,
                                                              monkeypatch):
-  from ssl_imu_jax import checkpointing, release
+  from ssl_imu_jax.deploy import release
+  from ssl_imu_jax.training import checkpointing
 
   rcfg = release_config.get_config()
   rcfg.update({'checkpoint': pretrained['workdir'], 'out_dir': str(tmp_path / 'weights'),

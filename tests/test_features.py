@@ -10,7 +10,9 @@ import pytest
 from conftest import tiny_finetune_config
 from sklearn.model_selection import GroupKFold
 
-from ssl_imu_jax import features, finetune, splits
+from ssl_imu_jax.data import splits
+from ssl_imu_jax.evaluation import features
+from ssl_imu_jax.training import finetune
 
 FS, T = 100.0, 128
 

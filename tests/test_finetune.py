@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 from conftest import killed_at_step, tiny_finetune_config
 
-from ssl_imu_jax import checkpointing, finetune, input_pipeline, report, steps
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.evaluation import report
+from ssl_imu_jax.training import checkpointing, finetune, steps
 
 
 def _restore(workdir):
@@ -144,7 +146,7 @@ def test_checkpoint_window_mismatch_is_named(tmp_path, toy_dirs, pretrained):
 
 
 def test_both_arms_get_the_same_normalisation(toy_dirs, pretrained):
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   ws = input_pipeline.load_split(toy_dirs['labelled'], 'train')
   idx = np.arange(40)
@@ -168,7 +170,7 @@ def test_both_arms_get_the_same_normalisation(toy_dirs, pretrained):
 def test_select_checkpoint_picks_the_matching_rate_and_window(tmp_path, toy_dirs, pretrained):
   from conftest import tiny_pretrain_config
 
-  from ssl_imu_jax import pretrain
+  from ssl_imu_jax.training import pretrain
 
   cfg48 = tiny_pretrain_config(window_length=48)
   cfg48.train.steps = 1

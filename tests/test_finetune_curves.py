@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import finetune, input_pipeline, losses, metrics, report
+from ssl_imu_jax import metrics
+from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import report
 from ssl_imu_jax.models.sequence import regression_model
+from ssl_imu_jax.training import finetune, losses
 
 T = 32
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import tiny_finetune_config, tiny_pretrain_config
 
 from configs import pretrain as pretrain_config
-from ssl_imu_jax import checkpointing, finetune, pretrain, trainer
+from ssl_imu_jax.deploy.predict import load_regressor
 from ssl_imu_jax.errors import ConfigError
-from ssl_imu_jax.predict import load_regressor
+from ssl_imu_jax.training import checkpointing, finetune, pretrain, trainer
 
 SIZES = {'width': 16, 'depth': 1, 'heads': 2, 'ff': 32}
 

@@ -17,7 +17,7 @@ from data_prep import gait_events as ge
 from data_prep import records
 from data_prep.builders import synthetic as sb
 from data_prep.synthetic import gait, generate, sensors
-from ssl_imu_jax import input_pipeline
+from ssl_imu_jax.data import input_pipeline
 
 FS = 100.0
 EDGE = 40                     # output samples kept clear of the trial ends (filter edges)

@@ -103,7 +103,7 @@ def _describe(graph, cycle) -> str:
 
 def test_no_import_cycles():
   graph = import_graph()
-  assert 'ssl_imu_jax.finetune' in graph and 'data_prep.builders.synthetic' in graph
+  assert 'ssl_imu_jax.training.finetune' in graph and 'data_prep.builders.synthetic' in graph
   found = cycles(graph)
   assert not found, 'import cycles:\n' + '\n'.join(_describe(graph, c) for c in found)
 
@@ -121,3 +121,28 @@ def test_function_level_and_relative_imports_count(tmp_path):
   assert graph['pkg.b'] == {'pkg.sub.c': 2}
   assert graph['pkg.sub.c'] == {'pkg.a': 1}
   assert cycles(graph) == [['pkg.a', 'pkg.b', 'pkg.sub.c', 'pkg.a']]
+
+
+# The library's folders by role, lowest first: a module imports from its own role or lower ones.
+# Top-level modules are the shared layer (errors, files, parallel, metrics, stats), except the
+# entry points, which may import anything. docs/architecture.md draws the same layers.
+LAYERS = ('shared', 'data_prep', 'data', 'models', 'training', 'evaluation', 'deploy', 'entry')
+ENTRY = {'ssl_imu_jax', 'ssl_imu_jax.stages'}
+
+
+def _layer(mod: str) -> str:
+  if mod.startswith('data_prep'):
+    return 'data_prep'
+  if mod in ENTRY:
+    return 'entry'
+  parts = mod.split('.')
+  return parts[1] if len(parts) > 1 and parts[1] in LAYERS else 'shared'
+
+
+def test_each_role_imports_only_from_itself_or_lower_roles():
+  graph = import_graph()
+  assert {_layer(m) for m in graph} == set(LAYERS), sorted({_layer(m) for m in graph})
+  upward = [f'{a} ({_layer(a)}, line {line}) imports {b} ({_layer(b)})'
+            for a, deps in sorted(graph.items()) for b, line in sorted(deps.items())
+            if LAYERS.index(_layer(b)) > LAYERS.index(_layer(a))]
+  assert not upward, 'imports against the layers:\n' + '\n'.join(upward)

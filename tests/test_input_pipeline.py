@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from toy_data import as_written
 
-from ssl_imu_jax import input_pipeline, parallel
+from ssl_imu_jax import parallel
+from ssl_imu_jax.data import input_pipeline
 
 
 def _assert_as_written(acc, gyr, written, sites=slice(None)):

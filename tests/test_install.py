@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 RENDER = '''
-import ssl_imu_jax, ssl_imu_jax.model_card as mc
+import ssl_imu_jax, ssl_imu_jax.models.model_card as mc
 from configs import pretrain
 cfg = pretrain.get_config('tiny')
 meta = {'config': cfg.to_dict(), 'encoder': cfg.model.encoder.to_dict(),
@@ -19,7 +19,8 @@ meta = {'config': cfg.to_dict(), 'encoder': cfg.model.encoder.to_dict(),
                     'sites': ['Hip'], 'sample_rate_hz': 100.0, 'window_length': 128}}
 print(ssl_imu_jax.__file__)
 print(mc.render(meta, {'loss': 1.0}, {'top1': 0.5}).splitlines()[0])
-from ssl_imu_jax import checkpointing, release
+from ssl_imu_jax.deploy import release
+from ssl_imu_jax.training import checkpointing
 name = 'weights/synthetic_movi_100hz_128'
 print(checkpointing.locate(name))
 print(release.verify(checkpointing.locate(name)))

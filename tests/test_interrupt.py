@@ -26,7 +26,8 @@ import pandas as pd
 import pytest
 
 from configs import sweep as sweep_config
-from ssl_imu_jax import interrupt, sweep, trainer
+from ssl_imu_jax.evaluation import sweep
+from ssl_imu_jax.training import interrupt, trainer
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -47,7 +48,7 @@ sys.path.insert(0, {tests!r})
 import toy_data  # noqa: E402
 
 toy_data.register()
-from ssl_imu_jax import input_pipeline  # noqa: E402
+from ssl_imu_jax.data import input_pipeline  # noqa: E402
 
 _real = input_pipeline.train_iterator
 _passes = [0]
@@ -164,7 +165,7 @@ def runs(launch):
 
 
 def test_sigint_stops_pretraining_at_a_step_with_a_checkpoint_and_resumes_it(runs):
-  from ssl_imu_jax import checkpointing
+  from ssl_imu_jax.training import checkpointing
 
   match = _interrupted(*runs['pre_cut'])
   step = int(match.group(1))

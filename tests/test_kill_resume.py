@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax.training import checkpointing
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -41,7 +41,7 @@ sys.path.insert(0, {tests!r})
 import toy_data  # noqa: E402
 
 toy_data.register()
-from ssl_imu_jax import input_pipeline  # noqa: E402
+from ssl_imu_jax.data import input_pipeline  # noqa: E402
 
 _real = input_pipeline.train_iterator
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_imu_jax import losses
+from ssl_imu_jax.training import losses
 
 
 def cosine_logits(za, zg, t):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from configs import pretrain as pretrain_config
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax.training import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -227,8 +227,9 @@ def test_user_mistakes_are_one_line(cli_runs, case, expected):
 def test_config_mistakes_show_before_any_data_is_built(tmp_path):
   from configs import finetune as finetune_config
   from configs import paper as paper_config
-  from ssl_imu_jax import experiment, finetune
   from ssl_imu_jax.errors import ConfigError
+  from ssl_imu_jax.evaluation import experiment
+  from ssl_imu_jax.training import finetune
 
   cfg = paper_config.get_config('tiny')
   cfg.sweep.protocols = ('linear_probe', 'full_from_prob')

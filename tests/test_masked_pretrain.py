@@ -15,10 +15,12 @@ from conftest import tiny_pretrain_config
 
 from configs import finetune as finetune_config
 from configs import pretrain as pretrain_config
-from ssl_imu_jax import checkpointing, input_pipeline, parallel, pretrain, steps, trainer
-from ssl_imu_jax import train_state as ts
+from ssl_imu_jax import parallel
+from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models.transformer import contiguous_mask
+from ssl_imu_jax.training import checkpointing, pretrain, steps, trainer
+from ssl_imu_jax.training import train_state as ts
 
 TESTS = Path(__file__).resolve().parent
 B, N, T = 8, 3, 32
@@ -127,7 +129,8 @@ def test_a_tiny_masked_pretraining_learns_and_records_its_objective(tmp_path, to
   assert "ssl.objective='masked'" in card and '18 channels' in card
   # load_encoder takes NCE checkpoints only: it refuses, naming the objective, in one line
   # (fine-tuning takes the masked Transformer: tests/test_finetune_transformer.py).
-  from ssl_imu_jax import encoder_api, finetune
+  from ssl_imu_jax.deploy import encoder_api
+  from ssl_imu_jax.training import finetune
 
   with pytest.raises(ConfigError, match=r"ssl.objective='masked'.*issue 27, step 3") as e:
     encoder_api.load_encoder(ck)

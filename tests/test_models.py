@@ -98,7 +98,7 @@ def test_linear_head_is_one_dense_layer_on_concatenated_site_embeddings():
 def test_weight_decay_reaches_kernels_only_by_default(kernels_only):
   """With a zero gradient AdamW's step is the decay alone: kernels shrink; BatchNorm scales and
   biases, biases and the temperature stay unless every parameter is decayed (the reference)."""
-  from ssl_imu_jax import train_state
+  from ssl_imu_jax.training import train_state
 
   opt = common.optimizer_config(learning_rate=0.1, weight_decay=0.5)
   opt.warmup_fraction = 0.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import tiny_finetune_config
 
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax.training import checkpointing
 
 # Two points of the sweep that differ in fold, fraction and fine-tuning seed, so that a grouped
 # cell given another cell's windows, batch order or random numbers trains differently.
@@ -45,7 +45,7 @@ def _sweep(pretrained, toy_dirs, max_cells: int):
 def _cells_a_and_b(monkeypatch):
   """The sweep's plan (folds x fractions x seeds) thinned to the cells at A and B: 2 per
   protocol, so that each group holds the two points (4 cells)."""
-  from ssl_imu_jax import sweep
+  from ssl_imu_jax.evaluation import sweep
 
   real = sweep.plan
 
@@ -62,7 +62,9 @@ def test_a_grouped_sweep_equals_the_sweep_cell_by_cell_and_resumes(tmp_path, toy
                                                                    pretrained, monkeypatch):
   import pandas as pd
 
-  from ssl_imu_jax import input_pipeline, multicell, sweep
+  from ssl_imu_jax.data import input_pipeline
+  from ssl_imu_jax.evaluation import sweep
+  from ssl_imu_jax.training import multicell
 
   _cells_a_and_b(monkeypatch)
   one = pd.read_csv(tmp_path / sweep.run(_sweep(pretrained, toy_dirs, 1), str(tmp_path / 'one'))

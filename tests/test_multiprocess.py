@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from ssl_imu_jax import checkpointing
+from ssl_imu_jax.training import checkpointing
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -14,8 +14,12 @@ from conftest import tiny_finetune_config
 
 from configs import predict as predict_config
 from configs import sweep as sweep_config
-from ssl_imu_jax import finetune, input_pipeline, predict, stages, sweep
+from ssl_imu_jax import stages
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.deploy import predict
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import sweep
+from ssl_imu_jax.training import finetune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import lab as fx  # noqa: E402

@@ -12,7 +12,10 @@ import pytest
 from test_finetune_curves import T, curve_config
 
 from configs import predict as predict_config
-from ssl_imu_jax import finetune, input_pipeline, metrics, predict
+from ssl_imu_jax import metrics
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.deploy import predict
+from ssl_imu_jax.training import finetune
 
 
 @pytest.fixture(scope='module')

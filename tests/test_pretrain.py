@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import killed_at_step, tiny_pretrain_config
 
-from ssl_imu_jax import checkpointing, input_pipeline, pretrain, steps
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.training import checkpointing, pretrain, steps
 
 
 def _top1_on_the_records(cfg, state, path: str, split: str) -> tuple[float, int]:
@@ -118,7 +119,8 @@ def _step_config():
 
 
 def _one_step(cfg, batch):
-  from ssl_imu_jax import parallel, train_state
+  from ssl_imu_jax import parallel
+  from ssl_imu_jax.training import train_state
 
   mesh = parallel.make_mesh(1)
   model = pretrain.build_model(cfg)
@@ -165,7 +167,8 @@ def test_gradient_accumulation_averages_micro_batch_losses():
 
 def test_gradient_accumulation_gives_the_mean_of_the_micro_batch_gradients():
   """The gradients themselves, not only the loss (which BatchNorm makes insensitive)."""
-  from ssl_imu_jax import parallel, train_state
+  from ssl_imu_jax import parallel
+  from ssl_imu_jax.training import train_state
 
   cfg = _step_config()
   batch = _toy_batch()
@@ -190,7 +193,7 @@ def test_gradient_accumulation_gives_the_mean_of_the_micro_batch_gradients():
 
 def test_intervals_follow_the_step_count():
   from configs import common
-  from ssl_imu_jax import trainer
+  from ssl_imu_jax.training import trainer
 
   t = common.train_config(steps=100, batch_size=8)
   t.steps = 10_000  # a --config.train.steps override
@@ -311,7 +314,7 @@ def _pooled_config():
 
 
 def test_a_pooled_corpus_renames_sites_and_renumbers_subjects(toy_dirs):
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
   from ssl_imu_jax.errors import ConfigError
 
   cfg = _pooled_config()
@@ -340,8 +343,8 @@ def test_pretraining_on_a_pooled_corpus_says_so_and_is_not_mixed_with_a_plain_ru
     tmp_path, toy_dirs, pretrained):
   import shutil
 
-  from ssl_imu_jax import trainer
   from ssl_imu_jax.errors import ConfigError
+  from ssl_imu_jax.training import trainer
 
   assert not [k for k in trainer.fingerprint(tiny_pretrain_config()) if k.startswith('data.mix')]
   cfg = _pooled_config()
@@ -360,8 +363,9 @@ def test_pretraining_on_a_pooled_corpus_says_so_and_is_not_mixed_with_a_plain_ru
 
 def test_device_resident_windows_give_the_host_pipelines_batches_and_run(tmp_path, toy_dirs,
                                                                         pretrained):
-  from ssl_imu_jax import parallel, trainer
+  from ssl_imu_jax import parallel
   from ssl_imu_jax.errors import ConfigError
+  from ssl_imu_jax.training import trainer
 
   ws = input_pipeline.load_split(toy_dirs['unlabelled'], 'train')
   sh = parallel.data_sharding(parallel.make_mesh())

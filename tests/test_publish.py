@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from ssl_imu_jax import publish, report
+from ssl_imu_jax.evaluation import publish, report
 
 ROOT = publish.ROOT
 

@@ -9,7 +9,8 @@ import tensorflow_datasets as tfds
 
 import data_prep
 from data_prep import records
-from ssl_imu_jax import input_pipeline, metrics
+from ssl_imu_jax import metrics
+from ssl_imu_jax.data import input_pipeline
 
 SRC = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'real_running_grf'
 

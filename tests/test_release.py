@@ -10,8 +10,9 @@ import pytest
 
 import ssl_imu_jax
 from configs import release as release_config
-from ssl_imu_jax import checkpointing, release
+from ssl_imu_jax.deploy import release
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.training import checkpointing
 
 SHIPPED = checkpointing.released_names()
 
@@ -75,7 +76,7 @@ def test_a_release_name_resolves_wherever_a_checkpoint_is_accepted(pretrained, t
   monkeypatch.chdir(tmp_path.parent)
   assert checkpointing.locate('weights/tiny') == str(tmp_path / 'tiny')
   assert checkpointing.find_checkpoint_dir('tiny') == str(tmp_path / 'tiny' / 'checkpoints')
-  from ssl_imu_jax import finetune
+  from ssl_imu_jax.training import finetune
 
   ckpt_dir, _, meta = finetune.pretrained_info('weights/tiny')
   assert ckpt_dir == str(tmp_path / 'tiny' / 'checkpoints') and meta['kind'] == 'pretrain'
@@ -107,7 +108,7 @@ def test_the_card_quotes_downstream_rows_from_committed_results(monkeypatch, tmp
   it true), and a report without a committed results folder is refused."""
   import csv
 
-  from ssl_imu_jax import publish
+  from ssl_imu_jax.evaluation import publish
 
   report = tmp_path / 'run' / 'report'
   report.mkdir(parents=True)

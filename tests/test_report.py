@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ssl_imu_jax import report, stats
+from ssl_imu_jax import stats
+from ssl_imu_jax.evaluation import report
 
 SUBJECTS = list(range(10))
 FOLDS = {s: s % 5 for s in SUBJECTS}

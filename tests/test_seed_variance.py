@@ -10,8 +10,8 @@ from conftest import tiny_finetune_config, tiny_pretrain_config
 from test_report import fake_result
 
 from configs import paper as paper_config
-from ssl_imu_jax import experiment, report
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import experiment, report
 
 FRACTIONS = (0.25, 1.0)
 PROTOCOL = 'full_from_probe'

@@ -18,8 +18,9 @@ from conftest import tiny_finetune_config
 from configs import predict as predict_config
 from data_prep import convert, records, source
 from data_prep.builders.lab_files import LabFiles
-from ssl_imu_jax import finetune, stages
+from ssl_imu_jax import stages
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.training import finetune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import lab as fx  # noqa: E402

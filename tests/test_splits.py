@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ssl_imu_jax import splits
+from ssl_imu_jax.data import splits
 
 
 def test_folds_partition_subjects_and_are_balanced():

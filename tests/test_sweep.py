@@ -10,7 +10,8 @@ import pytest
 import data_prep
 from configs import sweep as sweep_config
 from data_prep import records
-from ssl_imu_jax import features, input_pipeline, splits, sweep
+from ssl_imu_jax.data import input_pipeline, splits
+from ssl_imu_jax.evaluation import features, sweep
 
 N_SUBJECTS = 7
 WINDOWS = 4  # per subject

@@ -8,8 +8,8 @@ import re
 import jax
 import jax.numpy as jnp
 
-from ssl_imu_jax import checkpointing, trainer
-from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax.training import checkpointing, trainer
+from ssl_imu_jax.training.metric_writers import MetricWriter
 
 
 def _loop(tmp_path, progress_every_s: float, steps: int = 6):

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_imu_jax import losses
 from ssl_imu_jax.models import transformer
+from ssl_imu_jax.training import losses
 
 
 def _count(tree) -> int:

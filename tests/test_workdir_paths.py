@@ -3,7 +3,7 @@ and fingerprints an older version wrote with absolute paths still match."""
 
 import pytest
 
-from ssl_imu_jax import trainer
+from ssl_imu_jax.training import trainer
 
 
 def test_paths_inside_the_work_directory_compare_relative_to_it():
@@ -31,7 +31,7 @@ def test_check_resume_accepts_a_checkpoint_of_a_copied_work_directory(tmp_path):
   import ml_collections
   import numpy as np
 
-  from ssl_imu_jax import checkpointing
+  from ssl_imu_jax.training import checkpointing
 
   cfg = ml_collections.ConfigDict({'init_from': str(tmp_path / 'w2' / 'pre'),
                                    'train': {'resume': 'auto'}})

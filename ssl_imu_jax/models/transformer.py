@@ -7,9 +7,10 @@ Built to the reference's details (../shared/docs/masked-recipe.md §2-4, §9): t
 weights, the attention output, the feed-forward hidden layer and its output), a fixed sinusoid
 whose base is 2·T (not 10,000) added after the embedding, and a mask token in input space that
 replaces the raw channels before the embedding. ``MaskedImuModel`` takes the project's
-[B, N, T, 3] acc / gyr windows and makes the tokens (``imu_tokens``); ssl_imu_jax/pretrain.py
-trains it with ``ssl.objective='masked'`` (issue 27, step 2); fine-tuning builds the same
-backbone without its reconstruction head (``reconstruct=False``; models/sequence.py).
+[B, N, T, 3] acc / gyr windows and makes the tokens (``imu_tokens``);
+ssl_imu_jax/training/pretrain.py trains it with ``ssl.objective='masked'`` (issue 27, step 2);
+fine-tuning builds the same backbone without its reconstruction head (``reconstruct=False``;
+models/sequence.py).
 
 Attention goes through ``jax.nn.dot_product_attention`` (``dot_product_attention`` below, flax's
 ``attention_fn`` hook, so the parameters are flax's as before) wherever the attention weights are

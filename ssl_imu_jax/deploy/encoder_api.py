@@ -18,33 +18,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files
+from ssl_imu_jax import files
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ImuEncoder
 from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, embed_dim
+from ssl_imu_jax.training import checkpointing
 
 KINDS = ('pretrain', 'finetune')
-_LAYOUTS = ('<run>, <run>/checkpoints or <run>/checkpoints/<step> of a pretrain (or finetune) run')
-
-
-def resolve_checkpoint(path: str) -> tuple[str, int | None]:
-  """(checkpoints dir, step or None = latest) from a run, checkpoints or step directory."""
-  path = os.path.abspath(checkpointing.locate(path))
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'{path}: no such directory; expected {_LAYOUTS} or a released '
-                            f'weights name ({", ".join(checkpointing.released_names()) or "none"})')
-  base = os.path.basename(path)
-  if base.isdigit() and os.path.exists(os.path.join(path, '_CHECKPOINT_METADATA')):
-    if not os.path.isdir(os.path.join(path, 'state')):
-      raise FileNotFoundError(f'{path}: checkpoint step without a state/ directory (incomplete '
-                              f'or not an ssl_imu_jax checkpoint)')
-    return os.path.dirname(path), int(base)
-  try:
-    return checkpointing.find_checkpoint_dir(path), None
-  except FileNotFoundError:
-    raise FileNotFoundError(f'{path}: no Orbax checkpoint found; expected {_LAYOUTS}') from None
-
-
 def _saved_encoders(ckpt_dir: str, step: int) -> tuple[list[str], bool]:
   """Which encoders the saved state holds and whether it has BatchNorm statistics (no arrays)."""
   tree = checkpointing.state_metadata(ckpt_dir, step)
@@ -105,7 +85,7 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
       gyr_std), 'encoder' (the encoder config as a dict), 'embed_dim' (D), 'has_gyr',
       'output_dim', 'compute_dtype'.
   """
-  ckpt_dir, dir_step = resolve_checkpoint(checkpoint_dir)
+  ckpt_dir, dir_step = checkpointing.resolve_checkpoint(checkpoint_dir)
   if step is not None and dir_step is not None and int(step) != dir_step:
     raise ValueError(f'load_encoder: step={step} contradicts the step directory {checkpoint_dir}')
   step = dir_step if step is None else int(step)
@@ -202,7 +182,7 @@ def apply_in_batches(apply_fn, params, acc: np.ndarray, gyr: np.ndarray | None,
   one compilation); embeddings of ``load_encoder``, predictions of ``load_regressor``."""
   if batch_size <= 0:
     raise ConfigError(f'config key batch_size must be positive, got {batch_size}')
-  from ssl_imu_jax.input_pipeline import padded_batches  # noqa: PLC0415
+  from ssl_imu_jax.data.input_pipeline import padded_batches  # noqa: PLC0415
 
   fn = jax.jit(apply_fn)
   out = []
@@ -241,7 +221,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
   sets only) and ``embeddings.json`` (shapes, sites, target names and units, checkpoint, step).
   Returns {name: path}.
   """
-  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+  from ssl_imu_jax.data import input_pipeline  # noqa: PLC0415
 
   apply_fn, params, info = load_encoder(config.checkpoint)
   data = _data_config(config, info)

@@ -38,7 +38,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ssl_imu_jax import files, input_pipeline, metrics, splits
+from ssl_imu_jax import files, metrics
+from ssl_imu_jax.data import input_pipeline, splits
 
 INIT = 'features'
 PROTOCOL = 'ridge'
@@ -190,7 +191,7 @@ def cell_indices(config: ml_collections.ConfigDict, ws: input_pipeline.WindowSet
   """(fit, validation, test) window indices and the fold assignment of a cell: the folds of
   ``finetune.prepare`` (``assign_folds`` / ``fold_indices``), then the validation subjects and
   the fraction (``splits.train_validation_indices``). Fold -1: every window fits, none tested."""
-  from ssl_imu_jax.finetune import FINAL_FOLD  # noqa: PLC0415
+  from ssl_imu_jax.training.finetune import FINAL_FOLD  # noqa: PLC0415
 
   s = config.split
   if int(s.fold) == FINAL_FOLD:
@@ -213,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        ws: input_pipeline.WindowSet | None = None) -> dict[str, Any]:
   """Fits the feature model of one cell and evaluates its test subjects; writes result.json
   (the shape of ``finetune.finish``'s) and ridge_model.json (features, scalers, coefficients)."""
-  from ssl_imu_jax import finetune  # noqa: PLC0415
+  from ssl_imu_jax.training import finetune  # noqa: PLC0415
 
   os.makedirs(workdir, exist_ok=True)
   data_dir = data_dir or input_pipeline.resolve_data_dir(config, workdir)

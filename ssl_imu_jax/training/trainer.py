@@ -24,9 +24,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, interrupt, parallel
+from ssl_imu_jax import files, parallel
 from ssl_imu_jax.errors import ConfigError
-from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax.training import checkpointing, interrupt
+from ssl_imu_jax.training.metric_writers import MetricWriter
 
 # Config keys that do not change what a run computes (where data live, logging, resume policy,
 # and implementation choices equal up to float rounding).
@@ -404,7 +405,7 @@ def fit(config, workdir: str, windows, train_idx, *, state, step_fn, meta, tag: 
   metric writer in ``workdir``, ``train_loop`` over ``windows[train_idx]`` with the knobs of
   ``config.train``, and the final evaluation. With ``validation``, the best state (not the last)
   is returned and saved as the run's latest checkpoint."""
-  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+  from ssl_imu_jax.data import input_pipeline  # noqa: PLC0415
 
   t = config.train
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
@@ -488,7 +489,7 @@ def _keep_best(ckpt: checkpointing.Checkpointer, early: EarlyStopping, state, me
 def device_resident(train_cfg, windows) -> bool:
   """Whether ``fit`` keeps the training windows on the device (config key train.batches_from:
   'host', 'device', or 'auto' = 'device' where they fit in train.device_data_mb)."""
-  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+  from ssl_imu_jax.data import input_pipeline  # noqa: PLC0415
 
   mode = train_cfg.get('batches_from', 'host')
   if mode not in ('host', 'device', 'auto'):

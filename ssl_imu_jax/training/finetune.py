@@ -26,29 +26,19 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import (
-  checkpointing,
-  files,
-  input_pipeline,
-  losses,
-  metrics,
-  model_card,
-  parallel,
-  splits,
-  steps,
-  train_state,
-  trainer,
-)
+from ssl_imu_jax import files, metrics, parallel
+from ssl_imu_jax.data import input_pipeline, splits
 from ssl_imu_jax.errors import ConfigError, MissingInputError
-from ssl_imu_jax.models import ENCODERS, RegressionModel
+from ssl_imu_jax.models import ENCODERS, RegressionModel, model_card
 from ssl_imu_jax.models.sequence import regression_model
 from ssl_imu_jax.models.ssl_imu import (
-    dtype_from_name,
-    encoder_spec,
-    is_transformer,
-    transformer_sizes,
+  dtype_from_name,
+  encoder_spec,
+  is_transformer,
+  transformer_sizes,
 )
 from ssl_imu_jax.models.transformer import token_channels
+from ssl_imu_jax.training import checkpointing, losses, steps, train_state, trainer
 
 RESULT_FILE = 'result.json'
 # 'linear_probe': only the head trains (encoder frozen); 'full_from_probe': the reference's two
@@ -237,10 +227,9 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   Either objective: an NCE pre-training (its ResNet encoder) or a masked-reconstruction one
   (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer').
   (``load_encoder``, releases and the budget curve still refuse a masked checkpoint.)"""
-  from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
   try:
-    ckpt_dir, step = resolve_checkpoint(init_from)
+    ckpt_dir, step = checkpointing.resolve_checkpoint(init_from)
   except FileNotFoundError as e:
     raise MissingInputError(f'config key init_from: {e}') from None
   step, meta = checkpointing.read_meta(ckpt_dir, step)

@@ -24,9 +24,9 @@ interval, ``+0.195 [+0.093, +0.296]``; the bounds take the value's FMT when they
 quoted template ``"{a:.3f} / {b:.3f}"``. Missing values (empty, nan) show as ``—``; a rounded
 negative zero shows without its minus sign.
 
-  python -m ssl_imu_jax.publish collect --workdir=RUN_DIR --name=NAME --command="..."
-  python -m ssl_imu_jax.publish render [FILES]   # rewrites the blocks (atomically)
-  python -m ssl_imu_jax.publish check [FILES]    # exit 1 listing every block that differs
+  python -m ssl_imu_jax.evaluation.publish collect --workdir=RUN_DIR --name=NAME --command="..."
+  python -m ssl_imu_jax.evaluation.publish render [FILES]  # rewrites the blocks (atomically)
+  python -m ssl_imu_jax.evaluation.publish check [FILES]   # exit 1 listing each block that differs
 
 The results root is ``results/`` beside the package (``--results=DIR`` or the environment variable
 ``SSL_IMU_JAX_RESULTS`` override it). results/README.md describes the layout.
@@ -57,7 +57,7 @@ from typing import Any
 from ssl_imu_jax import files
 from ssl_imu_jax.errors import UserError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_ENV = 'SSL_IMU_JAX_RESULTS'
 MAX_BYTES = 2 * 1024 * 1024  # a committed file larger than this is refused (keep git small)
 PROVENANCE = 'provenance.json'
@@ -303,7 +303,7 @@ class Results:
       full = os.path.join(self.root, path)
       if not os.path.isfile(full):
         raise SpecError(f'{full} does not exist (add the run with `python -m '
-                        f'ssl_imu_jax.publish collect`, or fix the path)')
+                        f'ssl_imu_jax.evaluation.publish collect`, or fix the path)')
       with open(full, newline='', encoding='utf-8') as f:
         reader = csv.DictReader(f)
         rows = list(reader)
@@ -512,8 +512,8 @@ def verify_run(folder: str) -> list[str]:
   if not os.path.isdir(folder):
     return []  # the CSV lookup names the missing folder
   if not os.path.isfile(prov):
-    return [f'{folder} has no {PROVENANCE}; add runs with `python -m ssl_imu_jax.publish '
-            f'collect`']
+    return [f'{folder} has no {PROVENANCE}; add runs with '
+            f'`python -m ssl_imu_jax.evaluation.publish collect`']
   with open(prov, encoding='utf-8') as f:
     listed = json.load(f).get('files', {})
   bad = []
@@ -703,7 +703,7 @@ def _parser() -> argparse.ArgumentParser:
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument('--results', default=None,
                       help=f'results folder (default ${RESULTS_ENV} or <repository>/results)')
-  p = argparse.ArgumentParser(prog='python -m ssl_imu_jax.publish',
+  p = argparse.ArgumentParser(prog='python -m ssl_imu_jax.evaluation.publish',
                               description=__doc__.split('\n\n')[0])
   sub = p.add_subparsers(dest='cmd', required=True)
   c = sub.add_parser('collect', parents=[common],
@@ -749,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if out.errors else 0
   if out.differ or out.errors:
     print(f'check: {len(out.differ)} block(s) differ from results/, {len(out.errors)} error(s); '
-          f'{where}. `python -m ssl_imu_jax.publish render` rewrites the blocks that differ.')
+          f'{where}. `python -m ssl_imu_jax.evaluation.publish render` rewrites the blocks that '
+          f'differ.')
     return 1
   print(f'check: every block agrees; {where}')
   return 0

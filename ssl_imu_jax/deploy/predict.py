@@ -42,11 +42,13 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from ssl_imu_jax import checkpointing, files, input_pipeline, metrics, stats
-from ssl_imu_jax.encoder_api import apply_in_batches, check_window_shape, resolve_checkpoint
+from ssl_imu_jax import files, metrics, stats
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.deploy.encoder_api import apply_in_batches, check_window_shape
 from ssl_imu_jax.errors import ConfigError, MissingInputError
 from ssl_imu_jax.models.sequence import regression_model
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
+from ssl_imu_jax.training import checkpointing
 
 
 def load_regressor(checkpoint_dir: str, step: int | None = None
@@ -74,7 +76,7 @@ def load_regressor(checkpoint_dir: str, step: int | None = None
       (where its training records came from: data set, id, hash, folder).
   """
   try:
-    ckpt_dir, dir_step = resolve_checkpoint(checkpoint_dir)
+    ckpt_dir, dir_step = checkpointing.resolve_checkpoint(checkpoint_dir)
   except FileNotFoundError as e:
     raise MissingInputError(f'config key checkpoint: {e}') from None
   step, meta = checkpointing.read_meta(ckpt_dir, dir_step if step is None else int(step))
@@ -359,7 +361,7 @@ def summary_markdown(scores: dict[str, Any], info: dict[str, Any], data_name: st
 def plot_agreement(df: pd.DataFrame, labelled: list[str], info: dict[str, Any], out_dir: str
                    ) -> list[str]:
   """scatter.png (predicted vs true) and bland_altman.png (difference vs mean, bias ± 1.96 sd)."""
-  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+  from ssl_imu_jax.evaluation.report import pyplot  # noqa: PLC0415
 
   plt = pyplot()
   paths = []
@@ -395,7 +397,7 @@ def plot_agreement(df: pd.DataFrame, labelled: list[str], info: dict[str, Any], 
 def plot_trial(ws: input_pipeline.WindowSet, df: pd.DataFrame, info: dict[str, Any],
                subject_id: int, trial: int, path: str) -> None:
   """One trial: |acc| of each window's first site over time, the predictions below it."""
-  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+  from ssl_imu_jax.evaluation.report import pyplot  # noqa: PLC0415
 
   plt = pyplot()
   df = df.sort_values('window')  # row i = window i of ws
@@ -612,7 +614,7 @@ def plot_trial_curves(ws: input_pipeline.WindowSet, y_pred: np.ndarray, info: di
   """One trial: |acc| of the first site over time, and below it every window's predicted curve
   (solid) over the measured one (dashed, where the data carry it), per present axis; windows
   placed at their start in the trial (end to end when the records carry no start)."""
-  from ssl_imu_jax.report import pyplot  # noqa: PLC0415
+  from ssl_imu_jax.evaluation.report import pyplot  # noqa: PLC0415
 
   plt = pyplot()
   curve = info['curve']

@@ -43,11 +43,14 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, interrupt, report, splits, trainer
+from ssl_imu_jax import files
 from ssl_imu_jax import metrics as metrics_lib
+from ssl_imu_jax.data import splits
 from ssl_imu_jax.errors import ConfigError, MissingInputError
+from ssl_imu_jax.evaluation import report
+from ssl_imu_jax.training import checkpointing, interrupt, trainer
 
-FEATURES = 'features'  # the feature baseline's init (ssl_imu_jax/features.py)
+FEATURES = 'features'  # the feature baseline's init (ssl_imu_jax/evaluation/features.py)
 RIDGE = 'ridge'        # ... and its one protocol
 INITS = ('pretrained', 'random', FEATURES)
 PROTOCOLS = ('linear_probe', 'full_from_probe', 'full')
@@ -96,7 +99,7 @@ def validate_config(config: ml_collections.ConfigDict, prefix: str = '',
   steps = config.finetune.train.steps
   if int(steps) < 1:
     raise ConfigError(f'{key}finetune.train.steps must be >= 1, got {steps}')
-  from ssl_imu_jax import finetune  # noqa: PLC0415
+  from ssl_imu_jax.training import finetune  # noqa: PLC0415
 
   ft = config.finetune
   if ft.get('input_norm', 'train_subjects') not in finetune.NORM_POLICIES:
@@ -107,7 +110,7 @@ def validate_config(config: ml_collections.ConfigDict, prefix: str = '',
 def check_dataset_names(config: ml_collections.ConfigDict, prefix: str = '') -> None:
   """Every name in ``config.datasets`` is a registered data set (a ConfigError naming the key
   ``<prefix>datasets`` and the valid names), checked before any of them is built."""
-  from ssl_imu_jax import input_pipeline  # noqa: PLC0415
+  from ssl_imu_jax.data import input_pipeline  # noqa: PLC0415
 
   for dataset in config.datasets:
     input_pipeline.check_dataset(dataset, f'{prefix}datasets')
@@ -176,7 +179,7 @@ def task_data(config: ml_collections.ConfigDict, dataset: str) -> ml_collections
 @functools.cache
 def _checkpoint_encoder(path: str) -> dict[str, Any] | None:
   """The encoder config a pre-training checkpoint was trained with (None: no checkpoint there)."""
-  from ssl_imu_jax import finetune
+  from ssl_imu_jax.training import finetune
 
   try:
     return finetune.pretrained_info(path)[2]['encoder']
@@ -189,7 +192,7 @@ def cell_config(config: ml_collections.ConfigDict, data_dir: str, dataset: str, 
                 workdir: str = '') -> ml_collections.ConfigDict:
   """The fine-tune config of one cell: ``config.finetune`` with the cell's fields set (a
   features cell: ``features_cell_config``)."""
-  from ssl_imu_jax import finetune
+  from ssl_imu_jax.training import finetune
 
   if init == FEATURES:
     return features_cell_config(config, data_dir, dataset, fold, fraction, seed)
@@ -227,7 +230,7 @@ def features_cell_config(config: ml_collections.ConfigDict, data_dir: str, datas
   """The config of a feature-baseline cell: the data, the split of the deep cells of the same
   fold, fraction and seed (``finetune.split``, validation subjects included) and the penalty grid;
   nothing of the deep model or its training, which do not affect it."""
-  from ssl_imu_jax import features
+  from ssl_imu_jax.evaluation import features
 
   split = config.finetune.split
   c = ml_collections.ConfigDict()
@@ -293,19 +296,19 @@ def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[s
 
 def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
-  from ssl_imu_jax import input_pipeline
+  from ssl_imu_jax.data import input_pipeline
 
   path = input_pipeline.ensure_built(cfg.data, cfg.data_dir)
   return input_pipeline.subject_ids(path, cfg.data.split)
 
 
 def finetune_train_fn() -> TrainFn:
-  from ssl_imu_jax import finetune
+  from ssl_imu_jax.training import finetune
   return finetune.train_and_evaluate
 
 
 def features_train_fn() -> TrainFn:
-  from ssl_imu_jax import features
+  from ssl_imu_jax.evaluation import features
   return features.train_and_evaluate
 
 
@@ -430,7 +433,7 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
           elif len(group) == 1:
             results = [train_fn(group[0][1], group[0][2])]
           else:
-            from ssl_imu_jax import multicell
+            from ssl_imu_jax.training import multicell
 
             results = multicell.train_cells([g[1] for g in group], [g[2] for g in group],
                                             data_dir)
@@ -464,8 +467,8 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
          if 'pretrained' in config.inits else '')
       + f'; protocols: {", ".join(config.protocols)}.'
       + (' Feature baseline: ridge on hand-computed per-window features of every site '
-         '(ssl_imu_jax/features.py), its penalty chosen on the validation subjects; the same '
-         'folds, fractions and seeds.' if FEATURES in config.inits else ''),
+         '(ssl_imu_jax/evaluation/features.py), its penalty chosen on the validation subjects; the '
+         'same folds, fractions and seeds.' if FEATURES in config.inits else ''),
       f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; '
       f'linear-probe BatchNorm adapts: '
       f'{bool(config.finetune.get("linear_probe_bn_adapt", True))}.',
@@ -527,7 +530,8 @@ def train_final_model(config: ml_collections.ConfigDict, workdir: str, data_dir:
                       train_fn: TrainFn) -> str:
   """Trains (or reuses) the model to deploy on all subjects of ``dataset`` with the sweep's
   recipe (``final_recipe``); its model card carries the sweep's cross-validated figures."""
-  from ssl_imu_jax import checkpointing, finetune, model_card
+  from ssl_imu_jax.models import model_card
+  from ssl_imu_jax.training import checkpointing, finetune
 
   init, protocol, fraction, seed = final_recipe(config)
   cfg = cell_config(config, data_dir, dataset, finetune.FINAL_FOLD, fraction, init, protocol,

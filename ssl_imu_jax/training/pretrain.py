@@ -21,16 +21,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import files, input_pipeline, losses, parallel, steps, train_state, trainer
+from ssl_imu_jax import files, parallel
+from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ContrastiveModel
 from ssl_imu_jax.models.ssl_imu import dtype_from_name
 from ssl_imu_jax.models.transformer import (
-    MaskedImuModel,
-    contiguous_mask,
-    imu_tokens,
-    token_channels,
+  MaskedImuModel,
+  contiguous_mask,
+  imu_tokens,
+  token_channels,
 )
+from ssl_imu_jax.training import losses, steps, train_state, trainer
 
 OBJECTIVES = ('nce', 'masked')
 # The eval masks' random stream: window i of the held-out split is masked with
@@ -376,7 +378,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
 def write_model_card(workdir: str, meta: dict[str, Any], train_metrics: dict[str, float],
                      eval_metrics: dict[str, float]) -> None:
   """Fills the packaged model-card template's fields into <workdir>/checkpoints/MODEL_CARD.md."""
-  from ssl_imu_jax import model_card  # noqa: PLC0415
+  from ssl_imu_jax.models import model_card  # noqa: PLC0415
 
   text = model_card.render(meta, train_metrics, eval_metrics)
   if parallel.is_writer():

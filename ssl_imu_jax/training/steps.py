@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from ssl_imu_jax import parallel, train_state
+from ssl_imu_jax import parallel
+from ssl_imu_jax.training import train_state
 
 
 def normalize(x, mean, std):
@@ -25,7 +26,7 @@ def apply_augmentation(rng, acc, gyr, aug_cfg):
   ``gyr`` may be None (accelerometer-only data)."""
   if not any_augmentation(aug_cfg):
     return acc, gyr
-  from ssl_imu_jax import augment  # noqa: PLC0415
+  from ssl_imu_jax.training import augment  # noqa: PLC0415
 
   return augment.augment(rng, acc, gyr, aug_cfg)
 

@@ -23,8 +23,10 @@ from typing import Any
 
 import ml_collections
 
-from ssl_imu_jax import checkpointing, files, input_pipeline, interrupt
+from ssl_imu_jax import files
+from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.training import checkpointing, interrupt
 
 
 def pretrain_key(data_cfg: ml_collections.ConfigDict) -> tuple[float, int]:
@@ -39,7 +41,7 @@ def pretrain_configs(config: ml_collections.ConfigDict, datasets: Sequence[str] 
                      seed: int | None = None) -> dict[tuple[float, int], Any]:
   """One pre-training config per distinct (rate, window) of the sweep's data sets (or of
   ``datasets``), with ``seed`` as the pre-training seed if given."""
-  from ssl_imu_jax import sweep
+  from ssl_imu_jax.evaluation import sweep
 
   out = {}
   for dataset in config.sweep.datasets if datasets is None else datasets:
@@ -125,7 +127,8 @@ def seed_sweep_config(sweep_cfg: ml_collections.ConfigDict, datasets: Sequence[s
 def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Pre-trains what the sweep needs, then runs the sweep (and the further pre-training seeds'
   sweeps, then the variance over seeds); returns the report directory."""
-  from ssl_imu_jax import pretrain, report, sweep
+  from ssl_imu_jax.evaluation import report, sweep
+  from ssl_imu_jax.training import pretrain
 
   main_seed, further, seed_datasets = seed_plan(config)
   # Every config mistake shows before the first pre-training, not hours later at the sweep.
@@ -227,7 +230,8 @@ def budget_curve(config: ml_collections.ConfigDict, workdir: str) -> str:
   """
   import pandas as pd
 
-  from ssl_imu_jax import checkpointing, report, sweep
+  from ssl_imu_jax.evaluation import report, sweep
+  from ssl_imu_jax.training import checkpointing
 
   if not config.pretrain_run:
     raise ConfigError('config.pretrain_run is required: the pre-training run whose intermediate '

@@ -30,10 +30,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, files, model_card, report
-from ssl_imu_jax.checkpointing import params_digest  # shipped cards name release.params_digest
+from ssl_imu_jax import files
 from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import report
+from ssl_imu_jax.models import model_card
 from ssl_imu_jax.models.ssl_imu import ENCODERS
+from ssl_imu_jax.training import checkpointing
+from ssl_imu_jax.training.checkpointing import (
+  params_digest,  # shipped cards name release.params_digest
+)
 
 CHECKSUMS = 'SHA256SUMS'
 CARD = 'MODEL_CARD.md'
@@ -124,7 +129,7 @@ def reference_input(window_length: int, sample_rate_hz: float) -> tuple[np.ndarr
 
 def reference_embeddings(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """(acc, gyr, stored embeddings, embeddings computed now) of a release's reference input."""
-  from ssl_imu_jax.encoder_api import load_encoder  # noqa: PLC0415
+  from ssl_imu_jax.deploy.encoder_api import load_encoder  # noqa: PLC0415
 
   folder = checkpointing.locate(folder)
   apply_fn, params, _ = load_encoder(folder)
@@ -150,8 +155,9 @@ def tasks_from(report_dir: str, ckpt_dir: str) -> list[str]:
   return out
 
 
-# The card's downstream table: a results block (ssl_imu_jax.publish) over a committed results
-# folder, so that the card quotes results/<name>/headline.csv and `publish check` keeps it true.
+# The card's downstream table: a results block (ssl_imu_jax.evaluation.publish) over a committed
+# results folder, so that the card quotes results/<name>/headline.csv and `publish check` keeps it
+# true.
 DOWNSTREAM_COLS = ('task,target,protocol,fraction:.0%,within_r_pretrained:.3f,'
                    'within_r_random:.3f,within_r_features:.3f,'
                    'delta_r:+.3f[delta_r_low,delta_r_high],'
@@ -178,7 +184,8 @@ def _downstream(report_dir: str, ckpt_dir: str, results: str = '') -> str:
     return f'No data set of {report_dir} was fine-tuned from this checkpoint.\n'
   if not results:
     raise ConfigError(f'config key results is required with report={report_dir!r}: the card '
-                      f'quotes committed results only; run `python -m ssl_imu_jax.publish '
+                      f'quotes committed results only; run '
+                      f'`python -m ssl_imu_jax.evaluation.publish '
                       f'collect --workdir={os.path.dirname(os.path.abspath(report_dir))} '
                       f'--name=NAME ...` and pass --config.results=NAME')
   return ('Within-subject Pearson r on held-out subjects (subject-wise CV, every arm at its '
@@ -217,12 +224,11 @@ def _seen_subjects_note(meta: dict[str, Any], report_dir: str, ckpt_dir: str) ->
 
 def export(config: ml_collections.ConfigDict) -> str:
   """Writes ``<config.out_dir or weights/>/<config.name>/`` from a pre-training checkpoint."""
-  from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
   for key in ('checkpoint', 'reproduce'):
     if not str(config.get(key, '') or '').strip():
       raise ConfigError(f'config key {key} is required (set --config.{key}=...)')
-  ckpt_dir, step = resolve_checkpoint(config.checkpoint)
+  ckpt_dir, step = checkpointing.resolve_checkpoint(config.checkpoint)
   step, meta = checkpointing.read_meta(ckpt_dir, step)
   if meta.get('kind') != 'pretrain':
     raise ConfigError(f'config key checkpoint: {ckpt_dir} holds a {meta.get("kind")!r} '
@@ -254,7 +260,7 @@ def export(config: ml_collections.ConfigDict) -> str:
   ckpt.write_config(json.dumps(meta['config'], indent=2, sort_keys=True))
   ckpt.close()
 
-  from ssl_imu_jax.encoder_api import load_encoder  # noqa: PLC0415
+  from ssl_imu_jax.deploy.encoder_api import load_encoder  # noqa: PLC0415
 
   apply_fn, params, _ = load_encoder(tmp)
   acc, gyr = reference_input(window, rate)
@@ -269,7 +275,7 @@ def export(config: ml_collections.ConfigDict) -> str:
   card += release_sections(name, meta, pretrain_run, str(config.get('report', '') or ''),
                            ckpt_dir, str(config.get('results', '') or ''))
   files.write_text_atomic(os.path.join(tmp, CARD), card)
-  from ssl_imu_jax import publish  # noqa: PLC0415
+  from ssl_imu_jax.evaluation import publish  # noqa: PLC0415
 
   filled = publish.process([os.path.join(tmp, CARD)], write=True)  # the downstream block
   if filled.errors:
@@ -309,7 +315,8 @@ def release_sections(name: str, meta: dict[str, Any], pretrain_run: str, report_
 {rel['reproduce']}
 ```
 The re-run's final checkpoint has the parameters sha256 above when it reproduces the weights bit
-for bit (`python -c "from ssl_imu_jax import release; print(release.checkpoint_digest('RUN'))"`).
+for bit
+(`python -c "from ssl_imu_jax.deploy import release; print(release.checkpoint_digest('RUN'))"`).
 """
 
 
@@ -326,9 +333,8 @@ def encoder_state(ckpt_dir: str, step: int) -> dict[str, Any]:
 def checkpoint_digest(checkpoint: str) -> str:
   """``params_digest`` of the encoder in a pre-training checkpoint (run, checkpoints or step dir)
   or a release: what a reproduction is compared on."""
-  from ssl_imu_jax.encoder_api import resolve_checkpoint  # noqa: PLC0415
 
-  ckpt_dir, step = resolve_checkpoint(checkpoint)
+  ckpt_dir, step = checkpointing.resolve_checkpoint(checkpoint)
   if step is None:
     step, _ = checkpointing.read_meta(ckpt_dir)
   return params_digest(encoder_state(ckpt_dir, step))

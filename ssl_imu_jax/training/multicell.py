@@ -33,8 +33,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax import checkpointing, finetune, input_pipeline, interrupt, parallel, trainer
-from ssl_imu_jax.metric_writers import MetricWriter
+from ssl_imu_jax import parallel
+from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.training import checkpointing, finetune, interrupt, trainer
+from ssl_imu_jax.training.metric_writers import MetricWriter
 
 _GROUP_STEPS: dict[Any, Any] = {}
 

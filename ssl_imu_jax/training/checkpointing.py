@@ -146,6 +146,27 @@ def find_checkpoint_dir(path: str) -> str:
                           f'a released weights name: {", ".join(released_names()) or "none"})')
 
 
+_LAYOUTS = ('<run>, <run>/checkpoints or <run>/checkpoints/<step> of a pretrain (or finetune) run')
+
+
+def resolve_checkpoint(path: str) -> tuple[str, int | None]:
+  """(checkpoints dir, step or None = latest) from a run, checkpoints or step directory."""
+  path = os.path.abspath(locate(path))
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'{path}: no such directory; expected {_LAYOUTS} or a released '
+                            f'weights name ({", ".join(released_names()) or "none"})')
+  base = os.path.basename(path)
+  if base.isdigit() and os.path.exists(os.path.join(path, '_CHECKPOINT_METADATA')):
+    if not os.path.isdir(os.path.join(path, 'state')):
+      raise FileNotFoundError(f'{path}: checkpoint step without a state/ directory (incomplete '
+                              f'or not an ssl_imu_jax checkpoint)')
+    return os.path.dirname(path), int(base)
+  try:
+    return find_checkpoint_dir(path), None
+  except FileNotFoundError:
+    raise FileNotFoundError(f'{path}: no Orbax checkpoint found; expected {_LAYOUTS}') from None
+
+
 def read_meta(ckpt_dir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
   """(step, meta) of the latest (or given) checkpoint without restoring arrays."""
   mngr = ocp.CheckpointManager(ckpt_dir)

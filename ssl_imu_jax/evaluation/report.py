@@ -750,7 +750,8 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
   ]
   if len(df) and (df.init == FEATURES).any():
     md.append('- Feature baseline (init features, protocol ridge): ridge regression on '
-              'hand-computed per-window features of every site (ssl_imu_jax/features.py), '
+              'hand-computed per-window features of every site '
+              '(ssl_imu_jax/evaluation/features.py), '
               'its penalty chosen on the validation subjects; the same folds, fractions, seeds '
               'and test subjects. It has no protocol, so its r stands beside every protocol; '
               'Δr vs features = pre-trained minus it, paired over subjects as above.')
