@@ -3,8 +3,8 @@ r"""Runs one stage of ssl_imu_jax; the config says which.
   python main.py --config=configs/demo.py:tiny --workdir=runs/demo_tiny
   python main.py --config=configs/pretrain.py --workdir=runs/pre --config.train.steps=10000
 
-Stages: prepare | pretrain | finetune | sweep | paper | budget | predict | evaluate | embed | demo |
-release.
+Stages: prepare | pretrain | finetune | sweep | paper | objectives | budget | predict | evaluate |
+embed | demo | release.
 A mistake in the command, config or data is one line on stderr and exit status 2
 (``--verbose`` shows its traceback); any other error is a bug and keeps its traceback.
 Ctrl-C or SIGTERM stops a run at the next step boundary with a checkpoint (a second one at once):

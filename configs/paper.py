@@ -103,6 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 # stopped after CPU_PATIENCE epochs without a better validation loss.
 CPU_EPOCHS = 40.0
 CPU_PATIENCE = 8.0
+CPU_BLOCKS = (2, 2, 2, 2)  # the authors' December 2022 depth; 2.4x faster here
 
 
 def cpu_budget(c: ml_collections.ConfigDict) -> None:
@@ -116,19 +117,31 @@ def cpu_budget(c: ml_collections.ConfigDict) -> None:
   probe stage's peak rate is 1e-2 (the reference's 1e-3 barely moves a linear head in a CPU
   budget).
   """
-  blocks = (2, 2, 2, 2)
-  c.pretrain.model.encoder.blocks_per_stage = blocks
-  c.sweep.finetune.model.encoder.blocks_per_stage = blocks  # random arm = same architecture
-  c.pretrain.train.steps = 800
-  c.pretrain.train.batch_size = 16
+  cpu_pretrain_budget(c.pretrain)
   c.pretrain.optimizer.learning_rate = 1e-3
-  c.pretrain.train.checkpoint_every = 100
-  c.pretrain.train.max_to_keep = 8       # the intermediate checkpoints give the budget curve
-  c.pretrain.train.eval_every = 100
-  c.pretrain.train.log_every = 50
-  c.sweep.finetune.train.steps = 80           # only with --config.sweep.finetune.train.epochs=0
-  c.sweep.finetune.train.epochs = CPU_EPOCHS
-  c.sweep.finetune.train.patience_epochs = CPU_PATIENCE
-  c.sweep.finetune.train.batch_size = 16
-  c.sweep.finetune.train.log_every = 50
-  c.sweep.finetune.linear_probe_learning_rate = 1e-2
+  cpu_finetune_budget(c.sweep.finetune)
+
+
+def cpu_pretrain_budget(p: ml_collections.ConfigDict) -> None:
+  """A pre-training config at the CPU budget: the [2, 2, 2, 2] ResNet, 800 steps x 16 windows,
+  a checkpoint and a held-out evaluation every 100 steps, 8 kept (the budget curve)."""
+  p.model.encoder.blocks_per_stage = CPU_BLOCKS
+  p.train.steps = 800
+  p.train.batch_size = 16
+  p.train.checkpoint_every = 100
+  p.train.max_to_keep = 8       # the intermediate checkpoints give the budget curve
+  p.train.eval_every = 100
+  p.train.log_every = 50
+
+
+def cpu_finetune_budget(f: ml_collections.ConfigDict) -> None:
+  """A fine-tuning config at the CPU budget: batch 16, up to CPU_EPOCHS epochs per stage with
+  early stopping after CPU_PATIENCE, the probe's peak rate 1e-2, the [2, 2, 2, 2] ResNet for the
+  random arm (the pre-trained arm takes its checkpoint's)."""
+  f.model.encoder.blocks_per_stage = CPU_BLOCKS
+  f.train.steps = 80           # only with train.epochs=0
+  f.train.epochs = CPU_EPOCHS
+  f.train.patience_epochs = CPU_PATIENCE
+  f.train.batch_size = 16
+  f.train.log_every = 50
+  f.linear_probe_learning_rate = 1e-2

@@ -120,6 +120,14 @@ def _run_budget(config, workdir):
   return experiment.budget_curve(config, workdir)
 
 
+def _run_objectives(config, workdir):
+  """NCE and masked pre-training (and mask ratios) on one corpus and budget, each fine-tuned on
+  the same folds beside random init and the feature baseline -> objectives.md."""
+  from ssl_imu_jax.evaluation import objectives
+
+  return objectives.run(config, workdir)
+
+
 def _run_demo(config, workdir):
   """The paper stage on the embedded synthetic data, sized for a 2-core machine."""
   return _run_paper(config, workdir)
@@ -156,6 +164,7 @@ _RUNNERS = {
     'prepare': _run_prepare, 'pretrain': _run_pretrain, 'finetune': _run_finetune,
     'sweep': _run_sweep, 'predict': _run_predict, 'evaluate': _run_evaluate, 'embed': _run_embed,
     'paper': _run_paper, 'demo': _run_demo, 'budget': _run_budget, 'release': _run_release,
+    'objectives': _run_objectives,
 }
 STAGES = tuple(_RUNNERS)
 MULTI_HOST_STAGES = ('prepare', 'pretrain')

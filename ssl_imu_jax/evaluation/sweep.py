@@ -411,11 +411,15 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
     todo.discard(cell)
     eta.add(cell, took, compiled)
     done_recs[cell] = rec
-    r = report.results_frame([rec])
-    r = r[r.subject == report.ALL].pearson_r.to_numpy()
-    print(f'{progress_bar(len(cells) - len(todo), len(cells))} {name}: pooled r = '
-          f'{_fmt_list(r)} ({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)',
-          flush=True)
+    if rec.get('curve'):  # a curve cell: r per present axis, mean over test subjects
+      c = report.curves_frame([rec])
+      c = c[c.subject == report.ALL]
+      score = 'curve r (' + '/'.join(c.axis) + ') = ' + _fmt_list(c.pearson_r.to_numpy())
+    else:
+      r = report.results_frame([rec])
+      score = 'pooled r = ' + _fmt_list(r[r.subject == report.ALL].pearson_r.to_numpy())
+    print(f'{progress_bar(len(cells) - len(todo), len(cells))} {name}: {score} '
+          f'({took:.1f} s; about {eta.left(todo) / 60:.1f} min left)', flush=True)
 
   with compile_clock() as compiling:
     for group in cell_groups(pending, int(config.get('max_cells_per_program', 1)) if grouped

@@ -1,0 +1,88 @@
+r"""The two pre-training objectives compared under one protocol (issue 27), one resumable command.
+
+  python main.py --config=configs/objectives.py:tiny --workdir=runs/objectives_tiny   # minutes
+  nohup python main.py --config=configs/objectives.py:cpu --workdir=/data/runs/objectives &
+
+Every arm of ``arms`` pre-trains on the same corpus (synthetic_movi at the task's sites, rate and
+window) for the same budget (steps x windows; each objective keeps its own optimiser), then
+fine-tunes on the same folds, fractions and seeds of one labelled set (``task``) in each group
+of ``groups``: ``peaks`` (the task's scalar label) and ``curves`` (the 3-axis GRF curve of each
+window, ``grf_curve``). Beside them, random init of each backbone and, for peaks, the feature
+baseline. The arms: ``nce_resnet`` (Tan et al. 2023: acc <-> gyr NCE, 1-D ResNet) and the masked
+Transformer of Tan et al. 2024 at mask ratios 6.25, 12.5 (the reference's), 25 and 50 %
+(``masked_6_25`` ... ``masked_50``: the masking-ratio curve). An arm is a whole pre-training
+config (configs/pretrain.py), so ``--config.arms.masked_12_5.ssl.mask_ratio=0.2`` or any other
+knob overrides it; ``arms`` must agree on the data and the budget (checked before any work).
+
+The task is peak KFM's walking set (8 lower-body IMUs, 100 Hz / 128 samples: the reference's
+walking GRF setting), whose windows also carry GRF curves, so one pre-training per arm serves
+both groups. Arguments: 'tiny' (tiny data and models) | 'cpu' (the default data at the CPU budget
+of configs/paper.py:cpu, one fine-tuning seed, fractions 10 / 25 / 100 %) | 'default' (the
+reference budgets).
+"""
+
+import ml_collections
+
+from configs import common, paper, pretrain, sweep
+
+TASK = 'synthetic_walking_kfm'
+# The masking-ratio curve (Tan et al. 2024: 6.25-12.5 % works best); 12.5 % is the reference's.
+MASK_RATIOS = (0.0625, 0.125, 0.25, 0.5)
+
+
+def arm_name(ratio: float) -> str:
+  """'masked_12_5' for 0.125: a config key (no dots)."""
+  return 'masked_' + f'{100 * ratio:g}'.replace('.', '_')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  cpu = bool(parts) and parts[0] == 'cpu'
+  if cpu:
+    parts[0] = 'default'
+  inner = ','.join(parts)
+  size, _ = common.parse_args(inner)
+  tiny = size == 'tiny'
+  task_data = dict(sweep.PAPER_TASK_DATA[TASK])
+  sites = ('Hip', 'Spine1', 'RightUpLeg', 'LeftUpLeg', 'RightLeg', 'LeftLeg', 'RightFoot',
+           'LeftFoot')  # the task's IMUs (data_prep/builders/synthetic.py SyntheticWalkingKfm)
+
+  def arm(masked: bool, ratio: float = 0.125) -> ml_collections.ConfigDict:
+    p = pretrain.get_config(inner + (',masked' if masked else ''))
+    p.data.imu_sites = sites
+    p.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
+    if not tiny:
+      p.data.sample_rate_hz = task_data['sample_rate_hz']
+      p.data.window_length = task_data['window_length']
+    p.ssl.mask_ratio = ratio
+    if cpu:
+      paper.cpu_pretrain_budget(p)
+      if not masked:
+        p.optimizer.learning_rate = 1e-3  # as configs/paper.py:cpu
+    elif not tiny:
+      p.train.steps, p.train.batch_size = 10_000, 256
+    return p
+
+  c = ml_collections.ConfigDict()
+  c.stage = 'objectives'
+  c.data_dir = ''  # '' = <workdir>/tfds, shared by every part
+  c.task = TASK
+  c.arms = ml_collections.ConfigDict()
+  c.arms.nce_resnet = arm(masked=False)
+  for r in MASK_RATIOS:
+    c.arms[arm_name(r)] = arm(masked=True, ratio=r)
+  c.groups = ml_collections.ConfigDict()
+  for group in ('peaks', 'curves'):
+    s = sweep.get_config(inner)
+    s.datasets = (TASK,)
+    data = {} if tiny else dict(task_data)
+    if group == 'curves':
+      data.update(options={'curves': True}, targets=('grf_curve',))
+      s.inits = ('pretrained', 'random')  # the feature baseline predicts scalars only
+    s.task_data = {TASK: data}
+    if cpu:
+      paper.cpu_finetune_budget(s.finetune)
+      s.fractions = (0.1, 0.25, 1.0)
+    c.groups[group] = s
+  c.report_only = False  # True: report the finished cells, train nothing
+  return c

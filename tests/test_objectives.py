@@ -1,0 +1,132 @@
+"""The objectives comparison (issue 27): its config, its checks, and its table against a hand
+computation on made-up cell records."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as sps
+
+from configs import objectives as objectives_config
+from ssl_imu_jax.errors import ConfigError
+from ssl_imu_jax.evaluation import objectives, report
+
+SUBJECTS = (3, 5, 8)
+N_WIN = 12  # windows per test subject (>= report.MIN_SUBJECT_WINDOWS)
+
+
+def test_config_arms_share_corpus_and_budget_and_span_the_ratio_curve():
+  c = objectives_config.get_config('cpu')
+  objectives.validate(c)  # no data built: names and budgets only
+  ratios = {a: float(c.arms[a].ssl.mask_ratio) for a in c.arms.keys()
+            if objectives.objective(c.arms[a]) == 'masked'}
+  assert sorted(ratios.values()) == [0.0625, 0.125, 0.25, 0.5]
+  assert ratios['masked_12_5'] == 0.125 and objectives.backbone(c.arms.masked_12_5) == 'transformer'
+  assert objectives.backbone(c.arms.nce_resnet) == 'resnet'
+  assert c.arms.nce_resnet.train.steps == c.arms.masked_50.train.steps == 800
+  assert c.groups.curves.task_data[objectives_config.TASK]['targets'] == ('grf_curve',)
+  assert 'features' not in c.groups.curves.inits and 'features' in c.groups.peaks.inits
+
+
+def test_validate_names_the_arm_key_that_breaks_the_shared_budget():
+  c = objectives_config.get_config('tiny')
+  c.arms.masked_50.train.steps = 7
+  with pytest.raises(ConfigError, match=r'config\.arms\.masked_50\.train\.steps = 7 differs'):
+    objectives.validate(c)
+  c = objectives_config.get_config('tiny')
+  c.groups.peaks.inits = ('random',)
+  with pytest.raises(ConfigError, match=r"config\.groups\.peaks\.inits must hold 'pretrained'"):
+    objectives.validate(c)
+
+
+def test_plan_runs_each_backbone_baseline_once_with_the_arm_architecture(tmp_path):
+  c = objectives_config.get_config('tiny')
+  plan = objectives.plan(c, str(tmp_path), str(tmp_path / 'tfds'))
+  peaks = {label: cfg for group, label, _, cfg in plan if group == 'peaks'}
+  assert set(peaks) == set(c.arms.keys()) | {'random_resnet', 'random_transformer'}
+  assert peaks['masked_25'].inits == ('pretrained',)
+  assert peaks['masked_25'].init_from.endswith('pretrain_masked_25/checkpoints')
+  base = [cfg for label, cfg in peaks.items() if label.startswith('random_')]
+  assert sorted(len(b.inits) for b in base) == [1, 2]  # the feature baseline runs once
+  rt = peaks['random_transformer'].finetune.model
+  assert rt.backbone == 'transformer'
+  assert rt.transformer == c.arms.masked_12_5.model.transformer
+  assert peaks['random_resnet'].finetune.model.encoder == c.arms.nce_resnet.model.encoder
+
+
+def _scalar_record(init, protocol, fold_subjects, rng, noise):
+  sid, y_true, y_pred = [], [], []
+  for s in fold_subjects:
+    t = rng.normal(size=N_WIN)
+    sid += [s] * N_WIN
+    y_true += t.tolist()
+    y_pred += (t + noise[s] * rng.normal(size=N_WIN)).tolist()
+  result = {'predictions': {'subject_id': sid, 'y_true': [[v] for v in y_true],
+                            'y_pred': [[v] for v in y_pred]},
+            'targets': ['peak'], 'units': ['BW'], 'n_train': 10, 'n_test': len(sid),
+            'train_subjects': [1, 2], 'test_subjects': list(fold_subjects)}
+  rec = report.make_record(result, task='toy', init=init, protocol=protocol, fraction=1.0,
+                           fold=0)
+  return rec, {s: np.corrcoef(np.array(y_true)[np.array(sid) == s],
+                              np.array(y_pred)[np.array(sid) == s])[0, 1] for s in fold_subjects}
+
+
+def _curve_record(init, rrmse):
+  per = [{'subject': s, 'axis': 'V', 'n_samples': 50, 'rmse': 0.1 * rrmse[s], 'rrmse': rrmse[s],
+          'r2': 0.9, 'pearson_r': 0.95} for s in SUBJECTS]
+  return {'task': 'toy', 'init': init, 'protocol': 'linear_probe', 'fraction': 1.0, 'fold': 0,
+          'seed': 0, 'n_train': 10, 'n_test': 30, 'train_subjects': [1, 2],
+          'test_subjects': list(SUBJECTS), 'targets': ['grf_curve'], 'units': ['BW'],
+          'curve': {'name': 'grf_curve', 'axes': ['ML', 'AP', 'V'],
+                    'present': [False, False, True]},
+          'curve_metrics': {'per_subject': per}, 'predictions': {'subject_id': [], 'file': ''}}
+
+
+def test_comparison_frame_matches_a_hand_computation():
+  c = objectives_config.get_config('tiny')
+  arms = {a: c.arms[a] for a in ('nce_resnet', 'masked_12_5')}
+  rng = np.random.default_rng(0)
+  noise = {'nce_resnet': {3: 0.3, 5: 0.5, 8: 0.2}, 'random_resnet': {3: 0.9, 5: 0.6, 8: 1.2},
+           'masked_12_5': {3: 0.4, 5: 0.4, 8: 0.4}, 'random_transformer': {3: 1.0, 5: 1.0, 8: 0.5},
+           'features': {3: 0.7, 5: 0.7, 8: 0.7}}
+  records, r = [], {}
+  for label, nz in noise.items():
+    init = {'nce_resnet': 'pretrained', 'masked_12_5': 'pretrained', 'features': 'features'}.get(
+        label, 'random')
+    protocol = 'ridge' if label == 'features' else 'linear_probe'
+    rec, r[label] = _scalar_record(init, protocol, SUBJECTS, rng, nz)
+    records += objectives.relabel([rec], label, 'peaks')
+  rrmse = {'nce_resnet': {3: 10.0, 5: 12.0, 8: 9.0}, 'random_resnet': {3: 14.0, 5: 13.0, 8: 15.0},
+           'masked_12_5': {3: 8.0, 5: 9.0, 8: 10.0},
+           'random_transformer': {3: 11.0, 5: 11.0, 8: 11.0}}
+  for label, vals in rrmse.items():
+    records += objectives.relabel([_curve_record(
+        'pretrained' if label in arms else 'random', vals)], label, 'curves')
+
+  frame = objectives.comparison_frame(records, arms)
+
+  peak = frame[(frame.group == 'peaks') & (frame.arm == 'masked_12_5')].iloc[0]
+  d = np.array([r['masked_12_5'][s] - r['random_transformer'][s] for s in SUBJECTS])
+  half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+  assert peak.versus == 'random_transformer' and peak.mask_ratio == 0.125
+  assert peak.value == pytest.approx(np.mean([r['masked_12_5'][s] for s in SUBJECTS]))
+  assert peak.delta == pytest.approx(d.mean())
+  assert (peak.delta_low, peak.delta_high) == pytest.approx((d.mean() - half, d.mean() + half))
+  df = np.array([r['masked_12_5'][s] - r['features'][s] for s in SUBJECTS])
+  assert peak.value_features == pytest.approx(np.mean([r['features'][s] for s in SUBJECTS]))
+  assert peak.delta_vs_features == pytest.approx(df.mean())
+  nce = frame[(frame.group == 'peaks') & (frame.arm == 'nce_resnet')].iloc[0]
+  assert nce.versus == 'random_resnet' and math.isnan(nce.mask_ratio)
+  assert nce.delta == pytest.approx(np.mean([r['nce_resnet'][s] - r['random_resnet'][s]
+                                             for s in SUBJECTS]))
+  base = frame[(frame.group == 'peaks') & (frame.arm == 'random_resnet')].iloc[0]
+  assert base.objective == 'none' and base.backbone == 'resnet' and math.isnan(base.delta)
+
+  curve = frame[(frame.group == 'curves') & (frame.arm == 'nce_resnet')
+                & (frame.metric == 'rrmse')].iloc[0]
+  assert curve.axis == 'V' and curve.value == pytest.approx(31.0 / 3)
+  assert curve.delta == pytest.approx(np.mean([-4.0, -1.0, -6.0]))
+  assert curve.n_pairs == 3 and math.isnan(curve.value_features)
+  text = objectives.comparison_markdown(frame)
+  assert '## curves: toy grf_curve axis V, rrmse, linear_probe' in text
+  assert f'| nce_resnet | {31.0 / 3:.3f} ({-11.0 / 3:+.3f} [' in text
