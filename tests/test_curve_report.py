@@ -1,18 +1,22 @@
 """The report's curve table: per (task, axis, arm, fraction) the mean and sd over test subjects of
 the reference's curve metrics, each subject's values first averaged over its fine-tuning seeds."""
 
+import math
+
 import numpy as np
+import pytest
+import scipy.stats as sps
 
 from ssl_imu_jax.evaluation import report
 
 
-def _record(seed, fold, values):
+def _record(seed, fold, values, init='pretrained', fraction=1.0):
   """A curve cell's record (report._curve_record's keys) with per-subject metrics ``values``:
   {subject: rmse}; the other metrics derive from it so that every column is checked."""
   per = [{'axis': 'V', 'subject': s, 'n_samples': 100, 'rmse': v, 'rrmse': 10 * v,
           'r2': 1 - v, 'pearson_r': 1 - v / 2} for s, v in values.items()]
-  return {'task': 'synthetic_walking_grf', 'init': 'pretrained', 'protocol': 'full_from_probe',
-          'fraction': 1.0, 'fold': fold, 'seed': seed, 'norm_policy': 'train_subjects',
+  return {'task': 'synthetic_walking_grf', 'init': init, 'protocol': 'full_from_probe',
+          'fraction': fraction, 'fold': fold, 'seed': seed, 'norm_policy': 'train_subjects',
           'inputs': 'acc+gyr', 'steps': 10, 'training': {}, 'n_train': 50, 'n_test': 20,
           'train_subjects': [9], 'test_subjects': sorted(values), 'targets': ['grf_curve'],
           'units': ['BW'], 'curve': {'axes': ['ML', 'AP', 'V'], 'present': [False, False, True]},
@@ -37,3 +41,32 @@ def test_curve_summary_averages_seeds_per_subject_then_subjects(tmp_path):
   md = (tmp_path / 'summary.md').read_text()
   assert '## Curve targets' in md
   assert f'{per_subject.mean():.3f} ± {per_subject.std(ddof=1):.3f}' in md
+
+
+def test_curve_headline_pairs_arms_over_subjects_and_reads_data_efficiency(tmp_path):
+  # rmse per subject; pearson_r = 1 - rmse / 2, so a lower rmse is a higher r
+  pre = {0.25: {1: 0.10, 2: 0.30, 3: 0.20}, 1.0: {1: 0.05, 2: 0.20, 3: 0.10}}
+  rnd = {0.25: {1: 0.40, 2: 0.50, 3: 0.60}, 1.0: {1: 0.20, 2: 0.30, 3: 0.25}}
+  records = [_record(0, 0, v, 'pretrained', f) for f, v in pre.items()]
+  records += [_record(0, 0, v, 'random', f) for f, v in rnd.items()]
+  head = report.curve_headline_frame(report.curves_frame(records))
+  row = head[(head.metric == 'rmse') & (head.fraction == 0.25)].iloc[0]
+  d = np.array([pre[0.25][s] - rnd[0.25][s] for s in (1, 2, 3)])
+  half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+  assert row.axis == 'V' and row.n_subjects == 3
+  assert row.pretrained == pytest.approx(0.2) and row.random == pytest.approx(0.5)
+  assert row.delta == pytest.approx(d.mean())
+  assert (row.delta_low, row.delta_high) == pytest.approx((d.mean() - half, d.mean() + half))
+  a, b = ([arm[0.25][s] for s in (1, 2, 3)] for arm in (pre, rnd))
+  assert row.p == pytest.approx(sps.ttest_rel(a, b).pvalue)
+  r_row = head[(head.metric == 'pearson_r') & (head.fraction == 0.25)].iloc[0]
+  assert r_row.delta == pytest.approx(-d.mean() / 2)
+  eff = report.curve_efficiency_frame(report.curves_frame(records), n_boot=50)
+  # pre-trained r at 25 %: 1 - 0.2 / 2 = 0.9 >= random's at 100 %: 1 - 0.25 / 2 = 0.875
+  assert eff.axis.tolist() == ['V'] and eff.grid_fraction.tolist() == [0.25]
+  report.write_results(records, str(tmp_path))
+  assert (tmp_path / 'curve_headline.csv').exists() and (tmp_path / 'curve_efficiency.csv').exists()
+  md = (tmp_path / 'summary.md').read_text()
+  assert '## Curve targets: pre-trained vs random init, paired over test subjects' in md
+  assert ('| synthetic_walking_grf | V | rrmse | full_from_probe | 25% | 2.000 | 5.000 | -3.000'
+          in md)

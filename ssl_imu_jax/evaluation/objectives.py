@@ -217,17 +217,14 @@ def _per_subject(records: Sequence[Mapping[str, Any]]
     scalar = [r for r in recs if not r.get('curve')]
     if scalar:
       df = report.results_frame(scalar)
-      for task, target in report._targets(df):
+      for task, target in report.task_targets(df):
         for (p, f, init), w in report.within_subject_results(df, task, target).items():
           out.setdefault((group, task, target, '', 'pearson_r', p, f), {})[init] = w.per_subject
     curves = report.curves_frame([r for r in recs if r.get('curve')])
-    per = curves[curves.subject != report.ALL] if len(curves) else curves
-    keys = ['task', 'target', 'axis', 'protocol', 'fraction', 'init']
-    for key, g in (per.groupby(keys, sort=False) if len(per) else []):
-      task, target, axis, p, f, init = key
-      means = g.groupby('subject')[list(CURVE_METRICS)].mean()
+    for task, target, axis in report.curve_axes(curves):
       for m in CURVE_METRICS:
-        out.setdefault((group, task, target, axis, m, p, float(f)), {})[init] = means[m]
+        for (p, f, init), w in report.curve_within(curves, task, target, axis, m).items():
+          out.setdefault((group, task, target, axis, m, p, f), {})[init] = w.per_subject
   return out
 
 

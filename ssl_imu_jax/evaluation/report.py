@@ -80,6 +80,9 @@ CURVE_COLUMNS = ('task', 'target', 'unit', 'axis', 'init', 'protocol', 'fraction
                  'norm_policy', 'inputs', 'subject', 'n_samples', 'rmse', 'rrmse', 'r2',
                  'pearson_r', 'rmse_sd', 'rrmse_sd', 'r2_sd', 'pearson_r_sd', 'n_subjects',
                  'n_train', 'n_train_subjects', 'steps', 'epochs_run', 'best_epoch')
+CURVE_HEADLINE_COLUMNS = ('task', 'target', 'axis', 'metric', 'protocol', 'fraction', 'pretrained',
+                          'random', 'sd_pretrained', 'sd_random', 'n_subjects', 'delta',
+                          'delta_low', 'delta_high', 't', 'p')
 N_BOOT = 1000
 BOOT_SEED = 0
 
@@ -226,6 +229,31 @@ def curve_markdown(curves: pd.DataFrame) -> str:
           f'{metrics_lib.STANCE_THRESHOLD_BW} BW)\n\n'
           + _markdown(['task', 'target', 'axis', 'init', 'protocol', 'fraction', 'subjects',
                        'RMSE', 'rRMSE (%)', 'R²', 'r'], rows) + '\n')
+
+
+def curve_comparison_markdown(head: pd.DataFrame, eff: pd.DataFrame) -> str:
+  """summary.md's pre-trained vs random section for curves: r and rRMSE per axis with the paired
+  difference over test subjects, then the data efficiency read from the curve r."""
+  out = ['## Curve targets: pre-trained vs random init, paired over test subjects', '',
+         'Difference = pre-trained - random, mean over subjects [95 % paired-t interval]; a '
+         'gain is a positive difference in r, a negative one in rRMSE.', '']
+  sel = head[head.metric.isin(('pearson_r', 'rrmse'))]
+  rows = [[r.task, r.axis, r.metric, r.protocol, f'{r.fraction:.0%}', _fmt(r.pretrained),
+           _fmt(r.random), f'{_fmt(r.delta, sign=True)} [{_fmt(r.delta_low, sign=True)}, '
+           f'{_fmt(r.delta_high, sign=True)}]', _fmt_p(r.p), str(r.n_subjects)]
+          for r in sel.itertuples()]
+  out += [_markdown(['task', 'axis', 'metric', 'protocol', 'fraction', 'pre-trained', 'random',
+                     'difference', 'p', 'subjects'], rows), '']
+  if len(eff):
+    out += ['Data efficiency from the curve r: the smallest swept fraction whose pre-trained r '
+            'reaches random init\'s at the largest one.', '']
+    rows = [[r.task, r.axis, r.protocol,
+             'not reached' if math.isnan(r.grid_fraction) else f'{r.grid_fraction:.0%}',
+             _fmt(r.times_less_interp, 2), f'{_fmt(r.ci_low, 2)} to {_fmt(r.ci_high, 2)}',
+             f'{r.p_reach:.0%}'] for r in eff.itertuples()]
+    out += [_markdown(['task', 'axis', 'protocol', 'reached at', 'times less (interpolated)',
+                       'bootstrap 95 %', 'reached in'], rows), '']
+  return '\n'.join(out)
 
 
 def _cell_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -467,7 +495,14 @@ def _subject_matrix(within: Mapping[tuple[str, float, str], stats.WithinSubjectR
 def headline_efficiency(df: pd.DataFrame, task: str, target: str, n_boot: int = N_BOOT,
                         seed: int = BOOT_SEED) -> dict[str, HeadlineEfficiency]:
   """Grid-point, interpolated and bootstrapped data efficiency per protocol (within-subject r)."""
-  within = within_subject_results(df, task, target)
+  return efficiency_from_within(within_subject_results(df, task, target), n_boot, seed)
+
+
+def efficiency_from_within(within: Mapping[tuple[str, float, str], stats.WithinSubjectR],
+                           n_boot: int = N_BOOT, seed: int = BOOT_SEED
+                           ) -> dict[str, HeadlineEfficiency]:
+  """``headline_efficiency`` from per-subject values keyed (protocol, fraction, init): a peak
+  target's within-subject r or a curve axis' r (``curve_within``); higher is better."""
   out = {}
   for protocol in _order({k[0] for k in within}, PROTOCOL_ORDER):
     keys = [k for k in within if k[0] == protocol]
@@ -489,7 +524,59 @@ def headline_efficiency(df: pd.DataFrame, task: str, target: str, n_boot: int = 
   return out
 
 
-def _targets(df: pd.DataFrame) -> list[tuple[str, str]]:
+def curve_within(curves: pd.DataFrame, task: str, target: str, axis: str,
+                 metric: str = 'pearson_r') -> dict[tuple[str, float, str], stats.WithinSubjectR]:
+  """A curve metric per test subject (mean over its fine-tuning seeds) per (protocol, fraction,
+  init) of one task, target and axis, from ``curves_frame``: what ``within_subject_results``
+  is for a peak target (every subject's metric already pools its stance samples)."""
+  sub = curves[(curves.task == task) & (curves.target == target) & (curves.axis == axis)
+               & (curves.subject != ALL)]
+  return {(str(p), float(f), str(i)): stats.within_subject_r(g.assign(n_test=g.n_samples), 1,
+                                                            metric)
+          for (p, f, i), g in sub.groupby(['protocol', 'fraction', 'init'], sort=False)}
+
+
+def curve_axes(curves: pd.DataFrame) -> list[tuple[str, str, str]]:
+  return list(dict.fromkeys(zip(curves.task, curves.target, curves.axis, strict=True)))
+
+
+def curve_headline_frame(curves: pd.DataFrame) -> pd.DataFrame:
+  """curve_headline.csv: per (task, target, axis, metric, protocol, fraction) the mean over test
+  subjects of the pre-trained and random arms and their difference, with the paired t over
+  subjects (delta_low / _high its 95 % interval); a gain is positive for r and R², negative for
+  RMSE and rRMSE."""
+  rows = []
+  for task, target, axis in curve_axes(curves):
+    for metric in metrics_lib.CURVE_METRICS:
+      within = curve_within(curves, task, target, axis, metric)
+      for protocol in _order({k[0] for k in within}, PROTOCOL_ORDER):
+        for frac in sorted({k[1] for k in within if k[0] == protocol}):
+          w = {i: within.get((protocol, frac, i)) for i in DEEP_INITS}
+          n, t, p, lo, hi = _paired_t(within, protocol, frac) or (0, math.nan, math.nan,
+                                                                  math.nan, math.nan)
+          mean = {i: math.nan if w[i] is None else w[i].mean for i in DEEP_INITS}
+          rows.append({'task': task, 'target': target, 'axis': axis, 'metric': metric,
+                       'protocol': protocol, 'fraction': frac,
+                       'pretrained': mean['pretrained'], 'random': mean['random'],
+                       'sd_pretrained': math.nan if w['pretrained'] is None else w['pretrained'].sd,
+                       'sd_random': math.nan if w['random'] is None else w['random'].sd,
+                       'n_subjects': n, 'delta': mean['pretrained'] - mean['random'],
+                       'delta_low': lo, 'delta_high': hi, 't': t, 'p': p})
+  return pd.DataFrame(rows, columns=list(CURVE_HEADLINE_COLUMNS))
+
+
+def curve_efficiency_frame(curves: pd.DataFrame, n_boot: int = N_BOOT,
+                           seed: int = BOOT_SEED) -> pd.DataFrame:
+  """curve_efficiency.csv: efficiency.csv's figures per curve axis, from each test subject's
+  curve r (Pearson, the reference's correlation metric)."""
+  rows = [{**_efficiency_row(task, target, protocol, eff), 'axis': axis}
+          for task, target, axis in curve_axes(curves)
+          for protocol, eff in efficiency_from_within(
+              curve_within(curves, task, target, axis), n_boot, seed).items()]
+  return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS) + ['axis'])
+
+
+def task_targets(df: pd.DataFrame) -> list[tuple[str, str]]:
   return [(task, target) for task in sorted(df.task.unique())
           for target in dict.fromkeys(df[df.task == task].target)]
 
@@ -525,7 +612,7 @@ def headline_frame(df: pd.DataFrame) -> pd.DataFrame:
   ``n_subjects_vs_features`` subjects); NaN where an arm has no cells.
   """
   rows = []
-  for task, target in _targets(df):
+  for task, target in task_targets(df):
     within = within_subject_results(df, task, target)
     pooled = df[(df.task == task) & (df.target == target) & (df.subject == ALL)]
     for protocol in _protocols(pooled.protocol):
@@ -580,7 +667,7 @@ def efficiency_frame(df: pd.DataFrame, n_boot: int = N_BOOT,
   resamples that reach it.
   """
   rows = [_efficiency_row(task, target, protocol, eff)
-          for task, target in _targets(df)
+          for task, target in task_targets(df)
           for protocol, eff in headline_efficiency(df, task, target, n_boot, seed).items()]
   return pd.DataFrame(rows, columns=list(EFFICIENCY_COLUMNS))
 
@@ -757,7 +844,7 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
               'Δr vs features = pre-trained minus it, paired over subjects as above.')
   md.append('')
   printed = []
-  for task, target in _targets(df):
+  for task, target in task_targets(df):
     tdf = df[df.task == task]
     unit = tdf[tdf.target == target].unit.iloc[0]
     inputs = sorted(set(tdf.inputs))
@@ -887,10 +974,13 @@ def write_results(records: Sequence[Mapping[str, Any]], report_dir: str,
     files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), frame.to_csv(index=False))
   curves = curves_frame(records)
   if len(curves):
-    files.write_text_atomic(os.path.join(report_dir, 'curves.csv'), curves.to_csv(index=False))
+    head, eff = curve_headline_frame(curves), curve_efficiency_frame(curves)
+    for name, frame in (('curves', curves), ('curve_headline', head), ('curve_efficiency', eff)):
+      files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), frame.to_csv(index=False))
   md, table = summary_markdown(df, title, notes, figures)
   if len(curves):
-    md = md.rstrip('\n') + '\n\n' + curve_markdown(curves)
+    md = (md.rstrip('\n') + '\n\n' + curve_markdown(curves) + '\n'
+          + curve_comparison_markdown(head, eff))
   files.write_text_atomic(os.path.join(report_dir, 'summary.md'), md)
   return table
 
