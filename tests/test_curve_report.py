@@ -70,3 +70,25 @@ def test_curve_headline_pairs_arms_over_subjects_and_reads_data_efficiency(tmp_p
   assert '## Curve targets: pre-trained vs random init, paired over test subjects' in md
   assert ('| synthetic_walking_grf | V | rrmse | full_from_probe | 25% | 2.000 | 5.000 | -3.000'
           in md)
+
+
+def test_a_final_curve_models_card_carries_the_cv_curve_metrics():
+  from ssl_imu_jax.evaluation import sweep
+  from ssl_imu_jax.models import model_card
+
+  records = [_record(0, 0, {1: 0.10, 2: 0.20}), _record(0, 1, {3: 0.60})]
+  cv = sweep.cv_summary(records, 'synthetic_walking_grf', 'pretrained', 'full_from_probe', 1.0)
+  v = cv['grf_curve']['curve_axes']['V']
+  assert cv['grf_curve']['n_subjects'] == 3 and list(cv['grf_curve']['curve_axes']) == ['V']
+  assert v['rmse'] == pytest.approx((0.3, np.std([0.1, 0.2, 0.6], ddof=1)))
+  assert v['pearson_r'][0] == pytest.approx(1 - 0.3 / 2)
+  config = {'data': {'dataset': 'synthetic_walking_grf', 'split': 'train',
+                     'sample_rate_hz': 100.0, 'window_length': 128},
+            'split': {'fold': -1, 'num_folds': 5, 'fold_seed': 0, 'fraction': 1.0},
+            'train': {'steps': 10, 'batch_size': 16}, 'seed': 0}
+  meta = {'config': config, 'targets': ['grf_curve'], 'units': ['BW'], 'final': True,
+          'normalization': {'acc_std': 1.0}, 'train_subjects': [1, 2, 3], 'protocol': 'full',
+          'encoder': 'transformer', 'curve': records[0]['curve']}
+  card = model_card.render_finetune(meta, 10, cv=cv)
+  assert '- `grf_curve` over 3 subjects (2 cells: pretrained / full_from_probe / 1' in card
+  assert f"  - V: RMSE 0.3 ± {v['rmse'][1]:.4g}, rRMSE 3.0 ± " in card

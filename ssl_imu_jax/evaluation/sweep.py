@@ -509,11 +509,20 @@ def final_recipe(config: ml_collections.ConfigDict) -> tuple[str, str, float, in
 
 def cv_summary(records: Sequence[Mapping[str, Any]], dataset: str, init: str, protocol: str,
                fraction: float) -> dict[str, dict[str, Any]]:
-  """Cross-validated figures of one recipe: within-subject r (mean, sd), pooled r and RMSE."""
+  """Cross-validated figures of one recipe: within-subject r (mean, sd), pooled r and RMSE; for a
+  curve target, per axis each curve metric's (mean, sd) over test subjects (``curve_axes``)."""
   recs = [r for r in records if r['task'] == dataset and r['init'] == init and
           r['protocol'] == protocol and float(r['fraction']) == fraction]
   if not recs:
     return {}
+  cells = (f'{len(recs)} cells: {init} / {protocol} / {fraction:g} of the training windows, '
+           f'{len({r["fold"] for r in recs})} folds')
+  if recs[0].get('curve'):  # per axis: each curve metric's mean and sd over test subjects
+    table = report.curve_summary(report.curves_frame(recs))
+    axes = {str(r.axis): {k: (float(getattr(r, k)), float(getattr(r, f'{k}_sd')))
+                          for k in metrics_lib.CURVE_METRICS} for r in table.itertuples()}
+    return {str(recs[0]['targets'][0]): {'curve_axes': axes, 'cells': cells,
+                                         'n_subjects': int(table.n_subjects.max())}}
   df = report.results_frame(recs)
   out = {}
   for j, target in enumerate(recs[0]['targets']):
@@ -523,9 +532,7 @@ def cv_summary(records: Sequence[Mapping[str, Any]], dataset: str, init: str, pr
     pooled = metrics_lib.regression_metrics(yt, yp)
     out[target] = {'within_subject_r': w.mean, 'within_subject_r_sd': w.sd,
                    'n_subjects': w.n_subjects, 'pooled_r': pooled['pearson_r'],
-                   'rmse': pooled['rmse'], 'rrmse': pooled['rrmse'],
-                   'cells': f'{len(recs)} cells: {init} / {protocol} / {fraction:g} of the '
-                            f'training windows, {len({r["fold"] for r in recs})} folds'}
+                   'rmse': pooled['rmse'], 'rrmse': pooled['rrmse'], 'cells': cells}
   return out
 
 

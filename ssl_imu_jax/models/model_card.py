@@ -217,6 +217,15 @@ def render_finetune(meta: dict[str, Any], ckpt_step: int, result: dict[str, Any]
     nan = float('nan')
     for t in targets:
       m = cv.get(t, {})
+      if 'curve_axes' in m:
+        lines.append(f"- `{t}` over {m.get('n_subjects', 0)} subjects ({m.get('cells', '')}), "
+                     f'per subject over the samples where the true vertical force exceeds '
+                     f'0.02 BW, mean ± sd over subjects:')
+        for axis, v in m['curve_axes'].items():
+          lines.append(f"  - {axis}: RMSE {v['rmse'][0]:.4g} ± {v['rmse'][1]:.4g}, rRMSE "
+                       f"{v['rrmse'][0]:.1f} ± {v['rrmse'][1]:.1f} %, R² {v['r2'][0]:.3f} ± "
+                       f"{v['r2'][1]:.3f}, r {v['pearson_r'][0]:.3f} ± {v['pearson_r'][1]:.3f}")
+        continue
       lines.append(f"- `{t}`: within-subject r {m.get('within_subject_r', nan):.3f} "
                    f"± {m.get('within_subject_r_sd', nan):.3f} over {m.get('n_subjects', 0)} "
                    f"subjects, pooled r {m.get('pooled_r', nan):.3f}, "
