@@ -105,15 +105,23 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-  """One persistent XLA compilation cache per test run, shared by the xdist workers (they inherit
-  the controller's environment) and by the main.py subprocesses the tests start
-  ($SSL_IMU_JAX_XLA_CACHE): the many tiny runs compile the same programs once. The process that
-  made it removes it at the end (pytest_unconfigure), so no run leaves a cache in the temp folder.
+  """No LLVM optimisation, and one persistent XLA compilation cache per test run, shared by the
+  xdist workers (they inherit the controller's environment) and by the main.py subprocesses the
+  tests start ($SSL_IMU_JAX_XLA_CACHE): the many tiny runs compile the same programs once. The
+  process that made it removes it at the end (pytest_unconfigure), so no run leaves a cache in
+  the temp folder.
   """
   import tempfile
 
   import jax
 
+  # Backend (LLVM) optimisation off for the whole run, the workers and the main.py subprocesses
+  # (they inherit the environment; jax reads XLA_FLAGS when its backend starts, after this):
+  # compiling dominates the tests' tiny programs (test_finetune.py + test_pretrain.py: 588 s ->
+  # 478 s under load). The programs are the same HLO, only less optimised machine code.
+  flags = os.environ.get('XLA_FLAGS', '')
+  if 'xla_backend_optimization_level' not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} --xla_backend_optimization_level=0'.strip()
   cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE')
   if not cache:
     cache = tempfile.mkdtemp(prefix='ssl_imu_jax_test_xla_')
