@@ -6,7 +6,8 @@ WORKDIR ?= runs/demo
 DEMO_CONFIG ?= configs/demo.py
 DEMO_ARGS ?=
 # Two test processes, a file each at a time (module fixtures stay in one process): most tests
-# wait on one XLA compilation thread, so two processes keep both cores busy.
+# wait on one XLA compilation thread, so two processes keep both cores busy. Files go out in
+# collection order (tests/conftest.py puts the slowest first), not xdist's order by test count.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test test-beam venv lint bench clean
@@ -25,7 +26,7 @@ demo: venv
 	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR) $(DEMO_ARGS)
 
 test: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # The Apache Beam conversion path, in its own venv: apache-beam would move the main venv's
 # protobuf, pillow, pyarrow and python-dateutil.

@@ -85,16 +85,43 @@ def pretrained(tmp_path_factory, toy_dirs):
   return {'workdir': workdir, 'ckpt_dir': out['checkpoint_dir'], 'out': out, 'config': cfg}
 
 
+# The slowest test files (fixtures included), slowest first, as measured with --durations:
+# `make test` hands whole files to its two workers in collection order (--dist loadfile
+# --no-loadscope-reorder), so the long files start first and the short ones fill in at the end,
+# and the two workers finish together instead of one running a long file alone.
+SLOW_FILES = ('test_pretrain.py', 'test_finetune.py', 'test_main_e2e.py', 'test_interrupt.py',
+              'test_masked_pretrain.py', 'test_predict.py', 'test_models.py',
+              'test_multiprocess.py', 'test_multidevice.py', 'test_sweep.py', 'test_attention.py',
+              'test_multicell.py', 'test_seed_variance.py', 'test_finetune_transformer.py',
+              'test_finetune_curves.py', 'test_synthetic_builders.py', 'test_predict_curves.py',
+              'test_kill_resume.py', 'test_transformer_twin.py', 'test_experiment.py',
+              'test_losses.py', 'test_encoder_api.py')
+
+
+def pytest_collection_modifyitems(items):
+  """Puts SLOW_FILES' tests first, in that order (the others keep theirs after them)."""
+  rank = {name: i for i, name in enumerate(SLOW_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_configure(config):
-  """One persistent XLA compilation cache per test run, shared by the xdist workers (they inherit
-  the controller's environment) and by the main.py subprocesses the tests start
-  ($SSL_IMU_JAX_XLA_CACHE): the many tiny runs compile the same programs once. The process that
-  made it removes it at the end (pytest_unconfigure), so no run leaves a cache in the temp folder.
+  """No LLVM optimisation, and one persistent XLA compilation cache per test run, shared by the
+  xdist workers (they inherit the controller's environment) and by the main.py subprocesses the
+  tests start ($SSL_IMU_JAX_XLA_CACHE): the many tiny runs compile the same programs once. The
+  process that made it removes it at the end (pytest_unconfigure), so no run leaves a cache in
+  the temp folder.
   """
   import tempfile
 
   import jax
 
+  # Backend (LLVM) optimisation off for the whole run, the workers and the main.py subprocesses
+  # (they inherit the environment; jax reads XLA_FLAGS when its backend starts, after this):
+  # compiling dominates the tests' tiny programs (test_finetune.py + test_pretrain.py: 588 s ->
+  # 478 s under load). The programs are the same HLO, only less optimised machine code.
+  flags = os.environ.get('XLA_FLAGS', '')
+  if 'xla_backend_optimization_level' not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} --xla_backend_optimization_level=0'.strip()
   cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE')
   if not cache:
     cache = tempfile.mkdtemp(prefix='ssl_imu_jax_test_xla_')
