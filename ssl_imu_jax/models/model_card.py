@@ -77,6 +77,12 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   return ''.join(lines).format(**fields)
 
 
+# The masked reference's pre-training budget (../shared/docs/masked-recipe.md section 5: 5e4
+# steps of 64 windows at its HEAD): a card says what fraction of it a run had.
+REFERENCE_MASKED_STEPS, REFERENCE_MASKED_BATCH = 50_000, 64
+REFERENCE_MASKED_WINDOWS = REFERENCE_MASKED_STEPS * REFERENCE_MASKED_BATCH
+
+
 def render_transformer(meta: dict[str, Any], train_metrics: dict[str, float],
                        eval_metrics: dict[str, float], released: bool = False) -> str:
   """The card of a Transformer pre-training: masked reconstruction (``ssl.objective='masked'``)
@@ -129,6 +135,10 @@ def render_transformer(meta: dict[str, Any], train_metrics: dict[str, float],
     heads = ('| `acc_projection`, `gyr_projection` | pre-trained, used only by the NCE loss'
              + ('; not released |' if released else ' |'))
     evaluated = 'held-out subjects (retrieval of the gyr window among the batch)'
+  seen = int(train['steps']) * int(train['batch_size'])
+  budget = (f' The reference pre-trained {REFERENCE_MASKED_STEPS:,} steps x '
+            f'{REFERENCE_MASKED_BATCH} windows; this run saw {seen:,} windows, '
+            f'{100 * seen / REFERENCE_MASKED_WINDOWS:.2g} % of that budget.' if masked else '')
   lines = [
       f'# Model card: ssl_imu_jax {title}',
       '',
@@ -147,7 +157,7 @@ def render_transformer(meta: dict[str, Any], train_metrics: dict[str, float],
       f"- Optimiser: AdamW, peak learning rate {opt['learning_rate']}, weight decay "
       f"{opt['weight_decay']} on "
       + ('kernels only' if opt.get('decay_kernels_only') else 'every parameter')
-      + f", {train['steps']} steps, batch {train['batch_size']}, {schedule}.",
+      + f", {train['steps']} steps, batch {train['batch_size']}, {schedule}.{budget}",
       f"- Input scaling (fitted on the pre-training subjects, ssl.normalization="
       f"'{cfg['ssl'].get('normalization', 'mean_std')}'; `load_encoder` applies it): {scale}.",
       '',
