@@ -17,6 +17,7 @@ from conftest import tiny_finetune_config, tiny_pretrain_config
 from configs import pretrain as pretrain_config
 from ssl_imu_jax import parallel
 from ssl_imu_jax.data import input_pipeline
+from ssl_imu_jax.deploy.predict import load_regressor
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models.heads import MLP
 from ssl_imu_jax.models.transformer import MaskedTransformer
@@ -194,6 +195,12 @@ def test_fine_tuning_copies_the_backbone_bit_for_bit_probe_then_full(nce_t_ckpt,
   assert cell.meta['input_scaling'] == 'scale'
   # The head reads the acc tokens' and the gyr tokens' time means side by side.
   assert cell.state.params['head']['dense0']['kernel'].shape == (2 * 16, 1)
+  # The probe trains and predicts as saved (load_regressor builds the separate-token model).
+  res = finetune.fit_and_finish(cell)
+  predict_fn, params, _ = load_regressor(str(tmp_path / 'lp0'))
+  idx = cell.test_idx
+  y = np.asarray(jax.jit(predict_fn)(params, cell.ws.acc[idx], cell.ws.gyr[idx]))
+  np.testing.assert_allclose(y, res['predictions']['y_pred'], rtol=1e-4, atol=1e-5)
 
   res = finetune.train_and_evaluate(_ft_config(nce_t_ckpt, 'full_from_probe'),
                                     str(tmp_path / 'ft'), toy_dirs['data_dir'])
@@ -206,6 +213,22 @@ def test_fine_tuning_copies_the_backbone_bit_for_bit_probe_then_full(nce_t_ckpt,
   full = _flat(checkpointing.restore_raw(checkpointing.find_checkpoint_dir(
       str(tmp_path / 'ft')))['params']['transformer'])
   assert any(not np.array_equal(full[k], saved[k]) for k in saved if 'mask_token' not in k)
+
+
+def test_accelerometer_only_windows_fine_tune_from_the_acc_tokens_alone(nce_t_ckpt, toy_dirs,
+                                                                       tmp_path):
+  """Tokens per modality: without gyr (data.use_gyr=False) the backbone embeds the acc tokens
+  alone, [B, width] into the head (the masked model's joint tokens need both: refused)."""
+  cfg = _ft_config(nce_t_ckpt, 'linear_probe')
+  cfg.data.use_gyr = False
+  cell = finetune.prepare(cfg, str(tmp_path / 'acc'), toy_dirs['data_dir'])
+  assert cell.ws.gyr is None and cell.meta['tokens'] == [f'acc/{s}/{a}' for s in 'ab'
+                                                          for a in 'xyz']
+  assert cell.state.params['head']['dense0']['kernel'].shape == (16, 1)
+  saved = _flat(checkpointing.restore_raw(nce_t_ckpt)['params']['transformer'])
+  start = _flat(cell.state.params['transformer'])
+  for k in saved:
+    np.testing.assert_array_equal(start[k], saved[k], err_msg=k)
 
 
 def test_a_curve_target_fine_tunes_from_the_nce_transformer(nce_t_ckpt, toy_dirs, tmp_path):
