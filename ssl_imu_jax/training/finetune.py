@@ -5,8 +5,9 @@ label's units and writes ``<workdir>/result.json`` (atomically: its presence mea
 complete) and ``<workdir>/model_card.md``. ``split.fold = -1`` (FINAL_FOLD) trains a model to
 deploy on every subject of the data set, with no test fold.
 
-Two backbones: the 1-D ResNet (NCE pre-training, ``model.encoder``) and the masked-
-reconstruction Transformer (``ssl.objective='masked'`` pre-training; models/sequence.py). A
+Two backbones: the 1-D ResNet (NCE pre-training, ``model.encoder``) and the Transformer
+(``ssl.objective='masked'`` pre-training, or NCE with ``model.backbone='transformer'``;
+models/sequence.py). A
 pre-trained arm takes its backbone from the checkpoint's meta record (the Transformer's tokens
 must be the checkpoint's, meta['tokens']: ``match_tokens``); a random arm from
 ``model.backbone`` ('resnet' | 'transformer', sizes in ``model.transformer``). The Transformer's
@@ -224,9 +225,9 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   """(checkpoints dir, step, meta) of a pre-training run, its checkpoints dir (latest step) or
   one step directory ``<checkpoints>/<step>`` (an intermediate budget).
 
-  Either objective: an NCE pre-training (its ResNet encoder) or a masked-reconstruction one
-  (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer').
-  (``load_encoder``, releases and the budget curve still refuse a masked checkpoint.)"""
+  Either objective: an NCE pre-training (its ResNet encoder, or with meta['encoder']['backbone']
+  = 'transformer' its Transformer, tokens per modality) or a masked-reconstruction one
+  (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer')."""
 
   try:
     ckpt_dir, step = checkpointing.resolve_checkpoint(init_from)
