@@ -134,6 +134,9 @@ def transformer_config(size: str) -> ml_collections.ConfigDict:
       'ff': 64 if tiny else 512,
       'dropout': 0.1,
       'pos_base_factor': 2.0,     # the sinusoid's base is pos_base_factor x T (reference: 2T)
+      # 'joint': one token per step over every site's acc and gyr channels (masked); 'separate':
+      # acc and gyr tokens apart, through the same weights (NCE; models/transformer.py)
+      'modalities': 'joint',
   })
 
 

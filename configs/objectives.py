@@ -8,8 +8,10 @@ window) for the same budget (steps x windows; each objective keeps its own optim
 fine-tunes on the same folds, fractions and seeds of one labelled set (``task``) in each group
 of ``groups``: ``peaks`` (the task's scalar label) and ``curves`` (the 3-axis GRF curve of each
 window, ``grf_curve``). Beside them, random init of each backbone and, for peaks, the feature
-baseline. The arms: ``nce_resnet`` (Tan et al. 2023: acc <-> gyr NCE, 1-D ResNet) and the masked
-Transformer of Tan et al. 2024 at mask ratios 6.25, 12.5 (the reference's), 25 and 50 %
+baseline. The arms: ``nce_resnet`` (Tan et al. 2023: acc <-> gyr NCE, 1-D ResNet),
+``nce_transformer`` (the same NCE on the masked model's Transformer, acc and gyr tokens apart:
+the crossed pairing, so objective and backbone can be told apart) and the masked Transformer of
+Tan et al. 2024 at mask ratios 6.25, 12.5 (the reference's), 25 and 50 %
 (``masked_6_25`` ... ``masked_50``: the masking-ratio curve). An arm is a whole pre-training
 config (configs/pretrain.py), so ``--config.arms.masked_12_5.ssl.mask_ratio=0.2`` or any other
 knob overrides it; ``arms`` must agree on the data and the budget (checked before any work).
@@ -47,8 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   sites = ('Hip', 'Spine1', 'RightUpLeg', 'LeftUpLeg', 'RightLeg', 'LeftLeg', 'RightFoot',
            'LeftFoot')  # the task's IMUs (data_prep/builders/synthetic.py SyntheticWalkingKfm)
 
-  def arm(masked: bool, ratio: float = 0.125) -> ml_collections.ConfigDict:
-    p = pretrain.get_config(inner + (',masked' if masked else ''))
+  def arm(variant: str, ratio: float = 0.125) -> ml_collections.ConfigDict:
+    p = pretrain.get_config(inner + (f',{variant}' if variant else ''))
     p.data.imu_sites = sites
     p.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
     if not tiny:
@@ -57,8 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     p.ssl.mask_ratio = ratio
     if cpu:
       paper.cpu_pretrain_budget(p)
-      if not masked:
-        p.optimizer.learning_rate = 1e-3  # as configs/paper.py:cpu
+      if not variant:
+        p.optimizer.learning_rate = 1e-3  # the ResNet's NCE, as configs/paper.py:cpu
     elif not tiny:
       p.train.steps, p.train.batch_size = 10_000, 256
     return p
@@ -68,9 +70,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data_dir = ''  # '' = <workdir>/tfds, shared by every part
   c.task = TASK
   c.arms = ml_collections.ConfigDict()
-  c.arms.nce_resnet = arm(masked=False)
+  c.arms.nce_resnet = arm('')
+  c.arms.nce_transformer = arm('nce_transformer')
   for r in MASK_RATIOS:
-    c.arms[arm_name(r)] = arm(masked=True, ratio=r)
+    c.arms[arm_name(r)] = arm('masked', ratio=r)
   c.groups = ml_collections.ConfigDict()
   for group in ('peaks', 'curves'):
     s = sweep.get_config(inner)

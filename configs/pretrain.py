@@ -14,7 +14,16 @@ budget (steps, batch) stays this config's, so both objectives compare at one bud
 reference ran 5e4 steps of 64). Setting --config.ssl.objective=masked alone keeps the NCE
 optimiser; the ',masked' argument sets every knob.
 
+',nce_transformer' (e.g. ':tiny,nce_transformer') is the crossed pairing (issue 27): the NCE
+objective (the reference NCE loss, tau 0.1, global negatives) on the masked objective's
+Transformer (model.backbone='transformer'), so the objectives compare on one backbone. The acc
+and the gyr tokens of a window ([T, 3N] each: every site's x, y, z of that modality) are embedded
+apart by the one Transformer (model.transformer.modalities='separate'), averaged over time and
+projected (Dense-BatchNorm-ReLU-Dense). Everything else is the ',masked' recipe's: the scaling
+(ssl.normalization='scale'), AdamW with decay 0.01 on every parameter, cosine x warm-up factor.
+
   python main.py --config=configs/pretrain.py:tiny,masked --workdir=runs/pretrain_masked_tiny
+  python main.py --config=configs/pretrain.py:tiny,nce_transformer --workdir=runs/pretrain_nce_t
 
   python main.py --config=configs/pretrain.py:tiny --workdir=runs/pretrain_tiny
   python main.py --config=configs/pretrain.py --workdir=runs/pretrain \
@@ -26,12 +35,18 @@ Checkpoints go to <workdir>/pretrain/checkpoints (Orbax); rerunning resumes from
 import ml_collections
 
 from configs import common
+from ssl_imu_jax.errors import ConfigError
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
   masked = 'masked' in parts
-  size, variant = common.parse_args(','.join(p for p in parts if p != 'masked'))
+  nce_transformer = 'nce_transformer' in parts
+  if masked and nce_transformer:
+    raise ConfigError(f"config argument {arg!r}: ',masked' and ',nce_transformer' name two "
+                      f'objectives; choose one')
+  size, variant = common.parse_args(','.join(p for p in parts
+                                             if p not in ('masked', 'nce_transformer')))
   tiny = size == 'tiny'
   c = ml_collections.ConfigDict()
   c.stage = 'pretrain'
@@ -46,6 +61,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'dataset': '', 'size': size, 'options': {}, 'manual_dir': '', 'imu_sites': (),
       'split': 'train', 'eval_split': 'validation'})
   c.model = common.model_config(size, variant)
+  # ssl.objective='nce': 'resnet' (model.encoder) | 'transformer' (model.transformer, with
+  # modalities='separate'). The masked objective always trains the Transformer (key not read).
+  c.model.backbone = 'transformer' if masked or nce_transformer else 'resnet'
   c.ssl = ml_collections.ConfigDict({
       # 'reference_nce': acc -> gyr, negatives-only denominator (all pairs of the same window
       # masked out); 'info_nce': symmetric InfoNCE with the positive in the denominator.
@@ -62,12 +80,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'mask_ratio': 0.125,     # masked: one contiguous block of this fraction of each window
       # input scaling: 'mean_std' (subtract the pooled mean, divide by the pooled std, per
       # modality) | 'scale' (divide only, the masked reference's StandardScaler(with_mean=False))
-      'normalization': 'scale' if masked else 'mean_std',
+      'normalization': 'scale' if masked or nce_transformer else 'mean_std',
   })
-  c.model.transformer = common.transformer_config(size)  # the masked objective's backbone
+  c.model.transformer = common.transformer_config(size)  # the Transformer backbone
+  if nce_transformer:
+    c.model.transformer.modalities = 'separate'
   c.augment = common.augment_config()
   c.optimizer = common.optimizer_config(learning_rate=1e-3 if tiny else 1e-4)
-  if masked:  # torch AdamW: decay 0.01 on every parameter; the warm-up multiplies the cosine
+  # torch AdamW: decay 0.01 on every parameter; the warm-up multiplies the cosine
+  if masked or nce_transformer:
     c.optimizer.weight_decay = 0.01
     c.optimizer.decay_kernels_only = False
     c.optimizer.schedule = 'cosine_times_warmup'

@@ -7,6 +7,7 @@ measured differences; the test asserts on them.
 
   XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice_check.py
   python tests/multidevice_check.py masked   # the masked-reconstruction step only
+  python tests/multidevice_check.py nce_transformer   # the NCE step of the Transformer only
 """
 
 from __future__ import annotations
@@ -237,38 +238,56 @@ def check_multicell(out, mesh1, mesh8, rng):
   }
 
 
-def check_masked(out, mesh1, mesh8, rng):
-  """The masked-reconstruction step (ssl.objective='masked', dropout on) on 8 devices == 1
-  device: the same masks and dropout draws, the mean of the per-device losses."""
-  cfg = pretrain_config.get_config('tiny,masked')
+def check_masked(out, mesh1, mesh8, rng, variant: str = 'masked'):
+  """A Transformer's pre-training step (dropout on) on 8 devices == 1 device: 'masked' (the
+  same masks and dropout draws, the mean of the per-device losses) or 'nce_transformer' (NCE on
+  the Transformer: global negatives over the whole batch, BatchNorm of the projections over it).
+  Reported as ``out['pretrain_<variant>']``."""
+  cfg = pretrain_config.get_config(f'tiny,{variant}')
   cfg.data.window_length = T
   cfg.model.transformer.update(width=16, depth=1, heads=2, ff=32)
+  cfg.model.projection_dims = (8, 8)
   cfg.train.batch_size = GLOBAL_BATCH
   cfg.optimizer.warmup_fraction = 0.0
   model = pretrain.build_model(cfg)
   tx, schedule = train_state.make_optimizer(cfg.optimizer, 10)
   host_batch = _batch(np.random.default_rng(4), with_targets=False)
+  if variant == 'nce_transformer':
+    # Windows of distinct amplitudes, no gravity: the projections' BatchNorm divides by the spread
+    # of the pooled tokens over the batch, which a shared gravity offset makes so small that the
+    # meshes' different float32 reduction orders no longer agree to the tolerance.
+    amp = np.linspace(0.3, 3.0, GLOBAL_BATCH, dtype=np.float32)[:, None, None, None]
+    host_batch = {'acc': amp * (host_batch['acc'] - 9.81 * np.eye(3, dtype=np.float32)[2]),
+                  'gyr': amp * host_batch['gyr']}
   norm = {**_norm(host_batch, with_targets=False), 'acc_mean': 0.0, 'gyr_mean': 0.0}
   host_state = jax.device_get(steps.init_state(cfg, model, tx, (1, N_SITES, T, 3), mesh1, norm))
   res = [_run(_compiled(pretrain.make_train_step(cfg, model, tx, schedule, n), mesh), host_state,
               host_batch, mesh, rng) for n, mesh in ((1, mesh1), (N_DEV, mesh8))]
-  _compare('pretrain_masked', out, host_state, *res)
+  name = f'pretrain_{variant}'
+  _compare(name, out, host_state, *res)
 
-  # The attention's key bias shifts every score of a query equally, which the softmax cancels: its
-  # true gradient is 0, and Adam's first step turns the rounding noise (which differs between
-  # meshes) into steps of up to +-lr. It is compared apart, against that bound.
+  # Parameters whose true gradient is 0, so that Adam's first step turns the rounding noise (which
+  # differs between meshes) into steps of up to +-lr: the attention's key bias (it shifts every
+  # score of a query equally, which the softmax cancels) and, for NCE, the last layer's final
+  # LayerNorm bias (it shifts every pooled token equally, which the projection's BatchNorm
+  # subtracts). They are compared apart, against that bound.
+  last_norm = f"['transformer']['layer{int(cfg.model.transformer.depth) - 1}']['norm2']['bias']"
+
+  def zero_grad(path: str) -> bool:
+    return (("['key']" in path and path.endswith("['bias']"))
+            or (variant == 'nce_transformer' and path == last_norm))
+
   def split(params):
-    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]
-    key_bias = {jax.tree_util.keystr(p): v for p, v in flat if 'key' in jax.tree_util.keystr(p)
-                and jax.tree_util.keystr(p).endswith("['bias']")}
-    rest = {jax.tree_util.keystr(p): v for p, v in flat if jax.tree_util.keystr(p) not in key_bias}
-    return key_bias, rest
+    flat = {jax.tree_util.keystr(p): v
+            for p, v in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]}
+    return ({k: v for k, v in flat.items() if zero_grad(k)},
+            {k: v for k, v in flat.items() if not zero_grad(k)})
 
   (kb1, rest1), (kb8, rest8) = split(res[0][0].params), split(res[1][0].params)
-  m = out['pretrain_masked']
+  m = out[name]
   m['params_max_diff'] = _max_abs_diff(rest1, rest8)
-  m['key_bias_max_diff'] = _max_abs_diff(kb1, kb8)
-  m['key_bias_names'] = sorted(kb1)
+  m['zero_grad_max_diff'] = _max_abs_diff(kb1, kb8)
+  m['zero_grad_names'] = sorted(kb1)
   m['learning_rate'] = float(cfg.optimizer.learning_rate)
 
 
@@ -279,8 +298,8 @@ def main() -> None:
                        f'{os.environ.get("XLA_FLAGS")!r} was not applied before jax started')
   mesh1, mesh8 = parallel.make_mesh(1), parallel.make_mesh(N_DEV)
   rng = jax.random.key(0)
-  if sys.argv[1:] == ['masked']:  # tests/test_masked_pretrain.py: the masked step only
-    check_masked(out, mesh1, mesh8, rng)
+  if sys.argv[1:] in (['masked'], ['nce_transformer']):  # one Transformer step only
+    check_masked(out, mesh1, mesh8, rng, sys.argv[1])
     print(json.dumps(out))
     return
   check_pretrain(out, mesh1, mesh8, rng)

@@ -23,6 +23,11 @@ def test_config_arms_share_corpus_and_budget_and_span_the_ratio_curve():
   assert sorted(ratios.values()) == [0.0625, 0.125, 0.25, 0.5]
   assert ratios['masked_12_5'] == 0.125 and objectives.backbone(c.arms.masked_12_5) == 'transformer'
   assert objectives.backbone(c.arms.nce_resnet) == 'resnet'
+  # the crossed pairing: NCE on the Transformer, which keeps the Transformer's optimiser
+  nt = c.arms.nce_transformer
+  assert objectives.objective(nt) == 'nce' and objectives.architecture(nt) == 'transformer_separate'
+  assert nt.optimizer.learning_rate == c.arms.masked_12_5.optimizer.learning_rate == 1e-4
+  assert c.arms.nce_resnet.optimizer.learning_rate == 1e-3
   assert c.arms.nce_resnet.train.steps == c.arms.masked_50.train.steps == 800
   assert c.groups.curves.task_data[objectives_config.TASK]['targets'] == ('grf_curve',)
   assert 'features' not in c.groups.curves.inits and 'features' in c.groups.peaks.inits
@@ -43,14 +48,19 @@ def test_plan_runs_each_backbone_baseline_once_with_the_arm_architecture(tmp_pat
   c = objectives_config.get_config('tiny')
   plan = objectives.plan(c, str(tmp_path), str(tmp_path / 'tfds'))
   peaks = {label: cfg for group, label, _, cfg in plan if group == 'peaks'}
-  assert set(peaks) == set(c.arms.keys()) | {'random_resnet', 'random_transformer'}
+  assert set(peaks) == set(c.arms.keys()) | {'random_resnet', 'random_transformer',
+                                             'random_transformer_separate'}
   assert peaks['masked_25'].inits == ('pretrained',)
   assert peaks['masked_25'].init_from.endswith('pretrain_masked_25/checkpoints')
   base = [cfg for label, cfg in peaks.items() if label.startswith('random_')]
-  assert sorted(len(b.inits) for b in base) == [1, 2]  # the feature baseline runs once
+  assert sorted(len(b.inits) for b in base) == [1, 1, 2]  # the feature baseline runs once
   rt = peaks['random_transformer'].finetune.model
   assert rt.backbone == 'transformer'
   assert rt.transformer == c.arms.masked_12_5.model.transformer
+  assert rt.transformer.modalities == 'joint'
+  # the NCE Transformer's random init tokenises as it does: acc and gyr tokens apart
+  rs = peaks['random_transformer_separate'].finetune.model
+  assert rs.backbone == 'transformer' and rs.transformer.modalities == 'separate'
   assert peaks['random_resnet'].finetune.model.encoder == c.arms.nce_resnet.model.encoder
 
 

@@ -1,6 +1,7 @@
 """Released weights: the shipped ones are intact and embed as recorded; an export round-trips."""
 
 import os
+import re
 import shutil
 
 import jax
@@ -27,11 +28,13 @@ def test_shipped_weights_match_their_checksums_and_reference_embeddings(name):
   folder = os.path.join(checkpointing.weights_root(), name)
   assert release.verify(folder) >= 5
   acc, _, stored, now = release.reference_embeddings(folder)
-  assert stored.shape == (release.REFERENCE_BATCH, 3, 256)
-  np.testing.assert_allclose(now, stored, rtol=1e-5, atol=1e-5)
   _, _, info = ssl_imu_jax.load_encoder(f'weights/{name}')  # by name, from any directory
-  rate, window = name.split('_')[-2:]
-  assert info['sample_rate_hz'] == float(rate[:-2]) and info['window_length'] == int(window)
+  # per site (the ResNet: [2, 3, 256]) or per window (a Transformer: [2, E])
+  assert stored.shape == ((release.REFERENCE_BATCH, 3, info['output_dim']) if info['per_site']
+                          else (release.REFERENCE_BATCH, info['output_dim']))
+  np.testing.assert_allclose(now, stored, rtol=1e-5, atol=1e-5)
+  rate, window = re.search(r'_([0-9.]+)hz_([0-9]+)', name).groups()
+  assert info['sample_rate_hz'] == float(rate) and info['window_length'] == int(window)
   assert acc.shape[2] == info['window_length']
   card = open(os.path.join(folder, release.CARD), encoding='utf-8').read()
   assert release.checkpoint_digest(folder) in card

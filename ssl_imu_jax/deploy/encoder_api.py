@@ -5,6 +5,12 @@
 
 ``params`` is an ordinary Flax variables dict ({'params', 'batch_stats'} of the encoder(s) only),
 so it can be fed to ``jax.grad`` or an optax optimiser of the caller's own code.
+
+A Transformer checkpoint (masked reconstruction, or NCE with ``model.backbone='transformer'``)
+loads too: its output is one vector per window, the backbone's tokens averaged over time,
+[B, N, T, 3] -> [B, E] (E = width for the masked model's joint tokens; 2·width, acc then gyr, for
+the NCE model's tokens per modality): ``info['per_site']`` is False and ``info['sites']`` are
+the N sites it takes, in order (its tokens hold every site's channels).
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ import numpy as np
 from ssl_imu_jax import files
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ImuEncoder
-from ssl_imu_jax.models.ssl_imu import ENCODERS, dtype_from_name, embed_dim
+from ssl_imu_jax.models.ssl_imu import (
+  ENCODERS,
+  dtype_from_name,
+  embed_dim,
+  is_transformer,
+  transformer_sizes,
+)
+from ssl_imu_jax.models.transformer import TransformerEncoder
 from ssl_imu_jax.training import checkpointing
 
 KINDS = ('pretrain', 'finetune')
@@ -60,9 +73,8 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
     checkpoint_dir: a run directory, its ``checkpoints`` directory, or one step directory
       ``checkpoints/<step>``. Pre-training checkpoints are the intended input; a fine-tuning
       checkpoint works too (its encoders as fine-tuned, with its fold's normalisation; an
-      accelerometer-only fine-tune has no gyr encoder). A masked-reconstruction Transformer
-      (``ssl.objective='masked'``) is refused with a ConfigError naming the objective (only
-      fine-tuning takes it: config key init_from, finetune.py).
+      accelerometer-only fine-tune has no gyr encoder). A Transformer checkpoint (either
+      objective) gives one embedding per window (below).
     step: which step (default: the step directory given, else the latest).
 
   Returns:
@@ -76,14 +88,23 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
       is only as meaningful as the placement was represented in pre-training (``info['sites']``).
       T must equal ``info['window_length']`` at ``info['sample_rate_hz']``; a wrong shape is a
       ValueError (at trace time under jit) naming the expected and the given shapes.
+      A Transformer (``info['encoder']['backbone'] == 'transformer'``): ``acc`` / ``gyr`` are
+      [batch, n_imu, T, 3] of exactly ``info['sites']`` in that order (n_imu fixed), and the
+      output is [batch, E], the tokens [batch, T, width] averaged over time: E = width
+      ('joint' tokens: acc and gyr channels of every site in one token; gyr is required when
+      the checkpoint's tokens hold gyr, i.e. ``info['has_gyr']``), or 2·width ('separate', the
+      NCE backbone: the acc tokens' mean then the gyr tokens' mean; width from acc alone when
+      ``gyr`` is None). No BatchNorm; dropout is off.
     params: {'params': {...}, 'batch_stats': {...}} of the encoder(s) only (``encoder`` when
-      shared by acc and gyr, else ``acc_encoder`` [and ``gyr_encoder``]);
+      shared by acc and gyr, else ``acc_encoder`` [and ``gyr_encoder``]; a Transformer:
+      {'params': {'transformer': ...}} without its reconstruction head);
       the projection heads and optimiser state are not loaded.
     info: 'kind', 'checkpoint_dir', 'step', 'config' (the training config as a dict), 'dataset',
       'split', 'sample_rate_hz', 'window_length', 'sites' (None for a fine-tuning checkpoint
       that used all sites of its data set), 'normalization' (acc_mean, acc_std, gyr_mean,
       gyr_std), 'encoder' (the encoder config as a dict), 'embed_dim' (D), 'has_gyr',
-      'output_dim', 'compute_dtype'.
+      'output_dim', 'compute_dtype', 'per_site' (True: [batch, n_imu, ...] per IMU; False: a
+      Transformer's [batch, E] per window), 'objective'.
   """
   ckpt_dir, dir_step = checkpointing.resolve_checkpoint(checkpoint_dir)
   if step is not None and dir_step is not None and int(step) != dir_step:
@@ -99,10 +120,11 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
   if kind not in KINDS:
     raise ValueError(f'{where}: a {kind!r} checkpoint; load_encoder needs one of {KINDS} '
                      f'(a pre-training checkpoint is the intended input)')
-  checkpointing.require_nce(meta, where, 'load_encoder')
   for key in ('encoder', 'normalization', 'config'):
     if key not in meta:
       raise ValueError(f'{where}: the meta record has no {key!r} entry')
+  if is_transformer(meta['encoder']):
+    return _load_transformer(ckpt_dir, step, meta, where)
   names, has_bstats = _saved_encoders(ckpt_dir, step)
   # A shared encoder embeds gyr whenever the run normalised gyr (it saw gyroscope data).
   has_gyr = 'gyr_encoder' in names or ('encoder' in names and
@@ -133,12 +155,80 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
       'kind': kind, 'checkpoint_dir': ckpt_dir, 'step': int(step), 'config': meta['config'],
       **facts, 'normalization': norm, 'encoder': enc_cfg.to_dict(), 'embed_dim': d,
       'has_gyr': has_gyr, 'output_dim': 2 * d if has_gyr else d, 'compute_dtype': compute_dtype,
+      'per_site': True, 'objective': checkpointing.objective(meta),
   }
   t, rate = facts['window_length'], facts['sample_rate_hz']
 
   def apply_fn(params, acc, gyr=None):
     """[batch, n_imu, T, 3] acc (m/s^2) [, gyr (rad/s)] -> [batch, n_imu, 2D] (or [.., D])."""
     return _apply(module, norm, t, rate, has_gyr, params, acc, gyr)
+
+  return apply_fn, params, info
+
+
+def _load_transformer(ckpt_dir: str, step: int, meta: dict[str, Any], where: str):
+  """``load_encoder`` of a Transformer checkpoint: ``TransformerEncoder`` on {'params':
+  {'transformer'}} (the reconstruction head and projections are not loaded)."""
+  tokens = [str(t) for t in meta.get('tokens') or []]
+  if not tokens:
+    raise ValueError(f'{where}: a Transformer checkpoint without its token channels '
+                     f"(meta['tokens'])")
+  sites = list(dict.fromkeys(t.split('/')[1] for t in tokens if t.startswith('acc/')))
+  has_gyr = any(t.startswith('gyr/') for t in tokens)
+  facts = _data_facts(meta, where)
+  facts['sites'] = sites  # the tokens fix the sites and their order
+  compute_dtype = meta['config'].get('train', {}).get('compute_dtype', 'float32')
+  sizes = transformer_sizes(meta['encoder'])
+  module = TransformerEncoder(**sizes, dtype=dtype_from_name(compute_dtype))
+  t = facts['window_length']
+  x = jax.ShapeDtypeStruct((1, len(sites), t, 3), jnp.float32)
+  abstract = jax.eval_shape(lambda k, a, g: module.init(k, a, g, False), jax.random.key(0), x,
+                            x if has_gyr else None)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                        {'params': abstract['params']})
+  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(restored))
+  norm = {k: float(v) for k, v in meta['normalization'].items()}
+  needed = ['acc_mean', 'acc_std'] + (['gyr_mean', 'gyr_std'] if has_gyr else [])
+  missing = [k for k in needed if k not in norm]
+  if missing:
+    raise ValueError(f'{where}: normalization record lacks {missing}')
+  width = int(sizes['width'])
+  separate = sizes['modalities'] == 'separate'
+  info = {
+      'kind': meta['kind'], 'checkpoint_dir': ckpt_dir, 'step': int(step),
+      'config': meta['config'], **facts, 'normalization': norm,
+      'encoder': dict(meta['encoder']), 'embed_dim': width, 'has_gyr': has_gyr,
+      'output_dim': 2 * width if separate and has_gyr else width,
+      'compute_dtype': compute_dtype, 'per_site': False, 'tokens': tokens,
+      'objective': checkpointing.objective(meta),
+  }
+  rate = facts['sample_rate_hz']
+
+  def apply_fn(params, acc, gyr=None):
+    """[batch, n_imu, T, 3] acc (m/s^2) [, gyr (rad/s)] of ``info['sites']`` -> [batch, E]."""
+    acc = jnp.asarray(acc, jnp.float32)
+    check_window_shape('acc', acc.shape, t, rate)
+    if acc.shape[1] != len(sites):
+      raise ValueError(f'acc: this Transformer takes the {len(sites)} sites {sites} in that '
+                       f'order; expected [batch, {len(sites)}, {t}, 3], got shape '
+                       f'{tuple(acc.shape)}')
+    acc = (acc - norm['acc_mean']) / norm['acc_std']
+    if gyr is None:
+      if has_gyr and not separate:
+        raise ValueError('gyr: this Transformer\'s tokens hold every site\'s gyr channels too '
+                         "(modalities 'joint'); call apply_fn(params, acc, gyr)")
+    else:
+      if not has_gyr:
+        raise ValueError('gyr: this Transformer was pre-trained without gyroscopes; call '
+                         'apply_fn(params, acc) with gyr=None')
+      gyr = jnp.asarray(gyr, jnp.float32)
+      if gyr.shape != acc.shape:
+        raise ValueError(f'gyr: shape {tuple(gyr.shape)} differs from acc shape '
+                         f'{tuple(acc.shape)}; both must be [batch, {len(sites)}, {t}, 3]')
+      gyr = (gyr - norm['gyr_mean']) / norm['gyr_std']
+    return module.apply(params, acc, gyr, False)
 
   return apply_fn, params, info
 
@@ -208,6 +298,17 @@ def _data_config(config, info: dict[str, Any]) -> ml_collections.ConfigDict:
   return data
 
 
+def _layout(info: dict[str, Any], d: int, with_gyr: bool) -> str:
+  """What the last axis of the embed stage's embeddings holds."""
+  if info['per_site']:
+    return (f'[..., :{d}] acc encoder, [..., {d}:] gyr encoder' if with_gyr
+            else f'[..., :{d}] acc encoder only')
+  if info['encoder'].get('modalities', 'joint') == 'separate':
+    return (f"[n, :{d}] the acc tokens' mean over time, [n, {d}:] the gyr tokens'" if with_gyr
+            else f"[n, :{d}] the acc tokens' mean over time")
+  return f"[n, {d}] the Transformer's tokens (every site's channels) averaged over time"
+
+
 def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   r"""Embeds one split of a data set with a checkpoint's encoder; writes numpy files.
 
@@ -225,6 +326,8 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
 
   apply_fn, params, info = load_encoder(config.checkpoint)
   data = _data_config(config, info)
+  if not info['per_site'] and not data.imu_sites:  # a Transformer takes its own sites, in order
+    data.imu_sites = tuple(info['sites'])
   path = input_pipeline.ensure_built(data, input_pipeline.resolve_data_dir(config, workdir))
   ws = input_pipeline.load_split(path, data.split, data.imu_sites, data.use_gyr)
   input_pipeline.check_matches(ws, data)
@@ -245,8 +348,7 @@ def embed_stage(config: ml_collections.ConfigDict, workdir: str) -> dict[str, st
   description = {
       'files': {k: os.path.basename(v) for k, v in paths.items()},
       'shapes': {k: list(v.shape) for k, v in arrays.items()},
-      'embedding_layout': (f'[..., :{d}] acc encoder, [..., {d}:] gyr encoder'
-                           if gyr is not None else f'[..., :{d}] acc encoder only'),
+      'embedding_layout': _layout(info, d, gyr is not None),
       'dataset': data.dataset, 'split': data.split, 'dataset_path': os.path.abspath(path),
       'sites': list(ws.sites), 'sample_rate_hz': ws.sample_rate_hz,
       'window_length': ws.window_length,

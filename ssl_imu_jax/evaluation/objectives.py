@@ -57,8 +57,18 @@ def backbone(pcfg: ml_collections.ConfigDict) -> str:
   return str(pcfg.model.get('backbone', 'resnet'))
 
 
-def baseline_name(backbone_name: str) -> str:
-  return f'random_{backbone_name}'
+def architecture(pcfg: ml_collections.ConfigDict) -> str:
+  """What a random-init baseline must match: the backbone, and for the Transformer how a window
+  becomes tokens ('transformer_separate': an NCE Transformer's acc and gyr tokens apart)."""
+  b = backbone(pcfg)
+  if b == 'transformer' and objective(pcfg) == 'nce' and (
+      pcfg.model.transformer.get('modalities', 'joint') == 'separate'):
+    return 'transformer_separate'
+  return b
+
+
+def baseline_name(arch: str) -> str:
+  return f'random_{arch}'
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -113,7 +123,7 @@ def arm_sweep(group_cfg: ml_collections.ConfigDict, ckpt: str, data_dir: str
 
 def baseline_sweep(group_cfg: ml_collections.ConfigDict, pcfg: ml_collections.ConfigDict,
                    data_dir: str, with_features: bool) -> ml_collections.ConfigDict:
-  """Random init of ``pcfg``'s backbone (its architecture), with the feature baseline if asked."""
+  """Random init of ``pcfg``'s architecture, with the feature baseline if asked."""
   c = group_cfg.copy_and_resolve_references()
   c.unlock()
   c.inits = ('random',) + (('features',) if with_features and 'features' in group_cfg.inits
@@ -132,7 +142,7 @@ def baseline_sweep(group_cfg: ml_collections.ConfigDict, pcfg: ml_collections.Co
 def plan(config: ml_collections.ConfigDict, workdir: str, data_dir: str
          ) -> list[tuple[str, str, str, ml_collections.ConfigDict]]:
   """(group, label, sweep dir, sweep config) of every sweep, arms first, then the baselines;
-  ``label`` is the arm name or ``random_<backbone>``."""
+  ``label`` is the arm name or ``random_<architecture>`` (one per architecture)."""
   out = []
   for group in config.groups.keys():
     g = config.groups[group]
@@ -141,7 +151,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str, data_dir: str
       out.append((group, arm, os.path.join(workdir, group, arm), arm_sweep(g, ckpt, data_dir)))
     seen = []
     for arm in config.arms.keys():
-      b = backbone(config.arms[arm])
+      b = architecture(config.arms[arm])
       if b in seen or 'random' not in g.inits:
         continue
       seen.append(b)
@@ -254,11 +264,12 @@ def comparison_frame(records: Sequence[Mapping[str, Any]],
       if init == report.FEATURES:
         continue
       pcfg = arms.get(init)
-      versus = baseline_name(backbone(pcfg)) if pcfg is not None else ''
+      versus = baseline_name(architecture(pcfg)) if pcfg is not None else ''
       row = {'group': group, 'task': task, 'target': target, 'axis': axis, 'metric': metric,
              'protocol': protocol, 'fraction': frac, 'arm': init,
              'objective': objective(pcfg) if pcfg is not None else 'none',
-             'backbone': backbone(pcfg) if pcfg is not None else init.removeprefix('random_'),
+             'backbone': (backbone(pcfg) if pcfg is not None
+                          else init.removeprefix('random_').split('_')[0]),
              'mask_ratio': float(pcfg.ssl.mask_ratio) if (
                  pcfg is not None and objective(pcfg) == 'masked') else math.nan,
              'versus': versus}

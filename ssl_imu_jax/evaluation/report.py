@@ -1247,14 +1247,29 @@ def write_seed_variance(records_by_pretrain_seed: Mapping[int, Sequence[Mapping[
   return md
 
 
-def retrieval_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
-  """Held-out retrieval (eval rows of ``<run>/metrics.jsonl``) per step; the last row wins."""
+def eval_by_step(pretrain_run: str, names: tuple[str, ...]) -> dict[int, dict[str, float]]:
+  """Held-out metrics ``names`` (eval rows of ``<run>/metrics.jsonl`` that hold the first name)
+  per step; the last row wins."""
   path = os.path.join(pretrain_run, 'metrics.jsonl')
   out: dict[int, dict[str, float]] = {}
   if os.path.exists(path):
     with open(path, encoding='utf-8') as f:
       for line in f:
         row = json.loads(line)
-        if 'eval/top1' in row:
-          out[int(row['step'])] = {'top1': row['eval/top1'], 'top5': row.get('eval/top5')}
+        if f'eval/{names[0]}' in row:
+          out[int(row['step'])] = {n: row.get(f'eval/{n}') for n in names}
   return out
+
+
+def retrieval_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
+  """Held-out retrieval (top1, top5) per step of an NCE pre-training (``eval_by_step``)."""
+  return eval_by_step(pretrain_run, ('top1', 'top5'))
+
+
+MASKED_EVAL = ('loss', 'zero_loss', 'mean_loss')  # a masked pre-training's held-out losses
+
+
+def masked_loss_by_step(pretrain_run: str) -> dict[int, dict[str, float]]:
+  """Held-out masked MSE and its two references (``MASKED_EVAL``) per step of a masked
+  pre-training (``eval_by_step``)."""
+  return eval_by_step(pretrain_run, MASKED_EVAL)

@@ -1,5 +1,5 @@
 """Model cards: a pre-training run's (the packaged template templates/pretrain_model_card.md
-filled from its checkpoint record; ``render_masked`` for the masked-reconstruction objective) and
+filled from its checkpoint record; ``render_transformer`` for the Transformer, either objective) and
 a fine-tuned model's (``render_finetune``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.resources
 from typing import Any
 
-from ssl_imu_jax.models.ssl_imu import embed_dim
+from ssl_imu_jax.models.ssl_imu import embed_dim, is_transformer
 
 TEMPLATE = 'templates/pretrain_model_card.md'  # package data: works from any install
 
@@ -29,8 +29,8 @@ def _mix_note(mix: dict[str, Any] | None) -> str:
 def render(meta: dict[str, Any], train_metrics: dict[str, float],
            eval_metrics: dict[str, float], released: bool = False) -> str:
   """The pre-training card; ``released``: of a release (weights/), which omits the heads."""
-  if meta.get('objective', 'nce') == 'masked':
-    return render_masked(meta, train_metrics, eval_metrics)
+  if is_transformer(meta.get('encoder') or {}) or meta.get('objective', 'nce') == 'masked':
+    return render_transformer(meta, train_metrics, eval_metrics, released)
   cfg = meta['config']
   aug = cfg.get('augment', {})
   on = [k for k in ('rotation', 'scale', 'noise', 'time_shift') if aug.get(k)]
@@ -77,60 +77,113 @@ def render(meta: dict[str, Any], train_metrics: dict[str, float],
   return ''.join(lines).format(**fields)
 
 
-def render_masked(meta: dict[str, Any], train_metrics: dict[str, float],
-                  eval_metrics: dict[str, float]) -> str:
-  """The card of a masked-reconstruction pre-training (``ssl.objective='masked'``)."""
+# The masked reference's pre-training budget (../shared/docs/masked-recipe.md section 5: 5e4
+# steps of 64 windows at its HEAD): a card says what fraction of it a run had.
+REFERENCE_MASKED_STEPS, REFERENCE_MASKED_BATCH = 50_000, 64
+REFERENCE_MASKED_WINDOWS = REFERENCE_MASKED_STEPS * REFERENCE_MASKED_BATCH
+
+
+def render_transformer(meta: dict[str, Any], train_metrics: dict[str, float],
+                       eval_metrics: dict[str, float], released: bool = False) -> str:
+  """The card of a Transformer pre-training: masked reconstruction (``ssl.objective='masked'``)
+  or acc <-> gyr NCE on the Transformer (``model.backbone='transformer'``); ``released``: of a
+  release (weights/), which holds the backbone only."""
   cfg, ds, enc, norm = meta['config'], meta['dataset'], meta['encoder'], meta['normalization']
   opt, train = cfg['optimizer'], cfg['train']
+  masked = meta.get('objective', 'nce') == 'masked'
+  separate = enc.get('modalities', 'joint') == 'separate'
   tokens = list(meta.get('tokens', []))
   gyr = 'gyr_std' in norm
+  n_sites = len(ds['sites'])
   scale = ', '.join(f'{k}={v:.4g}' for k, v in sorted(norm.items()))
   schedule = ('cosine over all steps x a linear warm-up factor over the first '
               f"{opt['warmup_fraction']:g} of them" if opt.get('schedule') == 'cosine_times_warmup'
               else f"warm-up {opt['warmup_fraction']:g} of the steps then cosine decay")
   mix = _mix_note(ds.get('mix'))
+  width = int(enc['width'])
+  if separate:
+    token_text = (f'one token per time step of one modality: the accelerometer tokens '
+                  f'({3 * n_sites} channels, every site\'s x, y, z) and the gyroscope tokens '
+                  f'(the same for the gyroscope) go through the Transformer apart, the same '
+                  f'weights for both')
+    output = (f'[batch, {2 * width}]: the accelerometer tokens\' mean over time, then the '
+              f"gyroscope tokens' ([batch, {width}] from acc alone)")
+  else:
+    token_text = (f'one token per time step: {len(tokens)} channels, every site\'s '
+                  'accelerometer x, y, z' + (', then every site\'s gyroscope x, y, z' if gyr
+                                             else ' (accelerometer-only corpus: no gyroscope)'))
+    output = f"[batch, {width}]: the tokens' mean over time"
+  if masked:
+    title = 'masked-reconstruction pre-training (Transformer)'
+    objective = (f"ssl.objective='masked' (Tan et al. 2024): one contiguous block of "
+                 f"{meta.get('mask_ratio', cfg['ssl'].get('mask_ratio', 0.125)):g} of each "
+                 'window, drawn per window and step, replaced by a learned input-space token; '
+                 'MSE of the reconstruction on the masked steps only.')
+    heads = '| `transformer/reconstruction` | pre-trained, used only by the reconstruction loss' + (
+        '; not released |' if released else ' |')
+    evaluated = ('held-out subjects (masked MSE on fixed per-window masks; zero_loss: '
+                 'predicting 0; mean_loss: predicting each channel\'s mean over the unmasked '
+                 'steps)')
+  else:
+    ssl = cfg['ssl']
+    title = 'acc <-> gyr NCE pre-training of the Transformer'
+    objective = (f"ssl.objective='nce' with model.backbone='transformer' (the crossed pairing "
+                 f"of issue 27): each window's acc embedding scored against the gyr embeddings "
+                 f"of the batch ({ssl.get('loss', 'info_nce')}, cosine similarity, temperature "
+                 f"{ssl['temperature']}, negatives: {ssl['negatives']} batch), embeddings "
+                 'projected by Dense-BatchNorm-ReLU-Dense heads.')
+    heads = ('| `acc_projection`, `gyr_projection` | pre-trained, used only by the NCE loss'
+             + ('; not released |' if released else ' |'))
+    evaluated = 'held-out subjects (retrieval of the gyr window among the batch)'
+  seen = int(train['steps']) * int(train['batch_size'])
+  budget = (f' The reference pre-trained {REFERENCE_MASKED_STEPS:,} steps x '
+            f'{REFERENCE_MASKED_BATCH} windows; this run saw {seen:,} windows, '
+            f'{100 * seen / REFERENCE_MASKED_WINDOWS:.2g} % of that budget.' if masked else '')
   lines = [
-      '# Model card: ssl_imu_jax masked-reconstruction pre-training (Transformer)',
+      f'# Model card: ssl_imu_jax {title}',
       '',
       '## What it is',
-      f"A post-LayerNorm Transformer ({enc['depth']} layers, width {enc['width']}, "
+      f"A post-LayerNorm Transformer ({enc['depth']} layers, width {width}, "
       f"{enc['heads']} heads, feed-forward {enc['ff']}, dropout {enc['dropout']}, fixed sinusoid "
-      f"with base {enc['pos_base_factor']:g} x T) over one token per time step of a window "
-      f"[T={ds['window_length']} samples at {ds['sample_rate_hz']} Hz]: {len(tokens)} channels, "
-      'every site\'s accelerometer x, y, z' + (', then every site\'s gyroscope x, y, z' if gyr
-                                                 else ' (accelerometer-only corpus: no gyroscope)')
-      + f" (sites in order: {', '.join(ds['sites'])}).",
+      f"with base {enc['pos_base_factor']:g} x T) over a window [T={ds['window_length']} samples "
+      f"at {ds['sample_rate_hz']} Hz]: {token_text} (sites in order: {', '.join(ds['sites'])}).",
+      f'Encoder output (`load_encoder`): {output}; the tokens themselves are [batch, T, '
+      f'{width}] per token sequence.',
       '',
       '## How it was pre-trained',
-      f"- Objective: ssl.objective='masked' (Tan et al. 2024): one contiguous block of "
-      f"{meta.get('mask_ratio', cfg['ssl']['mask_ratio']):g} of each window, drawn per window and "
-      'step, replaced by a learned input-space token; MSE of the reconstruction on the masked '
-      'steps only.',
+      f'- Objective: {objective}',
       f"- Data: `{ds['name']}` split `{ds['split']}`, {ds['num_windows']} windows from "
       f"{len(ds['subjects'])} subjects.{mix}",
       f"- Optimiser: AdamW, peak learning rate {opt['learning_rate']}, weight decay "
       f"{opt['weight_decay']} on "
       + ('kernels only' if opt.get('decay_kernels_only') else 'every parameter')
-      + f", {train['steps']} steps, batch {train['batch_size']}, {schedule}.",
+      + f", {train['steps']} steps, batch {train['batch_size']}, {schedule}.{budget}",
       f"- Input scaling (fitted on the pre-training subjects, ssl.normalization="
-      f"'{cfg['ssl'].get('normalization', 'mean_std')}'): {scale}.",
+      f"'{cfg['ssl'].get('normalization', 'mean_std')}'; `load_encoder` applies it): {scale}.",
       '',
       '## Which parts are pre-trained',
       '| parameters | state |',
       '|---|---|',
-      '| `transformer` (embedding, mask token, layers) | pre-trained |',
-      '| `transformer/reconstruction` | pre-trained, used only by the reconstruction loss |',
+      '| `transformer` (embedding, mask token, layers) | pre-trained, reused by fine-tuning |',
+      heads,
+      '| downstream `head` | not in this checkpoint: fine-tuning builds a fresh one |',
       '',
       '## Final metrics',
       f'- training (last logged step): {_fmt(train_metrics)}',
-      '- held-out subjects (masked MSE on fixed per-window masks; zero_loss: predicting 0; '
-      f'mean_loss: predicting each channel\'s mean over the unmasked steps): {_fmt(eval_metrics)}',
+      f'- {evaluated}: {_fmt(eval_metrics)}',
       '',
       '## Use',
-      'Fine-tune it with `--config.init_from=<this checkpoints folder>` (configs/finetune.py: '
-      'the encoder is copied, the reconstruction head is not; peak values through the tokens\' '
-      'mean over time, curves through a head per token). `load_encoder`, releases and the budget '
-      'curve take NCE (ResNet) checkpoints only and refuse this one with a one-line error.',
+      'Fine-tune it with `--config.init_from=' + meta.get('checkpoint_dir', '<this checkpoints '
+                                                           'folder>')
+      + '` (configs/finetune.py: the Transformer is copied by name; peak values through the '
+      "tokens' mean over time, curves through a head per token), or embed windows with it:",
+      '```python',
+      'import ssl_imu_jax',
+      'apply_fn, params, info = ssl_imu_jax.load_encoder(' + repr(meta.get(
+          'checkpoint_dir', '<this checkpoints folder>')) + ')',
+      f'emb = apply_fn(params, acc, gyr)  # [batch, {n_sites}, {ds["window_length"]}, 3] each '
+      f"(info['sites'] in order), m/s^2 and rad/s -> {output.split(':')[0]}",
+      '```',
       '',
       '## Limits',
       'Pre-trained on the data named above only. The synthetic corpus (if named above) is a '

@@ -9,6 +9,12 @@ site's acc channels then every site's gyr channels), the mask off, no reconstruc
 - a curve target (``curve``, e.g. the GRF curve [B, T, A]): the head on every token,
   Linear(width -> A) per time step (the reference's GRF head, masked-recipe.md section 2).
 
+A backbone pre-trained with NCE (``modalities='separate'``: the acc tokens [B, T, 3N] and the gyr
+tokens each through the one Transformer, ``backbone_tokens``) gives one embedding per modality:
+the scalar head takes their time means side by side, [B, 2·width] (acc then gyr), the curve head
+the two tokens of each step side by side, [B, T, 2·width] (``modalities`` is the checkpoint's
+``meta['encoder']['modalities']``; 'joint', the masked model's tokens, when absent).
+
 Its parameter tree is ``{'transformer': ..., 'head': ...}``; ``transformer`` has the names of the
 pre-training model's subtree (``MaskedImuModel``) less ``reconstruction``, so fine-tuning copies
 the pre-trained encoder by name (``mask_token`` comes along and is unused: no step is masked).
@@ -29,7 +35,7 @@ import jax.numpy as jnp
 
 from ssl_imu_jax.models.heads import MLP
 from ssl_imu_jax.models.ssl_imu import RegressionModel, is_transformer, transformer_sizes
-from ssl_imu_jax.models.transformer import MaskedTransformer, imu_tokens
+from ssl_imu_jax.models.transformer import MaskedTransformer, backbone_tokens
 
 
 class TransformerRegressionModel(nn.Module):
@@ -47,6 +53,7 @@ class TransformerRegressionModel(nn.Module):
   freeze_encoder: bool = False
   dropout_rate: float = 0.0  # the head's
   curve: bool = False
+  modalities: str = 'joint'  # 'separate': acc and gyr tokens apart (an NCE-pre-trained backbone)
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
@@ -57,11 +64,15 @@ class TransformerRegressionModel(nn.Module):
                     dtype=self.dtype)
 
   def embed(self, acc, gyr, train: bool):
-    """[B, 1, width] (the tokens' mean over time) or, ``curve``, [B, T, width] (every token)."""
-    x = imu_tokens(acc, gyr if self.use_gyr else None)
-    h, _ = self.transformer(x, None, train)
-    if not self.curve:
-      h = jnp.mean(h, axis=1, keepdims=True)
+    """[B, M, width] (the tokens' mean over time, M = 1 'joint', 2 'separate') or, ``curve``,
+    [B, T, M·width] (every token; 'separate': the acc and gyr tokens of a step side by side)."""
+    h = backbone_tokens(self.transformer, acc, gyr if self.use_gyr else None, self.modalities,
+                        train)  # [B, M, T, W]
+    if self.curve:
+      b, m, t, w = h.shape
+      h = jnp.transpose(h, (0, 2, 1, 3)).reshape(b, t, m * w)
+    else:
+      h = jnp.mean(h, axis=2)
     if self.freeze_encoder:
       h = jax.lax.stop_gradient(h)
     return h

@@ -37,8 +37,9 @@ def is_transformer(cfg) -> bool:
   return str(get('backbone', 'resnet') or 'resnet') == 'transformer'
 
 
+# 'modalities': how a window becomes tokens (models/transformer.py MODALITIES); absent = 'joint'
 TRANSFORMER_DEFAULTS = {'width': 192, 'depth': 6, 'heads': 8, 'ff': 512, 'dropout': 0.1,
-                        'pos_base_factor': 2.0}
+                        'pos_base_factor': 2.0, 'modalities': 'joint'}
 
 
 def transformer_sizes(cfg) -> dict[str, Any]:

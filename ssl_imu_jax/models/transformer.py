@@ -12,6 +12,12 @@ ssl_imu_jax/training/pretrain.py trains it with ``ssl.objective='masked'`` (issu
 fine-tuning builds the same backbone without its reconstruction head (``reconstruct=False``;
 models/sequence.py).
 
+The same backbone also pre-trains with the acc <-> gyr NCE objective (``ContrastiveTransformer``,
+``ssl.objective='nce'`` with ``model.backbone='transformer'``; issue 27, the crossed pairing):
+tokens per modality (``modalities='separate'``: ``imu_tokens(acc)`` and ``imu_tokens(gyr)``,
+[B, T, 3N] each, embedded by the one Transformer in turn), mean-pooled over time and projected.
+``backbone_tokens`` is the one place either token form meets the backbone.
+
 Attention goes through ``jax.nn.dot_product_attention`` (``dot_product_attention`` below, flax's
 ``attention_fn`` hook, so the parameters are flax's as before) wherever the attention weights are
 not dropped: inference, or a dropout rate of 0. In training with attention-weight dropout it keeps
@@ -21,10 +27,20 @@ argument (benchmarks/transformer_throughput.py times both).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ssl_imu_jax.models.heads import MLP
+
+# How a window becomes tokens (``model.transformer.modalities``): 'joint', one token per time
+# step over every site's acc and gyr channels (the masked reference); 'separate', the acc and
+# the gyr channels each make their own token sequence, embedded by the same Transformer (NCE,
+# which contrasts the two).
+MODALITIES = ('joint', 'separate')
 
 
 def sinusoid(length: int, width: int, base: float) -> np.ndarray:
@@ -62,6 +78,21 @@ def imu_tokens(acc_BxNxTx3, gyr_BxNxTx3=None):
   if gyr_BxNxTx3 is not None and gyr_BxNxTx3.shape[-1]:
     parts.append(per_step(gyr_BxNxTx3))
   return jnp.concatenate(parts, axis=-1)
+
+
+def backbone_tokens(transformer, acc, gyr, modalities: str, train: bool):
+  """[B, M, T, width]: the backbone ``transformer`` (a ``MaskedTransformer``, mask off) on a
+  window's tokens. 'joint': M = 1, ``imu_tokens(acc, gyr)`` (gyr None: acc alone); 'separate':
+  ``imu_tokens(acc)`` then ``imu_tokens(gyr)`` through the same weights, M = 2 (1 when gyr is
+  None)."""
+  if modalities not in MODALITIES:
+    raise ValueError(f'modalities must be one of {MODALITIES}, got {modalities!r}')
+  has_gyr = gyr is not None and gyr.shape[-1] > 0
+  if modalities == 'joint':
+    xs = [imu_tokens(acc, gyr if has_gyr else None)]
+  else:
+    xs = [imu_tokens(acc)] + ([imu_tokens(gyr)] if has_gyr else [])
+  return jnp.stack([transformer(x, None, train)[0] for x in xs], axis=1)
 
 
 def token_channels(sites, use_gyr: bool) -> list[str]:
@@ -193,3 +224,77 @@ class MaskedImuModel(nn.Module):
     x = imu_tokens(acc, gyr if self.use_gyr else None)
     return MaskedTransformer(self.width, self.depth, self.heads, self.ff, self.dropout,
                              self.pos_base_factor, self.dtype, name='transformer')(x, mask, train)
+
+
+class ContrastiveTransformer(nn.Module):
+  """acc <-> gyr NCE on the Transformer backbone: (acc, gyr) [B, N, T, 3] normalised ->
+  (z_acc, z_gyr) [B, 1, P] and the temperature, as ``ContrastiveModel`` returns them with one
+  "site" per window (the loss's same-window blocks are then the positive pair alone).
+
+  Each modality's tokens ([B, T, 3N]: every site's x, y, z of that modality) go through the one
+  Transformer (``backbone_tokens``, 'separate'); the tokens' mean over time [B, width] is
+  projected by ``acc_projection`` / ``gyr_projection`` (Dense -> BatchNorm -> ReLU -> Dense, as
+  the ResNet's). Parameters: ``transformer`` (no reconstruction head; ``mask_token`` [3N] is
+  unused, kept so the tree is the fine-tuning model's), the projections[, log_temperature]."""
+
+  projection_dims: Sequence[int]
+  temperature: float
+  learnable_temperature: bool = False
+  projection_batch_norm: bool = True
+  width: int = 192
+  depth: int = 6
+  heads: int = 8
+  ff: int = 512
+  dropout: float = 0.1
+  pos_base_factor: float = 2.0
+  dtype: jnp.dtype = jnp.float32
+
+  def setup(self):
+    self.transformer = MaskedTransformer(self.width, self.depth, self.heads, self.ff,
+                                         self.dropout, self.pos_base_factor, self.dtype,
+                                         reconstruct=False)
+    self.acc_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
+                              dtype=self.dtype)
+    self.gyr_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
+                              dtype=self.dtype)
+    if self.learnable_temperature:
+      self.log_temperature = self.param(
+          'log_temperature', nn.initializers.constant(np.log(self.temperature)), ())
+
+  def embed(self, acc, gyr, train: bool):
+    """(h_acc, h_gyr) [B, 1, width]: each modality's tokens averaged over time."""
+    h = jnp.mean(backbone_tokens(self.transformer, acc, gyr, 'separate', train), axis=2)
+    return h[:, :1], h[:, 1:]
+
+  def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
+    h_acc, h_gyr = self.embed(acc_BxNxTxC, gyr_BxNxTxC, train)
+    z_acc = self.acc_projection(h_acc, train)
+    z_gyr = self.gyr_projection(h_gyr, train)
+    if self.learnable_temperature:
+      temperature = jnp.exp(self.log_temperature)
+    else:
+      temperature = jnp.asarray(self.temperature, jnp.float32)
+    return z_acc, z_gyr, temperature
+
+
+class TransformerEncoder(nn.Module):
+  """The released Transformer encoder (``load_encoder``): (acc, gyr or None) [B, N, T, 3]
+  normalised -> [B, M·width], the backbone's tokens averaged over time (M = 1 'joint', or acc
+  then gyr for 'separate'; M = 1 there with gyr None). Parameters: ``transformer``, the names
+  of every model above, so a checkpoint's subtree restores into it as saved."""
+
+  width: int = 192
+  depth: int = 6
+  heads: int = 8
+  ff: int = 512
+  dropout: float = 0.1
+  pos_base_factor: float = 2.0
+  modalities: str = 'joint'
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, acc, gyr=None, train: bool = False):
+    t = MaskedTransformer(self.width, self.depth, self.heads, self.ff, self.dropout,
+                          self.pos_base_factor, self.dtype, reconstruct=False, name='transformer')
+    h = jnp.mean(backbone_tokens(t, acc, gyr, self.modalities, train), axis=2)  # [B, M, W]
+    return h.reshape(h.shape[0], -1)

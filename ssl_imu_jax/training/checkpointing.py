@@ -30,16 +30,14 @@ def objective(meta: dict[str, Any]) -> str:
 
 
 def require_nce(meta: dict[str, Any], where: str, use: str) -> None:
-  """A one-line ConfigError when the checkpoint at ``where`` was not pre-trained with NCE (its
-  ResNet encoder is what ``use`` loads). Used by ``load_encoder``, releases and the budget
-  curve, which take the ResNet only; fine-tuning takes the masked Transformer too (issue 27,
-  step 3b: ``finetune.pretrained_info``)."""
+  """A one-line ConfigError when the checkpoint at ``where`` was not pre-trained with NCE (the
+  budget curve, ``use``, plots held-out retrieval per step, which only NCE logs). Either backbone
+  passes; ``load_encoder``, releases and fine-tuning take every objective."""
   obj = objective(meta)
   if obj != 'nce':
-    raise ConfigError(f"{where}: pre-trained with ssl.objective={obj!r} (the masked-"
-                      f"reconstruction Transformer); {use} needs an ssl.objective='nce' "
-                      f'checkpoint (its ResNet encoder): of the masked Transformer, only '
-                      f'fine-tuning (config key init_from) is implemented (issue 27, step 3)')
+    raise ConfigError(f"{where}: pre-trained with ssl.objective={obj!r}, which logs no held-out "
+                      f"retrieval; {use} needs an ssl.objective='nce' checkpoint (a masked one "
+                      f'fine-tunes, loads with load_encoder and releases)')
 
 
 class Checkpointer:
@@ -101,10 +99,15 @@ def weights_root() -> str:
   return str(importlib.resources.files('ssl_imu_jax.weights'))
 
 
-def release_name(dataset: str, sample_rate_hz: float, window_length: int, mix: str = '') -> str:
-  """The name of a released encoder: ``<pre-training data set>[+<pooled one>]_<rate>hz_<T>``."""
+def release_name(dataset: str, sample_rate_hz: float, window_length: int, mix: str = '',
+                 objective: str = 'nce', backbone: str = 'resnet') -> str:
+  """The name of a released encoder: ``<pre-training data set>[+<pooled one>]_<rate>hz_<T>``
+  for the NCE ResNet, then ``_masked`` for the masked Transformer or ``_nce_transformer`` for the
+  NCE Transformer."""
   corpus = f'{dataset}+{mix}' if mix else dataset
-  return f'{corpus}_{float(sample_rate_hz):g}hz_{int(window_length)}'
+  suffix = ('_masked' if objective == 'masked' else
+            '_nce_transformer' if backbone == 'transformer' else '')
+  return f'{corpus}_{float(sample_rate_hz):g}hz_{int(window_length)}{suffix}'
 
 
 def released_names() -> list[str]:

@@ -5,8 +5,9 @@ label's units and writes ``<workdir>/result.json`` (atomically: its presence mea
 complete) and ``<workdir>/model_card.md``. ``split.fold = -1`` (FINAL_FOLD) trains a model to
 deploy on every subject of the data set, with no test fold.
 
-Two backbones: the 1-D ResNet (NCE pre-training, ``model.encoder``) and the masked-
-reconstruction Transformer (``ssl.objective='masked'`` pre-training; models/sequence.py). A
+Two backbones: the 1-D ResNet (NCE pre-training, ``model.encoder``) and the Transformer
+(``ssl.objective='masked'`` pre-training, or NCE with ``model.backbone='transformer'``;
+models/sequence.py). A
 pre-trained arm takes its backbone from the checkpoint's meta record (the Transformer's tokens
 must be the checkpoint's, meta['tokens']: ``match_tokens``); a random arm from
 ``model.backbone`` ('resnet' | 'transformer', sizes in ``model.transformer``). The Transformer's
@@ -224,9 +225,9 @@ def pretrained_info(init_from: str) -> tuple[str, int, dict[str, Any]]:
   """(checkpoints dir, step, meta) of a pre-training run, its checkpoints dir (latest step) or
   one step directory ``<checkpoints>/<step>`` (an intermediate budget).
 
-  Either objective: an NCE pre-training (its ResNet encoder) or a masked-reconstruction one
-  (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer').
-  (``load_encoder``, releases and the budget curve still refuse a masked checkpoint.)"""
+  Either objective: an NCE pre-training (its ResNet encoder, or with meta['encoder']['backbone']
+  = 'transformer' its Transformer, tokens per modality) or a masked-reconstruction one
+  (``ssl.objective='masked'``: its Transformer, meta['encoder']['backbone'] = 'transformer')."""
 
   try:
     ckpt_dir, step = checkpointing.resolve_checkpoint(init_from)
@@ -373,12 +374,13 @@ def input_stats(config, ws, train_idx, pretrain_meta, scale_only: bool = False
 
 
 def match_tokens(ws: input_pipeline.WindowSet, tokens: list[str] | None,
-                 where: str) -> input_pipeline.WindowSet:
+                 where: str, gyr_optional: bool = False) -> input_pipeline.WindowSet:
   """The windows a Transformer takes: with a pre-trained one's ``tokens`` (meta['tokens'],
   e.g. 'acc/pelvis/x'), its sites in its order and its modalities (a checkpoint pre-trained
   without gyroscopes drops the windows' gyr), so every token channel means what it meant in
   pre-training; a ConfigError names what the data lack. ``tokens`` None (random init): the
-  windows as they are."""
+  windows as they are. ``gyr_optional`` (tokens per modality, an NCE-pre-trained backbone): the
+  acc tokens alone are whole, so windows without gyr (``data.use_gyr=False``) are taken."""
   if tokens is None:
     return ws
   tokens = [str(t) for t in tokens]
@@ -389,7 +391,7 @@ def match_tokens(ws: input_pipeline.WindowSet, tokens: list[str] | None,
     raise ConfigError(f'{where}: its Transformer was pre-trained on the sites {sites}; '
                       f'{ws.path} lacks {missing} (it has {list(ws.sites)}; config key '
                       f'data.imu_sites)')
-  if use_gyr and ws.gyr is None:
+  if use_gyr and ws.gyr is None and not gyr_optional:
     raise ConfigError(f'{where}: its Transformer was pre-trained with gyroscope tokens; '
                       f'{ws.path} is read without gyr (config key data.use_gyr, or an '
                       f'accelerometer-only data set)')
@@ -398,7 +400,8 @@ def match_tokens(ws: input_pipeline.WindowSet, tokens: list[str] | None,
     out = input_pipeline.select_sites(ws, sites)
   if not use_gyr and ws.gyr is not None:
     out = dataclasses.replace(out, gyr=None)
-  if token_channels(out.sites, out.gyr is not None) != tokens:
+  want = tokens if out.gyr is not None else [t for t in tokens if t.startswith('acc/')]
+  if token_channels(out.sites, out.gyr is not None) != want:
     raise ConfigError(f'{where}: its tokens {tokens} cannot be made from {ws.path}')
   return out
 
@@ -518,7 +521,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
   transformer = is_transformer(encoder_cfg)
   if transformer:
     ws = match_tokens(ws, pre[2].get('tokens') if pre else None,
-                      f'config key init_from: {pre[0]}' if pre else 'model.backbone')
+                      f'config key init_from: {pre[0]}' if pre else 'model.backbone',
+                      gyr_optional=transformer_sizes(encoder_cfg)['modalities'] == 'separate')
   use_gyr = ws.gyr is not None
   final = int(config.split.fold) == FINAL_FOLD
   if final:

@@ -1,14 +1,19 @@
 """Self-supervised pre-training over a device mesh, with one of two objectives
 (``config.ssl.objective``):
 
-- 'nce' (the default): acc vs gyr InfoNCE on a ResNet encoder (Tan et al. 2023);
+- 'nce' (the default): acc vs gyr InfoNCE on a ResNet encoder (Tan et al. 2023), or, with
+  ``model.backbone='transformer'``, on the masked objective's Transformer
+  (``ContrastiveTransformer``: acc and gyr tokens embedded apart, ``model.transformer.modalities
+  ='separate'``), so the two objectives compare on one backbone (issue 27, the crossed pairing);
 - 'masked': masked reconstruction on a Transformer (Tan et al. 2024): one contiguous block of
   each window replaced by a learned token, MSE on the masked steps (``make_masked_train_step``).
   It needs no gyroscope, so accelerometer-only corpora pre-train with it.
 
 Entry point ``run(config, workdir)``; checkpoints in ``<workdir>/checkpoints`` with the config
 beside them (``config.json``) and a model card (``MODEL_CARD.md``). The checkpoint's meta record
-names the objective (``meta['objective']``).
+names the objective (``meta['objective']``) and the backbone (``meta['encoder']``; a
+Transformer's ``backbone: 'transformer'``, its sizes and ``modalities``, and its token channels
+``meta['tokens']``).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from ssl_imu_jax import files, parallel
 from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.models import ContrastiveModel
-from ssl_imu_jax.models.ssl_imu import dtype_from_name
+from ssl_imu_jax.models.ssl_imu import dtype_from_name, transformer_sizes
 from ssl_imu_jax.models.transformer import (
+  ContrastiveTransformer,
   MaskedImuModel,
   contiguous_mask,
   imu_tokens,
@@ -35,9 +41,11 @@ from ssl_imu_jax.models.transformer import (
 from ssl_imu_jax.training import losses, steps, train_state, trainer
 
 OBJECTIVES = ('nce', 'masked')
+BACKBONES = ('resnet', 'transformer')
 # The eval masks' random stream: window i of the held-out split is masked with
 # fold_in(fold_in(key(seed), EVAL_MASK_STREAM), i) at every evaluation, whatever the batch size.
 EVAL_MASK_STREAM = 0x6D61736B
+NCE_DROPOUT_STREAM = 0x64726F70  # the NCE step's dropout key: fold_in(step key, this)
 
 
 def objective(config: ml_collections.ConfigDict) -> str:
@@ -48,15 +56,46 @@ def objective(config: ml_collections.ConfigDict) -> str:
   return obj
 
 
-def build_model(config: ml_collections.ConfigDict, use_gyr: bool = True):
-  """The objective's model: ``ContrastiveModel`` (nce) or ``MaskedImuModel`` (masked; sizes
-  from ``config.model.transformer``; ``use_gyr=False`` for an accelerometer-only corpus)."""
+def backbone(config: ml_collections.ConfigDict) -> str:
+  """The network pre-trained: 'transformer' for the masked objective (its only backbone: there
+  ``model.backbone`` is not read), else ``model.backbone`` ('resnet' when absent). A refused
+  pairing of objective, backbone and ``model.transformer.modalities`` is one ConfigError line."""
   if objective(config) == 'masked':
-    t = config.model.transformer
-    return MaskedImuModel(width=int(t.width), depth=int(t.depth), heads=int(t.heads),
-                          ff=int(t.ff), dropout=float(t.dropout),
-                          pos_base_factor=float(t.pos_base_factor), use_gyr=use_gyr,
-                          dtype=dtype_from_name(config.train.compute_dtype))
+    mods = transformer_sizes(config.model.get('transformer') or {})['modalities']
+    if mods != 'joint':
+      raise ConfigError(f"config key model.transformer.modalities={mods!r}: ssl.objective="
+                        f"'masked' reconstructs every channel of a step from one token, so it "
+                        f"needs 'joint'")
+    return 'transformer'
+  name = str(config.model.get('backbone', 'resnet'))
+  if name not in BACKBONES:
+    raise ConfigError(f'config key model.backbone must be one of {BACKBONES}, got {name!r}')
+  if name == 'transformer':
+    mods = transformer_sizes(config.model.get('transformer') or {})['modalities']
+    if mods != 'separate':
+      raise ConfigError(f"config key model.transformer.modalities={mods!r}: ssl.objective='nce' "
+                        f"with model.backbone='transformer' embeds the acc and the gyr tokens "
+                        f"apart to contrast them, so it needs 'separate' (configs/pretrain.py:"
+                        f"nce_transformer sets it)")
+  return name
+
+
+def build_model(config: ml_collections.ConfigDict, use_gyr: bool = True):
+  """The objective's model: ``ContrastiveModel`` (nce, ResNet), ``ContrastiveTransformer`` (nce,
+  ``model.backbone='transformer'``) or ``MaskedImuModel`` (masked); Transformer sizes from
+  ``config.model.transformer``; ``use_gyr=False`` for an accelerometer-only corpus (masked)."""
+  net = backbone(config)
+  dtype = dtype_from_name(config.train.compute_dtype)
+  if net == 'transformer':
+    t = transformer_sizes(config.model.transformer)
+    sizes = {k: t[k] for k in ('width', 'depth', 'heads', 'ff', 'dropout', 'pos_base_factor')}
+    if objective(config) == 'masked':
+      return MaskedImuModel(**sizes, use_gyr=use_gyr, dtype=dtype)
+    return ContrastiveTransformer(
+        projection_dims=tuple(config.model.projection_dims), temperature=config.ssl.temperature,
+        learnable_temperature=config.ssl.learnable_temperature,
+        projection_batch_norm=config.model.get('projection_batch_norm', False), dtype=dtype,
+        **sizes)
   return ContrastiveModel(encoder_config=config.model.encoder,
                           projection_dims=tuple(config.model.projection_dims),
                           temperature=config.ssl.temperature,
@@ -74,34 +113,39 @@ def ssl_loss(config, z_acc, z_gyr, temp, local_blocks: int = 1, weights_B=None):
 
 
 def make_gradient_fn(config: ml_collections.ConfigDict, model: ContrastiveModel, num_devices: int):
-  """``(params, batch_stats, acc, gyr) -> (loss, batch_stats, metrics, grads)`` on normalised
-  inputs; with ``train.grad_accum_steps`` = k, the mean of the k micro-batches' gradients
-  (negatives then come from each micro-batch)."""
+  """``(params, batch_stats, acc, gyr, dropout_rng=None) -> (loss, batch_stats, metrics,
+  grads)`` on normalised inputs; with ``train.grad_accum_steps`` = k, the mean of the k
+  micro-batches' gradients (negatives then come from each micro-batch; micro-batch i's dropout
+  key is ``fold_in(dropout_rng, i)``). ``dropout_rng`` feeds the Transformer's dropout (the
+  ResNet has none and needs no key)."""
   local_blocks = num_devices if config.ssl.negatives == 'local' else 1
   accum = int(config.train.grad_accum_steps)
 
-  def loss_fn(params, batch_stats, acc, gyr):
+  def loss_fn(params, batch_stats, acc, gyr, dropout_rng):
     (z_acc, z_gyr, temp), new_vars = model.apply(
         {'params': params, 'batch_stats': batch_stats}, acc, gyr, train=True,
-        mutable=['batch_stats'])
+        mutable=['batch_stats'], rngs={} if dropout_rng is None else {'dropout': dropout_rng})
     loss, m = ssl_loss(config, z_acc, z_gyr, temp, local_blocks=local_blocks)
     return loss, (new_vars['batch_stats'], {**m, 'temperature': temp})
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-  def gradients(params, batch_stats, acc, gyr):
+  def gradients(params, batch_stats, acc, gyr, dropout_rng=None):
     if accum == 1:
-      (loss, (bstats, m)), grads = grad_fn(params, batch_stats, acc, gyr)
+      (loss, (bstats, m)), grads = grad_fn(params, batch_stats, acc, gyr, dropout_rng)
       return loss, bstats, m, grads
     micro = lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
 
     def body(carry, xs):
       bstats, gsum = carry
-      (l_, (bstats, m_)), g = grad_fn(params, bstats, *xs)
+      i, a, g_ = xs
+      key = None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+      (l_, (bstats, m_)), g = grad_fn(params, bstats, a, g_, key)
       return (bstats, jax.tree.map(jnp.add, gsum, g)), (l_, m_)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    (bstats, grads), (ls, ms) = jax.lax.scan(body, (batch_stats, zeros), (micro(acc), micro(gyr)))
+    (bstats, grads), (ls, ms) = jax.lax.scan(body, (batch_stats, zeros),
+                                             (jnp.arange(accum), micro(acc), micro(gyr)))
     grads = jax.tree.map(lambda g: g / accum, grads)
     return jnp.mean(ls), bstats, jax.tree.map(jnp.mean, ms), grads
 
@@ -124,11 +168,18 @@ def make_train_step(config: ml_collections.ConfigDict, model, tx, schedule, num_
     stats = state.norm
     acc = steps.normalize(acc, stats['acc_mean'], stats['acc_std'])
     gyr = steps.normalize(gyr, stats['gyr_mean'], stats['gyr_std'])
-    loss, bstats, m, grads = gradients(state.params, state.batch_stats, acc, gyr)
+    loss, bstats, m, grads = gradients(state.params, state.batch_stats, acc, gyr,
+                                       nce_dropout_rng(rng))
     new_state, norms = steps.apply_gradients(state, tx, schedule, grads, bstats)
     return new_state, {'loss': loss, **m, **norms}
 
   return step
+
+
+def nce_dropout_rng(step_rng: jax.Array) -> jax.Array:
+  """The NCE step's dropout key (the Transformer's) from the step's key, which the augmentation
+  uses as it is."""
+  return jax.random.fold_in(step_rng, NCE_DROPOUT_STREAM)
 
 
 def masked_inputs(state: train_state.TrainState, batch, use_gyr: bool):
@@ -323,6 +374,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
     raise ConfigError(f'config key ssl.loss must be one of {losses.LOSSES}, got '
                       f'{config.ssl.loss!r}')
   obj = objective(config)
+  backbone(config)  # a refused pairing stops here, before the data are read
   if obj == 'masked':
     check_mask_ratio(config)
   stream = bool(config.data.get('stream', False))
@@ -360,10 +412,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
       'objective': obj,
       'data_position': 'step',  # batches are a pure function of (data seed, step)
   }
-  if obj == 'masked':  # the network is the Transformer; its tokens' channels, in order
-    meta['encoder'] = {'backbone': 'transformer', **config.model.transformer.to_dict()}
+  if backbone(config) == 'transformer':  # its sizes, token form and channels, in order
+    meta['encoder'] = {'backbone': 'transformer',
+                       **transformer_sizes(config.model.transformer)}
     meta['tokens'] = token_channels(train.sites, train.gyr is not None)
-    meta['mask_ratio'] = float(config.ssl.mask_ratio)
+    if obj == 'masked':
+      meta['mask_ratio'] = float(config.ssl.mask_ratio)
   else:
     meta['encoder'] = config.model.encoder.to_dict()
   eval_fn = (make_eval_fn(config, model, held_out, setup)

@@ -45,7 +45,8 @@ IGNORED_KEYS = frozenset({'data_dir', 'data.manual_dir', 'train.log_every', 'tra
 # resume. Keys of the masked objective are left out of a run with another objective (they change
 # nothing there).
 ABSENT_MEANS = {'ssl.objective': 'nce', 'ssl.normalization': 'mean_std',
-                'optimizer.schedule': 'warmup_cosine', 'model.backbone': 'resnet'}
+                'optimizer.schedule': 'warmup_cosine', 'model.backbone': 'resnet',
+                'model.transformer.modalities': 'joint'}
 MASKED_ONLY = ('ssl.mask_ratio',)
 TRANSFORMER_ONLY = ('model.transformer.',)  # a run of the ResNet leaves these out
 
@@ -125,6 +126,8 @@ def fingerprint(cfg) -> dict[str, Any]:
     flat = {k: v for k, v in flat.items() if not k.startswith(MASKED_ONLY)}
   if not (masked or flat.get('model.backbone', 'resnet') == 'transformer'):
     flat = {k: v for k, v in flat.items() if not k.startswith(TRANSFORMER_ONLY)}
+  if masked:  # the masked objective has one backbone: model.backbone is not read
+    flat.pop('model.backbone', None)
   flat = {k: v for k, v in flat.items() if k not in ABSENT_MEANS or v != ABSENT_MEANS[k]}
   return {k: relative_path(v) for k, v in sorted(flat.items()) if k not in IGNORED_KEYS}
 
