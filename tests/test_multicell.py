@@ -20,6 +20,13 @@ def _max_diff(a, b) -> float:
       jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
+def _n_differ(a, b, tol: float) -> tuple[int, int]:
+  """(elements differing by more than tol, elements) over two pytrees."""
+  pairs = list(zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  return (sum(int(np.sum(np.abs(np.asarray(x) - np.asarray(y)) > tol)) for x, y in pairs),
+          sum(np.size(x) for x, _ in pairs))
+
+
 def _sweep(pretrained, toy_dirs, max_cells: int):
   from configs import sweep as sweep_config
 
@@ -95,8 +102,12 @@ def test_a_grouped_sweep_equals_the_sweep_cell_by_cell_and_resumes(tmp_path, toy
   cells = set(map(tuple, one[keys[2:7]].drop_duplicates().to_numpy().tolist()))
   assert len(both) == len(one) == len(grouped) and len(cells) == 4
   assert {(f, fr, s) for *_, fr, f, s in cells} == {A, B}
-  np.testing.assert_allclose(both.pearson_r_grouped, both.pearson_r_one, atol=1e-5)
-  np.testing.assert_allclose(both.rmse_grouped, both.rmse_one, rtol=1e-5)
+  # Equal up to float32 rounding: the vmapped and the one-cell programs compile to different
+  # machine code (more so with the suite's LLVM optimisation off), so a parameter whose gradient
+  # is pure rounding can move by +-lr under Adam in one and not the other (below); an r near 0
+  # magnifies what that does to the predictions (seen: 1.6e-4).
+  np.testing.assert_allclose(both.pearson_r_grouped, both.pearson_r_one, atol=1e-3)
+  np.testing.assert_allclose(both.rmse_grouped, both.rmse_one, rtol=1e-4)
   for cell, (fold, frac, seed) in (('linear_probe', B), ('full_from_probe', A),
                                    ('full_from_probe', B)):  # states after 3 steps
     where = os.path.join('sweep', 'toy_labelled', f'fold{fold}', f'frac{frac:g}', f'seed{seed}',
@@ -104,4 +115,8 @@ def test_a_grouped_sweep_equals_the_sweep_cell_by_cell_and_resumes(tmp_path, toy
     a = checkpointing.restore_raw(str(tmp_path / 'one' / where))
     g = checkpointing.restore_raw(str(tmp_path / 'grouped' / where))
     for key, tol in (('params', 1e-5), ('batch_stats', 1e-5), ('opt_state', 1e-4)):
-      assert _max_diff(a[key], g[key]) <= tol, (cell, fold, frac, seed, key)
+      # Every element equal within tol, but for at most 1 in 1,000 (seen: 1 of 15,529 params,
+      # by 5e-4, with the suite's LLVM optimisation off): a rounding-only gradient's +-lr step.
+      # Another cell's indices, fraction or dropout seed changes most of them.
+      bad, n = _n_differ(a[key], g[key], tol)
+      assert bad <= n // 1000, (cell, fold, frac, seed, key, bad, n, _max_diff(a[key], g[key]))
