@@ -139,17 +139,8 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
   target = {'params': abstract['params']}
   if has_bstats and 'batch_stats' in abstract:
     target['batch_stats'] = abstract['batch_stats']
-  # Onto this process's first device, whatever mesh the checkpoint was saved from.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), target)
-  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
-  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(restored))
-
-  norm = {k: float(v) for k, v in meta['normalization'].items()}
-  needed = ['acc_mean', 'acc_std'] + (['gyr_mean', 'gyr_std'] if has_gyr else [])
-  missing = [k for k in needed if k not in norm]
-  if missing:
-    raise ValueError(f'{where}: normalization record lacks {missing}')
+  params = _restore_float32(ckpt_dir, step, target)
+  norm = _normalization(meta, has_gyr, where)
   d = embed_dim(enc_cfg)
   info = {
       'kind': kind, 'checkpoint_dir': ckpt_dir, 'step': int(step), 'config': meta['config'],
@@ -164,6 +155,26 @@ def load_encoder(checkpoint_dir: str, step: int | None = None
     return _apply(module, norm, t, rate, has_gyr, params, acc, gyr)
 
   return apply_fn, params, info
+
+
+def _restore_float32(ckpt_dir: str, step: int, abstract: dict[str, Any]) -> dict[str, Any]:
+  """The checkpoint's subtrees shaped as ``abstract``, onto this process's first device (whatever
+  mesh the checkpoint was saved from), in float32."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+                        abstract)
+  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
+  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(restored))
+
+
+def _normalization(meta: dict[str, Any], has_gyr: bool, where: str) -> dict[str, float]:
+  """The checkpoint's input normalisation, checked to hold every modality the encoder takes."""
+  norm = {k: float(v) for k, v in meta['normalization'].items()}
+  needed = ['acc_mean', 'acc_std'] + (['gyr_mean', 'gyr_std'] if has_gyr else [])
+  missing = [k for k in needed if k not in norm]
+  if missing:
+    raise ValueError(f'{where}: normalization record lacks {missing}')
+  return norm
 
 
 def _load_transformer(ckpt_dir: str, step: int, meta: dict[str, Any], where: str):
@@ -184,16 +195,8 @@ def _load_transformer(ckpt_dir: str, step: int, meta: dict[str, Any], where: str
   x = jax.ShapeDtypeStruct((1, len(sites), t, 3), jnp.float32)
   abstract = jax.eval_shape(lambda k, a, g: module.init(k, a, g, False), jax.random.key(0), x,
                             x if has_gyr else None)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
-                        {'params': abstract['params']})
-  restored = checkpointing.restore_subtrees(ckpt_dir, step, target)
-  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(restored))
-  norm = {k: float(v) for k, v in meta['normalization'].items()}
-  needed = ['acc_mean', 'acc_std'] + (['gyr_mean', 'gyr_std'] if has_gyr else [])
-  missing = [k for k in needed if k not in norm]
-  if missing:
-    raise ValueError(f'{where}: normalization record lacks {missing}')
+  params = _restore_float32(ckpt_dir, step, {'params': abstract['params']})
+  norm = _normalization(meta, has_gyr, where)
   width = int(sizes['width'])
   separate = sizes['modalities'] == 'separate'
   info = {

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 
 class MLP(nn.Module):
@@ -35,3 +36,24 @@ class MLP(nn.Module):
         if self.dropout_rate > 0:
           x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x.astype(jnp.float32)
+
+
+def setup_nce_head(module: nn.Module) -> None:
+  """Inside ``module.setup``: the NCE head both contrastive models share, ``acc_projection`` /
+  ``gyr_projection`` (MLPs of ``module.projection_dims``) and, if learnable, ``log_temperature``."""
+  for name in ('acc_projection', 'gyr_projection'):
+    setattr(module, name, MLP(tuple(module.projection_dims),
+                              batch_norm=module.projection_batch_norm, dtype=module.dtype))
+  if module.learnable_temperature:
+    module.log_temperature = module.param(
+        'log_temperature', nn.initializers.constant(np.log(module.temperature)), ())
+
+
+def nce_head(module: nn.Module, h_acc, h_gyr, train: bool):
+  """(z_acc, z_gyr, temperature): the two modalities' embeddings through ``setup_nce_head``'s
+  projections."""
+  if module.learnable_temperature:
+    temperature = jnp.exp(module.log_temperature)
+  else:
+    temperature = jnp.asarray(module.temperature, jnp.float32)
+  return module.acc_projection(h_acc, train), module.gyr_projection(h_gyr, train), temperature

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ssl_imu_jax.models.heads import MLP
+from ssl_imu_jax.models.heads import MLP, nce_head, setup_nce_head
 from ssl_imu_jax.models.resnet1d import ResNet1D
 
 # every name an encoder subtree can have ('transformer': the masked-reconstruction backbone)
@@ -136,27 +136,14 @@ class ContrastiveModel(nn.Module):
 
   def setup(self):
     _setup_encoders(self, self.encoder_config, self.dtype, True)
-    self.acc_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
-                              dtype=self.dtype)
-    self.gyr_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
-                              dtype=self.dtype)
-    if self.learnable_temperature:
-      self.log_temperature = self.param(
-          'log_temperature', nn.initializers.constant(np.log(self.temperature)), ())
+    setup_nce_head(self)
 
   def embed(self, acc, gyr, train: bool):
     acc_enc, gyr_enc = _encoders(self, True)
     return acc_enc(acc, train), gyr_enc(gyr, train)
 
   def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
-    h_acc, h_gyr = self.embed(acc_BxNxTxC, gyr_BxNxTxC, train)
-    z_acc = self.acc_projection(h_acc, train)
-    z_gyr = self.gyr_projection(h_gyr, train)
-    if self.learnable_temperature:
-      temperature = jnp.exp(self.log_temperature)
-    else:
-      temperature = jnp.asarray(self.temperature, jnp.float32)
-    return z_acc, z_gyr, temperature
+    return nce_head(self, *self.embed(acc_BxNxTxC, gyr_BxNxTxC, train), train)
 
 
 class RegressionModel(nn.Module):

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_imu_jax.models.heads import MLP
+from ssl_imu_jax.models.heads import nce_head, setup_nce_head
 
 # How a window becomes tokens (``model.transformer.modalities``): 'joint', one token per time
 # step over every site's acc and gyr channels (the masked reference); 'separate', the acc and
@@ -253,13 +253,7 @@ class ContrastiveTransformer(nn.Module):
     self.transformer = MaskedTransformer(self.width, self.depth, self.heads, self.ff,
                                          self.dropout, self.pos_base_factor, self.dtype,
                                          reconstruct=False)
-    self.acc_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
-                              dtype=self.dtype)
-    self.gyr_projection = MLP(tuple(self.projection_dims), batch_norm=self.projection_batch_norm,
-                              dtype=self.dtype)
-    if self.learnable_temperature:
-      self.log_temperature = self.param(
-          'log_temperature', nn.initializers.constant(np.log(self.temperature)), ())
+    setup_nce_head(self)
 
   def embed(self, acc, gyr, train: bool):
     """(h_acc, h_gyr) [B, 1, width]: each modality's tokens averaged over time."""
@@ -267,14 +261,7 @@ class ContrastiveTransformer(nn.Module):
     return h[:, :1], h[:, 1:]
 
   def __call__(self, acc_BxNxTxC, gyr_BxNxTxC, train: bool):
-    h_acc, h_gyr = self.embed(acc_BxNxTxC, gyr_BxNxTxC, train)
-    z_acc = self.acc_projection(h_acc, train)
-    z_gyr = self.gyr_projection(h_gyr, train)
-    if self.learnable_temperature:
-      temperature = jnp.exp(self.log_temperature)
-    else:
-      temperature = jnp.asarray(self.temperature, jnp.float32)
-    return z_acc, z_gyr, temperature
+    return nce_head(self, *self.embed(acc_BxNxTxC, gyr_BxNxTxC, train), train)
 
 
 class TransformerEncoder(nn.Module):
