@@ -140,3 +140,14 @@ def test_comparison_frame_matches_a_hand_computation():
   text = objectives.comparison_markdown(frame)
   assert '## curves: toy grf_curve axis V, rrmse, linear_probe' in text
   assert f'| nce_resnet | {31.0 / 3:.3f} ({-11.0 / 3:+.3f} [' in text
+
+  # the per-subject rows behind the table (report/results.csv, report/curves.csv)
+  rows = objectives.subject_frames(records)
+  res = rows['results']
+  assert set(res.group) == {'peaks'} and set(res.init) == set(noise)
+  one = res[(res.init == 'masked_12_5') & (res.subject != 'all')].set_index('subject')
+  assert one.pearson_r.to_dict() == pytest.approx({str(k): v for k, v in r['masked_12_5'].items()})
+  cur = rows['curves']
+  assert set(cur.group) == {'curves'} and set(cur.init) == set(rrmse)
+  v = cur[(cur.init == 'nce_resnet') & (cur.axis == 'V')].set_index('subject').rrmse
+  assert {k: v[str(k)] for k in SUBJECTS} == pytest.approx(rrmse['nce_resnet'])

@@ -180,6 +180,24 @@ def test_collect_takes_the_run_s_own_record(tmp_path):
   assert sorted(os.listdir(dest)) == ['config.json', 'headline.csv', 'provenance.json']
 
 
+def test_collect_takes_each_group_s_folds_of_a_run_of_several_sweeps(tmp_path):
+  """Stage objectives: <group>/<arm>/sweep/<dataset>/folds.json, a group's arms share its folds."""
+  run = tmp_path / 'run'
+  os.makedirs(run / 'report')
+  (run / 'report' / 'objectives.csv').write_text('a\n1\n')
+  _write_json(str(run / 'config.json'), {'stage': 'objectives'})
+  for group, arm, fold in (('peaks', 'masked_12_5', 0), ('peaks', 'nce_resnet', 0),
+                           ('curves', 'nce_resnet', 1)):
+    _write_json(str(run / group / arm / 'sweep' / 'toy_kfm' / 'folds.json'), {'s1': fold})
+  _write_json(str(run / 'pretrain_nce_resnet' / 'checkpoints' / 'config.json'), {'seed': 0})
+  dest = publish.collect(str(run), 'obj', 'cmd', root=str(tmp_path / 'results'))
+  found = sorted(os.path.relpath(p, dest) for p in glob.glob(f'{dest}/**/*.json', recursive=True))
+  assert found == ['config.json', 'config_pretrain_nce_resnet.json', 'folds/curves/toy_kfm.json',
+                   'folds/peaks/toy_kfm.json', 'provenance.json']
+  with open(os.path.join(dest, 'folds', 'curves', 'toy_kfm.json')) as f:
+    assert json.load(f) == {'s1': 1}
+
+
 def test_collect_refuses_large_files_and_leaves_nothing_partial(sweep_run, tmp_path,
                                                                   monkeypatch):
   root = str(tmp_path / 'results')

@@ -12,6 +12,7 @@ subjects), beside the feature baseline, and the masked arms side by side by mask
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -183,6 +184,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   validate(config)
   data_dir = input_pipeline.resolve_data_dir(config, workdir)
   report_only = bool(config.get('report_only', False))
+  os.makedirs(workdir, exist_ok=True)
+  files.write_json_atomic(os.path.join(workdir, 'config.json'),
+                          json.loads(config.to_json_best_effort()))
   arms = list(config.arms.keys())
   for i, arm in enumerate(arms, start=1):
     if report_only:
@@ -208,10 +212,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
   frame = comparison_frame(records, {a: config.arms[a] for a in arms})
   os.makedirs(report_dir, exist_ok=True)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.csv'), frame.to_csv(index=False))
+  for name, rows in subject_frames(records).items():  # the per-subject rows behind the table
+    files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), rows.to_csv(index=False))
   text = comparison_markdown(frame)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.md'), text)
   print(text, flush=True)
   return report_dir
+
+
+def subject_frames(records: Sequence[Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+  """{'results': scalar rows (report.results_frame), 'curves': curve rows (report.curves_frame)}
+  of every group, arm and baseline, each row tagged with its ``group`` (``init`` is the arm)."""
+  out = {}
+  for name, make, want in (('results', report.results_frame, False),
+                           ('curves', report.curves_frame, True)):
+    parts = []
+    for group in dict.fromkeys(r['group'] for r in records):
+      recs = [r for r in records if r['group'] == group and bool(r.get('curve')) == want]
+      if recs:
+        parts.append(make(recs).assign(group=group))
+    if parts:
+      out[name] = pd.concat(parts, ignore_index=True)
+  return out
 
 
 def _per_subject(records: Sequence[Mapping[str, Any]]

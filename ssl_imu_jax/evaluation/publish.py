@@ -615,6 +615,16 @@ def _plan(workdir: str, report: str) -> list[tuple[str, str]]:
   for folds in sorted(glob.glob(os.path.join(workdir, 'sweep', '*', 'folds.json'))):
     rel = os.path.relpath(folds, workdir)
     plan.append((rel, f'folds/{rel.split(os.sep)[1]}.json'))
+  # a run of several sweeps (stage objectives: <group>/<arm>/sweep/<dataset>/): each group's
+  # assignment of each data set once (its arms' sweeps share the group's folds)
+  seen = {dst for _, dst in plan}
+  for folds in sorted(glob.glob(os.path.join(workdir, '*', '*', 'sweep', '*', 'folds.json'))):
+    rel = os.path.relpath(folds, workdir)
+    parts = rel.split(os.sep)
+    dst = f'folds/{parts[0]}/{parts[3]}.json'
+    if dst not in seen:
+      seen.add(dst)
+      plan.append((rel, dst))
   return plan
 
 
