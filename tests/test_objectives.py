@@ -50,8 +50,10 @@ def test_plan_runs_each_backbone_baseline_once_with_the_arm_architecture(tmp_pat
   peaks = {label: cfg for group, label, _, cfg in plan if group == 'peaks'}
   assert set(peaks) == set(c.arms.keys()) | {'random_resnet', 'random_transformer',
                                              'random_transformer_separate'}
-  assert peaks['masked_25'].inits == ('pretrained',)
-  assert peaks['masked_25'].init_from.endswith('pretrain_masked_25/checkpoints')
+  assert sorted(c.arms.keys()) == ['masked_12_5', 'masked_50', 'nce_resnet', 'nce_transformer']
+  assert peaks['masked_50'].folds == (0,) and peaks['masked_50'].fractions == (1.0,)
+  assert peaks['masked_50'].inits == ('pretrained',)
+  assert peaks['masked_50'].init_from.endswith('pretrain_masked_50/checkpoints')
   base = [cfg for label, cfg in peaks.items() if label.startswith('random_')]
   assert sorted(len(b.inits) for b in base) == [1, 1, 2]  # the feature baseline runs once
   rt = peaks['random_transformer'].finetune.model
