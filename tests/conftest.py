@@ -61,6 +61,42 @@ def killed_at_step(monkeypatch, step: int) -> None:
   monkeypatch.setattr(input_pipeline, 'train_iterator', dies)
 
 
+@pytest.fixture
+def optimised_xla(monkeypatch):
+  """XLA's default backend (LLVM) optimisation for the programs this test compiles in process.
+
+  The suite compiles with it off (pytest_configure): most tests compile many tiny programs and run
+  a few steps of each. A test whose time goes to running steps (a hundred or more, a real encoder)
+  asks for this instead: jax.jit gets compiler_options={'xla_backend_optimization_level': 3} (the
+  XLA default), e.g. 100 tiny pre-training steps on 17 sites: 63 s -> 37 s of CPU. The programs the
+  package keeps for reuse are set aside for the test and put back after it, so no other test runs
+  a program compiled here (nor this one a program compiled without it): tests that compare runs
+  compare programs compiled alike.
+  """
+  import functools
+
+  import jax
+
+  from ssl_imu_jax.training import finetune, multicell, trainer
+
+  monkeypatch.setattr(jax, 'jit', functools.partial(
+      jax.jit, compiler_options={'xla_backend_optimization_level': XLA_DEFAULT_OPT_LEVEL}))
+  for module, name in ((finetune, '_PROGRAMS'), (multicell, '_GROUP_STEPS'),
+                       (trainer, '_GATHER_STEPS')):
+    monkeypatch.setattr(module, name, {})
+
+
+XLA_DEFAULT_OPT_LEVEL = 3
+
+
+def xla_env_default(env: dict) -> dict:
+  """``env`` for a subprocess, with the suite's TEST_XLA_FLAGS taken out of XLA_FLAGS (XLA's
+  defaults, as a user's run has them): for main.py runs whose time goes to running steps."""
+  names = {f.split('=')[0] for f in TEST_XLA_FLAGS.split()}
+  flags = [f for f in env.get('XLA_FLAGS', '').split() if f.split('=')[0] not in names]
+  return {**env, 'XLA_FLAGS': ' '.join(flags)}
+
+
 @pytest.fixture(scope='session')
 def toy_dirs(tmp_path_factory):
   """Built toy data sets (once per session): {'data_dir', 'unlabelled', 'labelled'}."""
@@ -104,6 +140,14 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+# XLA flags of the whole test run (pytest_configure) and of the subprocesses that set their own
+# XLA_FLAGS: compiling dominates the tests' tiny programs, and these make it cheaper. Backend (LLVM)
+# optimisation off (test_finetune.py + test_pretrain.py: 588 s -> 478 s under load), and XLA:CPU's
+# older fusion emitters instead of its new MLIR ones (compiling a tiny pre-training step: 7.6 s ->
+# 3.4 s of CPU, its steps as fast). The programs are the same HLO, only compiled differently.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+
+
 def pytest_configure(config):
   """No LLVM optimisation, and one persistent XLA compilation cache per test run, shared by the
   xdist workers (they inherit the controller's environment) and by the main.py subprocesses the
@@ -115,13 +159,13 @@ def pytest_configure(config):
 
   import jax
 
-  # Backend (LLVM) optimisation off for the whole run, the workers and the main.py subprocesses
-  # (they inherit the environment; jax reads XLA_FLAGS when its backend starts, after this):
-  # compiling dominates the tests' tiny programs (test_finetune.py + test_pretrain.py: 588 s ->
-  # 478 s under load). The programs are the same HLO, only less optimised machine code.
-  flags = os.environ.get('XLA_FLAGS', '')
-  if 'xla_backend_optimization_level' not in flags:
-    os.environ['XLA_FLAGS'] = f'{flags} --xla_backend_optimization_level=0'.strip()
+  # TEST_XLA_FLAGS for the whole run, the workers and the main.py subprocesses (they inherit the
+  # environment; jax reads XLA_FLAGS when its backend starts, after this).
+  flags = os.environ.get('XLA_FLAGS', '').split()
+  for flag in TEST_XLA_FLAGS.split():
+    if not any(f.split('=')[0] == flag.split('=')[0] for f in flags):
+      flags.append(flag)
+  os.environ['XLA_FLAGS'] = ' '.join(flags)
   cache = os.environ.get('SSL_IMU_JAX_TEST_CACHE')
   if not cache:
     cache = tempfile.mkdtemp(prefix='ssl_imu_jax_test_xla_')

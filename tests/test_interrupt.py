@@ -24,6 +24,7 @@ import chex
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 from configs import sweep as sweep_config
 from ssl_imu_jax.evaluation import sweep
@@ -81,7 +82,7 @@ def launch(tmp_path_factory):
   launcher = tmp / 'launch_main.py'
   launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS)))
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_backend_optimization_level=0')
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=TEST_XLA_FLAGS)
   # The session's XLA cache (shared by the xdist workers; test_kill_resume.py pre-trains the same
   # programs with the same flags), so that each program compiles once per test run.
   shared = {'tfds': tmp / 'tfds', 'cache': os.environ['SSL_IMU_JAX_TEST_CACHE']}

@@ -20,6 +20,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 from ssl_imu_jax.training import checkpointing
 
@@ -97,7 +98,7 @@ def runs(tmp_path_factory):
               f'--config.data_dir={tmp / "tfds"}', f'--config.train.steps={STEPS}',
               '--config.train.checkpoint_every=2', '--config.train.log_every=1',
               '--config.train.progress=False', '--config.train.batch_size=8',
-              # A smaller encoder than 'tiny' and no LLVM optimisation: compiling dominates. The
+              # A smaller encoder than 'tiny' and the suite's XLA flags: compiling dominates. The
               # steps, batch and encoder are test_interrupt.py's pre-training's, and the XLA cache
               # is the session's (shared by the xdist workers): its programs are compiled once.
               '--config.model.encoder.widths=(8,16)',
@@ -105,7 +106,7 @@ def runs(tmp_path_factory):
               '--config.model.encoder.kernel_size=3']
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
-  env['XLA_FLAGS'] = '--xla_backend_optimization_level=0'
+  env['XLA_FLAGS'] = TEST_XLA_FLAGS
 
   def start(name: str, delay: float = 0.0) -> tuple[subprocess.Popen, Path]:
     workdir = tmp / name

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 from ssl_imu_jax.training import checkpointing
 
@@ -42,11 +43,10 @@ def _free_port() -> int:
 
 
 def _env(devices: int, cache: Path, process: tuple[int, int, int] | None = None) -> dict:
-  # Backend (LLVM) optimisation off, as in test_multidevice.py: compiling dominates these four
-  # tiny steps, and both runs are compiled with the same flags.
+  # The suite's XLA flags (conftest.TEST_XLA_FLAGS), as in test_multidevice.py: compiling
+  # dominates these four tiny steps, and both runs are compiled with the same flags.
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} '
-                       '--xla_backend_optimization_level=0',
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}',
              JAX_COMPILATION_CACHE_DIR=str(cache))
   for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID'):
     env.pop(k, None)

@@ -223,7 +223,7 @@ def test_tensorboard_reads_the_event_files_a_run_writes(pretrained):
   assert any(t.startswith('eval/') for t in acc.Tags()['scalars'])
 
 
-def test_pretraining_learns_the_acc_gyr_pairing(tmp_path):
+def test_pretraining_learns_the_acc_gyr_pairing(tmp_path, optimised_xla):
   """On the tiny synthetic MoVi corpus (6 training subjects, 17 sites): the training loss falls
   and held-out retrieval top-1 rises far above chance (measured 6x chance after 100 steps), also
   when recomputed on the held-out windows read straight from the records. The last check is what

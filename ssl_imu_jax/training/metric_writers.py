@@ -24,6 +24,23 @@ def _step_of(line: str) -> int | None:
     return None
 
 
+def _summary_writer():
+  """tensorboardX's SummaryWriter, imported without PyTorch. Where torch is installed (the test
+  extras install it), tensorboardX imports it at import time only to name torch.Tensor in type
+  hints: 2-4 s of CPU in every process that logs metrics. This writer logs Python floats, so the
+  import is made to see no torch (unless the process already imported it)."""
+  if 'tensorboardX' in sys.modules or 'torch' in sys.modules:
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+  sys.modules['torch'] = None  # `import torch` raises ImportError while tensorboardX imports
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules['torch']
+  return SummaryWriter
+
+
 class MetricWriter:
   """Writes on process 0 only; safe to call from every host."""
 
@@ -42,8 +59,7 @@ class MetricWriter:
       os.makedirs(logdir, exist_ok=True)
       self._jsonl = open(os.path.join(logdir, 'metrics.jsonl'), 'a')  # noqa: SIM115
       try:
-        from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(logdir=os.path.join(logdir, 'tensorboard'))
+        self._tb = _summary_writer()(logdir=os.path.join(logdir, 'tensorboard'))
       except ImportError:  # pragma: no cover - tensorboardX is a pinned requirement
         self._tb = None
 
