@@ -229,6 +229,9 @@ def test_final_model_predicts_new_synthetic_subjects(tmp_path):
   c = finetune_config.get_config('tiny')
   c.data.dataset = 'synthetic_walking_grf'
   c.data.size = 'default'
+  # One builder process (the prediction's seed-1 set inherits the model's options): two spawned
+  # workers each re-import jax and the test modules, more CPU than the 21 subjects they share.
+  c.data.options = {'workers': 1}
   c.split.fold = finetune.FINAL_FOLD
   c.protocol = 'full'
   c.train.steps = 200
