@@ -5,9 +5,10 @@ directory (older absolute ones included).
 The subprocess tests run main.py through a small launcher (in the test's tmp dir) that registers
 the toy builders and, from a given training pass and step on, touches a file and sleeps a little
 before each batch, so the test's SIGINT lands mid-training whatever the machine's load. One
-pre-training and one sweep are run unbroken (the references), one of each interrupted with
-SIGINT and rerun; the sweep fine-tunes from the pre-training in its own work directory, so its
-cells' configs hold paths inside it.
+pre-training and one sweep are run unbroken (the references: in the test's own process, from the
+same arguments and with the same XLA flags, so the same programs), one of each interrupted with
+SIGINT in a subprocess and rerun; the sweep fine-tunes from the pre-training in its own work
+directory, so its cells' configs hold paths inside it.
 """
 
 import json
@@ -24,9 +25,12 @@ import chex
 import numpy as np
 import pandas as pd
 import pytest
+from absl import flags
 from conftest import TEST_XLA_FLAGS
+from ml_collections import config_flags
 
 from configs import sweep as sweep_config
+from ssl_imu_jax import stages
 from ssl_imu_jax.evaluation import sweep
 from ssl_imu_jax.training import interrupt, trainer
 
@@ -82,10 +86,12 @@ def launch(tmp_path_factory):
   launcher = tmp / 'launch_main.py'
   launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS)))
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=TEST_XLA_FLAGS)
   # The session's XLA cache (shared by the xdist workers; test_kill_resume.py pre-trains the same
-  # programs with the same flags), so that each program compiles once per test run.
+  # programs with the same flags), so that each program compiles once per test run. Named in the
+  # environment, not with main.py's --xla_cache_dir: jax puts the command's --xla* arguments in
+  # its cache keys, and the references run in this process, whose command has none.
   shared = {'tfds': tmp / 'tfds', 'cache': os.environ['SSL_IMU_JAX_TEST_CACHE']}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=TEST_XLA_FLAGS, SSL_IMU_JAX_XLA_CACHE=shared['cache'])
 
   def run(workdir: Path, args: list[str], ready: tuple[int, int] | None = None):
     t0 = time.time()
@@ -93,8 +99,8 @@ def launch(tmp_path_factory):
     ready_file = workdir / 'ready'
     run_env = {**env, 'READY_FILE': str(ready_file), 'READY_PASS': str(ready[0] if ready else 0),
                'READY_STEP': str(ready[1] if ready else 0), 'STEP_DELAY_S': '0.5'}
-    cmd = [sys.executable, str(launcher), f'--workdir={workdir}',
-           f'--xla_cache_dir={shared["cache"]}'] + [a.format(**shared, wd=workdir) for a in args]
+    cmd = [sys.executable, str(launcher), f'--workdir={workdir}'] + [
+        a.format(**shared, wd=workdir) for a in args]
     with open(workdir / 'log.txt', 'w') as log:
       proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT)
       if ready:
@@ -113,7 +119,25 @@ def launch(tmp_path_factory):
     run.seconds.append(round(time.time() - t0, 1))
     return rc, (workdir / 'log.txt').read_text()
 
-  run.tmp, run.seconds = tmp, []
+  def reference(workdir: Path, args: list[str]):
+    """What ``run(workdir, args)`` computes unbroken, in this process when it compiles with the
+    subprocess's XLA flags (the same programs, from the same XLA cache): the config parsed from
+    the same command-line arguments, run by the stage main.py runs."""
+    if sorted(os.environ.get('XLA_FLAGS', '').split()) != sorted(TEST_XLA_FLAGS.split()):
+      _ok(*run(workdir, args))  # other flags here: the subprocess compiles as the cut runs do
+      return
+    t0 = time.time()
+    argv = ['main.py'] + [a.replace('--config=configs/', f'--config={ROOT}/configs/')
+                          .format(**shared, wd=workdir) for a in args]
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file('config', None, '', flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
+    workdir.mkdir(parents=True, exist_ok=True)
+    stages.run(values.config, str(workdir))
+    run.seconds.append(round(time.time() - t0, 1))
+
+  run.tmp, run.seconds, run.reference = tmp, [], reference
   return run
 
 
@@ -151,12 +175,12 @@ def runs(launch):
   """Reference and interrupted-then-resumed pre-training and sweep (workdirs 'ref' and 'cut')."""
   ref, cut = launch.tmp / 'ref', launch.tmp / 'cut'
   out, t0 = {'ref': ref, 'cut': cut}, time.time()
-  _ok(*launch(ref, PRETRAIN))
+  launch.reference(ref, PRETRAIN)
   out['pre_cut'] = launch(cut, PRETRAIN, ready=(1, 4))  # past the step-4 checkpoint
   out['pre_steps_at_cut'] = sorted(int(d.name) for d in (cut / 'pretrain' / 'checkpoints').iterdir()
                                    if d.name.isdigit())
   out['pre_resumed'] = launch(cut, PRETRAIN)
-  _ok(*launch(ref, SWEEP))
+  launch.reference(ref, SWEEP)
   # the second training pass is fold 0's full_from_probe cell (after its linear probe)
   out['sweep_cut'] = launch(cut, SWEEP, ready=(2, 2))
   out['sweep_resumed'] = launch(cut, SWEEP)

@@ -93,7 +93,6 @@ def runs(tmp_path_factory):
   launcher = tmp / 'launch_main.py'
   launcher.write_text(LAUNCHER.format(root=str(ROOT), tests=str(TESTS), kill_after=KILL_AFTER))
   cmd_base = [sys.executable, str(launcher), '--config=configs/pretrain.py:tiny',
-              f'--xla_cache_dir={os.environ["SSL_IMU_JAX_TEST_CACHE"]}',
               '--config.data.dataset=toy_unlabelled', '--config.data.window_length=32',
               f'--config.data_dir={tmp / "tfds"}', f'--config.train.steps={STEPS}',
               '--config.train.checkpoint_every=2', '--config.train.log_every=1',
@@ -101,12 +100,16 @@ def runs(tmp_path_factory):
               # A smaller encoder than 'tiny' and the suite's XLA flags: compiling dominates. The
               # steps, batch and encoder are test_interrupt.py's pre-training's, and the XLA cache
               # is the session's (shared by the xdist workers): its programs are compiled once.
+              # The cache is named in the environment (SSL_IMU_JAX_XLA_CACHE), not with
+              # --xla_cache_dir: jax puts the command's --xla* arguments in its cache keys, and
+              # test_interrupt.py's references run in the pytest process.
               '--config.model.encoder.widths=(8,16)',
               '--config.model.encoder.blocks_per_stage=(1,1)',
               '--config.model.encoder.kernel_size=3']
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env['JAX_PLATFORMS'] = 'cpu'
   env['XLA_FLAGS'] = TEST_XLA_FLAGS
+  env['SSL_IMU_JAX_XLA_CACHE'] = os.environ['SSL_IMU_JAX_TEST_CACHE']
 
   def start(name: str, delay: float = 0.0) -> tuple[subprocess.Popen, Path]:
     workdir = tmp / name
