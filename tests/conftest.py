@@ -97,6 +97,20 @@ def xla_env_default(env: dict) -> dict:
   return {**env, 'XLA_FLAGS': ' '.join(flags)}
 
 
+def eight_device_env() -> dict:
+  """This process's environment for a subprocess on 8 simulated CPU devices, with the suite's
+  XLA flags (TEST_XLA_FLAGS): both meshes of an equality check compile alike."""
+  env = dict(os.environ)
+  flags = [f for f in env.get('XLA_FLAGS', '').split()
+           if not f.startswith('--xla_force_host_platform_device_count')]
+  for flag in TEST_XLA_FLAGS.split():
+    if not any(f.split('=')[0] == flag.split('=')[0] for f in flags):
+      flags.append(flag)
+  env['XLA_FLAGS'] = ' '.join(flags + ['--xla_force_host_platform_device_count=8'])
+  env['JAX_PLATFORMS'] = 'cpu'
+  return env
+
+
 @pytest.fixture(scope='session')
 def toy_dirs(tmp_path_factory):
   """Built toy data sets (once per session): {'data_dir', 'unlabelled', 'labelled'}."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_pretrain_config
+from conftest import eight_device_env, tiny_pretrain_config
 
 from configs import finetune as finetune_config
 from configs import pretrain as pretrain_config
@@ -182,12 +182,7 @@ def test_nce_fingerprints_are_unchanged_so_old_checkpoints_resume(tmp_path):
 
 def test_the_masked_step_on_8_devices_equals_1_device():
   """tests/multidevice_check.py masked in a subprocess with 8 fake CPU devices (~15 s)."""
-  env = dict(os.environ)
-  flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_force_host_platform_device_count')]
-  env['XLA_FLAGS'] = ' '.join(flags + ['--xla_force_host_platform_device_count=8',
-                                       '--xla_backend_optimization_level=0'])
-  env['JAX_PLATFORMS'] = 'cpu'
+  env = eight_device_env()
   proc = subprocess.run([sys.executable, str(TESTS / 'multidevice_check.py'), 'masked'], env=env,
                         capture_output=True, text=True, timeout=600, cwd=TESTS.parent)
   assert proc.returncode == 0, proc.stderr[-4000:]

@@ -10,13 +10,13 @@ from 'global'.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import jax
 import pytest
+from conftest import eight_device_env
 
 TESTS = Path(__file__).resolve().parent
 TOL = 1e-5
@@ -24,14 +24,9 @@ TOL = 1e-5
 
 @pytest.fixture(scope='module')
 def measured():
-  env = dict(os.environ)
-  flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_force_host_platform_device_count')]
-  # Backend (LLVM) optimisation off: compile time dominates these tiny steps. Both meshes are
-  # compiled with the same flags, and sharding is decided before the backend runs.
-  env['XLA_FLAGS'] = ' '.join(flags + ['--xla_force_host_platform_device_count=8',
-                                       '--xla_backend_optimization_level=0'])
-  env['JAX_PLATFORMS'] = 'cpu'
+  # The suite's XLA flags (compile time dominates these tiny steps); both meshes are compiled
+  # with the same flags, and sharding is decided before the backend runs.
+  env = eight_device_env()
   cache = jax.config.jax_compilation_cache_dir  # conftest's per-session cache, if any
   if cache:
     env['JAX_COMPILATION_CACHE_DIR'] = cache

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import tiny_finetune_config, tiny_pretrain_config
+from conftest import eight_device_env, tiny_finetune_config, tiny_pretrain_config
 
 from configs import pretrain as pretrain_config
 from ssl_imu_jax import parallel
@@ -140,12 +140,7 @@ def test_the_step_loss_is_the_reference_nce_of_the_tokens_pooled_and_projected()
 
 def test_the_nce_transformer_step_on_8_devices_equals_1_device():
   """tests/multidevice_check.py nce_transformer in a subprocess with 8 fake CPU devices."""
-  env = dict(os.environ)
-  flags = [f for f in env.get('XLA_FLAGS', '').split()
-           if not f.startswith('--xla_force_host_platform_device_count')]
-  env['XLA_FLAGS'] = ' '.join(flags + ['--xla_force_host_platform_device_count=8',
-                                       '--xla_backend_optimization_level=0'])
-  env['JAX_PLATFORMS'] = 'cpu'
+  env = eight_device_env()
   proc = subprocess.run([sys.executable, str(TESTS / 'multidevice_check.py'), 'nce_transformer'],
                         env=env, capture_output=True, text=True, timeout=600, cwd=TESTS.parent)
   assert proc.returncode == 0, proc.stderr[-4000:]
