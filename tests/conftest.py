@@ -15,10 +15,17 @@ import toy_data  # noqa: E402
 toy_data.register()
 
 
+# The toy runs' encoder: the tiny ResNet cut to two stages (1 block each). What the tests check
+# of a run (checkpoints, resuming, splits, reports, equivalences) does not depend on the depth,
+# and tracing + compiling a step costs a third less (test_models.py checks the four-stage nets).
+TOY_ENCODER = {'widths': (8, 16), 'blocks_per_stage': (1, 1)}
+
+
 def tiny_pretrain_config(window_length: int = 32):
   from configs import pretrain
 
   c = pretrain.get_config('tiny')
+  c.model.encoder.update(TOY_ENCODER)
   c.data.dataset = 'toy_unlabelled'
   c.data.window_length = window_length
   c.train.steps = 6
@@ -35,6 +42,7 @@ def tiny_finetune_config(window_length: int = 32):
   from configs import finetune
 
   c = finetune.get_config('tiny')
+  c.model.encoder.update(TOY_ENCODER)
   c.data.dataset = 'toy_labelled'
   c.data.window_length = window_length
   c.train.steps = 6
@@ -77,12 +85,12 @@ def optimised_xla(monkeypatch):
 
   import jax
 
-  from ssl_imu_jax.training import finetune, multicell, trainer
+  from ssl_imu_jax.training import finetune, multicell, pretrain, trainer
 
   monkeypatch.setattr(jax, 'jit', functools.partial(
       jax.jit, compiler_options={'xla_backend_optimization_level': XLA_DEFAULT_OPT_LEVEL}))
   for module, name in ((finetune, '_PROGRAMS'), (multicell, '_GROUP_STEPS'),
-                       (trainer, '_GATHER_STEPS')):
+                       (pretrain, '_PROGRAMS'), (trainer, '_GATHER_STEPS')):
     monkeypatch.setattr(module, name, {})
 
 

@@ -210,7 +210,8 @@ def test_embed_stage_writes_matching_files(tmp_path, pretrained, encoder, jitted
   assert ws.acc.shape[2] == 32  # the window length came from the checkpoint
   emb = np.load(paths['embeddings'])
   assert paths['embeddings'] == str(tmp_path / 'embed' / 'toy_labelled_train_embeddings.npy')
-  assert emb.shape == (160, 2, 64) and emb.dtype == np.float32
+  d = 2 * pretrained['config'].model.encoder.widths[-1]  # acc and gyr embeddings, concatenated
+  assert emb.shape == (160, 2, d) and emb.dtype == np.float32
   np.testing.assert_array_equal(np.load(paths['subject_id']), ws.subject_id)
   np.testing.assert_array_equal(np.load(paths['trial']), ws.trial)
   np.testing.assert_array_equal(np.load(paths['targets']), ws.targets)
@@ -218,7 +219,7 @@ def test_embed_stage_writes_matching_files(tmp_path, pretrained, encoder, jitted
                              rtol=0)
   with open(paths['info']) as f:
     desc = json.load(f)
-  assert desc['shapes']['embeddings'] == [160, 2, 64] and desc['targets'] == {'y': 'BW'}
+  assert desc['shapes']['embeddings'] == [160, 2, d] and desc['targets'] == {'y': 'BW'}
   assert desc['subjects'] == list(range(10)) and desc['step'] == 6
   assert desc['sites'] == ['a', 'b'] and desc['encoder_sites'] == ['a', 'b', 'c']
 
@@ -241,7 +242,7 @@ def test_readme_example_runs(pretrained, toy_dirs, capsys):
   assert code.count(pretrained['ckpt_dir']) == 1 and code.count('toy_labelled') == 1
   ns = {}
   exec(compile(code, 'README example', 'exec'), ns)
-  assert ns['X'].shape == (160, 2 * 64)
+  assert ns['X'].shape == (160, 2 * 2 * pretrained['config'].model.encoder.widths[-1])
   test_subjects = set(ns['ws'].subject_id[ns['test']].tolist())
   assert test_subjects == {0, 5}
   assert not test_subjects & set(ns['ws'].subject_id[~ns['test']].tolist())

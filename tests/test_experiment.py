@@ -39,7 +39,7 @@ def test_budget_curve_on_intermediate_checkpoints(tmp_path, toy_dirs, pretrained
   c.sweep.fractions = (1.0,)
   c.sweep.folds = (0,)
   c.sweep.finetune = tiny_finetune_config()
-  c.sweep.finetune.model.encoder.widths = (4, 4, 4, 4)  # the random arm must not use this
+  c.sweep.finetune.model.encoder.widths = (4, 4)  # the random arm must not use this
   c.steps = (3, 99)
   with pytest.raises(ValueError, match=r'config.steps \[99\]'):
     experiment.budget_curve(c, str(tmp_path))
@@ -75,7 +75,7 @@ def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
   c = sweep_config.get_config('tiny')
   c.datasets = ('toy_labelled',)
   c.finetune = tiny_finetune_config()
-  c.finetune.model.encoder.widths = (4, 4, 4, 4)  # would silently differ from the checkpoint
+  c.finetune.model.encoder.widths = (4, 4)  # would silently differ from the checkpoint
   c.init_from = pretrained['workdir']
   rnd = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'random', 'linear_probe')
   pre = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'pretrained',
@@ -84,7 +84,7 @@ def test_random_arm_takes_the_pretrained_architecture(tmp_path, pretrained):
   assert list(rnd.model.encoder.widths) == list(pretrained['config'].model.encoder.widths)
   c.inits = ('random',)  # the baseline alone keeps its own architecture
   alone = sweep.cell_config(c, str(tmp_path), 'toy_labelled', 0, 1.0, 'random', 'linear_probe')
-  assert tuple(alone.model.encoder.widths) == (4, 4, 4, 4)
+  assert tuple(alone.model.encoder.widths) == (4, 4)
 
 
 def test_paper_comparison_table_and_targets(tmp_path):

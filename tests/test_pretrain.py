@@ -102,6 +102,28 @@ def test_a_rerun_with_another_config_or_data_stops_naming_the_change(tmp_path, t
   assert int(out['state'].step) == cfg.train.steps
 
 
+def test_runs_that_differ_in_seed_or_io_share_programs_and_others_do_not():
+  """pretrain.programs: a seed series traces and compiles once; any knob a program reads keys
+  its own (else a run would silently train with another run's optimiser or model)."""
+  from ssl_imu_jax import parallel
+
+  mesh, shape = parallel.make_mesh(1), (1, 3, 32, 3)
+  cfg = tiny_pretrain_config()
+  p = pretrain.programs(cfg, shape, True, mesh)
+  same = tiny_pretrain_config()
+  same.seed, same.train.log_every, same.data.dataset = 7, 1, 'another'
+  assert pretrain.programs(same, shape, True, mesh) is p
+  for change in (lambda c: c.optimizer.update(learning_rate=0.5),
+                 lambda c: c.train.update(steps=7), lambda c: c.ssl.update(temperature=0.3),
+                 lambda c: c.model.encoder.update(kernel_size=3),
+                 lambda c: c.train.update(compute_dtype='bfloat16')):
+    other = tiny_pretrain_config()
+    change(other)
+    assert pretrain.programs(other, shape, True, mesh) is not p
+  assert pretrain.programs(cfg, (1, 3, 64, 3), True, mesh) is not p
+  assert pretrain.programs(cfg, shape, False, mesh) is not p
+
+
 def test_bad_ssl_option_is_named(tmp_path, toy_dirs):
   cfg = tiny_pretrain_config()
   cfg.ssl.negatives = 'everything'

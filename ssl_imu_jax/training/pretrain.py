@@ -18,6 +18,7 @@ Transformer's ``backbone: 'transformer'``, its sizes and ``modalities``, and its
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, NamedTuple
 
@@ -301,6 +302,7 @@ class Training(NamedTuple):
   mesh: jax.sharding.Mesh
   data_sharding: jax.sharding.NamedSharding
   replicated: jax.sharding.NamedSharding
+  eval_step: Any = None  # jitted (state, batch) -> metrics on a padded eval batch
 
 
 def build_training(config: ml_collections.ConfigDict, sample_shape: tuple[int, ...],
@@ -313,20 +315,60 @@ def build_training(config: ml_collections.ConfigDict, sample_shape: tuple[int, .
   ``mesh`` defaults to all devices.
   """
   mesh = parallel.make_mesh() if mesh is None else mesh
-  n_dev = mesh.devices.size
   parallel.check_batch(config.train.batch_size, mesh)
   if config.train.batch_size % config.train.grad_accum_steps:
     raise ConfigError('config key train.batch_size must be divisible by train.grad_accum_steps')
   if objective(config) == 'masked' and int(config.train.grad_accum_steps) != 1:
     raise ConfigError("config key train.grad_accum_steps must be 1 with ssl.objective='masked' "
                       '(gradient accumulation is implemented for the NCE step only)')
-  model = build_model(config, use_gyr='gyr_std' in stats)
-  tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
-  state = steps.init_state(config, model, tx, tuple(sample_shape), mesh, stats)
-  dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
-  step_fn = jax.jit(make_train_step(config, model, tx, schedule, n_dev),
-                    in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,))
-  return Training(model, tx, schedule, state, step_fn, mesh, dsh, rep)
+  p = programs(config, tuple(sample_shape), 'gyr_std' in stats, mesh)
+  state = p.init(steps.init_key(config.seed), train_state.norm_arrays(stats))
+  return Training(p.model, p.tx, p.schedule, state, p.step, mesh, parallel.data_sharding(mesh),
+                  parallel.replicated(mesh), p.eval)
+
+
+class Programs(NamedTuple):
+  """The jitted programs of one pre-training set-up (``programs``)."""
+
+  model: Any
+  tx: Any
+  schedule: Any
+  init: Any   # (rng, norm) -> replicated TrainState
+  step: Any   # (state, batch, rng) -> (state, metrics); the state is donated
+  eval: Any   # (state, batch) -> metrics
+
+
+_PROGRAMS: dict[str, Programs] = {}
+
+# config.train's knobs that only steer I/O (logging, checkpoints, the input pipeline): runs that
+# differ in them alone run the same programs.
+_IO_KNOBS = ('log_every', 'checkpoint_every', 'eval_every', 'max_to_keep', 'prefetch',
+             'batches_from', 'device_data_mb', 'progress', 'progress_every_s', 'resume')
+
+
+def programs(config: ml_collections.ConfigDict, sample_shape: tuple[int, ...], use_gyr: bool,
+             mesh) -> Programs:
+  """The model, optimiser and jitted programs, shared by every run in the process that differs
+  only in data, seed, statistics or I/O knobs (as finetune.programs): a pre-training seed
+  series, or the objectives comparison, traces and compiles them once."""
+  key = json.dumps({
+      'model': config.model.to_dict(), 'ssl': config.ssl.to_dict(),
+      'optimizer': config.optimizer.to_dict(),
+      'train': {k: v for k, v in config.train.to_dict().items() if k not in _IO_KNOBS},
+      'window_length': config.data.window_length, 'shape': list(sample_shape),
+      'gyr': bool(use_gyr), 'devices': [d.id for d in mesh.devices.flat],
+  }, sort_keys=True, default=str)
+  if key not in _PROGRAMS:
+    model = build_model(config, use_gyr=use_gyr)
+    tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
+    dsh, rep = parallel.data_sharding(mesh), parallel.replicated(mesh)
+    _PROGRAMS[key] = Programs(
+        model=model, tx=tx, schedule=schedule,
+        init=steps.make_init(model, tx, tuple(sample_shape), mesh),
+        step=jax.jit(make_train_step(config, model, tx, schedule, mesh.devices.size),
+                     in_shardings=(rep, dsh, rep), out_shardings=(rep, rep), donate_argnums=(0,)),
+        eval=jax.jit(make_eval_step(config, model), in_shardings=(rep, dsh)))
+  return _PROGRAMS[key]
 
 
 def check_mask_ratio(config: ml_collections.ConfigDict) -> None:
@@ -342,8 +384,7 @@ def make_eval_fn(config: ml_collections.ConfigDict, model, held_out: input_pipel
                  setup: Training):
   """``state -> {metric: mean over the held-out windows}``: the objective's eval step over fixed,
   padded batches (pads weigh 0)."""
-  eval_step = jax.jit(make_eval_step(config, model),
-                      in_shardings=(setup.replicated, setup.data_sharding))
+  eval_step = setup.eval_step
   eval_bs = steps.eval_batch_size(config.train.eval_batch_size, setup.mesh)
   with_index = objective(config) == 'masked'  # per-window eval masks
 
