@@ -105,6 +105,7 @@ def test_a_rerun_with_another_config_or_data_stops_naming_the_change(tmp_path, t
 def test_runs_that_differ_in_seed_or_io_share_programs_and_others_do_not():
   """pretrain.programs: a seed series traces and compiles once; any knob a program reads keys
   its own (else a run would silently train with another run's optimiser or model)."""
+  from configs import pretrain as pretrain_config
   from ssl_imu_jax import parallel
 
   mesh, shape = parallel.make_mesh(1), (1, 3, 32, 3)
@@ -116,12 +117,18 @@ def test_runs_that_differ_in_seed_or_io_share_programs_and_others_do_not():
   for change in (lambda c: c.optimizer.update(learning_rate=0.5),
                  lambda c: c.train.update(steps=7), lambda c: c.ssl.update(temperature=0.3),
                  lambda c: c.model.encoder.update(kernel_size=3),
-                 lambda c: c.train.update(compute_dtype='bfloat16')):
+                 lambda c: c.train.update(compute_dtype='bfloat16'),
+                 lambda c: c.augment.update(noise=True)):
     other = tiny_pretrain_config()
     change(other)
     assert pretrain.programs(other, shape, True, mesh) is not p
   assert pretrain.programs(cfg, (1, 3, 64, 3), True, mesh) is not p
   assert pretrain.programs(cfg, shape, False, mesh) is not p
+  # The masked eval step draws its masks from the seed: a masked run's seed keys its programs.
+  masked = pretrain_config.get_config('tiny,masked')
+  q = pretrain.programs(masked, shape, True, mesh)
+  masked.seed = 7
+  assert pretrain.programs(masked, shape, True, mesh) is not q
 
 
 def test_bad_ssl_option_is_named(tmp_path, toy_dirs):

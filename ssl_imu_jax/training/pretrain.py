@@ -349,15 +349,18 @@ _IO_KNOBS = ('log_every', 'checkpoint_every', 'eval_every', 'max_to_keep', 'pref
 def programs(config: ml_collections.ConfigDict, sample_shape: tuple[int, ...], use_gyr: bool,
              mesh) -> Programs:
   """The model, optimiser and jitted programs, shared by every run in the process that differs
-  only in data, seed, statistics or I/O knobs (as finetune.programs): a pre-training seed
-  series, or the objectives comparison, traces and compiles them once."""
-  key = json.dumps({
-      'model': config.model.to_dict(), 'ssl': config.ssl.to_dict(),
-      'optimizer': config.optimizer.to_dict(),
-      'train': {k: v for k, v in config.train.to_dict().items() if k not in _IO_KNOBS},
-      'window_length': config.data.window_length, 'shape': list(sample_shape),
-      'gyr': bool(use_gyr), 'devices': [d.id for d in mesh.devices.flat],
-  }, sort_keys=True, default=str)
+  only in data source, statistics, I/O knobs or (NCE) seed, as finetune.programs: a pre-training
+  seed series, or the objectives comparison, traces and compiles them once."""
+  # Every knob keys the programs except those known not to reach them (a new knob is keyed
+  # until shown otherwise): the data's source (not its window), I/O knobs and, for NCE, the seed
+  # (it reaches the programs only as the init key; the masked eval step draws its masks from it).
+  cfg = config.to_dict()
+  cfg['data'] = {'window_length': config.data.window_length}
+  cfg['train'] = {k: v for k, v in cfg['train'].items() if k not in _IO_KNOBS}
+  for k in ('data_dir', 'stage') + (() if objective(config) == 'masked' else ('seed',)):
+    cfg.pop(k, None)
+  key = json.dumps({'config': cfg, 'shape': list(sample_shape), 'gyr': bool(use_gyr),
+                    'devices': [d.id for d in mesh.devices.flat]}, sort_keys=True, default=str)
   if key not in _PROGRAMS:
     model = build_model(config, use_gyr=use_gyr)
     tx, schedule = train_state.make_optimizer(config.optimizer, config.train.steps)
