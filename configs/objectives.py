@@ -18,7 +18,11 @@ knob overrides it; ``arms`` must agree on the data and the budget (checked befor
 
 The task is peak KFM's walking set (8 lower-body IMUs, 100 Hz / 128 samples: the reference's
 walking GRF setting), whose windows also carry GRF curves, so one pre-training per arm serves
-both groups. Arguments: 'tiny' (tiny data and models; mask ratios 12.5 and 50 % only, fold 0 at
+both groups. The masking-ratio curve runs on the curves (the reference's target:
+``group_arms.peaks`` holds the reference ratio and the NCE arms only). ``interleave`` trains round
+by round (one fraction and fold of every sweep, the smallest fraction first), so a run stopped
+part-way has compared every arm on the same cells (``report_partial/`` after each round).
+Arguments: 'tiny' (tiny data and models; mask ratios 12.5 and 50 % only, fold 0 at
 100 % of the labels: a smoke run of every part) | 'cpu' (the default data at the CPU budget
 of configs/paper.py:cpu, one fine-tuning seed, fractions 10 / 25 / 100 %) | 'default' (the
 reference budgets).
@@ -92,5 +96,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if tiny:  # one fold, all labels: a smoke run of every part in minutes, not a result
       s.folds, s.fractions = (0,), (1.0,)
     c.groups[group] = s
+  # The arms each group fine-tunes (absent or () = all): the ratio curve on the curves only.
+  c.group_arms = ml_collections.ConfigDict()
+  c.group_arms.peaks = ('nce_resnet', 'nce_transformer', arm_name(0.125))
+  c.group_arms.curves = ()
+  c.interleave = True  # round by round (fraction, fold); False: each sweep whole in turn
   c.report_only = False  # True: report the finished cells, train nothing
   return c

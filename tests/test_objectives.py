@@ -2,6 +2,7 @@
 computation on made-up cell records."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import scipy.stats as sps
 
 from configs import objectives as objectives_config
 from ssl_imu_jax.errors import ConfigError
-from ssl_imu_jax.evaluation import objectives, report
+from ssl_imu_jax.evaluation import objectives, report, sweep
 
 SUBJECTS = (3, 5, 8)
 N_WIN = 12  # windows per test subject (>= report.MIN_SUBJECT_WINDOWS)
@@ -48,12 +49,15 @@ def test_plan_runs_each_backbone_baseline_once_with_the_arm_architecture(tmp_pat
   c = objectives_config.get_config('tiny')
   plan = objectives.plan(c, str(tmp_path), str(tmp_path / 'tfds'))
   peaks = {label: cfg for group, label, _, cfg in plan if group == 'peaks'}
-  assert set(peaks) == set(c.arms.keys()) | {'random_resnet', 'random_transformer',
-                                             'random_transformer_separate'}
+  curves = {label: cfg for group, label, _, cfg in plan if group == 'curves'}
   assert sorted(c.arms.keys()) == ['masked_12_5', 'masked_50', 'nce_resnet', 'nce_transformer']
-  assert peaks['masked_50'].folds == (0,) and peaks['masked_50'].fractions == (1.0,)
-  assert peaks['masked_50'].inits == ('pretrained',)
-  assert peaks['masked_50'].init_from.endswith('pretrain_masked_50/checkpoints')
+  baselines = {'random_resnet', 'random_transformer', 'random_transformer_separate'}
+  # the masking-ratio curve on the curves only (config.group_arms)
+  assert set(curves) == set(c.arms.keys()) | baselines
+  assert set(peaks) == set(c.group_arms.peaks) | baselines
+  assert curves['masked_50'].folds == (0,) and curves['masked_50'].fractions == (1.0,)
+  assert curves['masked_50'].inits == ('pretrained',)
+  assert curves['masked_50'].init_from.endswith('pretrain_masked_50/checkpoints')
   base = [cfg for label, cfg in peaks.items() if label.startswith('random_')]
   assert sorted(len(b.inits) for b in base) == [1, 1, 2]  # the feature baseline runs once
   rt = peaks['random_transformer'].finetune.model
@@ -64,6 +68,62 @@ def test_plan_runs_each_backbone_baseline_once_with_the_arm_architecture(tmp_pat
   rs = peaks['random_transformer_separate'].finetune.model
   assert rs.backbone == 'transformer' and rs.transformer.modalities == 'separate'
   assert peaks['random_resnet'].finetune.model.encoder == c.arms.nce_resnet.model.encoder
+
+
+def test_group_arms_must_name_groups_and_arms():
+  c = objectives_config.get_config('tiny')
+  c.group_arms.peaks = ('nce_resnet', 'masked_99')
+  with pytest.raises(ConfigError, match=r"config\.group_arms\.peaks names \['masked_99'\]"):
+    objectives.validate(c)
+  c = objectives_config.get_config('tiny')
+  c.group_arms.steps = ('nce_resnet',)
+  with pytest.raises(ConfigError, match=r'config\.group_arms\.steps: not a group'):
+    objectives.validate(c)
+
+
+def test_rounds_cut_each_sweep_into_the_cells_it_would_train_whole(tmp_path):
+  """Round by round, every sweep trains exactly its own cells, each with the config (hence the
+  fingerprint) the whole sweep gives it; smallest fraction first."""
+  c = objectives_config.get_config('cpu')
+  c.groups.peaks.folds, c.groups.curves.folds = (0, 2), (2,)
+  sweeps = objectives.plan(c, str(tmp_path), str(tmp_path / 'tfds'))
+  todo = objectives.rounds(sweeps)
+  assert todo == [(0.1, 0), (0.1, 2), (0.25, 0), (0.25, 2), (1.0, 0), (1.0, 2)]
+  for _, _, sdir, scfg in sweeps:
+    whole = {cell: sweep.cell_config(scfg, 'D', *cell, workdir=sdir) for cell in sweep.plan(scfg)}
+    cut = {}
+    for fraction, fold in todo:
+      part = objectives.restricted(scfg, fraction, fold)
+      if part is None:
+        assert not any(k[1] == fold and k[2] == fraction for k in whole)
+        continue
+      for cell in sweep.plan(part):
+        assert cell not in cut  # each cell in one round only
+        cut[cell] = sweep.cell_config(part, 'D', *cell, workdir=sdir)
+    assert cut.keys() == whole.keys()
+    assert all(cut[k].to_dict() == whole[k].to_dict() for k in whole)
+
+
+def test_run_interleaves_rounds_then_reports_each_sweep_whole(tmp_path, monkeypatch):
+  from ssl_imu_jax.training import pretrain
+
+  c = objectives_config.get_config('tiny')
+  c.groups.curves.fractions, c.groups.peaks.fractions = (0.5, 1.0), (1.0,)
+  calls = []
+  monkeypatch.setattr(pretrain, 'run', lambda *a, **k: None)
+  monkeypatch.setattr(sweep, 'run', lambda cfg, sdir, write_report=True: calls.append(
+      (os.path.relpath(sdir, tmp_path), tuple(cfg.fractions), write_report)))
+  monkeypatch.setattr(sweep, 'done_records', lambda cfg, sdir: [])
+  objectives.run(c, str(tmp_path))
+  sweeps = [(os.path.relpath(d, tmp_path), tuple(s.fractions))
+            for _, _, d, s in objectives.plan(c, str(tmp_path), '')]
+  curves = [d for d, fr in sweeps if 0.5 in fr]
+  assert curves and len(curves) < len(sweeps)
+  # round (0.5, fold 0): the curves' sweeps only; round (1.0, 0): every sweep; then each whole
+  assert calls == ([(d, (0.5,), False) for d in curves] + [(d, (1.0,), False) for d, _ in sweeps]
+                   + [(d, fr, True) for d, fr in sweeps])
+  assert (tmp_path / 'report_partial' / 'objectives.md').exists()
+  assert (tmp_path / 'report' / 'objectives.md').exists()
 
 
 def _scalar_record(init, protocol, fold_subjects, rng, noise):

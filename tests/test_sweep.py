@@ -273,6 +273,15 @@ def test_a_subset_of_folds_reports_apart_from_the_full_report(tmp_path, capsys):
   assert 'folds 0 of 3 only' in capsys.readouterr().out
 
 
+def test_a_sweep_run_in_pieces_trains_without_reporting(tmp_path):
+  cfg = make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,))
+  cfg.folds = (1,)
+  fake = FakeTrain()
+  assert sweep.run(cfg, str(tmp_path / 'w'), train_fn=fake, subject_ids_fn=subject_ids_fn,
+                   write_report=False) == ''
+  assert fake.calls and not list((tmp_path / 'w').glob('report*'))
+
+
 def test_cadence_keys_never_block_a_resume(tmp_path):
   cfg = make_config(tmp_path, datasets=('toy_a',), fractions=(1.0,))
   sweep.run(cfg, str(tmp_path / 'w'), train_fn=FakeTrain(), subject_ids_fn=subject_ids_fn)

@@ -5,9 +5,12 @@ several mask ratios, ...) on the same corpus and budget into ``<workdir>/pretrai
 for every group of ``config.groups`` (a sweep config: peaks, curves), fine-tunes each arm's
 pre-trained encoder (``<workdir>/<group>/<arm>/``) and the random init of each backbone with the
 feature baseline (``<workdir>/<group>/random_<backbone>/``) on the same folds, fractions and
-seeds. Every part resumes. The comparison, ``<workdir>/report/objectives.csv`` and
-``objectives.md``, puts each arm beside the random init of its own backbone (paired over test
-subjects), beside the feature baseline, and the masked arms side by side by mask ratio.
+seeds. Every part resumes. With ``config.interleave`` the fine-tuning goes round by round (one
+fraction and fold of every sweep, smallest fraction first) and writes ``report_partial/`` after
+each round, so a run stopped part-way has compared every arm on the same cells. The comparison,
+``<workdir>/report/objectives.csv`` and ``objectives.md``, puts each arm beside the random init
+of its own backbone (paired over test subjects), beside the feature baseline, and the masked arms
+side by side by mask ratio.
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                           f'{key} = {a!r}: the arms compare on one corpus and one budget')
   if not list(config.groups.keys()):
     raise ConfigError('config.groups is empty: name at least one fine-tuning sweep')
+  for group, names in (config.get('group_arms', None) or {}).items():
+    if group not in config.groups:
+      raise ConfigError(f'config.group_arms.{group}: not a group; expected one of '
+                        f'{list(config.groups.keys())}')
+    bad = [n for n in names if n not in arms]
+    if bad:
+      raise ConfigError(f'config.group_arms.{group} names {bad}, not arms; expected some of '
+                        f'{arms}')
   for group in config.groups.keys():
     g = config.groups[group]
     sweep.validate_config(g, prefix=f'groups.{group}.', init_from=False)
@@ -140,18 +151,27 @@ def baseline_sweep(group_cfg: ml_collections.ConfigDict, pcfg: ml_collections.Co
   return c
 
 
+def group_arms(config: ml_collections.ConfigDict, group: str) -> list[str]:
+  """The arms fine-tuned in ``group``: ``config.group_arms.<group>``, or every arm when that is
+  absent or empty (e.g. the masking-ratio curve on one target only)."""
+  names = tuple((config.get('group_arms', None) or {}).get(group, ()) or ())
+  return [a for a in config.arms.keys() if not names or a in names]
+
+
 def plan(config: ml_collections.ConfigDict, workdir: str, data_dir: str
          ) -> list[tuple[str, str, str, ml_collections.ConfigDict]]:
   """(group, label, sweep dir, sweep config) of every sweep, arms first, then the baselines;
-  ``label`` is the arm name or ``random_<architecture>`` (one per architecture)."""
+  ``label`` is the arm name or ``random_<architecture>`` (one per architecture of the group's
+  arms)."""
   out = []
   for group in config.groups.keys():
     g = config.groups[group]
-    for arm in config.arms.keys():
+    arms = group_arms(config, group)
+    for arm in arms:
       ckpt = os.path.join(pretrain_dir(workdir, arm), 'checkpoints')
       out.append((group, arm, os.path.join(workdir, group, arm), arm_sweep(g, ckpt, data_dir)))
     seen = []
-    for arm in config.arms.keys():
+    for arm in arms:
       b = architecture(config.arms[arm])
       if b in seen or 'random' not in g.inits:
         continue
@@ -160,6 +180,30 @@ def plan(config: ml_collections.ConfigDict, workdir: str, data_dir: str
       out.append((group, label, os.path.join(workdir, group, label),
                   baseline_sweep(g, config.arms[arm], data_dir, with_features=len(seen) == 1)))
   return out
+
+
+def rounds(sweeps: Sequence[tuple[str, str, str, ml_collections.ConfigDict]]
+           ) -> list[tuple[float, int]]:
+  """The (fraction, fold) rounds of ``sweeps``' cells, smallest fraction first, then fold."""
+  from ssl_imu_jax.evaluation import sweep  # noqa: PLC0415
+
+  out = {(float(f), int(k)) for *_, s in sweeps for f in s.fractions
+         for k in sweep.folds_to_run(s)}
+  return sorted(out)
+
+
+def restricted(scfg: ml_collections.ConfigDict, fraction: float, fold: int
+               ) -> ml_collections.ConfigDict | None:
+  """``scfg`` cut to one round (its cells of that fraction and fold; a cell's config names its
+  own fraction and fold, so they are the cells the whole sweep would train), None if it has none."""
+  from ssl_imu_jax.evaluation import sweep  # noqa: PLC0415
+
+  if fraction not in [float(f) for f in scfg.fractions] or fold not in sweep.folds_to_run(scfg):
+    return None
+  c = scfg.copy_and_resolve_references()
+  c.unlock()
+  c.fractions, c.folds = (fraction,), (fold,)
+  return c
 
 
 def relabel(records: Sequence[Mapping[str, Any]], label: str, group: str) -> list[dict[str, Any]]:
@@ -198,17 +242,35 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
           file=sys.stderr, flush=True)
     with interrupt.activity(f'pre-training {i}/{len(arms)} ({arm})'):
       pretrain.run(pcfg, out, data_dir)
+  sweeps = plan(config, workdir, data_dir)
+  if config.get('interleave', False) and not report_only:
+    todo = rounds(sweeps)
+    for n, (fraction, fold) in enumerate(todo, start=1):
+      for group, label, sdir, scfg in sweeps:
+        cut = restricted(scfg, fraction, fold)
+        if cut is not None:
+          print(f'== round {n}/{len(todo)} (fraction {fraction:g}, fold {fold}), fine-tuning '
+                f'{group}: {label} -> {sdir}', file=sys.stderr, flush=True)
+          sweep.run(cut, sdir, write_report=False)
+      write_report(config, sweeps, os.path.join(workdir, 'report_partial'), quiet=True)
+  for group, label, sdir, scfg in ([] if report_only else sweeps):  # each whole: what is left,
+    print(f'== fine-tuning {group}: {label} -> {sdir}', file=sys.stderr, flush=True)  # its report
+    sweep.run(scfg, sdir)
+  return write_report(config, sweeps,
+                      os.path.join(workdir, 'report_partial' if report_only else 'report'))
+
+
+def write_report(config: ml_collections.ConfigDict,
+                 sweeps: Sequence[tuple[str, str, str, ml_collections.ConfigDict]],
+                 report_dir: str, quiet: bool = False) -> str:
+  """The comparison of every finished cell of ``sweeps`` in ``report_dir``: objectives.csv / .md
+  and the per-subject rows behind them; returns ``report_dir``."""
+  from ssl_imu_jax.evaluation import sweep  # noqa: PLC0415
+
   records = []
-  for group, label, sdir, scfg in plan(config, workdir, data_dir):
-    if report_only:
-      scfg.report_only = True
-      if not sweep.done_records(scfg, sdir):
-        continue
-    else:
-      print(f'== fine-tuning {group}: {label} -> {sdir}', file=sys.stderr, flush=True)
-      sweep.run(scfg, sdir)
+  for group, label, sdir, scfg in sweeps:
     records += relabel(sweep.done_records(scfg, sdir), label, group)
-  report_dir = os.path.join(workdir, 'report_partial' if report_only else 'report')
+  arms = list(config.arms.keys())
   frame = comparison_frame(records, {a: config.arms[a] for a in arms})
   os.makedirs(report_dir, exist_ok=True)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.csv'), frame.to_csv(index=False))
@@ -216,7 +278,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
     files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), rows.to_csv(index=False))
   text = comparison_markdown(frame)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.md'), text)
-  print(text, flush=True)
+  if not quiet:
+    print(text, flush=True)
   return report_dir
 
 

@@ -332,7 +332,8 @@ def cell_groups(pending: Sequence[tuple], max_cells: int) -> Iterator[list[tuple
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | None = None,
-        subject_ids_fn: SubjectIdsFn | None = None, features_fn: TrainFn | None = None) -> str:
+        subject_ids_fn: SubjectIdsFn | None = None, features_fn: TrainFn | None = None,
+        write_report: bool = True) -> str:
   """Runs (or resumes) every cell, writes the report, prints the table; returns the report dir.
 
   Args:
@@ -344,6 +345,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
       (default: read from the TFDS data set).
     features_fn: ``(features_config, cell_workdir) -> result`` of the feature-baseline cells
       (default features.train_and_evaluate; never grouped with the deep cells).
+    write_report: False: train the cells only (a caller running the sweep in pieces reports
+      once it has run it whole); returns '' then.
 
   Under main.py a signal (Ctrl-C, SIGTERM) stops the cell in training at its next step boundary
   (its checkpoint saved: the rerun resumes it), or the sweep before its next cell.
@@ -352,10 +355,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, train_fn: TrainFn | Non
   if subject_ids_fn is None:  # the records are read (injected functions: any names)
     check_dataset_names(config)
   with trainer.run_root(workdir):  # paths inside the work directory compare relative to it
-    return _run(config, os.fspath(workdir), train_fn, subject_ids_fn, features_fn)
+    return _run(config, os.fspath(workdir), train_fn, subject_ids_fn, features_fn, write_report)
 
 
-def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
+def _run(config, workdir, train_fn, subject_ids_fn, features_fn, write_report=True) -> str:
   data_dir = config.finetune.data_dir or os.path.join(workdir, 'tfds')
   grouped = train_fn is None and int(config.get('max_cells_per_program', 1)) > 1
   train_fn = train_fn or finetune_train_fn()
@@ -455,6 +458,8 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn) -> str:
     for dataset in config.datasets:
       with interrupt.activity(f'the final model of {dataset}'):
         train_final_model(config, workdir, data_dir, dataset, records, train_fn)
+  if not write_report:
+    return ''
   report_dir = report_dir_for(config, workdir)
   if report_only:
     if not records:
