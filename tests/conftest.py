@@ -153,7 +153,7 @@ SLOW_FILES = ('test_pretrain.py', 'test_finetune.py', 'test_main_e2e.py', 'test_
               'test_multicell.py', 'test_seed_variance.py', 'test_finetune_transformer.py',
               'test_finetune_curves.py', 'test_synthetic_builders.py', 'test_predict_curves.py',
               'test_kill_resume.py', 'test_transformer_twin.py', 'test_experiment.py',
-              'test_losses.py', 'test_encoder_api.py')
+              'test_objectives.py', 'test_losses.py', 'test_encoder_api.py')
 
 
 def pytest_collection_modifyitems(items):

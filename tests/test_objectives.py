@@ -5,6 +5,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats as sps
 
@@ -213,3 +214,48 @@ def test_comparison_frame_matches_a_hand_computation():
   assert set(cur.group) == {'curves'} and set(cur.init) == set(rrmse)
   v = cur[(cur.init == 'nce_resnet') & (cur.axis == 'V')].set_index('subject').rrmse
   assert {k: v[str(k)] for k in SUBJECTS} == pytest.approx(rrmse['nce_resnet'])
+
+
+def test_a_toy_comparison_runs_every_part_reports_and_resumes(tmp_path, toy_dirs, capsys):
+  """configs/objectives.py:tiny at toy size, peaks by linear probe only (the curve rows are
+  checked above on made-up records, LP -> FT in test_sweep.py): NCE on the ResNet and the masked
+  Transformer pre-train on one corpus, each fine-tunes beside the random init of its own backbone
+  and the feature baseline, the comparison pairs them over test subjects, a rerun trains nothing."""
+  from conftest import TOY_ENCODER
+
+  c = objectives_config.get_config('tiny')
+  for name in ('masked_50', 'nce_transformer'):
+    del c.arms[name]
+  del c.groups['curves']
+  del c.group_arms['curves']
+  c.group_arms.peaks = ()
+  c.task = 'toy_labelled'
+  c.data_dir = toy_dirs['data_dir']
+  for name in c.arms.keys():
+    p = c.arms[name]
+    p.data.update(dataset='toy_unlabelled', imu_sites=('a', 'b'), options={}, window_length=32)
+    p.model.encoder.update(TOY_ENCODER)
+    p.train.update(steps=4, batch_size=8, eval_every=4, checkpoint_every=4, progress=False,
+                   prefetch=0)
+  g = c.groups.peaks
+  g.datasets, g.task_data = ('toy_labelled',), {'toy_labelled': {'window_length': 32}}
+  g.protocols = ('linear_probe',)
+  g.finetune.train.update(steps=4, batch_size=8, progress=False, prefetch=0)
+  g.finetune.model.encoder.update(TOY_ENCODER)
+  objectives.run(c, str(tmp_path))
+  frame = pd.read_csv(tmp_path / 'report' / 'objectives.csv')
+  arms = frame[frame.arm.isin(['nce_resnet', 'masked_12_5'])]
+  assert set(arms.arm) == {'nce_resnet', 'masked_12_5'}
+  assert set(zip(arms.arm, arms.versus, strict=True)) == {('nce_resnet', 'random_resnet'),
+                                                          ('masked_12_5', 'random_transformer')}
+  assert set(arms.protocol) == {'linear_probe'}
+  assert (arms.n_pairs == arms.n_subjects).all() and (arms.n_subjects >= 2).all()
+  assert arms.delta.notna().all() and arms.value_features.notna().all()
+  assert set(frame.arm) == {'nce_resnet', 'masked_12_5', 'random_resnet', 'random_transformer'}
+  assert (tmp_path / 'report_partial' / 'objectives.md').exists()
+  first = (tmp_path / 'report' / 'objectives.csv').read_text()
+  capsys.readouterr()
+  objectives.run(c, str(tmp_path))
+  out = capsys.readouterr().out
+  assert out.count('0 to train') == 8 and 'to train' in out  # 4 sweeps, round then whole
+  assert (tmp_path / 'report' / 'objectives.csv').read_text() == first
