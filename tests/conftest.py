@@ -1,5 +1,7 @@
 """Shared fixtures: toy data sets and tiny configs for the spine's tests."""
 
+import contextlib
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -143,6 +145,21 @@ def pretrained(tmp_path_factory, toy_dirs):
   return {'workdir': workdir, 'ckpt_dir': out['checkpoint_dir'], 'out': out, 'config': cfg}
 
 
+@contextlib.contextmanager
+def shared_tfds(name: str):
+  """A TFDS data dir shared by the whole test run (both xdist workers; removed at its end), held
+  under a lock named ``name`` (say, the data set and its knobs) so that the two workers never
+  build the same set at once: the first builds it, the other finds it complete. For tests that
+  read a synthetic set, not for those that test its building."""
+  root = os.environ['SSL_IMU_JAX_TEST_DATA']
+  with open(os.path.join(root, f'.{name}.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield root
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 # The slowest test files (fixtures included), slowest first, as measured with --durations:
 # `make test` hands whole files to its two workers in collection order (--dist loadfile
 # --no-loadscope-reorder), so the long files start first and the short ones fill in at the end,
@@ -194,17 +211,22 @@ def pytest_configure(config):
     os.environ['SSL_IMU_JAX_TEST_CACHE'] = cache
     config.stash[_CACHE_OWNED] = cache
   os.environ.setdefault('SSL_IMU_JAX_XLA_CACHE', cache)
+  if not os.environ.get('SSL_IMU_JAX_TEST_DATA'):  # shared_tfds: built once per run
+    os.environ['SSL_IMU_JAX_TEST_DATA'] = tempfile.mkdtemp(prefix='ssl_imu_jax_test_data_')
+    config.stash[_DATA_OWNED] = os.environ['SSL_IMU_JAX_TEST_DATA']
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
 _CACHE_OWNED = pytest.StashKey[str]()
+_DATA_OWNED = pytest.StashKey[str]()
 
 
 def pytest_unconfigure(config):
   import shutil
 
-  cache = config.stash.get(_CACHE_OWNED, None)
-  if cache:
-    shutil.rmtree(cache, ignore_errors=True)
+  for key in (_CACHE_OWNED, _DATA_OWNED):
+    path = config.stash.get(key, None)
+    if path:
+      shutil.rmtree(path, ignore_errors=True)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_finetune_config
+from conftest import shared_tfds, tiny_finetune_config
 
 from ssl_imu_jax import metrics
 from ssl_imu_jax.data import input_pipeline
@@ -35,9 +35,9 @@ def curve_config(backbone='transformer'):
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp('curves_tfds'))
-  input_pipeline.ensure_built(curve_config().data, d)
+def data_dir():
+  with shared_tfds(f'synthetic_walking_grf_tiny_t{T}_curves') as d:
+    input_pipeline.ensure_built(curve_config().data, d)
   return d
 
 

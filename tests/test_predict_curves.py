@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import shared_tfds
 from test_finetune_curves import T, curve_config
 
 from configs import predict as predict_config
@@ -23,7 +24,9 @@ def curve_model(tmp_path_factory):
   """A short curve fine-tuning of the ResNet (its per-time-step decoder) on fold 0."""
   root = tmp_path_factory.mktemp('curve_model')
   cfg = curve_config('resnet')
-  cfg.data_dir = str(root / 'tfds')
+  with shared_tfds(f'synthetic_walking_grf_tiny_t{T}_curves') as d:
+    input_pipeline.ensure_built(cfg.data, d)
+  cfg.data_dir = d
   cfg.train.steps = 4
   res = finetune.train_and_evaluate(cfg, str(root / 'ft'))
   return {'dir': str(root / 'ft'), 'data_dir': cfg.data_dir, 'result': res}

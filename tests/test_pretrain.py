@@ -5,7 +5,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from conftest import killed_at_step, tiny_pretrain_config
+from conftest import killed_at_step, shared_tfds, tiny_pretrain_config
 
 from ssl_imu_jax.data import input_pipeline
 from ssl_imu_jax.training import checkpointing, pretrain, steps
@@ -270,10 +270,11 @@ def test_pretraining_learns_the_acc_gyr_pairing(tmp_path, optimised_xla):
   cfg.train.eval_batch_size = 256  # every held-out window in one batch: chance = 1 / (n x 17)
   cfg.train.log_every = 10
   cfg.train.progress = False
-  out = pretrain.run(cfg, str(tmp_path / 'run'), str(tmp_path / 'tfds'))
+  with shared_tfds('synthetic_movi_tiny_100hz_t128') as data_dir:
+    path = input_pipeline.ensure_built(cfg.data, data_dir)
+  out = pretrain.run(cfg, str(tmp_path / 'run'), data_dir)
   with open(tmp_path / 'run' / 'metrics.jsonl') as f:
     train = [json.loads(line)['train/loss'] for line in f if '"train/loss"' in line]
-  path = input_pipeline.ensure_built(cfg.data, str(tmp_path / 'tfds'))
   held_out = input_pipeline.subject_ids(path, cfg.data.eval_split)
   chance = 1.0 / (len(held_out) * 17)
   assert np.mean(train[-2:]) < 0.9 * np.mean(train[:2]), train

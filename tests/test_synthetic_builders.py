@@ -1,4 +1,5 @@
-"""The four synthetic TFDS builders: build 'tiny' into a temp dir and read the records back."""
+"""The four synthetic TFDS builders: build 'tiny' (into the test run's shared data dir, where
+other tests read the same sets) and read the records back; determinism on fresh builds."""
 
 import json
 import logging
@@ -6,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import shared_tfds
 
 from data_prep import records
 from data_prep.builders import synthetic as sb
@@ -24,11 +26,11 @@ N_SUBJECTS = {'synthetic_running_valr': 15, 'synthetic_walking_grf': 21,
 
 
 @pytest.fixture(scope='module')
-def built(tmp_path_factory):
-  root = tmp_path_factory.mktemp('tfds')
+def built():
   out = {}
   for name, (rate, t) in CASES.items():
-    d = records.build(sb.BUILDERS[name], str(root), records.make_config('tiny', rate, t))
+    with shared_tfds(f'{name}_tiny_{rate:g}hz_t{t}') as root:
+      d = records.build(sb.BUILDERS[name], root, records.make_config('tiny', rate, t))
     b = tfds.builder_from_directory(d)
     out[name] = (d, b, b.as_data_source())
   return out
