@@ -137,6 +137,17 @@ def run_record(workdir: str):
   this = {'command': ' '.join(sys.argv), 'started_utc': stamp['started_utc'],
           'commit': stamp['code'].get('commit'), 'dirty': stamp['code'].get('dirty')}
   runs = old.get('invocations', []) + [this]
+
+  def write(ok: bool) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json_atomic(path, {
+        **stamp, 'command': this['command'], 'started_utc': runs[0]['started_utc'],
+        'finished_utc': this.get('finished_utc'), 'completed': ok,
+        'wall_s': round(sum(r.get('wall_s') or 0.0 for r in runs), 1), 'invocations': runs})
+
+  # Recorded at the start too, so what a run still going writes (report_partial/) is traced to
+  # this invocation's code; an invocation without finished_utc never finished (or still runs).
+  write(False)
   t0 = time.time()
   ok = False
   try:
@@ -145,11 +156,7 @@ def run_record(workdir: str):
   finally:
     this.update({'finished_utc': publish.utc_now(), 'wall_s': round(time.time() - t0, 1),
                  'completed': ok})
-    os.makedirs(workdir, exist_ok=True)
-    files.write_json_atomic(path, {
-        **stamp, 'command': this['command'], 'started_utc': runs[0]['started_utc'],
-        'finished_utc': this['finished_utc'], 'completed': ok,
-        'wall_s': round(sum(r.get('wall_s') or 0.0 for r in runs), 1), 'invocations': runs})
+    write(ok)
 
 
 def main(argv):

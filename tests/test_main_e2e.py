@@ -280,3 +280,19 @@ def test_prepare_plot_draws_the_synthetic_signals(tmp_path):
   cfg.plot = True
   stages.run(cfg, str(tmp_path))
   assert (tmp_path / 'report' / 'signals.png').stat().st_size > 10_000
+
+
+def test_run_json_records_an_invocation_at_its_start_and_its_end(tmp_path):
+  """A run still going is traced to its code (publish.collect of report_partial/)."""
+  import json
+
+  import main
+
+  path = tmp_path / 'run.json'
+  with main.run_record(str(tmp_path)):
+    during = json.loads(path.read_text())
+  after = json.loads(path.read_text())
+  assert during['invocations'][-1].get('finished_utc') is None and not during['completed']
+  assert during['code']['commit'] == after['code']['commit'] == after['invocations'][-1]['commit']
+  assert after['invocations'][-1]['finished_utc'] and after['completed']
+  assert len(after['invocations']) == 1

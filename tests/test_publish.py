@@ -374,3 +374,34 @@ def test_render_keeps_a_released_card_s_checksum(quoted):
   assert b'-->0.50<!--' in data
   with open(os.path.join(folder, 'SHA256SUMS')) as f:
     assert f.read() == f'{hashlib.sha256(data).hexdigest()}  MODEL_CARD.md\n{"1" * 64}  other.npz\n'
+
+
+def test_collect_of_a_run_still_going_says_so_with_the_running_code(tmp_path):
+  """report_partial/ of a run in progress: the last invocation (recorded at its start) has no
+  finish, so the provenance names its commit, the report's time and in_progress; a report newer
+  than every recorded finish (an unrecorded invocation wrote it) leaves the commit unknown."""
+  run = tmp_path / 'run'
+  os.makedirs(run / 'report_partial')
+  (run / 'report_partial' / 'objectives.csv').write_text('a\n1\n')
+  _write_json(str(run / 'config.json'), {'stage': 'objectives'})
+  done = {'commit': 'aaa', 'started_utc': '2020-01-01T00:00:00+00:00',
+          'finished_utc': '2020-01-01T01:00:00+00:00', 'completed': False, 'wall_s': 3600.0}
+  going = {'commit': 'bbb', 'started_utc': '2020-01-02T00:00:00+00:00'}
+  _write_json(str(run / 'run.json'), {'code': {'commit': 'bbb', 'dirty': False},
+                                      'finished_utc': None, 'invocations': [done, going]})
+  dest = publish.collect(str(run), 'a', 'cmd', root=str(tmp_path / 'results'),
+                         report='report_partial')
+  with open(os.path.join(dest, 'provenance.json')) as f:
+    prov = json.load(f)
+  assert prov['in_progress'] and prov['code']['commit'] == 'bbb'
+  assert [c['commit'] for c in prov['invocations']] == ['aaa', 'bbb']
+  assert prov['finished_utc'] > '2026'  # the report's own time
+  _write_json(str(run / 'run.json'), {'code': {'commit': 'aaa', 'dirty': False},
+                                      'finished_utc': done['finished_utc'],
+                                      'invocations': [done]})
+  dest = publish.collect(str(run), 'b', 'cmd', root=str(tmp_path / 'results'),
+                         report='report_partial')
+  with open(os.path.join(dest, 'provenance.json')) as f:
+    prov = json.load(f)
+  assert prov['in_progress'] and prov['code']['commit'] is None
+  assert prov['code']['recorded_by'].startswith('unknown')

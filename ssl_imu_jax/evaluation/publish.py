@@ -670,6 +670,17 @@ def collect(workdir: str, name: str, command: str, *, root: str | None = None,
   machine = run_info.get('machine') or machine_info()
   report_mtime = max(os.path.getmtime(os.path.join(workdir, s)) for s, d in plan
                      if s.startswith(report + os.sep))
+  calls = run_info.get('invocations') or []
+  finished = run_info.get('finished_utc')
+  # A run still going (its last invocation has no finish) or one whose report is newer than
+  # every recorded finish (an invocation that ran before runs recorded their start): the files
+  # are its state at the report's time.
+  in_progress = bool(calls) and not calls[-1].get('finished_utc') or bool(
+      finished and _utc_of(report_mtime) > finished)
+  code_by = 'run' if run_info.get('code') else 'collect'
+  if in_progress and calls and calls[-1].get('finished_utc'):
+    code, code_by = {'commit': None, 'dirty': None}, (
+        'unknown: the report is newer than every invocation run.json records')
   os.makedirs(root, exist_ok=True)
   tmp = os.path.join(root, f'.{name}.tmp-{os.getpid()}')
   old = os.path.join(root, f'.{name}.old-{os.getpid()}')
@@ -682,11 +693,15 @@ def collect(workdir: str, name: str, command: str, *, root: str | None = None,
                      'sha256': _sha256(os.path.join(tmp, dst))}
     provenance = {
         'name': name, 'command': command.strip(), 'run_dir': workdir, 'report': report,
-        'code': {**code, 'recorded_by': 'run' if run_info.get('code') else 'collect'},
+        'code': {**code, 'recorded_by': code_by},
         'machine': {**machine, 'recorded_by': 'run' if run_info.get('machine') else 'collect'},
         'started_utc': run_info.get('started_utc'),
-        'finished_utc': run_info.get('finished_utc') or _utc_of(report_mtime),
+        'finished_utc': _utc_of(report_mtime) if in_progress else (
+            finished or _utc_of(report_mtime)),
+        'in_progress': in_progress,
         'wall_s': wall_s if wall_s is not None else run_info.get('wall_s'),
+        'invocations': [{k: c.get(k) for k in ('commit', 'dirty', 'started_utc', 'finished_utc',
+                                               'completed', 'wall_s', 'command')} for c in calls],
         'collected_utc': utc_now(),
         'files': listed,
     }
