@@ -121,6 +121,7 @@ def run_record(workdir: str):
   work directory (a resumed run has several), their times and the total wall time; results/
   provenance (ssl_imu_jax.evaluation.publish collect) reads it."""
   import time
+  import uuid
 
   from ssl_imu_jax import files, parallel
   from ssl_imu_jax.evaluation import publish
@@ -129,16 +130,19 @@ def run_record(workdir: str):
     yield
     return
   path = os.path.join(workdir, publish.RUN_INFO)
-  old = {}
-  if os.path.isfile(path):
-    with open(path, encoding='utf-8') as f:
-      old = json.load(f)
   stamp = publish.run_stamp()
   this = {'command': ' '.join(sys.argv), 'started_utc': stamp['started_utc'],
-          'commit': stamp['code'].get('commit'), 'dirty': stamp['code'].get('dirty')}
-  runs = old.get('invocations', []) + [this]
+          'commit': stamp['code'].get('commit'), 'dirty': stamp['code'].get('dirty'),
+          'id': uuid.uuid4().hex[:12]}
 
   def write(ok: bool) -> None:
+    # Re-read: another invocation (say a report-only one) may have recorded itself meanwhile.
+    old = {}
+    if os.path.isfile(path):
+      with open(path, encoding='utf-8') as f:
+        old = json.load(f)
+    runs = [r for r in old.get('invocations', []) if r.get('id') != this['id']] + [this]
+    runs.sort(key=lambda r: r.get('started_utc') or '')
     os.makedirs(workdir, exist_ok=True)
     files.write_json_atomic(path, {
         **stamp, 'command': this['command'], 'started_utc': runs[0]['started_utc'],

@@ -296,3 +296,9 @@ def test_run_json_records_an_invocation_at_its_start_and_its_end(tmp_path):
   assert during['code']['commit'] == after['code']['commit'] == after['invocations'][-1]['commit']
   assert after['invocations'][-1]['finished_utc'] and after['completed']
   assert len(after['invocations']) == 1
+  # Two invocations at once (a report-only run beside a long one): neither drops the other.
+  with main.run_record(str(tmp_path)):
+    with main.run_record(str(tmp_path)):
+      pass
+  calls = json.loads(path.read_text())['invocations']
+  assert len(calls) == 3 and all(c['finished_utc'] for c in calls)
