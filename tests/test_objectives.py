@@ -155,6 +155,31 @@ def _curve_record(init, rrmse):
           'curve_metrics': {'per_subject': per}, 'predictions': {'subject_id': [], 'file': ''}}
 
 
+def test_convergence_of_records_counts_each_cell_s_training_curves_included():
+  """report.convergence_frame on records (scalar and curve cells) equals it on the results frame
+  where both apply, and counts the cells still improving at their budget by hand."""
+  rng = np.random.default_rng(0)
+  scalar = []
+  for fold, (still, epochs) in enumerate(((True, 40.0), (False, 12.0), (False, 20.0))):
+    rec, _ = _scalar_record('random', 'linear_probe', SUBJECTS, rng,
+                            dict.fromkeys(SUBJECTS, 0.5))
+    rec.update(fold=fold, training={'budget_epochs': 40.0, 'epochs_run': epochs,
+                                    'best_epoch': epochs - 1, 'stopped_early': not still,
+                                    'still_improving': still, 'late_improvement': 0.01})
+    scalar.append(rec)
+  by_records = report.convergence_frame(scalar)
+  pd.testing.assert_frame_equal(by_records, report.convergence_frame(
+      report.results_frame(scalar)), check_dtype=False)
+  row = by_records.iloc[0]
+  assert (row.cells, row.still_improving, row.stopped_early) == (3, 1, 2)
+  assert (row.epochs_run_min, row.epochs_run_max, row.epochs_run_median) == (12.0, 40.0, 20.0)
+  curve = dict(_curve_record('masked_12_5', dict.fromkeys(SUBJECTS, 5.0)),
+               training={'budget_epochs': 40.0, 'epochs_run': 40.0, 'still_improving': True,
+                         'stopped_early': False})
+  c = report.convergence_frame([curve])
+  assert (c.init.tolist(), c.still_improving.tolist()) == (['masked_12_5'], [1])
+
+
 def test_comparison_frame_matches_a_hand_computation():
   c = objectives_config.get_config('tiny')
   arms = {a: c.arms[a] for a in ('nce_resnet', 'masked_12_5')}
@@ -253,6 +278,9 @@ def test_a_toy_comparison_runs_every_part_reports_and_resumes(tmp_path, toy_dirs
   assert arms.delta.notna().all() and arms.value_features.notna().all()
   assert set(frame.arm) == {'nce_resnet', 'masked_12_5', 'random_resnet', 'random_transformer'}
   assert (tmp_path / 'report_partial' / 'objectives.md').exists()
+  conv = pd.read_csv(tmp_path / 'report' / 'convergence.csv')
+  assert set(conv.init) == set(frame.arm) and set(conv.group) == {'peaks'}
+  assert (conv.cells == 1).all() and (conv.epochs_run_max > 0).all()  # 4 steps: 1/4 epoch
   first = (tmp_path / 'report' / 'objectives.csv').read_text()
   capsys.readouterr()
   objectives.run(c, str(tmp_path))

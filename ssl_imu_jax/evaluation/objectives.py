@@ -263,8 +263,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
 def write_report(config: ml_collections.ConfigDict,
                  sweeps: Sequence[tuple[str, str, str, ml_collections.ConfigDict]],
                  report_dir: str, quiet: bool = False) -> str:
-  """The comparison of every finished cell of ``sweeps`` in ``report_dir``: objectives.csv / .md
-  and the per-subject rows behind them; returns ``report_dir``."""
+  """The comparison of every finished cell of ``sweeps`` in ``report_dir``: objectives.csv / .md,
+  the per-subject rows behind them and convergence.csv (per group, arm, protocol and fraction:
+  epochs run, cells stopped early or still improving at the budget); returns ``report_dir``."""
   from ssl_imu_jax.evaluation import sweep  # noqa: PLC0415
 
   records = []
@@ -276,6 +277,11 @@ def write_report(config: ml_collections.ConfigDict,
   files.write_text_atomic(os.path.join(report_dir, 'objectives.csv'), frame.to_csv(index=False))
   for name, rows in subject_frames(records).items():  # the per-subject rows behind the table
     files.write_text_atomic(os.path.join(report_dir, f'{name}.csv'), rows.to_csv(index=False))
+  conv = [report.convergence_frame([r for r in records if r['group'] == g]).assign(group=g)
+          for g in dict.fromkeys(r['group'] for r in records)]  # did every arm train to a stop?
+  if conv:
+    files.write_text_atomic(os.path.join(report_dir, 'convergence.csv'),
+                            pd.concat(conv, ignore_index=True).to_csv(index=False))
   text = comparison_markdown(frame)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.md'), text)
   if not quiet:

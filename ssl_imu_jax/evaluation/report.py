@@ -915,10 +915,16 @@ def summary_markdown(df: pd.DataFrame, title: str = 'Results',
 
 def convergence_frame(records_or_df) -> pd.DataFrame:
   """Per (task, init, protocol, fraction): how long its cells trained and whether they had
-  stopped improving (CONVERGENCE_COLUMNS), from the cells' training summaries."""
-  df = (records_or_df if isinstance(records_or_df, pd.DataFrame)
-        else results_frame(records_or_df))
-  cells = df[df.subject == ALL].drop_duplicates(list(CELL_KEYS))
+  stopped improving (CONVERGENCE_COLUMNS), from the cells' training summaries: a results frame,
+  or records (scalar and curve cells alike: each record's ``training``)."""
+  if isinstance(records_or_df, pd.DataFrame):
+    df = records_or_df
+    cells = df[df.subject == ALL].drop_duplicates(list(CELL_KEYS))
+  else:
+    cells = pd.DataFrame(
+        [{**{k: rec.get(k) for k in CELL_KEYS},
+          **{k: (rec.get('training') or {}).get(k) for k in TRAINING_KEYS}}
+         for rec in records_or_df], columns=list(CELL_KEYS) + list(TRAINING_KEYS))
   cells = cells[cells.epochs_run.notna()]
   rows = []
   for (task, init, protocol, frac), g in cells.groupby(['task', 'init', 'protocol', 'fraction'],
