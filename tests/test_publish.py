@@ -396,6 +396,17 @@ def test_collect_of_a_run_still_going_says_so_with_the_running_code(tmp_path):
   assert prov['in_progress'] and prov['code']['commit'] == 'bbb'
   assert [c['commit'] for c in prov['invocations']] == ['aaa', 'bbb']
   assert prov['finished_utc'] > '2026'  # the report's own time
+  # a report-only invocation (finished, the report's writer) beside the long one still going
+  report_only = {'commit': 'ccc', 'started_utc': '2020-01-03T00:00:00+00:00',
+                 'finished_utc': '2099-01-01T00:00:00+00:00', 'completed': True}
+  _write_json(str(run / 'run.json'), {'code': {'commit': 'ccc', 'dirty': False},
+                                      'finished_utc': report_only['finished_utc'],
+                                      'invocations': [done, going, report_only]})
+  dest = publish.collect(str(run), 'c', 'cmd', root=str(tmp_path / 'results'),
+                         report='report_partial')
+  with open(os.path.join(dest, 'provenance.json')) as f:
+    prov = json.load(f)
+  assert prov['in_progress'] and prov['code']['commit'] == 'ccc'
   _write_json(str(run / 'run.json'), {'code': {'commit': 'aaa', 'dirty': False},
                                       'finished_utc': done['finished_utc'],
                                       'invocations': [done]})

@@ -672,13 +672,14 @@ def collect(workdir: str, name: str, command: str, *, root: str | None = None,
                      if s.startswith(report + os.sep))
   calls = run_info.get('invocations') or []
   finished = run_info.get('finished_utc')
-  # A run still going (its last invocation has no finish) or one whose report is newer than
-  # every recorded finish (an invocation that ran before runs recorded their start): the files
-  # are its state at the report's time.
-  in_progress = bool(calls) and not calls[-1].get('finished_utc') or bool(
-      finished and _utc_of(report_mtime) > finished)
+  # A run still going (an invocation without a finish: one running, or one killed outright) or
+  # one whose report is newer than every recorded finish (an invocation that ran before runs
+  # recorded their start): the files are its state at the report's time.
+  running = any(not c.get('finished_utc') for c in calls)
+  unrecorded = bool(finished) and _utc_of(report_mtime) > finished and not running
+  in_progress = running or unrecorded
   code_by = 'run' if run_info.get('code') else 'collect'
-  if in_progress and calls and calls[-1].get('finished_utc'):
+  if unrecorded:
     code, code_by = {'commit': None, 'dirty': None}, (
         'unknown: the report is newer than every invocation run.json records')
   os.makedirs(root, exist_ok=True)
