@@ -155,6 +155,23 @@ def _curve_record(init, rrmse):
           'curve_metrics': {'per_subject': per}, 'predictions': {'subject_id': [], 'file': ''}}
 
 
+def test_a_partial_report_holds_only_the_finished_rounds(tmp_path, monkeypatch):
+  """A cell trained ahead of its round (by an earlier plan) stays out of report_partial/."""
+  c = objectives_config.get_config('tiny')
+  rng = np.random.default_rng(1)
+  recs = []
+  for fraction in (0.5, 1.0):
+    rec, _ = _scalar_record('pretrained', 'linear_probe', SUBJECTS, rng,
+                            dict.fromkeys(SUBJECTS, 0.5))
+    recs.append(dict(rec, fraction=fraction))
+  monkeypatch.setattr(sweep, 'done_records', lambda cfg, sdir: recs)
+  sweeps = objectives.plan(c, str(tmp_path), '')[:1]
+  out = objectives.write_report(c, sweeps, str(tmp_path / 'p'), quiet=True, only=[(0.5, 0)])
+  assert set(pd.read_csv(os.path.join(out, 'results.csv')).fraction) == {0.5}
+  out = objectives.write_report(c, sweeps, str(tmp_path / 'w'), quiet=True)
+  assert set(pd.read_csv(os.path.join(out, 'results.csv')).fraction) == {0.5, 1.0}
+
+
 def test_convergence_of_records_counts_each_cell_s_training_curves_included():
   """report.convergence_frame on records (scalar and curve cells) equals it on the results frame
   where both apply, and counts the cells still improving at their budget by hand."""

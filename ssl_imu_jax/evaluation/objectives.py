@@ -252,7 +252,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
           print(f'== round {n}/{len(todo)} (fraction {fraction:g}, fold {fold}), fine-tuning '
                 f'{group}: {label} -> {sdir}', file=sys.stderr, flush=True)
           sweep.run(cut, sdir, write_report=False)
-      write_report(config, sweeps, os.path.join(workdir, 'report_partial'), quiet=True)
+      write_report(config, sweeps, os.path.join(workdir, 'report_partial'), quiet=True,
+                   only=todo[:n])
   for group, label, sdir, scfg in ([] if report_only else sweeps):  # each whole: what is left,
     print(f'== fine-tuning {group}: {label} -> {sdir}', file=sys.stderr, flush=True)  # its report
     sweep.run(scfg, sdir)
@@ -262,15 +263,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 def write_report(config: ml_collections.ConfigDict,
                  sweeps: Sequence[tuple[str, str, str, ml_collections.ConfigDict]],
-                 report_dir: str, quiet: bool = False) -> str:
+                 report_dir: str, quiet: bool = False,
+                 only: Sequence[tuple[float, int]] | None = None) -> str:
   """The comparison of every finished cell of ``sweeps`` in ``report_dir``: objectives.csv / .md,
   the per-subject rows behind them and convergence.csv (per group, arm, protocol and fraction:
-  epochs run, cells stopped early or still improving at the budget); returns ``report_dir``."""
+  epochs run, cells stopped early or still improving at the budget); returns ``report_dir``.
+  ``only``: the (fraction, fold) rounds to report (the finished ones), so that a cell trained
+  ahead of its round by an earlier plan does not stand alone in the comparison."""
   from ssl_imu_jax.evaluation import sweep  # noqa: PLC0415
 
   records = []
   for group, label, sdir, scfg in sweeps:
     records += relabel(sweep.done_records(scfg, sdir), label, group)
+  if only is not None:
+    keep = {(float(f), int(k)) for f, k in only}
+    records = [r for r in records if (float(r['fraction']), int(r['fold'])) in keep]
   arms = list(config.arms.keys())
   frame = comparison_frame(records, {a: config.arms[a] for a in arms})
   os.makedirs(report_dir, exist_ok=True)
