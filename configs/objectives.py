@@ -7,8 +7,9 @@ Every arm of ``arms`` pre-trains on the same corpus (synthetic_movi at the task'
 window) for the same budget (steps x windows; each objective keeps its own optimiser), then
 fine-tunes on the same folds, fractions and seeds of one labelled set (``task``) in each group
 of ``groups``: ``peaks`` (the task's scalar label) and ``curves`` (the 3-axis GRF curve of each
-window, ``grf_curve``). Beside them, random init of each backbone and, for peaks, the feature
-baseline. The arms: ``nce_resnet`` (Tan et al. 2023: acc <-> gyr NCE, 1-D ResNet),
+window, ``grf_curve``). Beside them, random init of each backbone and the feature baseline
+(peaks: ridge on per-window features; curves: ridge on each step's lagged channels). The arms:
+``nce_resnet`` (Tan et al. 2023: acc <-> gyr NCE, 1-D ResNet),
 ``nce_transformer`` (the same NCE on the masked model's Transformer, acc and gyr tokens apart:
 the crossed pairing, so objective and backbone can be told apart) and the masked Transformer of
 Tan et al. 2024 at mask ratios 6.25, 12.5 (the reference's), 25 and 50 %
@@ -88,7 +89,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     data = {} if tiny else dict(task_data)
     if group == 'curves':
       data.update(options={'curves': True}, targets=('grf_curve',))
-      s.inits = ('pretrained', 'random')  # the feature baseline predicts scalars only
+      # the feature baseline of a curve: ridge on each step's lagged channels (features.py)
+      s.inits = ('pretrained', 'random', 'features')
     s.task_data = {TASK: data}
     if cpu:
       paper.cpu_finetune_budget(s.finetune)

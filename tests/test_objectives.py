@@ -32,7 +32,7 @@ def test_config_arms_share_corpus_and_budget_and_span_the_ratio_curve():
   assert c.arms.nce_resnet.optimizer.learning_rate == 1e-3
   assert c.arms.nce_resnet.train.steps == c.arms.masked_50.train.steps == 800
   assert c.groups.curves.task_data[objectives_config.TASK]['targets'] == ('grf_curve',)
-  assert 'features' not in c.groups.curves.inits and 'features' in c.groups.peaks.inits
+  assert 'features' in c.groups.curves.inits and 'features' in c.groups.peaks.inits
 
 
 def test_validate_names_the_arm_key_that_breaks_the_shared_budget():

@@ -21,6 +21,15 @@ validation subjects held out inside the fold's training subjects,
 = 0), by subject-grouped K-fold CV (``GroupKFold``, ``CV_FOLDS``) within the fit windows. The final
 model is fitted on the fit windows only (not on the validation windows, as the deep arms) and
 predicts the test windows.
+
+A curve target (``grf_curve`` [n, T, A], issue 27) gets the same kind of model per time step
+(``step_features``): the window's channels (every site's acc x, y, z, then gyr) at the lags
+``CURVE_LAGS`` around the step (clamped at the window's ends), and each channel's window mean.
+That is a linear FIR filter of the IMU signals plus the window's mean (posture and gravity), one
+output per present axis. It fits on at most ``CURVE_FIT_ROWS`` (window, step) rows of the fit
+windows (and scores its penalty on as many of the validation windows), drawn at random with the
+cell's seed, and predicts every step of the test windows; absent axes are predicted as 0 and
+not scored.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 CV_FOLDS = 5          # subject-grouped folds when there are no validation subjects
 VALIDATION_FRACTION = 0.2  # split.validation_fraction when the config lacks the key
 _CHUNK = 4096         # windows per feature batch (bounds memory on large sets)
+# Curve targets: the lags (samples) of the per-step model (+-80 ms at 100 Hz) and its row budget.
+CURVE_LAGS = (-8, -4, -2, -1, 0, 1, 2, 4, 8)
+CURVE_FIT_ROWS = 100_000
 
 
 def sensor_features(x: np.ndarray, sample_rate_hz: float) -> np.ndarray:
@@ -112,6 +124,40 @@ def windowset_features(ws: input_pipeline.WindowSet,
     gyr = None if ws.gyr is None else ws.gyr[part]
     out[lo:lo + len(part)] = window_features(ws.acc[part], gyr, ws.sample_rate_hz, ws.sites)[0]
   return out, names
+
+
+def step_features(ws: input_pipeline.WindowSet, windows: np.ndarray, steps: np.ndarray,
+                  lags: Sequence[int] = CURVE_LAGS) -> tuple[np.ndarray, list[str]]:
+  """(X [rows, F], names): the per-step features of the (window, step) rows ``windows[i]``,
+  ``steps[i]`` of ``ws``: every channel (sites' acc x, y, z, then gyr) at ``step + lag`` for
+  each lag (clamped to the window), then each channel's mean over the window."""
+  windows, steps = np.asarray(windows, np.int64), np.asarray(steps, np.int64)
+  sensors = [('acc', ws.acc)] + ([('gyr', ws.gyr)] if ws.gyr is not None else [])
+  channels = [f'{site}/{m}/{a}' for site in ws.sites for m, _ in sensors for a in 'xyz']
+  names = [f'{c}@{lag}' for lag in lags for c in channels] + [f'{c}/mean' for c in channels]
+  t = ws.acc.shape[2]
+  at = np.clip(steps[:, None] + np.asarray(lags, np.int64)[None, :], 0, t - 1)  # [rows, L]
+  uniq, inverse = np.unique(windows, return_inverse=True)
+  means = np.stack([np.asarray(x[uniq], np.float64).mean(axis=2) for _, x in sensors],
+                   axis=2).reshape(len(uniq), -1)                        # [windows, N * S * 3]
+  out = np.zeros((len(windows), len(names)), np.float64)
+  for lo in range(0, len(windows), _CHUNK):
+    w, a = windows[lo:lo + _CHUNK], at[lo:lo + _CHUNK]
+    lagged = np.stack([x[w[:, None], :, a] for _, x in sensors], axis=3)  # [rows, L, N, S, 3]
+    out[lo:lo + len(w)] = np.concatenate([lagged.reshape(len(w), -1),
+                                          means[inverse[lo:lo + len(w)]]], axis=1)
+  return out, names
+
+
+def sample_steps(windows: np.ndarray, t: int, budget: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """(window, step) rows: every step of ``windows`` when they hold at most ``budget`` rows,
+  else ``budget`` of them drawn without replacement (sorted)."""
+  windows = np.asarray(windows, np.int64)
+  total = len(windows) * t
+  pick = np.arange(total) if total <= budget else np.sort(rng.choice(total, budget,
+                                                                    replace=False))
+  return windows[pick // t], pick % t
 
 
 def make_model(alpha) -> TransformedTargetRegressor:
@@ -222,6 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   fit, val, test, folds = cell_indices(config, ws)
   if folds is not None:
     files.write_json_atomic(os.path.join(workdir, 'folds.json'), folds)
+  if ws.curve is not None:
+    return _curve_cell(config, workdir, ws, fit, val, test, folds is None)
   used = np.concatenate([fit, val, test])
   x, names = windowset_features(ws, used)  # rows: the fit, then validation, then test windows
   y = ws.targets[used].astype(np.float64)
@@ -276,4 +324,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'alpha': rf.alpha, 'selection': rf.selection})
   files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
   result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
+  return result
+
+
+def _curve_cell(config: ml_collections.ConfigDict, workdir: str, ws: input_pipeline.WindowSet,
+                fit: np.ndarray, val: np.ndarray, test: np.ndarray, final: bool) -> dict[str, Any]:
+  """``train_and_evaluate`` of a curve target: the per-step model (``step_features``) on the
+  present axes, its penalty per axis chosen as for scalars; result.json in the fields of a
+  fine-tuned curve cell (``finetune.curve_result``) and ridge_model.json."""
+  from ssl_imu_jax.training import finetune  # noqa: PLC0415
+
+  spec = ws.curve
+  axes = [i for i, p in enumerate(spec['present']) if p]
+  t = ws.targets.shape[1]
+  rng = np.random.default_rng(int(config.seed))
+  ridge = config.get('ridge', None) or {}
+  budget = int(ridge.get('curve_fit_rows', CURVE_FIT_ROWS))
+  lags = tuple(int(k) for k in ridge.get('curve_lags', CURVE_LAGS))
+  rows = [sample_steps(fit, t, budget, rng), sample_steps(val, t, budget, rng)]
+  xs, ys, groups = [], [], []
+  for w, st in rows:
+    xs.append(step_features(ws, w, st, lags)[0])
+    ys.append(ws.targets[w, st][:, axes].astype(np.float64))
+    groups.append(ws.subject_id[w])
+  names = step_features(ws, fit[:1], np.zeros(min(1, len(fit)), np.int64), lags)[1]
+  x, y = np.concatenate(xs), np.concatenate(ys)
+  n_fit = len(xs[0])
+  if not np.isfinite(y).all():
+    raise ValueError(f'{ws.path}: a present curve axis holds NaN in the fit windows')
+  rf = fit_ridge(x, y, np.arange(n_fit), np.arange(n_fit, len(x)), np.concatenate(groups),
+                 ridge.get('alphas', ALPHAS), int(ridge.get('cv_folds', CV_FOLDS)))
+  y_pred = np.zeros((len(test), t, ws.targets.shape[2]), np.float32)
+  for lo in range(0, len(test), max(1, _CHUNK // t)):
+    part = test[lo:lo + max(1, _CHUNK // t)]
+    xt = step_features(ws, np.repeat(part, t), np.tile(np.arange(t), len(part)), lags)[0]
+    y_pred[lo:lo + len(part)][..., axes] = rf.model.predict(xt).reshape(len(part), t, len(axes))
+  y_true = ws.targets[test]
+  t_scaler = rf.model.transformer_
+  z_err = (rf.model.predict(x[:n_fit]).reshape(n_fit, -1) - y[:n_fit]) / t_scaler.scale_
+  axis_names = [spec['axes'][i] for i in axes]
+  result = {
+      'final': final, 'dataset': config.data.dataset, 'targets': list(ws.target_names),
+      'units': list(ws.target_units), 'init': INIT, 'protocol': PROTOCOL,
+      'use_gyr': ws.gyr is not None, 'norm_policy': 'train_subjects', 'seed': int(config.seed),
+      'fold': int(config.split.fold), 'fraction': float(config.split.fraction),
+      'n_train': int(len(fit)), 'n_validation': int(len(val)), 'n_test': int(len(test)),
+      'n_fit_rows': int(n_fit), 'n_validation_rows': int(len(x) - n_fit),
+      'train_subjects': sorted(set(ws.subject_id[fit].tolist())),
+      'validation_subjects': sorted(set(ws.subject_id[val].tolist())),
+      'test_subjects': sorted(set(ws.subject_id[test].tolist())),
+      'train_loss': float(np.mean(z_err**2)), 'n_features': len(names),
+      'alpha': dict(zip(axis_names, rf.alpha.tolist(), strict=True)),
+      'validation_mse': dict(zip(axis_names, rf.validation_mse.tolist(), strict=True)),
+      'alpha_selection': rf.selection, 'metrics': {},
+  }
+  result.update(finetune.curve_result(workdir, ws, test, y_true, y_pred))
+  scaler, reg = rf.model.regressor_[0], rf.model.regressor_[-1]
+  files.write_json_atomic(os.path.join(workdir, MODEL_FILE), {
+      'feature_names': names, 'feature_mean': scaler.mean_, 'feature_scale': scaler.scale_,
+      'target_mean': t_scaler.mean_, 'target_scale': t_scaler.scale_, 'targets': axis_names,
+      'coef': np.asarray(reg.coef_).reshape(len(axes), -1), 'intercept':
+      np.atleast_1d(reg.intercept_), 'alphas': rf.alphas, 'mse_grid': rf.mse_grid,
+      'alpha': rf.alpha, 'selection': rf.selection, 'lags': list(lags)})
+  files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
+  result['predictions'] = {'subject_id': np.asarray(result['predictions']['subject_id']),
+                           'file': result['predictions']['file'], 'y_true': y_true,
+                           'y_pred': y_pred}
   return result

@@ -248,6 +248,9 @@ def features_cell_config(config: ml_collections.ConfigDict, data_dir: str, datas
   c.protocol = RIDGE
   c.ridge = ml_collections.ConfigDict({'alphas': tuple(features.ALPHAS),
                                        'cv_folds': int(features.CV_FOLDS)})
+  if any(str(t).endswith('_curve') for t in c.data.get('targets', ()) or ()):
+    c.ridge.curve_lags = tuple(features.CURVE_LAGS)  # the per-step model of a curve target
+    c.ridge.curve_fit_rows = int(features.CURVE_FIT_ROWS)
   return c
 
 
@@ -475,8 +478,9 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn, write_report=Tr
       + (f' (pre-trained from {", ".join(init_candidates(config))})'
          if 'pretrained' in config.inits else '')
       + f'; protocols: {", ".join(config.protocols)}.'
-      + (' Feature baseline: ridge on hand-computed per-window features of every site '
-         '(ssl_imu_jax/evaluation/features.py), its penalty chosen on the validation subjects; the '
+      + (' Feature baseline: ridge on hand-computed per-window features of every site (a curve '
+         "target: on each step's channels at lags of +-8 samples and the window means; "
+         'ssl_imu_jax/evaluation/features.py), its penalty chosen on the validation subjects; the '
          'same folds, fractions and seeds.' if FEATURES in config.inits else ''),
       f'Fine-tuning seeds: {", ".join(str(int(x)) for x in config.get("seeds", (0,)))}; '
       f'linear-probe BatchNorm adapts: '

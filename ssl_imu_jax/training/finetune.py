@@ -625,7 +625,7 @@ def finish(cell: Cell, state, last: dict[str, float],
                                        'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
   if curve:
-    result.update(curve_result(cell, y_true, y_pred))
+    result.update(curve_result(cell.workdir, ws, test_idx, y_true, y_pred))
   card = model_card.render_finetune(meta, ckpt_step=int(config.train.steps), result=result)
   files.write_text_atomic(os.path.join(cell.workdir, MODEL_CARD), card)
   files.write_json_atomic(os.path.join(cell.workdir, RESULT_FILE), result)
@@ -639,17 +639,18 @@ def finish(cell: Cell, state, last: dict[str, float],
 CURVES_FILE = 'curves.npz'
 
 
-def curve_result(cell: Cell, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-  """The result.json fields of a curve target: ``curve`` (its spec), ``curve_metrics``
-  (``metrics.curve_metrics``: per test subject over the samples where the true vertical force
-  exceeds 0.02 BW, RMSE, rRMSE, R² and r per present axis, then mean ± sd over subjects), and
-  ``predictions`` naming ``curves.npz`` (subject_id [n], y_true / y_pred [n, T, A] in the
-  label's units) instead of listing the curves."""
-  ws, test_idx = cell.ws, cell.test_idx
+def curve_result(workdir: str, ws: input_pipeline.WindowSet, test_idx: np.ndarray,
+                 y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+  """The result.json fields of a curve target (a fine-tuned cell's or the feature baseline's):
+  ``curve`` (its spec), ``curve_metrics`` (``metrics.curve_metrics``: per test subject over the
+  samples where the true vertical force exceeds 0.02 BW, RMSE, rRMSE, R² and r per present axis,
+  then mean ± sd over subjects), and ``predictions`` naming ``curves.npz`` in ``workdir``
+  (subject_id [n], y_true / y_pred [n, T, A] in the label's units) instead of listing the
+  curves."""
   spec = dict(ws.curve)
   axes = tuple(spec['axes'])
   sid = ws.subject_id[test_idx]
-  files.write_npz_atomic(os.path.join(cell.workdir, CURVES_FILE), subject_id=sid,
+  files.write_npz_atomic(os.path.join(workdir, CURVES_FILE), subject_id=sid,
                          trial=ws.trial[test_idx], window=test_idx.astype(np.int64),
                          y_true=y_true.astype(np.float32), y_pred=y_pred.astype(np.float32))
   scored = {}
