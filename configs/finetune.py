@@ -57,6 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # none: the last step is scored (the reference has no validation subjects).
       'validation_fraction': 0.0 if tiny else 0.2,
       'validation_seed': 0,
+      # (Not set here, so older runs keep their fingerprints:) 'unit': 'trial' splits the
+      # trials of a one-subject set instead of subjects, a within-subject evaluation
+      # (configs/objectives.py:cpu,real_running); a set of several subjects refuses it.
   })
   c.model = common.model_config(size, variant)
   # The random-init arm's backbone: 'resnet' (model.encoder) | 'transformer' (model.transformer,

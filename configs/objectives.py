@@ -29,11 +29,18 @@ of configs/paper.py:cpu, one fine-tuning seed, fractions 10 / 25 / 100 %) | 'def
 reference budgets).
 """
 
+import os
+
 import ml_collections
 
 from configs import common, paper, pretrain, sweep
 
 TASK = 'synthetic_walking_kfm'
+# The 'real_running' variant's task: one runner's treadmill file (sacral acc -> vertical GRF).
+REAL = 'real_running'
+REAL_TASK = 'real_running_grf'
+REAL_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), '..', 'shared', 'data', 'real_running_grf'))
 # The masking-ratio curve (Tan et al. 2024: 6.25-12.5 % works best); 12.5 % is the reference's.
 MASK_RATIOS = (0.0625, 0.125, 0.25, 0.5)
 TINY_MASK_RATIOS = (0.125, 0.5)
@@ -46,6 +53,9 @@ def arm_name(ratio: float) -> str:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   parts = [p.strip() for p in (arg or '').split(',') if p.strip()]
+  real = REAL in parts
+  if real:
+    parts.remove(REAL)
   cpu = bool(parts) and parts[0] == 'cpu'
   if cpu:
     parts[0] = 'default'
@@ -55,12 +65,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   task_data = dict(sweep.PAPER_TASK_DATA[TASK])
   sites = ('Hip', 'Spine1', 'RightUpLeg', 'LeftUpLeg', 'RightLeg', 'LeftLeg', 'RightFoot',
            'LeftFoot')  # the task's IMUs (data_prep/builders/synthetic.py SyntheticWalkingKfm)
+  if real:
+    sites = ('Hip',)  # the running file's sacral accelerometer
 
   def arm(variant: str, ratio: float = 0.125) -> ml_collections.ConfigDict:
     p = pretrain.get_config(inner + (f',{variant}' if variant else ''))
     p.data.imu_sites = sites
     p.data.options = {'drop_static': True}  # the reference's 0.2 g static-window filter
-    if not tiny:
+    if not tiny or real:  # the real file is read at 100 Hz / 128 whatever the size
       p.data.sample_rate_hz = task_data['sample_rate_hz']
       p.data.window_length = task_data['window_length']
     p.ssl.mask_ratio = ratio
@@ -80,9 +92,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.arms.nce_resnet = arm('')
   c.arms.nce_transformer = arm('nce_transformer')
   # tiny: the curve's two ends that bracket the reference's ratio are enough to run every path
-  for r in (TINY_MASK_RATIOS if tiny else MASK_RATIOS):
+  for r in ((0.125,) if real else TINY_MASK_RATIOS if tiny else MASK_RATIOS):
     c.arms[arm_name(r)] = arm('masked', ratio=r)
+    if real:  # the task has no gyroscope: the masked model's tokens are the sacrum's acc only
+      c.arms[arm_name(r)].data.use_gyr = False
   c.groups = ml_collections.ConfigDict()
+  if real:
+    return _real_running(c, inner, cpu, tiny)
   for group in ('peaks', 'curves'):
     s = sweep.get_config(inner)
     s.datasets = (TASK,)
@@ -104,4 +120,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.group_arms.curves = ()
   c.interleave = True  # round by round (fraction, fold); False: each sweep whole in turn
   c.report_only = False  # True: report the finished cells, train nothing
+  return c
+
+
+def _real_running(c: ml_collections.ConfigDict, inner: str, cpu: bool, tiny: bool
+                  ) -> ml_collections.ConfigDict:
+  """The 'real_running' variant's one group, ``curves`` on the real running file: the arms
+  pre-trained on the synthetic corpus's sacrum (the masked model on its accelerometer only),
+  fine-tuned on one runner's 31 treadmill trials, folds over the trials (``split.unit='trial'``:
+  within-subject, new speeds and slopes of the same runner, not new people)."""
+  s = sweep.get_config(inner)
+  s.datasets = (REAL_TASK,)
+  s.task_data = {REAL_TASK: {'sample_rate_hz': 100.0, 'window_length': 128,
+                             'manual_dir': REAL_DIR, 'targets': ('grf_curve',)}}
+  s.inits = ('pretrained', 'random', 'features')
+  s.finetune.split.unit = 'trial'
+  if cpu:
+    paper.cpu_finetune_budget(s.finetune)
+  s.fractions = (1.0,) if tiny else (0.25, 1.0)
+  if tiny:
+    s.folds = (0,)
+  c.task = REAL_TASK
+  c.groups.curves = s
+  c.group_arms = ml_collections.ConfigDict({'curves': ()})
+  c.interleave = True
+  c.report_only = False
   return c

@@ -181,3 +181,15 @@ def test_the_curve_feature_baseline_beats_the_mean_curve_on_the_deep_cells_subje
   rows = report.curves_frame([rec])
   assert set(rows.axis) == {'ML', 'AP', 'V'} and set(rows.init) == {'features'}
   assert (rows[rows.subject != report.ALL].n_samples > 0).all()
+
+
+def test_trial_units_are_refused_on_a_set_of_several_subjects(data_dir):
+  cfg = curve_config()
+  cfg.split.unit = 'trial'
+  with pytest.raises(ConfigError, match=r"split.unit='trial' splits one subject's trials .* has "
+                                        r'\d+ subjects') as e:
+    finetune.load_windows(cfg, data_dir)
+  assert '\n' not in str(e.value)
+  cfg.split.unit = 'runner'
+  with pytest.raises(ConfigError, match=r"split.unit='runner'; expected one of"):
+    finetune.load_windows(cfg, data_dir)

@@ -154,10 +154,19 @@ def test_an_accelerometer_only_corpus_pretrains_masked_and_is_refused_by_nce(tmp
   assert out['state'].params['transformer']['mask_token'].shape == (9,)
   nce = tiny_pretrain_config()
   nce.data.dataset = 'toy_acc_only'
-  with pytest.raises(ConfigError, match=r"'toy_acc_only' is accelerometer-only, and "
+  with pytest.raises(ConfigError, match=r"'toy_acc_only' is read without gyroscopes .* and "
                                         r"ssl.objective='nce' .*configs/pretrain.py:masked") as e:
     pretrain.run(nce, str(tmp_path / 'nce'), toy_dirs['data_dir'])
   assert '\n' not in str(e.value)
+  # data.use_gyr=False on a corpus with gyroscopes: the masked model's tokens are its acc only
+  # (to fine-tune on an accelerometer-only task); NCE is refused as for an acc-only corpus.
+  cfg.data.dataset, cfg.data.use_gyr = 'toy_unlabelled', False
+  _, meta = checkpointing.read_meta(pretrain.run(cfg, str(tmp_path / 'acc'),
+                                                 toy_dirs['data_dir'])['checkpoint_dir'])
+  assert meta['tokens'] == [f'acc/{s}/{a}' for s in 'abc' for a in 'xyz']
+  nce.data.dataset, nce.data.use_gyr = 'toy_unlabelled', False
+  with pytest.raises(ConfigError, match=r'data.use_gyr=False'):
+    pretrain.run(nce, str(tmp_path / 'nce_acc'), toy_dirs['data_dir'])
 
 
 def test_nce_fingerprints_are_unchanged_so_old_checkpoints_resume(tmp_path):

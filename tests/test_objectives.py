@@ -304,3 +304,18 @@ def test_a_toy_comparison_runs_every_part_reports_and_resumes(tmp_path, toy_dirs
   out = capsys.readouterr().out
   assert out.count('0 to train') == 8 and 'to train' in out  # 4 sweeps, round then whole
   assert (tmp_path / 'report' / 'objectives.csv').read_text() == first
+
+
+def test_the_real_running_variant_pretrains_the_sacrum_and_splits_the_runners_trials():
+  c = objectives_config.get_config('cpu,real_running')
+  objectives.validate(c)
+  assert list(c.groups.keys()) == ['curves'] and c.task == 'real_running_grf'
+  g = c.groups.curves
+  assert g.datasets == ('real_running_grf',) and g.finetune.split.unit == 'trial'
+  assert 'features' in g.inits and g.task_data['real_running_grf']['targets'] == ('grf_curve',)
+  for name in c.arms.keys():
+    p = c.arms[name]
+    assert p.data.imu_sites == ('Hip',) and p.data.dataset == 'synthetic_movi'
+    assert (p.data.sample_rate_hz, p.data.window_length) == (100.0, 128)
+    assert p.data.use_gyr == (objectives.objective(p) == 'nce')  # the task has no gyroscope
+  assert sorted(c.arms.keys()) == ['masked_12_5', 'nce_resnet', 'nce_transformer']

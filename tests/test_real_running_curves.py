@@ -61,3 +61,31 @@ def test_curve_metrics_score_the_vertical_axis_only(built):
   (row,) = out['per_subject']                                  # one runner
   assert row['subject'] == 2 and abs(row['rmse'] - 0.1) < 0.01 and row['r2'] > 0.95
   assert np.isnan(out['summary']['V']['rmse']['sd'])           # sd over one subject: undefined
+
+
+def test_trial_folds_on_the_one_runner_and_the_curve_feature_baseline(built, tmp_path):
+  """split.unit='trial': the folds run over the runner's trials (no trial on both sides), the
+  per-unit metrics are per held-out trial, and the per-step ridge predicts the vertical GRF of
+  unseen trials (new speeds and slopes of the same runner) with r > 0.8."""
+  from configs import finetune as finetune_config
+  from ssl_imu_jax.evaluation import features
+  from ssl_imu_jax.training import finetune
+
+  cfg = finetune_config.get_config('tiny')
+  cfg.data.update(dataset='real_running_grf', sample_rate_hz=100.0, window_length=128,
+                  manual_dir=str(SRC), targets=('grf_curve',))
+  cfg.split.unit = 'trial'
+  cfg.split.validation_fraction = 0.2
+  data_dir = str(Path(built).parents[2])
+  ws = finetune.load_windows(cfg, data_dir)
+  np.testing.assert_array_equal(ws.subject_id, ws.trial)
+  fit, val, test, folds = features.cell_indices(cfg, ws)
+  assert sorted(folds) == list(range(31))
+  sides = [set(ws.trial[i].tolist()) for i in (fit, val, test)]
+  assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+  res = features.train_and_evaluate(cfg, str(tmp_path / 'feat'), data_dir)
+  assert res['split_unit'] == 'trial' and res['test_subjects'] == sorted(sides[2])
+  per = [r for r in res['curve_metrics']['per_subject'] if r['axis'] == 'V']
+  assert sorted(r['subject'] for r in per) == sorted(sides[2])
+  print('held-out trials, V r:', [round(r['pearson_r'], 3) for r in per])
+  assert res['curve_metrics']['summary']['V']['pearson_r']['mean'] > 0.8

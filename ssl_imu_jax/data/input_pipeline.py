@@ -182,13 +182,15 @@ def _source(path: str, split: str):
   return builder, builder.as_data_source()[split]
 
 
-def subject_ids(path: str, split: str, chunk: int = 1024) -> np.ndarray:
-  """The subject id of every window of a split, in record order, without reading the signals."""
+def subject_ids(path: str, split: str, chunk: int = 1024, field: str = 'subject_id'
+                ) -> np.ndarray:
+  """The subject id (or another integer ``field``, e.g. 'trial') of every window of a split, in
+  record order, without reading the signals."""
   _, src = _source(path, split)
   ids = np.empty(len(src), np.int64)
   for lo in range(0, len(src), chunk):
     part = src.__getitems__(list(range(lo, min(len(src), lo + chunk))))
-    ids[lo:lo + len(part)] = [int(e['subject_id']) for e in part]
+    ids[lo:lo + len(part)] = [int(e[field]) for e in part]
   return ids
 
 
@@ -331,15 +333,17 @@ def mix_config(data_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 def load_corpus(data_cfg: ml_collections.ConfigDict, data_dir: str, stream: bool = False
                 ) -> tuple[WindowSet, WindowSet | None]:
   """A pre-training corpus: (train split, held-out split or None) of ``data_cfg``, pooled with
-  those of ``data_cfg.mix`` when it names a second corpus (both built if needed).
+  those of ``data_cfg.mix`` when it names a second corpus (both built if needed); without gyr
+  when the corpus has none or ``data_cfg.use_gyr`` is False.
 
   The second corpus's ``imu_sites`` take the first's site names in order (same count), its
   subject ids are shifted by MIX_SUBJECT_OFFSET, and its windows follow the first's.
   """
   path = ensure_built(data_cfg, data_dir)
-  train = load_split(path, data_cfg.split, data_cfg.imu_sites, stream=stream)
+  use_gyr = bool(data_cfg.get('use_gyr', True))  # False: the acc channels only (masked)
+  train = load_split(path, data_cfg.split, data_cfg.imu_sites, use_gyr, stream=stream)
   check_matches(train, data_cfg)
-  held = (load_split(path, data_cfg.eval_split, data_cfg.imu_sites, stream=stream)
+  held = (load_split(path, data_cfg.eval_split, data_cfg.imu_sites, use_gyr, stream=stream)
           if data_cfg.eval_split else None)
   mix_cfg = mix_config(data_cfg)
   if mix_cfg is None:

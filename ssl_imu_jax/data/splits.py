@@ -1,6 +1,8 @@
 """Subject-wise cross-validation folds and nested training-data fractions.
 
-A subject is the unit of splitting: every window of a subject lands on one side only.
+A subject is the unit of splitting: every window of a subject lands on one side only. A data set
+of one subject (the real running file) can only be split by its trials (``units``, config key
+``split.unit='trial'``): a within-subject evaluation, said so wherever its results are reported.
 """
 
 from __future__ import annotations
@@ -8,6 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+UNITS = ('subject', 'trial')
+
+
+def units(subject_ids: np.ndarray, trials: np.ndarray, unit: str, where: str) -> np.ndarray:
+  """The ids the folds, fractions and per-unit metrics run over: ``subject_ids`` (unit
+  'subject'), or for unit 'trial' the ``trials`` of a one-subject set (``where`` names it)."""
+  from ssl_imu_jax.errors import ConfigError  # noqa: PLC0415
+
+  if unit == 'subject':
+    return subject_ids
+  if unit != 'trial':
+    raise ConfigError(f"config key split.unit={unit!r}; expected one of {list(UNITS)}")
+  subjects = np.unique(np.asarray(subject_ids))
+  if len(subjects) != 1:
+    raise ConfigError(f"config key split.unit='trial' splits one subject's trials (a "
+                      f'within-subject evaluation); {where} has {len(subjects)} subjects: '
+                      f"split them by subject (split.unit='subject')")
+  return np.asarray(trials, dtype=np.int64)
 
 
 def assign_folds(subject_ids: Sequence[int], num_folds: int, seed: int) -> dict[int, int]:

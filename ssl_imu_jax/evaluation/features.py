@@ -137,6 +137,8 @@ def step_features(ws: input_pipeline.WindowSet, windows: np.ndarray, steps: np.n
   names = [f'{c}@{lag}' for lag in lags for c in channels] + [f'{c}/mean' for c in channels]
   t = ws.acc.shape[2]
   at = np.clip(steps[:, None] + np.asarray(lags, np.int64)[None, :], 0, t - 1)  # [rows, L]
+  if not len(windows):
+    return np.zeros((0, len(names)), np.float64), names
   uniq, inverse = np.unique(windows, return_inverse=True)
   means = np.stack([np.asarray(x[uniq], np.float64).mean(axis=2) for _, x in sensors],
                    axis=2).reshape(len(uniq), -1)                        # [windows, N * S * 3]
@@ -298,6 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'seed': int(config.seed),
       'fold': int(config.split.fold),
       'fraction': float(config.split.fraction),
+      'split_unit': finetune.split_unit(config),
       'n_train': int(len(fit)),
       'n_validation': int(len(val)),
       'n_test': int(len(test)),
@@ -368,7 +371,8 @@ def _curve_cell(config: ml_collections.ConfigDict, workdir: str, ws: input_pipel
       'units': list(ws.target_units), 'init': INIT, 'protocol': PROTOCOL,
       'use_gyr': ws.gyr is not None, 'norm_policy': 'train_subjects', 'seed': int(config.seed),
       'fold': int(config.split.fold), 'fraction': float(config.split.fraction),
-      'n_train': int(len(fit)), 'n_validation': int(len(val)), 'n_test': int(len(test)),
+      'split_unit': finetune.split_unit(config), 'n_train': int(len(fit)),
+      'n_validation': int(len(val)), 'n_test': int(len(test)),
       'n_fit_rows': int(n_fit), 'n_validation_rows': int(len(x) - n_fit),
       'train_subjects': sorted(set(ws.subject_id[fit].tolist())),
       'validation_subjects': sorted(set(ws.subject_id[val].tolist())),

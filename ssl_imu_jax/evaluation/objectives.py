@@ -32,9 +32,11 @@ from ssl_imu_jax.evaluation import report
 from ssl_imu_jax.training import interrupt
 
 # What every arm must share: the corpus and the budget (config keys under arms.<name>.).
+# What every arm shares: one corpus (its windows) and one budget. data.use_gyr may differ: a
+# masked arm may leave out the corpus's gyroscopes to fine-tune on an accelerometer-only task
+# (NCE cannot: it pairs acc with gyr).
 SHARED_KEYS = ('data.dataset', 'data.size', 'data.sample_rate_hz', 'data.window_length',
-               'data.imu_sites', 'data.options', 'data.use_gyr', 'train.steps',
-               'train.batch_size', 'seed')
+               'data.imu_sites', 'data.options', 'train.steps', 'train.batch_size', 'seed')
 COLUMNS = ('group', 'task', 'target', 'axis', 'metric', 'protocol', 'fraction', 'arm',
            'objective', 'backbone', 'mask_ratio', 'value', 'sd', 'n_subjects', 'versus',
            'delta', 'delta_low', 'delta_high', 'p', 'n_pairs', 'value_features',
@@ -290,6 +292,13 @@ def write_report(config: ml_collections.ConfigDict,
     files.write_text_atomic(os.path.join(report_dir, 'convergence.csv'),
                             pd.concat(conv, ignore_index=True).to_csv(index=False))
   text = comparison_markdown(frame)
+  trials = [g for g in config.groups.keys()
+            if str(config.groups[g].finetune.split.get('unit', 'subject')) == 'trial']
+  if trials:  # say it where the numbers are read
+    head, _, rest = text.partition('\n\n')
+    text = (f'{head}\n\nGroup(s) {", ".join(trials)}: the units are the trials of one subject '
+            '(split.unit=trial), not subjects: the means, intervals and pairs run over held-out '
+            'trials of the same person (within-subject).\n\n' + rest)
   files.write_text_atomic(os.path.join(report_dir, 'objectives.md'), text)
   if not quiet:
     print(text, flush=True)

@@ -244,6 +244,8 @@ def features_cell_config(config: ml_collections.ConfigDict, data_dir: str, datas
       'validation_fraction': float(split.get('validation_fraction',
                                              features.VALIDATION_FRACTION)),
       'validation_seed': int(split.get('validation_seed', 0))})
+  if 'unit' in split:  # absent in older configs: their cells keep their fingerprints
+    c.split.unit = str(split.unit)
   c.init_from = ''
   c.protocol = RIDGE
   c.ridge = ml_collections.ConfigDict({'alphas': tuple(features.ALPHAS),
@@ -300,9 +302,15 @@ def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[s
 def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
   from ssl_imu_jax.data import input_pipeline
+  from ssl_imu_jax.training.finetune import split_unit
 
   path = input_pipeline.ensure_built(cfg.data, cfg.data_dir)
-  return input_pipeline.subject_ids(path, cfg.data.split)
+  ids = input_pipeline.subject_ids(path, cfg.data.split)
+  unit = split_unit(cfg)
+  if unit != 'subject':
+    ids = splits.units(ids, input_pipeline.subject_ids(path, cfg.data.split, field='trial'),
+                       unit, path)
+  return ids
 
 
 def finetune_train_fn() -> TrainFn:
@@ -474,6 +482,10 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn, write_report=Tr
       f'Fractions of the training windows: '
       f'{", ".join(f"{float(f):g}" for f in sorted(config.fractions))} (nested, fraction_seed '
       f'{int(config.fraction_seed)}).',
+      *(['Units: the trials of one subject (finetune.split.unit=trial): folds, fractions and '
+         'intervals run over trials, so every figure is within-subject (new trials of the same '
+         'person, not new people); "subject" columns hold trial numbers.']
+        if str(config.finetune.split.get('unit', 'subject')) == 'trial' else []),
       f'Inits: {", ".join(config.inits)}'
       + (f' (pre-trained from {", ".join(init_candidates(config))})'
          if 'pretrained' in config.inits else '')

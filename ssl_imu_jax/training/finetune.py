@@ -502,7 +502,15 @@ def load_windows(config, data_dir: str) -> input_pipeline.WindowSet:
   input_pipeline.check_matches(ws, config.data)
   if not ws.target_names:
     raise ConfigError(f'{path}: data set {config.data.dataset!r} has no targets to fine-tune on')
+  unit = split_unit(config)
+  if unit != 'subject':  # the trials of one subject stand in for subjects from here on
+    ws = dataclasses.replace(ws, subject_id=splits.units(ws.subject_id, ws.trial, unit, path))
   return ws
+
+
+def split_unit(config) -> str:
+  """``config.split.unit``: 'subject' (the default; absent in older configs) or 'trial'."""
+  return str((config.get('split', None) or {}).get('unit', 'subject'))
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, data_dir: str,
@@ -612,6 +620,7 @@ def finish(cell: Cell, state, last: dict[str, float],
       'seed': int(config.seed),
       'fold': int(config.split.fold),
       'fraction': float(config.split.fraction),
+      'split_unit': split_unit(config),
       'n_train': int(len(cell.train_idx)),
       'n_test': int(len(test_idx)),
       'train_subjects': meta['train_subjects'],

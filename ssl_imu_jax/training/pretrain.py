@@ -426,7 +426,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str) -> dict[
   path = train.path
   if train.gyr is None and obj == 'nce':
     raise ConfigError(
-        f"{path}: {config.data.dataset!r} is accelerometer-only, and ssl.objective='nce' "
+        f"{path}: {config.data.dataset!r} is read without gyroscopes (an accelerometer-only "
+        f"corpus, or config key data.use_gyr=False), and ssl.objective='nce' "
         f'contrasts the accelerometer window of a sensor with its gyroscope window, so it has '
         f'nothing to pair; pre-train it with the masked objective (configs/pretrain.py:masked, '
         f"ssl.objective='masked': reconstruction of the acc channels), or pre-train on a corpus "
