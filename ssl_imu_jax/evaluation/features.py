@@ -234,6 +234,20 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, fit_idx: np.ndarray, val_idx: np.nda
   return RidgeFit(model, alpha, mse[best, np.arange(mse.shape[1])], mse, alphas, selection)
 
 
+def write_model(workdir: str, rf: RidgeFit, names: Sequence[str], targets: Sequence[str],
+                **extra: Any) -> None:
+  """ridge_model.json: the features, both scalers, the coefficients and the penalty choice."""
+  scaler, reg = rf.model.regressor_[0], rf.model.regressor_[-1]
+  t_scaler = rf.model.transformer_
+  files.write_json_atomic(os.path.join(workdir, MODEL_FILE), {
+      'feature_names': list(names), 'feature_mean': scaler.mean_,
+      'feature_scale': scaler.scale_, 'target_mean': t_scaler.mean_,
+      'target_scale': t_scaler.scale_, 'targets': list(targets),
+      'coef': np.asarray(reg.coef_).reshape(len(targets), -1),
+      'intercept': np.atleast_1d(reg.intercept_), 'alphas': rf.alphas, 'mse_grid': rf.mse_grid,
+      'alpha': rf.alpha, 'selection': rf.selection, **extra})
+
+
 def cell_indices(config: ml_collections.ConfigDict, ws: input_pipeline.WindowSet
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[int, int] | None]:
   """(fit, validation, test) window indices and the fold assignment of a cell: the folds of
@@ -318,13 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       'predictions': {'subject_id': ws.subject_id[test].tolist(),
                       'y_true': y_true.tolist(), 'y_pred': y_pred.tolist()},
   }
-  scaler, reg = rf.model.regressor_[0], rf.model.regressor_[-1]
-  files.write_json_atomic(os.path.join(workdir, MODEL_FILE), {
-      'feature_names': names, 'feature_mean': scaler.mean_, 'feature_scale': scaler.scale_,
-      'target_mean': t_scaler.mean_, 'target_scale': t_scaler.scale_, 'targets': targets,
-      'coef': np.asarray(reg.coef_).reshape(len(targets), -1), 'intercept':
-      np.atleast_1d(reg.intercept_), 'alphas': rf.alphas, 'mse_grid': rf.mse_grid,
-      'alpha': rf.alpha, 'selection': rf.selection})
+  write_model(workdir, rf, names, targets)
   files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
   result['predictions'] = {k: np.asarray(v) for k, v in result['predictions'].items()}
   return result
@@ -383,13 +391,7 @@ def _curve_cell(config: ml_collections.ConfigDict, workdir: str, ws: input_pipel
       'alpha_selection': rf.selection, 'metrics': {},
   }
   result.update(finetune.curve_result(workdir, ws, test, y_true, y_pred))
-  scaler, reg = rf.model.regressor_[0], rf.model.regressor_[-1]
-  files.write_json_atomic(os.path.join(workdir, MODEL_FILE), {
-      'feature_names': names, 'feature_mean': scaler.mean_, 'feature_scale': scaler.scale_,
-      'target_mean': t_scaler.mean_, 'target_scale': t_scaler.scale_, 'targets': axis_names,
-      'coef': np.asarray(reg.coef_).reshape(len(axes), -1), 'intercept':
-      np.atleast_1d(reg.intercept_), 'alphas': rf.alphas, 'mse_grid': rf.mse_grid,
-      'alpha': rf.alpha, 'selection': rf.selection, 'lags': list(lags)})
+  write_model(workdir, rf, names, axis_names, lags=list(lags))
   files.write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
   result['predictions'] = {'subject_id': np.asarray(result['predictions']['subject_id']),
                            'file': result['predictions']['file'], 'y_true': y_true,
