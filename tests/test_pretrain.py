@@ -322,7 +322,7 @@ def test_an_accelerometer_only_corpus_is_refused_with_what_to_do(tmp_path, toy_d
   real = input_pipeline.load_split
   monkeypatch.setattr(input_pipeline, 'load_split',
                       lambda *a, **k: dataclasses.replace(real(*a, **k), gyr=None))
-  with pytest.raises(ConfigError, match=r"'toy_unlabelled' is accelerometer-only.*"
+  with pytest.raises(ConfigError, match=r"'toy_unlabelled' is read without gyroscopes.*"
                                         r'--config.data.use_gyr=False'):
     pretrain.run(tiny_pretrain_config(), str(tmp_path), toy_dirs['data_dir'])
 
