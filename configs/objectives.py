@@ -2,6 +2,7 @@ r"""The two pre-training objectives compared under one protocol (issue 27), one 
 
   python main.py --config=configs/objectives.py:tiny --workdir=runs/objectives_tiny   # minutes
   nohup python main.py --config=configs/objectives.py:cpu --workdir=/data/runs/objectives &
+  python main.py --config=configs/objectives.py:cpu,real_running --workdir=runs/objectives_real
 
 Every arm of ``arms`` pre-trains on the same corpus (synthetic_movi at the task's sites, rate and
 window) for the same budget (steps x windows; each objective keeps its own optimiser), then
@@ -26,7 +27,10 @@ part-way has compared every arm on the same cells (``report_partial/`` after eac
 Arguments: 'tiny' (tiny data and models; mask ratios 12.5 and 50 % only, fold 0 at
 100 % of the labels: a smoke run of every part) | 'cpu' (the default data at the CPU budget
 of configs/paper.py:cpu, one fine-tuning seed, fractions 10 / 25 / 100 %) | 'default' (the
-reference budgets).
+reference budgets). Add ',real_running' (e.g. 'cpu,real_running') for the real running file
+instead: the sacrum's synthetic corpus, NCE (ResNet, Transformer) and masked 12.5 % only, the
+vertical GRF curve of one runner's 31 trials, folds over the trials (within-subject), fractions
+25 / 100 %.
 """
 
 import os
