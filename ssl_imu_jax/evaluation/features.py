@@ -355,10 +355,10 @@ def _curve_cell(config: ml_collections.ConfigDict, workdir: str, ws: input_pipel
   rows = [sample_steps(fit, t, budget, rng), sample_steps(val, t, budget, rng)]
   xs, ys, groups = [], [], []
   for w, st in rows:
-    xs.append(step_features(ws, w, st, lags)[0])
+    xi, names = step_features(ws, w, st, lags)
+    xs.append(xi)
     ys.append(ws.targets[w, st][:, axes].astype(np.float64))
     groups.append(ws.subject_id[w])
-  names = step_features(ws, fit[:1], np.zeros(min(1, len(fit)), np.int64), lags)[1]
   x, y = np.concatenate(xs), np.concatenate(ys)
   n_fit = len(xs[0])
   if not np.isfinite(y).all():
