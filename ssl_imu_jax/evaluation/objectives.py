@@ -292,8 +292,9 @@ def write_report(config: ml_collections.ConfigDict,
     files.write_text_atomic(os.path.join(report_dir, 'convergence.csv'),
                             pd.concat(conv, ignore_index=True).to_csv(index=False))
   text = comparison_markdown(frame)
-  trials = [g for g in config.groups.keys()
-            if str(config.groups[g].finetune.split.get('unit', 'subject')) == 'trial']
+  from ssl_imu_jax.training.finetune import split_unit  # noqa: PLC0415
+
+  trials = [g for g in config.groups.keys() if split_unit(config.groups[g].finetune) == 'trial']
   if trials:  # say it where the numbers are read
     head, _, rest = text.partition('\n\n')
     text = (f'{head}\n\nGroup(s) {", ".join(trials)}: the units are the trials of one subject '

@@ -302,7 +302,7 @@ def done_records(config: ml_collections.ConfigDict, workdir: str) -> list[dict[s
 def dataset_subject_ids(cfg: ml_collections.ConfigDict) -> np.ndarray:
   """Subject id of every window in the cell's split (builds the TFDS data set if needed)."""
   from ssl_imu_jax.data import input_pipeline
-  from ssl_imu_jax.training.finetune import split_unit
+  from ssl_imu_jax.training.finetune import split_unit  # noqa: PLC0415
 
   path = input_pipeline.ensure_built(cfg.data, cfg.data_dir)
   ids = input_pipeline.subject_ids(path, cfg.data.split)
@@ -476,6 +476,8 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn, write_report=Tr
     if not records:
       raise ConfigError(f'config.report_only: no finished cell under {workdir}/sweep to report')
     report_dir = os.path.join(workdir, 'report_partial')
+  from ssl_imu_jax.training.finetune import split_unit  # noqa: PLC0415
+
   notes = [
       f'Data sets: {", ".join(config.datasets)}; {int(config.num_folds)}-fold subject-wise CV '
       f'(fold_seed {int(config.fold_seed)}; assignment in sweep/<dataset>/folds.json).',
@@ -485,7 +487,7 @@ def _run(config, workdir, train_fn, subject_ids_fn, features_fn, write_report=Tr
       *(['Units: the trials of one subject (finetune.split.unit=trial): folds, fractions and '
          'intervals run over trials, so every figure is within-subject (new trials of the same '
          'person, not new people); "subject" columns hold trial numbers.']
-        if str(config.finetune.split.get('unit', 'subject')) == 'trial' else []),
+        if split_unit(config.finetune) == 'trial' else []),
       f'Inits: {", ".join(config.inits)}'
       + (f' (pre-trained from {", ".join(init_candidates(config))})'
          if 'pretrained' in config.inits else '')
