@@ -319,3 +319,13 @@ def test_the_real_running_variant_pretrains_the_sacrum_and_splits_the_runners_tr
     assert (p.data.sample_rate_hz, p.data.window_length) == (100.0, 128)
     assert p.data.use_gyr == (objectives.objective(p) == 'nce')  # the task has no gyroscope
   assert sorted(c.arms.keys()) == ['masked_12_5', 'nce_resnet', 'nce_transformer']
+
+
+def test_a_report_over_trials_says_it_is_within_subject(tmp_path):
+  c = objectives_config.get_config('tiny,real_running')
+  objectives.write_report(c, [], str(tmp_path), quiet=True)
+  text = (tmp_path / 'objectives.md').read_text()
+  assert 'the units are the trials of one subject' in text and 'within-subject' in text
+  plain = objectives_config.get_config('tiny')
+  objectives.write_report(plain, [], str(tmp_path / 'plain'), quiet=True)
+  assert 'trials of one subject' not in (tmp_path / 'plain' / 'objectives.md').read_text()
