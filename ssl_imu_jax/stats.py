@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 WILCOXON = 'Wilcoxon signed-rank'
 PAIRED_T = 'paired t'
@@ -83,6 +82,10 @@ def paired_tests(a: Sequence[float], b: Sequence[float],
 
   # Wilcoxon: needs at least one non-zero difference; with n non-zero differences the exact
   # two-sided p can never fall below 2 / 2**n, which is worth stating for 5 folds (0.0625).
+  # scipy.stats costs ~1.5 s to import; only the paired tests need it, so every process that
+  # merely computes metrics (each fine-tuning, each prediction) does not pay for it.
+  from scipy import stats as sps
+
   nonzero = int(np.count_nonzero(d))
   if n < 2:
     wil = skipped(WILCOXON, f'n={n} pairs: too few for a test (need >= 2)')
