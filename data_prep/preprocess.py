@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.interpolate
-import scipy.signal
+
+# scipy's subpackages are imported where used: ~1.5 s per process, and every process that
+# reads records imports the builders (and so this module) whether it filters or not.
 
 G = 9.81  # m/s^2; the project-wide value (conventions: "+9.81 on the up axis when still").
 
@@ -203,6 +204,8 @@ def check_imu_units(acc_si: np.ndarray, gyr_si: np.ndarray | None, sample_rate_h
 def lowpass(x: np.ndarray, sample_rate_hz: float, cutoff_hz: float, order: int = 4,
             axis: int = 0) -> np.ndarray:
   """Zero-phase Butterworth low-pass (scipy sosfiltfilt); order is that of one pass."""
+  import scipy.signal
+
   sos = scipy.signal.butter(order, cutoff_hz, btype='low', fs=sample_rate_hz, output='sos')
   return scipy.signal.sosfiltfilt(sos, np.asarray(x, dtype=np.float64), axis=axis)
 
@@ -225,6 +228,9 @@ def resample(x: np.ndarray, from_hz: float, to_hz: float, method: str = 'auto',
       the two Nyquist rates), keep every `down`-th sample; edges padded by a fitted line.
     'decimate': every k-th sample for an integer ratio (the Camargo reference for 1000 -> 200 Hz).
   """
+  import scipy.interpolate
+  import scipy.signal
+
   x = np.asarray(x, dtype=np.float64)
   if from_hz <= 0 or to_hz <= 0:
     raise ValueError(f'sample rates must be positive, got {from_hz} -> {to_hz}')
@@ -302,6 +308,8 @@ def fill_counter_gaps(counter: np.ndarray, x: np.ndarray, max_gap: int = 10,
     raise TrialError(f'{where}: packet counter is not increasing at data row {rows[i + 1]} '
                      f'({at}counter {c[i]} -> {c[i + 1]}, {what}; which row is right is unknown; '
                      f'data rows count from 1 after the header)')
+  import scipy.interpolate
+
   grid = np.arange(c[0], c[-1] + 1)
   x2 = x.reshape(x.shape[0], -1)
   y = scipy.interpolate.interp1d(c, x2, axis=0, assume_sorted=True)(grid).reshape(

@@ -12,7 +12,6 @@ import dataclasses
 import zlib
 
 import numpy as np
-from scipy import signal as sps
 
 from data_prep import gait_events as ge
 from data_prep.synthetic import activities, anthropometry, gait, kinematics, sensors
@@ -124,6 +123,7 @@ def grf_curve(sim: SimResult, body: anthropometry.Body, side: str) -> np.ndarray
                      'heading frame of CURVE_FRAME')
   f = np.asarray(plan.grf[side], np.float64) / body.weight_n
   if sim.q > 1:
+    from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
     f = sps.decimate(f, sim.q, ftype='fir', axis=0, zero_phase=True)
   if f.shape[0] != sim.acc.shape[1]:
     raise AssertionError(f'GRF curve has {f.shape[0]} samples, the IMU {sim.acc.shape[1]}')
