@@ -25,8 +25,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) main.py --config=$(DEMO_CONFIG) --workdir=$(WORKDIR) $(DEMO_ARGS)
 
+# Bytecode caches on (PYTHONDONTWRITEBYTECODE unset for the run): the run starts ~30 Python
+# processes, and without .pyc files each one compiles the package and each worker rewrites
+# every test file's asserts again (~6 s of CPU per worker).
 test: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # The Apache Beam conversion path, in its own venv: apache-beam would move the main venv's
 # protobuf, pillow, pyarrow and python-dateutil.
