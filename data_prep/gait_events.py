@@ -115,7 +115,7 @@ def impact_peak_index(vgrf: np.ndarray, start: int, end: int, body_mass_kg: floa
   start, end = _check_span(f.size, start, end)
   bw = _check_positive(body_mass_kg, 'body_mass_kg') * _check_positive(g, 'g')
   seg = f[start:end]
-  from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+  from scipy import signal as sps  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
   peaks, _ = sps.find_peaks(seg, prominence=min_prominence_bw * bw)
   n = end - start
   peaks = peaks[peaks < max_stance_frac * n]

@@ -146,3 +146,23 @@ def test_each_role_imports_only_from_itself_or_lower_roles():
             for a, deps in sorted(graph.items()) for b, line in sorted(deps.items())
             if LAYERS.index(_layer(b)) > LAYERS.index(_layer(a))]
   assert not upward, 'imports against the layers:\n' + '\n'.join(upward)
+
+
+def test_reading_records_does_not_import_scipy_signal_interpolate_or_stats():
+  """A fine-tuning or pre-training process imports the builders (to read their records) but
+  filters nothing: scipy.signal / interpolate / stats (~1.5 s per process) stay unimported
+  until a function that uses them runs."""
+  import subprocess
+  import sys
+
+  code = ('import sys, main, ssl_imu_jax.training.finetune, ssl_imu_jax.training.pretrain, '
+          'data_prep.builders.synthetic, data_prep.builders.lab_files\n'
+          'print(sorted(m for m in ("scipy.signal", "scipy.interpolate", "scipy.stats") '
+          'if m in sys.modules))')
+  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                       check=True).stdout.strip().splitlines()[-1]
+  assert out == '[]', out
+  import numpy as np
+
+  from data_prep import preprocess  # and the lazy imports still work where used
+  assert preprocess.resample(np.arange(8.0), 100.0, 50.0).shape == (4,)

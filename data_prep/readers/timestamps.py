@@ -152,7 +152,7 @@ def on_grid(times: Sequence[np.ndarray], values: Sequence[np.ndarray], rate_hz: 
                                 f'their clocks are not synchronised')
   n = int(np.floor((end - start) * rate_hz + 1e-6)) + 1
   grid = start + np.arange(n) / rate_hz
-  import scipy.interpolate  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+  import scipy.interpolate  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
   out = [scipy.interpolate.interp1d(t, x, axis=0, assume_sorted=True)(
       np.clip(grid, t[0], t[-1])) for t, x in zip(ts, xs, strict=True)]
   why = []

@@ -61,7 +61,7 @@ def active_shape(kind: str, shape: tuple, s: np.ndarray) -> np.ndarray:
     # two feet's forces sum to a smooth P2 -> P1 transition (~1.1 BW) as in measured walking,
     # not to the ~1.5 BW bulge that two independently shaped ramps give.
     p1, v, p2, s1, s2 = shape
-    from scipy import interpolate  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+    from scipy import interpolate  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
     mid = interpolate.CubicHermiteSpline([s1, 0.5 * (s1 + s2), s2], [p1, v, p2], [0.0, 0.0, 0.0])
     g = np.where(s < s1, p1 * smooth3(s / s1),
                  np.where(s > s2, p2 * (1.0 - smooth3((s - s2) / (1.0 - s2))),

@@ -123,7 +123,7 @@ def grf_curve(sim: SimResult, body: anthropometry.Body, side: str) -> np.ndarray
                      'heading frame of CURVE_FRAME')
   f = np.asarray(plan.grf[side], np.float64) / body.weight_n
   if sim.q > 1:
-    from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+    from scipy import signal as sps  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
     f = sps.decimate(f, sim.q, ftype='fir', axis=0, zero_phase=True)
   if f.shape[0] != sim.acc.shape[1]:
     raise AssertionError(f'GRF curve has {f.shape[0]} samples, the IMU {sim.acc.shape[1]}')

@@ -158,14 +158,14 @@ def soft_tissue(acc: np.ndarray, fs: float, f_n: float, zeta: float) -> np.ndarr
   pre-warped so the resonance stays at f_n). A sharp impact then rings at f_n, decaying with zeta.
   """
   b, a = _sta_coefficients(float(fs), float(f_n), float(zeta))
-  from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+  from scipy import signal as sps  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
   return sps.lfilter(b, a, acc, axis=0)
 
 
 @functools.lru_cache(maxsize=4096)
 def _sta_coefficients(fs: float, f_n: float, zeta: float) -> tuple[np.ndarray, np.ndarray]:
   w = 2 * fs * np.tan(np.pi * f_n / fs)
-  from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+  from scipy import signal as sps  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
   return sps.bilinear([2 * zeta * w, w * w], [1.0, 2 * zeta * w, w * w], fs)
 
 
@@ -195,7 +195,7 @@ def measure(acc: np.ndarray, gyr: np.ndarray, mounts: list[Mount], fs_int: float
             ) -> tuple[np.ndarray, np.ndarray]:
   """Band-limit and decimate by q (FIR anti-alias, zero phase), then sensor errors, float32."""
   if q > 1:
-    from scipy import signal as sps  # noqa: PLC0415 (~1.5 s to import; only building uses it)
+    from scipy import signal as sps  # noqa: PLC0415 (scipy: ~1.5 s to import; loaded where used)
     acc = sps.decimate(acc, q, ftype='fir', axis=1, zero_phase=True)
     gyr = sps.decimate(gyr, q, ftype='fir', axis=1, zero_phase=True)
   fs = fs_int / q
