@@ -10,6 +10,7 @@ import pytest
 import scipy.stats as sps
 
 from configs import objectives as objectives_config
+from configs import paper as paper_config
 from ssl_imu_jax.errors import ConfigError
 from ssl_imu_jax.evaluation import objectives, report, sweep
 
@@ -313,6 +314,12 @@ def test_the_real_running_variant_pretrains_the_sacrum_and_splits_the_runners_tr
   g = c.groups.curves
   assert g.datasets == ('real_running_grf',) and g.finetune.split.unit == 'trial'
   assert 'features' in g.inits and g.task_data['real_running_grf']['targets'] == ('grf_curve',)
+  # the small file's own budget (REAL_EPOCHS), the CPU budget's patience; the synthetic groups
+  # keep the CPU budget
+  assert g.finetune.train.epochs == objectives_config.REAL_EPOCHS > paper_config.CPU_EPOCHS
+  assert g.finetune.train.patience_epochs == paper_config.CPU_PATIENCE
+  synthetic = objectives_config.get_config('cpu').groups
+  assert {s.finetune.train.epochs for s in synthetic.values()} == {paper_config.CPU_EPOCHS}
   for name in c.arms.keys():
     p = c.arms[name]
     assert p.data.imu_sites == ('Hip',) and p.data.dataset == 'synthetic_movi'
