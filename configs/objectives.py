@@ -30,7 +30,7 @@ of configs/paper.py:cpu, one fine-tuning seed, fractions 10 / 25 / 100 %) | 'def
 reference budgets). Add ',real_running' (e.g. 'cpu,real_running') for the real running file
 instead: the sacrum's synthetic corpus, NCE (ResNet, Transformer) and masked 12.5 % only, the
 vertical GRF curve of one runner's 31 trials, folds over the trials (within-subject), fractions
-25 / 100 %.
+25 / 100 %, fine-tuning up to REAL_EPOCHS (100) epochs per stage.
 """
 
 import os
