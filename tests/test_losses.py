@@ -146,10 +146,10 @@ def test_blockwise_loss_equals_dense_with_its_gradient(name, b, n, blocks, chunk
   za, zg = (jnp.asarray(rng.normal(size=(b, n, 16)), jnp.float32) for _ in range(2))
   w = jnp.asarray((np.arange(b) < b - 2).astype(np.float32)) if padded else None
 
-  def run(c):
-    return jax.value_and_grad(
+  def run(c):  # one compiled program per variant, as training runs it (not op by op)
+    return jax.jit(jax.value_and_grad(
         lambda a, g: losses.contrastive_loss(name, a, g, 0.1, grouped, blocks, w, c),
-        argnums=(0, 1), has_aux=True)(za, zg)
+        argnums=(0, 1), has_aux=True))(za, zg)
 
   (dense, m_dense), g_dense = run(0)
   (blockwise, m_block), g_block = run(chunk)
